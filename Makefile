@@ -1,0 +1,110 @@
+# kaprobe: see README.md. `make demo`, `make check`, `make bench`; SANITIZE=1 for ASan+UBSan.
+.SUFFIXES:
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+VERSION := 0.1.0
+SANITIZE ?= 0
+
+ifeq ($(SANITIZE),1)
+BUILD   := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+OPT     := -O1
+else
+BUILD   := build/rel
+SANFLAGS :=
+OPT     := -O2
+endif
+
+PCAP_CFLAGS := $(shell pkg-config --cflags libpcap 2>/dev/null)
+PCAP_LIBS   := $(shell pkg-config --libs libpcap 2>/dev/null || echo -lpcap)
+INIH_LIBS   := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+# libnet 1.1.6 and libev ship no pkg-config file on Debian 12.
+NET_LIBS    := -lnet
+EV_LIBS     := -lev
+
+CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSION)\" \
+           $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Iinclude $(PCAP_CFLAGS) $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
+
+CORE    := addr codec fsm rule config conntab
+EDGE    := log capture sender engine
+DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) main))
+
+# Each unit test links only the module it tests (and the pure modules that module uses).
+UNIT_TESTS        := addr codec fsm rule config conntab log
+UNIT_DEPS_addr    := addr
+UNIT_DEPS_codec   := codec
+UNIT_DEPS_fsm     := fsm
+UNIT_DEPS_rule    := rule addr
+UNIT_DEPS_config  := config rule addr
+UNIT_DEPS_conntab := conntab addr
+UNIT_DEPS_log     := log
+UNIT_LIBS_codec   := $(PCAP_LIBS)
+UNIT_LIBS_config  := $(INIH_LIBS)
+UNIT_BINS := $(addprefix $(BUILD)/tests/test_,$(UNIT_TESTS))
+
+.PHONY: all deps check unit integration demo bench format clean install
+
+all: $(BUILD)/kaprobed build/kaprobed
+
+build/kaprobed: $(BUILD)/kaprobed
+	ln -sf $(notdir $(BUILD))/kaprobed $@
+
+$(BUILD)/kaprobed: $(DAEMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(PCAP_LIBS) $(NET_LIBS) $(EV_LIBS) $(INIH_LIBS) -lm
+
+$(BUILD)/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+define unit_rule
+$(BUILD)/tests/test_$(1): $(BUILD)/tests/test_$(1).o $(addprefix $(BUILD)/,$(addsuffix .o,$(UNIT_DEPS_$(1))))
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $(UNIT_LIBS_$(1)) $$(CMOCKA_LIBS) -lm
+endef
+$(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
+
+# Installs missing Debian packages (as root), then nothing else.
+deps:
+	@sh tests/deps.sh
+
+unit: $(UNIT_BINS)
+	@sh tests/run-unit.sh $(UNIT_BINS)
+
+integration: all
+	@python3 tests/integration/run.py --kaprobed $(BUILD)/kaprobed
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@python3 tests/integration/demo.py --kaprobed $(BUILD)/kaprobed --config conf/demo.ini
+
+BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send
+$(BUILD)/bench/bench_core: tests/bench/bench_core.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE)))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) -lm
+$(BUILD)/bench/bench_send: tests/bench/bench_send.c $(BUILD)/sender.o $(BUILD)/addr.o $(BUILD)/codec.o $(BUILD)/log.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(NET_LIBS) -lm
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BINS)
+	@sh tests/bench/run.sh $(BUILD)
+
+format:
+	clang-format -i src/*.c include/*.h tests/unit/*.c tests/bench/*.c
+
+clean:
+	rm -rf build
+
+-include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d)

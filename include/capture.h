@@ -1,0 +1,34 @@
+/* capture.h: libpcap edge. Opens one interface non-blocking with a kernel BPF filter
+ * and a small snaplen, hands each captured frame's bytes to a callback. */
+#ifndef KAPROBE_CAPTURE_H
+#define KAPROBE_CAPTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CAPTURE_SNAPLEN 256
+
+struct capture;
+
+/* Called for every captured frame: link type, bytes, capture time (monotonic seconds). */
+typedef void (*capture_fn)(void *arg, int dlt, const uint8_t *data, size_t caplen, double when);
+
+/* Opens ifname ("any" or a name) with the filter. NULL with errbuf filled on failure. */
+struct capture *capture_open(const char *ifname, const char *filter, char *errbuf, size_t errlen);
+
+/* The descriptor to watch for readability. */
+int capture_fd(const struct capture *c);
+
+/* Reads every frame available now, calling fn for each. Returns frames read, -1 on error. */
+int capture_drain(struct capture *c, capture_fn fn, void *arg);
+
+/* Kernel counters: received and dropped. */
+void capture_stats(struct capture *c, unsigned *received, unsigned *dropped);
+
+/* Name of the interface. */
+const char *capture_name(const struct capture *c);
+
+/* Closes and frees. */
+void capture_close(struct capture *c);
+
+#endif

@@ -1,0 +1,53 @@
+/* config.h: the INI file -> struct config, every value range-checked (pure: parses text). */
+#ifndef KAPROBE_CONFIG_H
+#define KAPROBE_CONFIG_H
+
+#include <stddef.h>
+
+#include "fsm.h"
+#include "rule.h"
+
+#define CONFIG_PATH_MAX 4096
+#define CONFIG_MAX_ERRORS 64
+#define CONFIG_MAX_RULES 1024
+#define CONFIG_ERROR_LEN 512
+
+enum config_log_level {
+	CONFIG_LOG_ERROR = 0,
+	CONFIG_LOG_WARNING,
+	CONFIG_LOG_INFO,
+	CONFIG_LOG_DEBUG,
+};
+
+struct config {
+	char interface[256]; /* "any" or a comma-separated list of names */
+	char log_file[CONFIG_PATH_MAX]; /* "-" = standard output */
+	int log_level;	     /* enum config_log_level */
+	struct fsm_params defaults;
+	struct rule *rules;  /* in file order; heap, freed by config_free() */
+	size_t nrules;
+};
+
+/* Each error as "FILE:LINE: message" (LINE 0 when it concerns the whole file). */
+struct config_errors {
+	size_t n;
+	size_t dropped; /* errors past CONFIG_MAX_ERRORS */
+	char msg[CONFIG_MAX_ERRORS][CONFIG_ERROR_LEN];
+};
+
+/* Default path of the configuration file. */
+#define CONFIG_DEFAULT_PATH "/etc/kaprobe/kaprobed.ini"
+
+/* Parses INI text read from file `name`. host_defaults are this host's kernel keepalive
+ * settings, used where [global] sets none. Returns 0 with *out filled, or -1 with
+ * errs filled (and *out left empty). */
+int config_parse(const char *name, const char *text, const struct fsm_params *host_defaults,
+		 struct config *out, struct config_errors *errs);
+
+/* Parses a duration: "30", "1.5s", "500ms", "2m", "1h". Returns 0 or -1. */
+int config_parse_duration(const char *text, double *seconds);
+
+/* Frees what config_parse() allocated. */
+void config_free(struct config *c);
+
+#endif

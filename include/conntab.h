@@ -1,0 +1,48 @@
+/* conntab.h: the table of tracked connections. O(1) lookup by 4-tuple, records from a
+ * pool (no malloc per packet), bounded by a maximum count. Pure: no I/O. */
+#ifndef KAPROBE_CONNTAB_H
+#define KAPROBE_CONNTAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h> /* only for the ev_timer type embedded in a record */
+
+#include "addr.h"
+#include "fsm.h"
+
+/* One tracked connection. */
+struct conn {
+	struct conn *next; /* hash chain, or free list */
+	struct addr_tuple key;
+	uint16_t rule;	   /* index into the active rules */
+	uint16_t flags;
+	struct fsm_conn fsm;
+	ev_timer timer;	   /* armed by the engine; the table never touches it */
+};
+
+struct conntab;
+
+/* A table for at most max connections, hashing with seed (random, against flooding).
+ * NULL on allocation failure. */
+struct conntab *conntab_new(size_t max, uint32_t seed);
+
+/* Frees the table and every record. */
+void conntab_free(struct conntab *t);
+
+/* The record for key, or NULL. */
+struct conn *conntab_find(const struct conntab *t, const struct addr_tuple *key);
+
+/* A new zeroed record for key (which must not be present); NULL when the table is full. */
+struct conn *conntab_insert(struct conntab *t, const struct addr_tuple *key);
+
+/* Removes and frees a record returned by conntab_find/conntab_insert. */
+void conntab_remove(struct conntab *t, struct conn *c);
+
+/* Number of records. */
+size_t conntab_count(const struct conntab *t);
+
+/* Calls fn for every record (fn must not insert or remove). */
+void conntab_foreach(const struct conntab *t, void (*fn)(struct conn *c, void *arg), void *arg);
+
+#endif

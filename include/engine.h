@@ -1,0 +1,42 @@
+/* engine.h: wiring of the core. Captured frames and timers in; fsm decisions carried out
+ * (probes through the sender, lines to the status log, per-connection ev_timers). */
+#ifndef KAPROBE_ENGINE_H
+#define KAPROBE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "addr.h"
+#include "config.h"
+#include "sender.h"
+
+struct engine;
+
+/* Counters shown in the closing statistics and by the benchmark. */
+struct engine_stats {
+	unsigned long long packets, decode_errors, not_local, unmatched;
+	unsigned long long tracked, probes_sent, send_errors, replies;
+	unsigned long long alive, dead, reset, unreachable, closed, table_full;
+	unsigned long long ignored[8]; /* by enum fsm_ignore */
+};
+
+/* A new engine on loop with cfg's rules (cfg must outlive it), local addresses, and a
+ * sender (may be NULL: probes are then only logged, for tests and benchmarks). */
+struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
+			  const struct addr_set *local, struct sender *sender, size_t max_conns);
+
+/* One captured frame (a capture_fn). */
+void engine_on_frame(void *engine, int dlt, const uint8_t *data, size_t caplen, double when);
+
+/* Counters. */
+const struct engine_stats *engine_stats(const struct engine *e);
+
+/* Number of tracked connections. */
+size_t engine_count(const struct engine *e);
+
+/* Stops every timer and frees. */
+void engine_free(struct engine *e);
+
+#endif

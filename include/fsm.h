@@ -1,0 +1,137 @@
+/* fsm.h: one connection's keepalive state machine (pure: events and time in, actions out).
+ *
+ * It learns sequence numbers from segments seen in both directions, decides
+ * when to probe (kernel rules: RFC 9293 3.8.4, Linux tcp_keepalive_timer) and
+ * judges the replies. Time is a double in seconds on a monotonic clock, passed
+ * in by the caller; the machine never reads a clock, a socket or a file. */
+#ifndef KAPROBE_FSM_H
+#define KAPROBE_FSM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+/* Per-rule keepalive settings. */
+struct fsm_params {
+	double idle;	 /* s without a segment from the peer before the first probe */
+	double interval; /* s between probes */
+	int probes;	 /* unanswered probes before dead */
+	int probe_bytes; /* 1: one 0x00 byte; 0: none */
+};
+
+enum fsm_state {
+	FSM_WATCH = 0, /* waiting for the idle threshold */
+	FSM_PROBING,   /* probes out, waiting for a reply */
+	FSM_DEAD,      /* verdict given, no more probes */
+};
+
+/* Bits of struct fsm_conn.known: which numbers we have seen. */
+enum fsm_known {
+	FSM_K_SND_UNA = 1 << 0,	 /* peer's ACK seen */
+	FSM_K_SND_NXT = 1 << 1,	 /* one of our segments seen */
+	FSM_K_RCV_NXT = 1 << 2,	 /* one of our ACKs seen */
+	FSM_K_PEER_END = 1 << 3, /* one of the peer's segments seen (peer_end valid) */
+};
+
+/* What the machine knows of one connection. Kept small: it is per connection. */
+struct fsm_conn {
+	uint32_t snd_una;  /* peer's highest ACK */
+	uint32_t snd_nxt;  /* our highest SEQ+LEN */
+	uint32_t rcv_nxt;  /* our highest ACK */
+	uint32_t peer_end; /* peer's highest SEQ+LEN */
+	uint32_t our_tsval, peer_tsval;
+	uint32_t probe_seq, probe_ack; /* fields of the probes of this round */
+	uint16_t our_window;
+	uint8_t known;	    /* FSM_K_* */
+	uint8_t ts_on;	    /* our last segment carried a timestamp */
+	uint8_t state;	    /* enum fsm_state */
+	uint8_t probes_out; /* probes sent this round */
+	uint8_t soft_error; /* ICMP/send error heard since the last probe round began */
+	uint8_t pad;
+	double last_rx;	   /* time of the last segment from the peer (or first sight) */
+	double last_probe; /* time the last probe was sent */
+	double timer_at;   /* when the machine wants its timer to fire; 0 = never */
+};
+
+/* Fields of a probe; the caller adds addresses and ports from the connection key. */
+struct fsm_probe {
+	uint32_t seq, ack;
+	uint32_t tsval, tsecr;
+	uint16_t window;
+	uint8_t has_ts;
+	uint8_t payload_len; /* 0 or 1 (one 0x00 byte) */
+	uint8_t n;	     /* probe number in this round, from 1 */
+};
+
+enum fsm_event_type {
+	FSM_EV_IDLE = 1,     /* probing starts: idle */
+	FSM_EV_PROBE,	     /* (debug) a probe is sent: probes */
+	FSM_EV_REPLY,	     /* (debug) a segment answered a probe: rtt */
+	FSM_EV_ALIVE,	     /* probes, rtt */
+	FSM_EV_UNREACHABLE,  /* icmp_family, icmp_type, icmp_code, from (or local send error) */
+	FSM_EV_DEAD,	     /* probes, idle, reason */
+	FSM_EV_RESET,	     /* probes */
+	FSM_EV_CLOSE,	     /* reason */
+};
+
+/* Why a packet was ignored (counted by the caller). */
+enum fsm_ignore {
+	FSM_IGN_NONE = 0,
+	FSM_IGN_OWN_PROBE,  /* our own probe seen leaving */
+	FSM_IGN_BAD_ACK,    /* peer segment acking data we never sent (spoofed or stale) */
+	FSM_IGN_BAD_RST,    /* RST whose SEQ is not exact */
+	FSM_IGN_ICMP_MATCH, /* ICMP quote that is not one of our probes */
+	FSM_IGN_COUNT,
+};
+
+struct fsm_event {
+	uint8_t type;	     /* enum fsm_event_type */
+	uint8_t probes;	     /* probes out when the event happened */
+	uint8_t icmp_type, icmp_code;
+	int send_errno;	     /* FSM_EV_UNREACHABLE from a local send error; 0 for ICMP */
+	double idle;	     /* s since the last segment from the peer */
+	double rtt;	     /* s from the last probe to the reply */
+	const char *reason;  /* "no-reply", "unreachable", "fin", "rst" */
+	const uint8_t *from; /* ICMP sender (points into the caller's packet) */
+};
+
+/* Actions for the caller, filled by every fsm_on_* call. */
+struct fsm_out {
+	int nev;
+	struct fsm_event ev[4];
+	bool send_probe;	  /* send out.probe now */
+	struct fsm_probe probe;
+	bool rearm;		  /* conn.timer_at moved earlier: re-arm the timer */
+	bool forget;		  /* drop the connection after logging the events */
+	enum fsm_ignore ignored;  /* the input was ignored, and why */
+};
+
+/* Starts watching a connection first seen at now. */
+void fsm_init(struct fsm_conn *c, double now, const struct fsm_params *p);
+
+/* A segment of this connection: from_peer true when it came from the peer.
+ * Learns numbers, restarts the idle clock, judges replies, RST and FIN. */
+void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
+		    bool from_peer, double now, struct fsm_out *out);
+
+/* An ICMP error whose quote names this connection (our end as source). */
+void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct codec_icmp *icmp,
+		 double now, struct fsm_out *out);
+
+/* The connection's timer fired (at or after c->timer_at). */
+void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out);
+
+/* Sending the probe asked for failed locally with errno err (no route etc.): a soft error. */
+void fsm_on_send_error(struct fsm_conn *c, int err, double now, struct fsm_out *out);
+
+/* True when every number a probe needs is known and nothing is in flight. */
+bool fsm_can_probe(const struct fsm_conn *c);
+
+/* Name of an event type: "idle", "probe", ... */
+const char *fsm_event_name(int type);
+
+/* Name of an ignore reason, for counters. */
+const char *fsm_ignore_name(int reason);
+
+#endif

@@ -1,0 +1,42 @@
+/* rule.h: endpoint patterns and rules; first match wins (pure, no I/O). */
+#ifndef KAPROBE_RULE_H
+#define KAPROBE_RULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "fsm.h"
+
+#define RULE_NAME_MAX 64
+
+/* ADDR[/PREFIX][:PORT[-PORT]], "[v6[/PREFIX]][:PORT[-PORT]]", "*", "*:PORT[-PORT]". */
+struct rule_pattern {
+	uint8_t family; /* 0: any address of either family */
+	uint8_t prefix; /* significant bits of ip */
+	uint16_t port_lo, port_hi; /* 0..65535 when no port was given */
+	uint8_t ip[16];
+};
+
+struct rule {
+	char name[RULE_NAME_MAX];
+	struct rule_pattern local, remote;
+	struct fsm_params params;
+	int line; /* line of the section header */
+};
+
+/* Parses a pattern. Returns 0, or -1 with *err set to a static message. */
+int rule_pattern_parse(const char *text, struct rule_pattern *out, const char **err);
+
+/* True when family/ip/port is matched by the pattern. */
+bool rule_pattern_match(const struct rule_pattern *p, int family, const uint8_t *ip, uint16_t port);
+
+/* The first rule matching the tuple, or NULL. */
+const struct rule *rule_match(const struct rule *rules, size_t n, const struct addr_tuple *t);
+
+/* Writes a pcap filter expression selecting the TCP segments of every rule (both
+ * directions) and ICMP/ICMPv6 errors. Returns 0, or -1 when len is too small. */
+int rule_bpf_filter(const struct rule *rules, size_t n, char *buf, size_t len);
+
+#endif

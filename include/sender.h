@@ -1,0 +1,23 @@
+/* sender.h: libnet edge. Raw IPv4 and IPv6 contexts opened once; writes probes. */
+#ifndef KAPROBE_SENDER_H
+#define KAPROBE_SENDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "fsm.h"
+
+struct sender;
+
+/* Opens the raw contexts (needs CAP_NET_RAW). NULL with errbuf filled on failure. */
+struct sender *sender_open(char *errbuf, size_t errlen);
+
+/* Sends probe p on connection key (from key.local to key.remote).
+ * Returns 0, or an errno value (EHOSTUNREACH, ENETUNREACH, EACCES, EINVAL, ...). */
+int sender_send(struct sender *s, const struct addr_tuple *key, const struct fsm_probe *p);
+
+/* Closes the contexts. */
+void sender_close(struct sender *s);
+
+#endif

@@ -1,0 +1,382 @@
+/* engine.c: wiring of the core (sniproxy style: watchers only turn I/O into calls).
+ *
+ * A captured frame is decoded (codec), oriented by this host's addresses, looked up
+ * by 4-tuple (conntab, O(1)), matched to a rule when new (rule), and handed to the
+ * connection's state machine (fsm). The machine's actions are carried out here:
+ * status lines (log), probes (sender), and the connection's ev_timer. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "conntab.h"
+#include "engine.h"
+#include "fsm.h"
+#include "log.h"
+#include "rule.h"
+
+struct engine {
+	struct ev_loop *loop;
+	const struct config *cfg;
+	const struct addr_set *local;
+	struct sender *sender;
+	struct conntab *tab;
+	struct engine_stats st;
+	int warned_full;
+};
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double now);
+
+static double mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static uint32_t random_seed(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint32_t)(ts.tv_nsec ^ (ts.tv_sec << 16) ^ (uint32_t)getpid());
+}
+
+struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
+			  const struct addr_set *local, struct sender *sender, size_t max_conns)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return NULL;
+	e->tab = conntab_new(max_conns, random_seed());
+	if (!e->tab) {
+		free(e);
+		return NULL;
+	}
+	e->loop = loop;
+	e->cfg = cfg;
+	e->local = local;
+	e->sender = sender;
+	return e;
+}
+
+static void stop_timer(struct conn *c, void *arg)
+{
+	struct engine *e = arg;
+
+	ev_timer_stop(e->loop, &c->timer);
+}
+
+void engine_free(struct engine *e)
+{
+	if (!e)
+		return;
+	conntab_foreach(e->tab, stop_timer, e);
+	conntab_free(e->tab);
+	free(e);
+}
+
+const struct engine_stats *engine_stats(const struct engine *e)
+{
+	return &e->st;
+}
+
+size_t engine_count(const struct engine *e)
+{
+	return conntab_count(e->tab);
+}
+
+static const struct rule *rule_of(const struct engine *e, const struct conn *c)
+{
+	return &e->cfg->rules[c->rule];
+}
+
+/* Starts a status line with the fields every line has. */
+static void line_start(struct log_line *l, const char *event, const struct engine *e,
+		       const struct conn *c)
+{
+	char ep[ADDR_ENDPOINT_STRLEN];
+	const struct addr_tuple *k = &c->key;
+
+	log_line_begin(l, event);
+	log_line_str(l, "rule", rule_of(e, c)->name);
+	log_line_str(l, "local", addr_format_endpoint(k->family, k->local, k->lport, ep, sizeof(ep)));
+	log_line_str(l, "remote",
+		     addr_format_endpoint(k->family, k->remote, k->rport, ep, sizeof(ep)));
+}
+
+static const char *send_error_name(int err)
+{
+	switch (err) {
+	case EHOSTUNREACH:
+		return "host-unreachable";
+	case ENETUNREACH:
+		return "net-unreachable";
+	case EACCES:
+	case EPERM:
+		return "admin-prohibited";
+	case EINVAL:
+		return "blackhole";
+	default:
+		return "send-error";
+	}
+}
+
+static void add_unreachable(struct log_line *l, const struct conn *c, const struct fsm_event *ev)
+{
+	char ip[ADDR_ENDPOINT_STRLEN];
+	int fam = c->key.family;
+
+	if (ev->send_errno) {
+		log_line_str(l, "icmp", send_error_name(ev->send_errno));
+		log_line_str(l, "from", addr_format_ip(fam, c->key.local, ip, sizeof(ip)));
+		return;
+	}
+	log_line_str(l, "icmp", codec_icmp_name(fam, ev->icmp_type, ev->icmp_code));
+	log_line_str(l, "from", addr_format_ip(fam, ev->from, ip, sizeof(ip)));
+}
+
+static void add_fields(struct log_line *l, const struct conn *c, const struct fsm_event *ev)
+{
+	switch (ev->type) {
+	case FSM_EV_IDLE:
+		log_line_fixed(l, "idle", ev->idle, 3);
+		break;
+	case FSM_EV_PROBE:
+		log_line_int(l, "n", ev->probes);
+		break;
+	case FSM_EV_REPLY:
+		log_line_fixed(l, "rtt", ev->rtt * 1000.0, 3);
+		break;
+	case FSM_EV_ALIVE:
+		log_line_fixed(l, "rtt", ev->rtt * 1000.0, 3);
+		log_line_int(l, "probes", ev->probes);
+		break;
+	case FSM_EV_UNREACHABLE:
+		add_unreachable(l, c, ev);
+		break;
+	case FSM_EV_DEAD:
+		log_line_int(l, "probes", ev->probes);
+		log_line_fixed(l, "idle", ev->idle, 3);
+		log_line_str(l, "reason", ev->reason);
+		break;
+	case FSM_EV_RESET:
+		log_line_int(l, "probes", ev->probes);
+		break;
+	case FSM_EV_CLOSE:
+		log_line_str(l, "reason", ev->reason);
+		break;
+	}
+}
+
+static void count_event(struct engine_stats *st, int type)
+{
+	switch (type) {
+	case FSM_EV_REPLY:
+		st->replies++;
+		break;
+	case FSM_EV_ALIVE:
+		st->alive++;
+		break;
+	case FSM_EV_UNREACHABLE:
+		st->unreachable++;
+		break;
+	case FSM_EV_DEAD:
+		st->dead++;
+		break;
+	case FSM_EV_RESET:
+		st->reset++;
+		break;
+	case FSM_EV_CLOSE:
+		st->closed++;
+		break;
+	}
+}
+
+static void log_event(struct engine *e, const struct conn *c, const struct fsm_event *ev)
+{
+	struct log_line l;
+	int debug_only = ev->type == FSM_EV_PROBE || ev->type == FSM_EV_REPLY;
+
+	count_event(&e->st, ev->type);
+	if (debug_only && log_level() < CONFIG_LOG_DEBUG)
+		return;
+	line_start(&l, fsm_event_name(ev->type), e, c);
+	add_fields(&l, c, ev);
+	log_line_emit(&l);
+}
+
+static void arm_timer(struct engine *e, struct conn *c)
+{
+	double delay;
+
+	ev_timer_stop(e->loop, &c->timer);
+	if (c->fsm.timer_at <= 0)
+		return;
+	delay = c->fsm.timer_at - mono_now();
+	ev_timer_set(&c->timer, delay > 0 ? delay : 0.0, 0.0);
+	ev_timer_start(e->loop, &c->timer);
+}
+
+static void send_probe(struct engine *e, struct conn *c, const struct fsm_probe *p, double now)
+{
+	struct fsm_out out;
+	int err;
+
+	e->st.probes_sent++;
+	if (!e->sender)
+		return;
+	err = sender_send(e->sender, &c->key, p);
+	if (err == 0)
+		return;
+	e->st.send_errors++;
+	fsm_on_send_error(&c->fsm, err, now, &out);
+	apply(e, c, &out, now);
+}
+
+static void forget(struct engine *e, struct conn *c)
+{
+	ev_timer_stop(e->loop, &c->timer);
+	conntab_remove(e->tab, c);
+}
+
+static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double now)
+{
+	int i;
+
+	if (out->ignored != FSM_IGN_NONE)
+		e->st.ignored[out->ignored]++;
+	for (i = 0; i < out->nev; i++)
+		log_event(e, c, &out->ev[i]);
+	if (out->send_probe)
+		send_probe(e, c, &out->probe, now);
+	if (out->forget)
+		forget(e, c);
+	else if (out->rearm)
+		arm_timer(e, c);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, timer));
+	struct engine *e = w->data;
+	struct fsm_out out;
+	double now = mono_now();
+
+	(void)loop;
+	(void)revents;
+	fsm_on_timer(&c->fsm, &rule_of(e, c)->params, now, &out);
+	apply(e, c, &out, now);
+}
+
+/* A new connection: matched against the rules, tracked, its timer armed. */
+static struct conn *track(struct engine *e, const struct addr_tuple *key, double now)
+{
+	const struct rule *r = rule_match(e->cfg->rules, e->cfg->nrules, key);
+	struct log_line l;
+	struct conn *c;
+
+	if (!r) {
+		e->st.unmatched++;
+		return NULL;
+	}
+	c = conntab_insert(e->tab, key);
+	if (!c) {
+		e->st.table_full++;
+		if (!e->warned_full++)
+			log_warnx("connection table full (%zu): new connections are not tracked",
+				  conntab_count(e->tab));
+		return NULL;
+	}
+	e->st.tracked++;
+	c->rule = (uint16_t)(r - e->cfg->rules);
+	fsm_init(&c->fsm, now, &r->params);
+	ev_timer_init(&c->timer, on_timer, 0.0, 0.0);
+	c->timer.data = e;
+	arm_timer(e, c);
+	line_start(&l, "track", e, c);
+	log_line_emit(&l);
+	return c;
+}
+
+static void on_segment(struct engine *e, const struct codec_tcp *seg, bool from_peer, double now)
+{
+	struct addr_tuple key;
+	struct fsm_out out;
+	struct conn *c;
+
+	if (from_peer)
+		addr_tuple_make(&key, seg->family, seg->dst, seg->dport, seg->src, seg->sport);
+	else
+		addr_tuple_make(&key, seg->family, seg->src, seg->sport, seg->dst, seg->dport);
+	c = conntab_find(e->tab, &key);
+	if (!c) {
+		if (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN))
+			return; /* the end of something we never tracked */
+		c = track(e, &key, now);
+		if (!c)
+			return;
+	}
+	fsm_on_segment(&c->fsm, &rule_of(e, c)->params, seg, from_peer, now, &out);
+	apply(e, c, &out, now);
+}
+
+/* Which way a segment goes: from this host (ours), to it (peer's), or both on loopback.
+ * On a Linux "any" capture the packet type says it; otherwise the addresses do. */
+static void on_tcp(struct engine *e, const struct codec_tcp *seg, double now)
+{
+	bool src_local = addr_set_contains(e->local, seg->family, seg->src);
+	bool dst_local = addr_set_contains(e->local, seg->family, seg->dst);
+
+	if (seg->pkttype == CODEC_PKT_OUTGOING)
+		dst_local = false;
+	else if (seg->pkttype != CODEC_PKT_UNKNOWN)
+		src_local = src_local && !dst_local;
+	if (!src_local && !dst_local) {
+		e->st.not_local++;
+		return;
+	}
+	if (src_local)
+		on_segment(e, seg, false, now);
+	if (dst_local)
+		on_segment(e, seg, true, now);
+}
+
+static void on_icmp(struct engine *e, const struct codec_icmp *icmp, double now)
+{
+	struct addr_tuple key;
+	struct fsm_out out;
+	struct conn *c;
+
+	addr_tuple_make(&key, icmp->family, icmp->src, icmp->sport, icmp->dst, icmp->dport);
+	c = conntab_find(e->tab, &key);
+	if (!c) {
+		e->st.ignored[FSM_IGN_ICMP_MATCH]++;
+		return;
+	}
+	fsm_on_icmp(&c->fsm, &rule_of(e, c)->params, icmp, now, &out);
+	apply(e, c, &out, now);
+}
+
+void engine_on_frame(void *arg, int dlt, const uint8_t *data, size_t caplen, double when)
+{
+	struct engine *e = arg;
+	struct codec_packet pkt;
+	int rc;
+
+	e->st.packets++;
+	rc = codec_decode(dlt, data, caplen, &pkt);
+	if (rc == CODEC_TCP)
+		on_tcp(e, &pkt.tcp, when);
+	else if (rc == CODEC_ICMP)
+		on_icmp(e, &pkt.icmp, when);
+	else if (rc != CODEC_E_UNSUPPORTED)
+		e->st.decode_errors++;
+}

@@ -1,0 +1,360 @@
+/* fsm.c: one connection's keepalive state machine. See fsm.h.
+ *
+ * Timing follows Linux tcp_keepalive_timer(): the first probe goes out `idle`
+ * after the last segment received from the peer, one more every `interval`, and
+ * the verdict is dead when the timer fires with `probes` probes unanswered, i.e. at
+ * last_rx + idle + interval * probes. Probes are scheduled from last_rx, not from
+ * the moment the timer ran, so timer slack does not accumulate. */
+#include <string.h>
+
+#include "fsm.h"
+
+#define SEQ_LT(a, b)  ((int32_t)((uint32_t)(a) - (uint32_t)(b)) < 0)
+#define SEQ_GT(a, b)  SEQ_LT(b, a)
+#define SEQ_LEQ(a, b) (!SEQ_GT(a, b))
+#define SEQ_DIST(a, b) ((uint32_t)((a) - (b)) < 0x80000000u ? (a) - (b) : (b) - (a))
+
+/* Slack when comparing times: a timer that fires a hair early still counts. */
+#define FSM_EPSILON 0.0005
+/* A peer's SEQ further than this from RCV.NXT cannot belong to the connection. */
+#define FSM_MAX_SEQ_DRIFT 0x40000000u
+
+#define FSM_K_NEEDED (FSM_K_SND_UNA | FSM_K_SND_NXT | FSM_K_RCV_NXT)
+
+static void out_clear(struct fsm_out *out)
+{
+	memset(out, 0, sizeof(*out));
+}
+
+static struct fsm_event *out_event(struct fsm_out *out, int type, const struct fsm_conn *c)
+{
+	struct fsm_event *ev;
+
+	if (out->nev >= (int)(sizeof(out->ev) / sizeof(out->ev[0])))
+		return &out->ev[out->nev - 1]; /* cannot happen: at most 3 per call */
+	ev = &out->ev[out->nev++];
+	memset(ev, 0, sizeof(*ev));
+	ev->type = (uint8_t)type;
+	ev->probes = c->probes_out;
+	return ev;
+}
+
+void fsm_init(struct fsm_conn *c, double now, const struct fsm_params *p)
+{
+	memset(c, 0, sizeof(*c));
+	c->state = FSM_WATCH;
+	c->last_rx = now;
+	c->timer_at = now + p->idle;
+}
+
+bool fsm_can_probe(const struct fsm_conn *c)
+{
+	if ((c->known & FSM_K_NEEDED) != FSM_K_NEEDED)
+		return false;
+	if (c->snd_una != c->snd_nxt)
+		return false; /* data in flight: RFC 9293 MUST-26, no probe */
+	if ((c->known & FSM_K_PEER_END) && SEQ_GT(c->peer_end, c->rcv_nxt))
+		return false; /* peer data we have not acknowledged: a gap, or an ACK to come */
+	return true;
+}
+
+/* SEQ + LEN, counting SYN and FIN as one each. */
+static uint32_t seg_end(const struct codec_tcp *seg)
+{
+	uint32_t end = seg->seq + seg->payload_len;
+
+	if (seg->flags & CODEC_TH_SYN)
+		end++;
+	if (seg->flags & CODEC_TH_FIN)
+		end++;
+	return end;
+}
+
+static void close_conn(struct fsm_conn *c, const char *reason, struct fsm_out *out)
+{
+	out_event(out, FSM_EV_CLOSE, c)->reason = reason;
+	out->forget = true;
+}
+
+static bool is_own_probe(const struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	return c->last_probe > 0 && seg->flags == CODEC_TH_ACK && seg->seq == c->probe_seq &&
+	       seg->ack == c->probe_ack && seg->payload_len <= 1;
+}
+
+static void learn_ours(struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	uint32_t end = seg_end(seg);
+
+	if (!(c->known & FSM_K_SND_NXT) || SEQ_GT(end, c->snd_nxt))
+		c->snd_nxt = end;
+	c->known |= FSM_K_SND_NXT;
+	if (seg->flags & CODEC_TH_ACK) {
+		if (!(c->known & FSM_K_RCV_NXT) || SEQ_GT(seg->ack, c->rcv_nxt))
+			c->rcv_nxt = seg->ack;
+		c->known |= FSM_K_RCV_NXT;
+	}
+	if (!(seg->flags & CODEC_TH_SYN))
+		c->our_window = seg->window; /* SYN windows are never scaled */
+	c->ts_on = seg->has_ts;
+	if (seg->has_ts)
+		c->our_tsval = seg->tsval;
+}
+
+static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
+		    double now, struct fsm_out *out)
+{
+	if (is_own_probe(c, seg)) {
+		out->ignored = FSM_IGN_OWN_PROBE;
+		return;
+	}
+	if (seg->flags & CODEC_TH_RST) {
+		close_conn(c, "rst", out);
+		return;
+	}
+	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN)
+		fsm_init(c, now, p); /* a new connection on this 4-tuple */
+	learn_ours(c, seg);
+	if (seg->flags & CODEC_TH_FIN)
+		close_conn(c, "fin", out);
+}
+
+static void on_peer_rst(struct fsm_conn *c, const struct codec_tcp *seg, struct fsm_out *out)
+{
+	if (c->probes_out > 0 && c->state == FSM_PROBING) {
+		if (seg->seq != c->probe_ack) {
+			out->ignored = FSM_IGN_BAD_RST;
+			return;
+		}
+		out_event(out, FSM_EV_RESET, c);
+		out->forget = true;
+		return;
+	}
+	if ((c->known & FSM_K_RCV_NXT) && seg->seq != c->rcv_nxt) {
+		out->ignored = FSM_IGN_BAD_RST; /* RFC 5961: only an exact RST counts */
+		return;
+	}
+	close_conn(c, "rst", out);
+}
+
+/* Is the peer's segment plausible for what we know? Spoofed ones must not count. */
+static bool peer_plausible(const struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	if ((c->known & FSM_K_RCV_NXT) && SEQ_DIST(seg->seq, c->rcv_nxt) > FSM_MAX_SEQ_DRIFT)
+		return false;
+	if (!(seg->flags & CODEC_TH_ACK) || !(c->known & FSM_K_SND_NXT))
+		return true;
+	if (c->state == FSM_PROBING && c->probes_out > 0 && c->snd_una == c->snd_nxt)
+		return seg->ack == c->snd_nxt; /* the reply acks exactly what we sent */
+	return SEQ_LEQ(seg->ack, c->snd_nxt);
+}
+
+static void learn_peer(struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	uint32_t end = seg_end(seg);
+
+	if (seg->flags & CODEC_TH_ACK) {
+		if (!(c->known & FSM_K_SND_UNA) || SEQ_GT(seg->ack, c->snd_una))
+			c->snd_una = seg->ack;
+		c->known |= FSM_K_SND_UNA;
+	}
+	if (!(c->known & FSM_K_PEER_END) || SEQ_GT(end, c->peer_end))
+		c->peer_end = end;
+	c->known |= FSM_K_PEER_END;
+	if (seg->has_ts)
+		c->peer_tsval = seg->tsval;
+}
+
+static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double now,
+			  struct fsm_out *out)
+{
+	struct fsm_event *ev;
+
+	if (c->probes_out > 0 || c->state == FSM_DEAD) {
+		ev = out_event(out, FSM_EV_REPLY, c);
+		ev->rtt = now - c->last_probe;
+		ev = out_event(out, FSM_EV_ALIVE, c);
+		ev->rtt = now - c->last_probe;
+	}
+	c->state = FSM_WATCH;
+	c->probes_out = 0;
+	c->soft_error = 0;
+	c->last_rx = now;
+	if (c->timer_at == 0) {
+		c->timer_at = now + p->idle; /* was dead: timer stopped, start it again */
+		out->rearm = true;
+	} else {
+		c->timer_at = now + p->idle; /* later than armed: the timer catches up lazily */
+	}
+}
+
+static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
+		    double now, struct fsm_out *out)
+{
+	if (seg->flags & CODEC_TH_RST) {
+		on_peer_rst(c, seg, out);
+		return;
+	}
+	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN)
+		fsm_init(c, now, p); /* a new connection on this 4-tuple */
+	else if (!peer_plausible(c, seg)) {
+		out->ignored = FSM_IGN_BAD_ACK;
+		return;
+	}
+	learn_peer(c, seg);
+	peer_is_alive(c, p, now, out);
+	if (seg->flags & CODEC_TH_FIN)
+		close_conn(c, "fin", out);
+}
+
+void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
+		    bool from_peer, double now, struct fsm_out *out)
+{
+	out_clear(out);
+	if (from_peer)
+		on_peer(c, p, seg, now, out);
+	else
+		on_ours(c, p, seg, now, out);
+}
+
+void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct codec_icmp *icmp,
+		 double now, struct fsm_out *out)
+{
+	struct fsm_event *ev;
+
+	(void)p;
+	(void)now;
+	out_clear(out);
+	if (c->state != FSM_PROBING || c->probes_out == 0 || icmp->seq != c->probe_seq) {
+		out->ignored = FSM_IGN_ICMP_MATCH;
+		return;
+	}
+	c->soft_error = 1;
+	ev = out_event(out, FSM_EV_UNREACHABLE, c);
+	ev->icmp_type = icmp->type;
+	ev->icmp_code = icmp->code;
+	ev->from = icmp->from;
+}
+
+void fsm_on_send_error(struct fsm_conn *c, int err, double now, struct fsm_out *out)
+{
+	(void)now;
+	out_clear(out);
+	c->soft_error = 1;
+	out_event(out, FSM_EV_UNREACHABLE, c)->send_errno = err;
+}
+
+static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double now,
+		       struct fsm_out *out)
+{
+	struct fsm_probe *pr = &out->probe;
+
+	c->probes_out++;
+	c->last_probe = now;
+	c->probe_seq = c->snd_una - 1;
+	c->probe_ack = c->rcv_nxt;
+	pr->seq = c->probe_seq;
+	pr->ack = c->probe_ack;
+	pr->window = c->our_window;
+	pr->has_ts = c->ts_on;
+	pr->tsval = c->our_tsval;
+	pr->tsecr = c->peer_tsval;
+	pr->payload_len = p->probe_bytes ? 1 : 0;
+	pr->n = c->probes_out;
+	out->send_probe = true;
+	out_event(out, FSM_EV_PROBE, c);
+	c->timer_at = c->last_rx + p->idle + c->probes_out * p->interval;
+	if (c->timer_at < now + FSM_EPSILON)
+		c->timer_at = now + p->interval; /* we are late: keep the interval */
+	out->rearm = true;
+}
+
+static void rearm_at(struct fsm_conn *c, double at, struct fsm_out *out)
+{
+	c->timer_at = at;
+	out->rearm = true;
+}
+
+static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double now,
+			struct fsm_out *out)
+{
+	double due = c->last_rx + p->idle;
+
+	if (now + FSM_EPSILON < due) {
+		rearm_at(c, due, out);
+		return;
+	}
+	if (!fsm_can_probe(c)) {
+		rearm_at(c, now + p->interval, out); /* numbers unsure or data in flight */
+		return;
+	}
+	out_event(out, FSM_EV_IDLE, c)->idle = now - c->last_rx;
+	c->state = FSM_PROBING;
+	c->probes_out = 0;
+	c->soft_error = 0;
+	send_probe(c, p, now, out);
+}
+
+static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double now,
+			  struct fsm_out *out)
+{
+	struct fsm_event *ev;
+
+	if (c->probes_out >= p->probes) {
+		ev = out_event(out, FSM_EV_DEAD, c);
+		ev->idle = now - c->last_rx;
+		ev->reason = c->soft_error ? "unreachable" : "no-reply";
+		c->state = FSM_DEAD;
+		c->timer_at = 0;
+		return;
+	}
+	if (!fsm_can_probe(c)) {
+		rearm_at(c, now + p->interval, out); /* our side sent data: the kernel's turn */
+		return;
+	}
+	send_probe(c, p, now, out);
+}
+
+void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out)
+{
+	out_clear(out);
+	if (c->state == FSM_DEAD || c->timer_at == 0)
+		return;
+	if (now + FSM_EPSILON < c->timer_at) {
+		out->rearm = true; /* moved later since armed */
+		return;
+	}
+	if (c->state == FSM_WATCH)
+		timer_watch(c, p, now, out);
+	else
+		timer_probing(c, p, now, out);
+}
+
+const char *fsm_event_name(int type)
+{
+	static const char *const names[] = {
+		[FSM_EV_IDLE] = "idle",	  [FSM_EV_PROBE] = "probe",
+		[FSM_EV_REPLY] = "reply", [FSM_EV_ALIVE] = "alive",
+		[FSM_EV_UNREACHABLE] = "unreachable", [FSM_EV_DEAD] = "dead",
+		[FSM_EV_RESET] = "reset", [FSM_EV_CLOSE] = "close",
+	};
+
+	if (type <= 0 || type > FSM_EV_CLOSE)
+		return "unknown";
+	return names[type];
+}
+
+const char *fsm_ignore_name(int reason)
+{
+	static const char *const names[] = {
+		[FSM_IGN_NONE] = "none",
+		[FSM_IGN_OWN_PROBE] = "own-probe",
+		[FSM_IGN_BAD_ACK] = "bad-ack",
+		[FSM_IGN_BAD_RST] = "bad-rst",
+		[FSM_IGN_ICMP_MATCH] = "icmp-nomatch",
+	};
+
+	if (reason < 0 || reason >= FSM_IGN_COUNT)
+		return "unknown";
+	return names[reason];
+}

@@ -1,0 +1,527 @@
+/* test_fsm.c: the keepalive state machine with a fake clock, through every path. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fsm.h"
+
+#define ISS_OURS 1000u	 /* our sequence numbers start here */
+#define ISS_PEER 500000u /* the peer's */
+
+static const struct fsm_params params = {.idle = 1.0, .interval = 0.5, .probes = 3,
+					 .probe_bytes = 1};
+
+struct world {
+	struct fsm_conn c;
+	struct fsm_out out;
+	double now;
+	uint32_t ours, peers; /* next sequence number of each side */
+	int probes_sent;
+	int events[16]; /* count per event type, across the whole test */
+	double last_event_at[16];
+	struct fsm_probe last_probe;
+};
+
+static void record(struct world *w)
+{
+	int i;
+
+	for (i = 0; i < w->out.nev; i++) {
+		w->events[w->out.ev[i].type]++;
+		w->last_event_at[w->out.ev[i].type] = w->now;
+	}
+	if (w->out.send_probe) {
+		w->probes_sent++;
+		w->last_probe = w->out.probe;
+	}
+}
+
+static struct codec_tcp segment(uint32_t seq, uint32_t ack, uint32_t len, uint8_t flags)
+{
+	struct codec_tcp s;
+
+	memset(&s, 0, sizeof(s));
+	s.family = 2;
+	s.seq = seq;
+	s.ack = ack;
+	s.payload_len = len;
+	s.flags = flags;
+	s.window = 502;
+	return s;
+}
+
+/* Our side sends len bytes (or a pure ACK). */
+static void ours(struct world *w, uint32_t len)
+{
+	struct codec_tcp s = segment(w->ours, w->peers, len, CODEC_TH_ACK);
+
+	s.has_ts = 1;
+	s.tsval = 7000 + (uint32_t)(w->now * 1000);
+	s.tsecr = 9000;
+	w->ours += len;
+	fsm_on_segment(&w->c, &params, &s, false, w->now, &w->out);
+	record(w);
+}
+
+/* The peer sends len bytes, acking everything we sent. */
+static void peers(struct world *w, uint32_t len)
+{
+	struct codec_tcp s = segment(w->peers, w->ours, len, CODEC_TH_ACK);
+
+	s.has_ts = 1;
+	s.tsval = 9000 + (uint32_t)(w->now * 1000);
+	w->peers += len;
+	fsm_on_segment(&w->c, &params, &s, true, w->now, &w->out);
+	record(w);
+}
+
+static void peer_raw(struct world *w, struct codec_tcp s)
+{
+	fsm_on_segment(&w->c, &params, &s, true, w->now, &w->out);
+	record(w);
+}
+
+/* An exchange: we send, the peer answers and acks, we ack. Numbers are then known. */
+static void exchange(struct world *w)
+{
+	ours(w, 10);
+	peers(w, 20);
+	ours(w, 0);
+}
+
+static void setup(struct world *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->now = 100.0;
+	w->ours = ISS_OURS;
+	w->peers = ISS_PEER;
+	fsm_init(&w->c, w->now, &params);
+}
+
+/* Runs the timer as the event loop would, until `until` (inclusive). */
+static void run_until(struct world *w, double until)
+{
+	while (w->c.timer_at > 0 && w->c.timer_at <= until) {
+		w->now = w->c.timer_at;
+		fsm_on_timer(&w->c, &params, w->now, &w->out);
+		record(w);
+	}
+	if (w->now < until)
+		w->now = until;
+}
+
+static void test_dead_at_idle_plus_interval_times_probes(void **state)
+{
+	struct world w;
+	double last_rx;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	w.now += 0.010;
+	peers(&w, 0); /* last segment from the peer */
+	last_rx = w.now;
+	run_until(&w, last_rx + 10);
+	assert_int_equal(w.events[FSM_EV_IDLE], 1);
+	assert_int_equal(w.probes_sent, 3);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+	assert_float_equal(w.last_event_at[FSM_EV_IDLE], last_rx + 1.0, 1e-9);
+	assert_float_equal(w.last_event_at[FSM_EV_DEAD], last_rx + 1.0 + 0.5 * 3, 1e-9);
+	assert_string_equal(w.out.ev[0].reason, "no-reply");
+	assert_int_equal(w.out.ev[0].probes, 3);
+	assert_int_equal(w.c.state, FSM_DEAD);
+	assert_float_equal(w.c.timer_at, 0, 0);
+}
+
+static void test_probe_fields_follow_the_classic_probe(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.now + 1.0);
+	assert_int_equal(w.probes_sent, 1);
+	assert_int_equal(w.last_probe.seq, w.ours - 1); /* SND.UNA - 1 */
+	assert_int_equal(w.last_probe.ack, w.peers);	/* RCV.NXT */
+	assert_int_equal(w.last_probe.payload_len, 1);
+	assert_int_equal(w.last_probe.window, 502);
+	assert_true(w.last_probe.has_ts);
+	assert_int_equal(w.last_probe.tsval, w.c.our_tsval);
+	assert_int_equal(w.last_probe.tsecr, w.c.peer_tsval);
+	assert_int_equal(w.last_probe.n, 1);
+}
+
+static void test_zero_byte_probes(void **state)
+{
+	struct fsm_params p0 = params;
+	struct codec_tcp s;
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	p0.probe_bytes = 0;
+	exchange(&w);
+	w.now = w.c.last_rx + 1.0;
+	fsm_on_timer(&w.c, &p0, w.now, &w.out);
+	assert_true(w.out.send_probe);
+	assert_int_equal(w.out.probe.payload_len, 0);
+	/* our own 0-byte probe seen leaving is recognised, not learned from */
+	s = segment(w.out.probe.seq, w.out.probe.ack, 0, CODEC_TH_ACK);
+	fsm_on_segment(&w.c, &p0, &s, false, w.now, &w.out);
+	assert_int_equal(w.out.ignored, FSM_IGN_OWN_PROBE);
+}
+
+static void test_reply_makes_alive_and_restarts_idle_clock(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.c.last_rx + 1.0); /* first probe */
+	w.now += 0.002;
+	peers(&w, 0); /* the reply: pure ACK of SND.NXT */
+	assert_int_equal(w.events[FSM_EV_ALIVE], 1);
+	assert_int_equal(w.out.ev[1].type, FSM_EV_ALIVE);
+	assert_float_equal(w.out.ev[1].rtt, 0.002, 1e-9);
+	assert_int_equal(w.out.ev[1].probes, 1);
+	assert_int_equal(w.c.state, FSM_WATCH);
+	assert_false(w.out.rearm); /* lazily: the armed timer fires early and re-arms */
+	run_until(&w, w.now + 0.999);
+	assert_int_equal(w.probes_sent, 1);
+	run_until(&w, w.now + 0.002);
+	assert_int_equal(w.probes_sent, 2); /* idle after the reply */
+	assert_int_equal(w.events[FSM_EV_IDLE], 2);
+}
+
+static void test_own_probe_is_not_learned(void **state)
+{
+	struct world w;
+	struct codec_tcp s;
+	uint32_t nxt;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	nxt = w.c.snd_nxt;
+	run_until(&w, w.c.last_rx + 1.0);
+	s = segment(w.last_probe.seq, w.last_probe.ack, 1, CODEC_TH_ACK);
+	fsm_on_segment(&w.c, &params, &s, false, w.now, &w.out);
+	assert_int_equal(w.out.ignored, FSM_IGN_OWN_PROBE);
+	assert_int_equal(w.c.snd_nxt, nxt);
+	assert_int_equal(w.c.state, FSM_PROBING);
+}
+
+static void test_valid_rst_is_reset(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.c.last_rx + 1.6); /* two probes out */
+	assert_int_equal(w.probes_sent, 2);
+	peer_raw(&w, segment(w.peers, 0, 0, CODEC_TH_RST)); /* SEQ = probe's ACK */
+	assert_int_equal(w.events[FSM_EV_RESET], 1);
+	assert_int_equal(w.out.ev[0].probes, 2);
+	assert_true(w.out.forget);
+}
+
+static void test_spoofed_rst_is_ignored(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.c.last_rx + 1.0);
+	peer_raw(&w, segment(w.peers + 1, 0, 0, CODEC_TH_RST));
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_RST);
+	assert_int_equal(w.events[FSM_EV_RESET], 0);
+	assert_false(w.out.forget);
+	run_until(&w, w.now + 5);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1); /* and the schedule went on */
+}
+
+static void test_spoofed_ack_while_probing_is_no_reply(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.c.last_rx + 1.0);
+	peer_raw(&w, segment(w.peers, w.ours + 12345, 0, CODEC_TH_ACK));
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
+	peer_raw(&w, segment(w.peers, w.ours - 1, 0, CODEC_TH_ACK));
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
+	peer_raw(&w, segment(w.peers + 0x50000000u, w.ours, 0, CODEC_TH_ACK));
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
+	assert_int_equal(w.events[FSM_EV_ALIVE], 0);
+	assert_int_equal(w.c.state, FSM_PROBING);
+}
+
+static void test_icmp_is_soft_then_dead_unreachable(void **state)
+{
+	struct codec_icmp icmp;
+	uint8_t router[16] = {192, 0, 2, 254};
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.c.last_rx + 1.0);
+	memset(&icmp, 0, sizeof(icmp));
+	icmp.type = 3;
+	icmp.code = 1;
+	memcpy(icmp.from, router, 16);
+	icmp.seq = w.last_probe.seq;
+	fsm_on_icmp(&w.c, &params, &icmp, w.now + 0.001, &w.out);
+	record(&w);
+	assert_int_equal(w.out.ev[0].type, FSM_EV_UNREACHABLE);
+	assert_int_equal(w.out.ev[0].icmp_code, 1);
+	assert_memory_equal(w.out.ev[0].from, router, 4);
+	assert_int_equal(w.c.state, FSM_PROBING); /* soft: keep probing */
+	run_until(&w, w.now + 5);
+	assert_int_equal(w.probes_sent, 3);
+	assert_string_equal(w.out.ev[0].reason, "unreachable");
+}
+
+static void test_icmp_for_other_seq_is_ignored(void **state)
+{
+	struct codec_icmp icmp;
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	memset(&icmp, 0, sizeof(icmp));
+	icmp.type = 3;
+	fsm_on_icmp(&w.c, &params, &icmp, w.now, &w.out);
+	assert_int_equal(w.out.ignored, FSM_IGN_ICMP_MATCH); /* not probing */
+	run_until(&w, w.c.last_rx + 1.0);
+	icmp.seq = w.last_probe.seq + 1;
+	fsm_on_icmp(&w.c, &params, &icmp, w.now, &w.out);
+	assert_int_equal(w.out.ignored, FSM_IGN_ICMP_MATCH);
+	run_until(&w, w.now + 5);
+	assert_string_equal(w.out.ev[0].reason, "no-reply");
+}
+
+static void test_send_error_is_soft(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.c.last_rx + 1.0);
+	fsm_on_send_error(&w.c, 113, w.now, &w.out);
+	assert_int_equal(w.out.ev[0].type, FSM_EV_UNREACHABLE);
+	assert_int_equal(w.out.ev[0].send_errno, 113);
+	run_until(&w, w.now + 5);
+	assert_string_equal(w.out.ev[0].reason, "unreachable");
+}
+
+static void test_busy_connection_is_never_probed(void **state)
+{
+	struct world w;
+	int i;
+
+	(void)state;
+	setup(&w);
+	for (i = 0; i < 100; i++) {
+		ours(&w, 100);
+		run_until(&w, w.now + 0.1);
+		peers(&w, 50);
+		run_until(&w, w.now + 0.1);
+	}
+	assert_int_equal(w.probes_sent, 0);
+	assert_int_equal(w.events[FSM_EV_IDLE], 0);
+}
+
+static void test_no_probe_while_data_in_flight(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	ours(&w, 100); /* never acknowledged */
+	run_until(&w, w.now + 10);
+	assert_int_equal(w.probes_sent, 0);
+	peers(&w, 0); /* acked at last */
+	run_until(&w, w.now + 1.0);
+	assert_int_equal(w.probes_sent, 1);
+}
+
+static void test_one_sided_connection_is_not_probed(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	peers(&w, 10);
+	peers(&w, 10);
+	run_until(&w, w.now + 10);
+	assert_int_equal(w.probes_sent, 0); /* our side never seen: SND.NXT unknown */
+	setup(&w);
+	ours(&w, 10);
+	run_until(&w, w.now + 10);
+	assert_int_equal(w.probes_sent, 0); /* the peer never seen: SND.UNA unknown */
+}
+
+static void test_gap_in_peer_data_blocks_probing(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	w.peers += 100; /* a segment we never saw and never acked */
+	peers(&w, 10);
+	run_until(&w, w.now + 10);
+	assert_int_equal(w.probes_sent, 0);
+	ours(&w, 0); /* our ACK covers it: certain again */
+	run_until(&w, w.now + 0.5);
+	assert_int_equal(w.probes_sent, 1);
+}
+
+static void test_fin_and_rst_in_traffic_close(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	peer_raw(&w, segment(w.peers, w.ours, 0, CODEC_TH_FIN | CODEC_TH_ACK));
+	assert_int_equal(w.events[FSM_EV_CLOSE], 1);
+	assert_string_equal(w.out.ev[w.out.nev - 1].reason, "fin");
+	assert_true(w.out.forget);
+
+	setup(&w);
+	exchange(&w);
+	peer_raw(&w, segment(w.peers, w.ours, 0, CODEC_TH_RST | CODEC_TH_ACK));
+	assert_string_equal(w.out.ev[0].reason, "rst");
+	assert_true(w.out.forget);
+
+	setup(&w);
+	exchange(&w);
+	peer_raw(&w, segment(w.peers + 99, w.ours, 0, CODEC_TH_RST)); /* not exact */
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_RST);
+	assert_false(w.out.forget);
+}
+
+static void test_our_rst_closes(void **state)
+{
+	struct world w;
+	struct codec_tcp s;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	s = segment(w.ours, w.peers, 0, CODEC_TH_RST | CODEC_TH_ACK);
+	fsm_on_segment(&w.c, &params, &s, false, w.now, &w.out);
+	assert_string_equal(w.out.ev[0].reason, "rst");
+	assert_true(w.out.forget);
+}
+
+static void test_dead_peer_that_returns_is_alive_again(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.now + 10);
+	assert_int_equal(w.c.state, FSM_DEAD);
+	w.now += 30;
+	peers(&w, 0);
+	assert_int_equal(w.events[FSM_EV_ALIVE], 1);
+	assert_int_equal(w.c.state, FSM_WATCH);
+	assert_true(w.out.rearm);
+	assert_float_equal(w.c.timer_at, w.now + 1.0, 1e-9);
+}
+
+static void test_new_syn_restarts_learning(void **state)
+{
+	struct world w;
+	struct codec_tcp s;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	s = segment(77, 0, 0, CODEC_TH_SYN);
+	fsm_on_segment(&w.c, &params, &s, false, w.now, &w.out);
+	assert_int_equal(w.c.snd_nxt, 78);
+	assert_false(fsm_can_probe(&w.c));
+}
+
+static void test_late_timer_keeps_interval(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	w.now = w.c.last_rx + 3.0; /* the loop was stalled for 2 s */
+	fsm_on_timer(&w.c, &params, w.now, &w.out);
+	assert_true(w.out.send_probe);
+	assert_float_equal(w.c.timer_at, w.now + 0.5, 1e-9);
+}
+
+static void test_early_timer_rearms(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	fsm_on_timer(&w.c, &params, w.now + 0.5, &w.out);
+	assert_false(w.out.send_probe);
+	assert_true(w.out.rearm);
+	assert_float_equal(w.c.timer_at, w.c.last_rx + 1.0, 1e-9);
+}
+
+static void test_names(void **state)
+{
+	(void)state;
+	assert_string_equal(fsm_event_name(FSM_EV_DEAD), "dead");
+	assert_string_equal(fsm_event_name(0), "unknown");
+	assert_string_equal(fsm_ignore_name(FSM_IGN_BAD_RST), "bad-rst");
+	assert_string_equal(fsm_ignore_name(99), "unknown");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dead_at_idle_plus_interval_times_probes),
+		cmocka_unit_test(test_probe_fields_follow_the_classic_probe),
+		cmocka_unit_test(test_zero_byte_probes),
+		cmocka_unit_test(test_reply_makes_alive_and_restarts_idle_clock),
+		cmocka_unit_test(test_own_probe_is_not_learned),
+		cmocka_unit_test(test_valid_rst_is_reset),
+		cmocka_unit_test(test_spoofed_rst_is_ignored),
+		cmocka_unit_test(test_spoofed_ack_while_probing_is_no_reply),
+		cmocka_unit_test(test_icmp_is_soft_then_dead_unreachable),
+		cmocka_unit_test(test_icmp_for_other_seq_is_ignored),
+		cmocka_unit_test(test_send_error_is_soft),
+		cmocka_unit_test(test_busy_connection_is_never_probed),
+		cmocka_unit_test(test_no_probe_while_data_in_flight),
+		cmocka_unit_test(test_one_sided_connection_is_not_probed),
+		cmocka_unit_test(test_gap_in_peer_data_blocks_probing),
+		cmocka_unit_test(test_fin_and_rst_in_traffic_close),
+		cmocka_unit_test(test_our_rst_closes),
+		cmocka_unit_test(test_dead_peer_that_returns_is_alive_again),
+		cmocka_unit_test(test_new_syn_restarts_learning),
+		cmocka_unit_test(test_late_timer_keeps_interval),
+		cmocka_unit_test(test_early_timer_rearms),
+		cmocka_unit_test(test_names),
+	};
+
+	return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);
+}
