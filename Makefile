@@ -43,6 +43,7 @@ UNIT_DEPS_config  := config rule addr
 UNIT_DEPS_conntab := conntab addr
 UNIT_DEPS_log     := log
 UNIT_LIBS_codec   := $(PCAP_LIBS)
+UNIT_LIBS_rule    := $(PCAP_LIBS)
 UNIT_LIBS_config  := $(INIH_LIBS)
 UNIT_BINS := $(addprefix $(BUILD)/tests/test_,$(UNIT_TESTS))
 
@@ -90,9 +91,9 @@ demo: deps
 	@python3 tests/integration/demo.py --kaprobed $(BUILD)/kaprobed --config conf/demo.ini
 
 BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send
-$(BUILD)/bench/bench_core: tests/bench/bench_core.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE)))
+$(BUILD)/bench/bench_core: tests/bench/bench_core.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) log engine sender))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) -lm
+	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) -lm
 $(BUILD)/bench/bench_send: tests/bench/bench_send.c $(BUILD)/sender.o $(BUILD)/addr.o $(BUILD)/codec.o $(BUILD)/log.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(NET_LIBS) -lm

@@ -24,7 +24,11 @@ enum fsm_state {
 	FSM_WATCH = 0, /* waiting for the idle threshold */
 	FSM_PROBING,   /* probes out, waiting for a reply */
 	FSM_DEAD,      /* verdict given, no more probes */
+	FSM_CLOSED,    /* FIN, RST or reset seen: absorbs the last segments, then forgotten */
 };
+
+/* How long a closed connection's record absorbs trailing segments (FIN, last ACK). */
+#define FSM_CLOSE_LINGER 5.0
 
 /* Bits of struct fsm_conn.known: which numbers we have seen. */
 enum fsm_known {
@@ -103,7 +107,7 @@ struct fsm_out {
 	bool send_probe;	  /* send out.probe now */
 	struct fsm_probe probe;
 	bool rearm;		  /* conn.timer_at moved earlier: re-arm the timer */
-	bool forget;		  /* drop the connection after logging the events */
+	bool forget;		  /* drop the connection now (its closed linger is over) */
 	enum fsm_ignore ignored;  /* the input was ignored, and why */
 };
 

@@ -317,6 +317,11 @@ static void on_segment(struct engine *e, const struct codec_tcp *seg, bool from_
 	else
 		addr_tuple_make(&key, seg->family, seg->src, seg->sport, seg->dst, seg->dport);
 	c = conntab_find(e->tab, &key);
+	if (c && c->fsm.state == FSM_CLOSED &&
+	    (seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN) {
+		forget(e, c); /* the 4-tuple is used again: a new connection */
+		c = NULL;
+	}
 	if (!c) {
 		if (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN))
 			return; /* the end of something we never tracked */

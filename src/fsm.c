@@ -70,10 +70,18 @@ static uint32_t seg_end(const struct codec_tcp *seg)
 	return end;
 }
 
-static void close_conn(struct fsm_conn *c, const char *reason, struct fsm_out *out)
+/* Ends probing; the record lingers briefly so trailing segments do not re-track it. */
+static void enter_closed(struct fsm_conn *c, double now, struct fsm_out *out)
+{
+	c->state = FSM_CLOSED;
+	c->timer_at = now + FSM_CLOSE_LINGER;
+	out->rearm = true;
+}
+
+static void close_conn(struct fsm_conn *c, const char *reason, double now, struct fsm_out *out)
 {
 	out_event(out, FSM_EV_CLOSE, c)->reason = reason;
-	out->forget = true;
+	enter_closed(c, now, out);
 }
 
 static bool is_own_probe(const struct fsm_conn *c, const struct codec_tcp *seg)
@@ -105,21 +113,23 @@ static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct
 		    double now, struct fsm_out *out)
 {
 	if (is_own_probe(c, seg)) {
+		c->last_probe = now; /* the kernel's stamp: RTT from wire to wire */
 		out->ignored = FSM_IGN_OWN_PROBE;
 		return;
 	}
 	if (seg->flags & CODEC_TH_RST) {
-		close_conn(c, "rst", out);
+		close_conn(c, "rst", now, out);
 		return;
 	}
 	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN)
 		fsm_init(c, now, p); /* a new connection on this 4-tuple */
 	learn_ours(c, seg);
 	if (seg->flags & CODEC_TH_FIN)
-		close_conn(c, "fin", out);
+		close_conn(c, "fin", now, out);
 }
 
-static void on_peer_rst(struct fsm_conn *c, const struct codec_tcp *seg, struct fsm_out *out)
+static void on_peer_rst(struct fsm_conn *c, const struct codec_tcp *seg, double now,
+			struct fsm_out *out)
 {
 	if (c->probes_out > 0 && c->state == FSM_PROBING) {
 		if (seg->seq != c->probe_ack) {
@@ -127,14 +137,14 @@ static void on_peer_rst(struct fsm_conn *c, const struct codec_tcp *seg, struct 
 			return;
 		}
 		out_event(out, FSM_EV_RESET, c);
-		out->forget = true;
+		enter_closed(c, now, out);
 		return;
 	}
 	if ((c->known & FSM_K_RCV_NXT) && seg->seq != c->rcv_nxt) {
 		out->ignored = FSM_IGN_BAD_RST; /* RFC 5961: only an exact RST counts */
 		return;
 	}
-	close_conn(c, "rst", out);
+	close_conn(c, "rst", now, out);
 }
 
 /* Is the peer's segment plausible for what we know? Spoofed ones must not count. */
@@ -192,7 +202,7 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 		    double now, struct fsm_out *out)
 {
 	if (seg->flags & CODEC_TH_RST) {
-		on_peer_rst(c, seg, out);
+		on_peer_rst(c, seg, now, out);
 		return;
 	}
 	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN)
@@ -204,13 +214,15 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 	learn_peer(c, seg);
 	peer_is_alive(c, p, now, out);
 	if (seg->flags & CODEC_TH_FIN)
-		close_conn(c, "fin", out);
+		close_conn(c, "fin", now, out);
 }
 
 void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
 		    bool from_peer, double now, struct fsm_out *out)
 {
 	out_clear(out);
+	if (c->state == FSM_CLOSED)
+		return; /* trailing segments of a closed connection */
 	if (from_peer)
 		on_peer(c, p, seg, now, out);
 	else
@@ -322,6 +334,11 @@ void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, st
 		return;
 	if (now + FSM_EPSILON < c->timer_at) {
 		out->rearm = true; /* moved later since armed */
+		return;
+	}
+	if (c->state == FSM_CLOSED) {
+		c->timer_at = 0;
+		out->forget = true;
 		return;
 	}
 	if (c->state == FSM_WATCH)

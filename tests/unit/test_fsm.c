@@ -229,7 +229,7 @@ static void test_valid_rst_is_reset(void **state)
 	peer_raw(&w, segment(w.peers, 0, 0, CODEC_TH_RST)); /* SEQ = probe's ACK */
 	assert_int_equal(w.events[FSM_EV_RESET], 1);
 	assert_int_equal(w.out.ev[0].probes, 2);
-	assert_true(w.out.forget);
+	assert_int_equal(w.c.state, FSM_CLOSED);
 }
 
 static void test_spoofed_rst_is_ignored(void **state)
@@ -243,7 +243,7 @@ static void test_spoofed_rst_is_ignored(void **state)
 	peer_raw(&w, segment(w.peers + 1, 0, 0, CODEC_TH_RST));
 	assert_int_equal(w.out.ignored, FSM_IGN_BAD_RST);
 	assert_int_equal(w.events[FSM_EV_RESET], 0);
-	assert_false(w.out.forget);
+	assert_int_equal(w.c.state, FSM_PROBING);
 	run_until(&w, w.now + 5);
 	assert_int_equal(w.events[FSM_EV_DEAD], 1); /* and the schedule went on */
 }
@@ -401,19 +401,23 @@ static void test_fin_and_rst_in_traffic_close(void **state)
 	peer_raw(&w, segment(w.peers, w.ours, 0, CODEC_TH_FIN | CODEC_TH_ACK));
 	assert_int_equal(w.events[FSM_EV_CLOSE], 1);
 	assert_string_equal(w.out.ev[w.out.nev - 1].reason, "fin");
-	assert_true(w.out.forget);
+	assert_int_equal(w.c.state, FSM_CLOSED);
+	peers(&w, 0); /* trailing segments are absorbed */
+	assert_int_equal(w.out.nev, 0);
+	run_until(&w, w.now + FSM_CLOSE_LINGER);
+	assert_true(w.out.forget); /* then the record goes */
 
 	setup(&w);
 	exchange(&w);
 	peer_raw(&w, segment(w.peers, w.ours, 0, CODEC_TH_RST | CODEC_TH_ACK));
 	assert_string_equal(w.out.ev[0].reason, "rst");
-	assert_true(w.out.forget);
+	assert_int_equal(w.c.state, FSM_CLOSED);
 
 	setup(&w);
 	exchange(&w);
 	peer_raw(&w, segment(w.peers + 99, w.ours, 0, CODEC_TH_RST)); /* not exact */
 	assert_int_equal(w.out.ignored, FSM_IGN_BAD_RST);
-	assert_false(w.out.forget);
+	assert_int_equal(w.c.state, FSM_WATCH);
 }
 
 static void test_our_rst_closes(void **state)
@@ -427,7 +431,7 @@ static void test_our_rst_closes(void **state)
 	s = segment(w.ours, w.peers, 0, CODEC_TH_RST | CODEC_TH_ACK);
 	fsm_on_segment(&w.c, &params, &s, false, w.now, &w.out);
 	assert_string_equal(w.out.ev[0].reason, "rst");
-	assert_true(w.out.forget);
+	assert_int_equal(w.c.state, FSM_CLOSED);
 }
 
 static void test_dead_peer_that_returns_is_alive_again(void **state)

@@ -1,0 +1,821 @@
+/* config.c: the INI file -> struct config, every value range-checked (pure: parses text).
+ *
+ * inih (Debian's libinih 55) splits "key = value" lines and strips comments; it
+ * reads the text through cfg_reader(), which counts lines (so every error gets
+ * its FILE:LINE), recognises section headers itself (inih cuts section names at
+ * 49 characters and never reports an empty section) and turns every line inih
+ * would reject or cut into a blank line after reporting it. Errors are kept in
+ * line order; all of them are collected, up to CONFIG_MAX_ERRORS. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* inih's line buffer; the longest accepted line is 2 bytes shorter ('\n', NUL). */
+#define LINE_BUF      (CONFIG_PATH_MAX + 256)
+#define DUR_MIN       0.1
+#define DUR_MAX       32767.0
+#define DUR_RANGE     "100ms..32767s"
+#define DUR_HELP      "use e.g. 30, 30s, 500ms, 1.5s, 2m or 2h"
+#define VALUE_SHOW    64 /* longest value quoted in full in a message */
+#define IFNAME_MAX    15
+#define IFNAME_CHARS  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@:"
+#define SECTION_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+#define SPACES        " \t\v\f\r"
+
+enum key_id {
+	K_INTERFACE,
+	K_LOG_FILE,
+	K_LOG_LEVEL,
+	K_IDLE,
+	K_INTERVAL,
+	K_PROBES,
+	K_PROBE_BYTES,
+	K_LOCAL,
+	K_REMOTE,
+	K_COUNT,
+};
+
+enum { IN_GLOBAL = 1, IN_RULE = 2 };
+
+static const struct {
+	const char *name;
+	int where;
+} keys[K_COUNT] = {
+    [K_INTERFACE] = {"interface", IN_GLOBAL},
+    [K_LOG_FILE] = {"log_file", IN_GLOBAL},
+    [K_LOG_LEVEL] = {"log_level", IN_GLOBAL},
+    [K_IDLE] = {"idle", IN_GLOBAL | IN_RULE},
+    [K_INTERVAL] = {"interval", IN_GLOBAL | IN_RULE},
+    [K_PROBES] = {"probes", IN_GLOBAL | IN_RULE},
+    [K_PROBE_BYTES] = {"probe_bytes", IN_GLOBAL | IN_RULE},
+    [K_LOCAL] = {"local", IN_RULE},
+    [K_REMOTE] = {"remote", IN_RULE},
+};
+
+static const char *const level_names[] = {
+    [CONFIG_LOG_ERROR] = "error",
+    [CONFIG_LOG_WARNING] = "warning",
+    [CONFIG_LOG_INFO] = "info",
+    [CONFIG_LOG_DEBUG] = "debug",
+};
+
+/* Linux's own defaults, used when the caller passes no host_defaults. */
+static const struct fsm_params linux_defaults = {7200.0, 75.0, 9, 1};
+
+enum sect_kind {
+	S_NONE,   /* before the first section header */
+	S_GLOBAL, /* in [global] */
+	S_RULE,   /* in rules[cur] */
+	S_SKIP,   /* in a section already reported as bad: its keys are ignored */
+};
+
+struct pend_rule {
+	struct rule r;
+	int key_line[K_COUNT]; /* line where each key was set, 0 when absent */
+};
+
+struct parser {
+	const char *file;
+	const char *pos; /* next unread byte of the text */
+	int line;        /* line being handled */
+	enum sect_kind kind;
+	size_t cur; /* rule being filled when kind == S_RULE */
+	int global_line;
+	int gkey_line[K_COUNT];
+	struct fsm_params g;
+	struct config *c;
+	struct pend_rule *rules;
+	size_t nrules, cap;
+	bool saw_rule_header, told_too_many, oom;
+	struct config_errors *errs;
+	int err_line[CONFIG_MAX_ERRORS];
+};
+
+/* Adds "FILE:LINE: message", keeping the list sorted by line (stable). */
+static void cfg_err(struct parser *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void cfg_err(struct parser *p, int line, const char *fmt, ...)
+{
+	struct config_errors *e = p->errs;
+	va_list ap;
+	size_t i;
+	int n;
+
+	if (e->n >= CONFIG_MAX_ERRORS) {
+		e->dropped++;
+		return;
+	}
+	for (i = e->n; i > 0 && p->err_line[i - 1] > line; i--)
+		;
+	memmove(&e->msg[i + 1], &e->msg[i], (e->n - i) * sizeof(e->msg[0]));
+	memmove(&p->err_line[i + 1], &p->err_line[i], (e->n - i) * sizeof(p->err_line[0]));
+	p->err_line[i] = line;
+	e->n++;
+	n = snprintf(e->msg[i], sizeof(e->msg[i]), "%s:%d: ", p->file, line);
+	if (n < 0 || (size_t)n >= sizeof(e->msg[i]))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(e->msg[i] + n, sizeof(e->msg[i]) - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+/* A value as quoted in messages: cut with "..." past VALUE_SHOW characters. */
+static const char *shown(const char *v, char *buf, size_t len)
+{
+	if (strlen(v) <= VALUE_SHOW)
+		return v;
+	snprintf(buf, len, "%.*s...", VALUE_SHOW, v);
+	return buf;
+}
+
+static const char *sect_name(const struct parser *p)
+{
+	return p->kind == S_RULE ? p->rules[p->cur].r.name : "global";
+}
+
+/* ---- values ---------------------------------------------------------------- */
+
+static int unit_scale(const char *unit, double *mul, double *div)
+{
+	static const struct {
+		const char *name;
+		double mul, div;
+	} units[] = {{"", 1, 1}, {"ms", 1, 1000}, {"s", 1, 1}, {"m", 60, 1}, {"h", 3600, 1}};
+
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(unit, units[i].name) == 0) {
+			*mul = units[i].mul;
+			*div = units[i].div;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int config_parse_duration(const char *text, double *seconds)
+{
+	static const char digits[] = "0123456789";
+	char num[64];
+	size_t n, frac = 0;
+	double mul, div, v;
+	char *end;
+
+	if (!text || (n = strspn(text, digits)) == 0)
+		return -1;
+	if (text[n] == '.' && (frac = strspn(text + n + 1, digits)) == 0)
+		return -1;
+	if (frac)
+		n += frac + 1;
+	if (unit_scale(text + n, &mul, &div) < 0 || (frac && text[n] == '\0'))
+		return -1;
+	if (n >= sizeof(num))
+		return -1;
+	memcpy(num, text, n);
+	num[n] = '\0';
+	errno = 0;
+	v = strtod(num, &end);
+	if (end != num + n || errno || !isfinite(v))
+		return -1;
+	*seconds = v * mul / div;
+	return 0;
+}
+
+static void set_duration(struct parser *p, const char *key, const char *v, double *dst)
+{
+	char buf[VALUE_SHOW + 4];
+	double s;
+
+	if (config_parse_duration(v, &s) < 0) {
+		cfg_err(p, p->line, "%s: \"%s\" is not a duration (%s)", key,
+		        shown(v, buf, sizeof(buf)), DUR_HELP);
+		return;
+	}
+	if (s < DUR_MIN || s > DUR_MAX) {
+		cfg_err(p, p->line, "%s: %s is out of range (%s)", key, shown(v, buf, sizeof(buf)),
+		        DUR_RANGE);
+		return;
+	}
+	*dst = s;
+}
+
+/* An optional '-' and 1..18 digits, nothing else. */
+static int parse_long(const char *v, long *out)
+{
+	const char *d = v + (v[0] == '-');
+	size_t n = strspn(d, "0123456789");
+	char *end;
+
+	if (n == 0 || d[n] != '\0')
+		return -1;
+	errno = 0;
+	*out = strtol(v, &end, 10);
+	if (*end != '\0')
+		return -1;
+	if (errno == ERANGE)
+		*out = v[0] == '-' ? -1 : 1000000; /* out of every range below */
+	return 0;
+}
+
+static void set_int(struct parser *p, const char *key, const char *v, long lo, long hi,
+                    const char *range, int *dst)
+{
+	char buf[VALUE_SHOW + 4];
+	long n;
+
+	if (parse_long(v, &n) < 0) {
+		cfg_err(p, p->line, "%s: \"%s\" is not a whole number", key,
+		        shown(v, buf, sizeof(buf)));
+		return;
+	}
+	if (n < lo || n > hi) {
+		cfg_err(p, p->line, "%s: %s is out of range (%s)", key, shown(v, buf, sizeof(buf)),
+		        range);
+		return;
+	}
+	*dst = (int)n;
+}
+
+static void set_log_level(struct parser *p, const char *v)
+{
+	char buf[VALUE_SHOW + 4];
+
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+		if (strcmp(v, level_names[i]) == 0) {
+			p->c->log_level = (int)i;
+			return;
+		}
+	}
+	cfg_err(p, p->line, "log_level: \"%s\" is not one of error, warning, info, debug",
+	        shown(v, buf, sizeof(buf)));
+}
+
+static void set_log_file(struct parser *p, const char *v)
+{
+	if (strlen(v) >= sizeof(p->c->log_file)) {
+		cfg_err(p, p->line, "log_file: path is too long (at most %zu characters)",
+		        sizeof(p->c->log_file) - 1);
+		return;
+	}
+	snprintf(p->c->log_file, sizeof(p->c->log_file), "%s", v);
+}
+
+/* True when the comma-separated list holds the name of len bytes. */
+static bool list_has(const char *list, const char *name, size_t len)
+{
+	while (*list) {
+		size_t n = strcspn(list, ",");
+
+		if (n == len && memcmp(list, name, len) == 0)
+			return true;
+		list += n + (list[n] == ',');
+	}
+	return false;
+}
+
+/* Checks one interface name (len bytes, trimmed) and appends it to list. */
+static int add_ifname(struct parser *p, const char *name, size_t len, char *list, size_t size)
+{
+	size_t used = strlen(list);
+
+	if (len == 0)
+		cfg_err(p, p->line, "interface: empty name in the list");
+	else if (len > IFNAME_MAX)
+		cfg_err(p, p->line, "interface: \"%.*s\" is longer than %d characters",
+		        (int)(len > VALUE_SHOW ? VALUE_SHOW : len), name, IFNAME_MAX);
+	else if (strspn(name, IFNAME_CHARS) < len)
+		cfg_err(p, p->line, "interface: \"%.*s\" has a character other than %s", (int)len,
+		        name, "A-Z a-z 0-9 . _ - @ :");
+	else if (len == 3 && memcmp(name, "any", 3) == 0)
+		cfg_err(p, p->line, "interface: \"any\" cannot be combined with other names");
+	else if (list_has(list, name, len))
+		cfg_err(p, p->line, "interface: \"%.*s\" is listed twice", (int)len, name);
+	else if (used + (used > 0) + len >= size)
+		cfg_err(p, p->line, "interface: the list is too long (at most %zu characters)",
+		        size - 1);
+	else {
+		snprintf(list + used, size - used, "%s%.*s", used ? "," : "", (int)len, name);
+		return 0;
+	}
+	return -1;
+}
+
+static void set_interface(struct parser *p, const char *v)
+{
+	char list[sizeof(p->c->interface)] = "";
+
+	if (strcmp(v, "any") == 0) {
+		snprintf(p->c->interface, sizeof(p->c->interface), "any");
+		return;
+	}
+	for (;;) {
+		size_t n = strcspn(v, ","), lead = strspn(v, SPACES);
+		size_t len = lead < n ? n - lead : 0;
+
+		while (len > 0 && isspace((unsigned char)v[lead + len - 1]))
+			len--;
+		if (add_ifname(p, v + lead, len, list, sizeof(list)) < 0)
+			return;
+		if (v[n] == '\0')
+			break;
+		v += n + 1;
+	}
+	snprintf(p->c->interface, sizeof(p->c->interface), "%s", list);
+}
+
+static void set_pattern(struct parser *p, const char *key, const char *v, struct rule_pattern *dst)
+{
+	char buf[VALUE_SHOW + 4];
+	const char *err = "invalid pattern";
+
+	if (rule_pattern_parse(v, dst, &err) < 0)
+		cfg_err(p, p->line, "%s: \"%s\": %s", key, shown(v, buf, sizeof(buf)), err);
+}
+
+/* ---- keys ------------------------------------------------------------------ */
+
+static void set_value(struct parser *p, enum key_id k, const char *v)
+{
+	struct rule *r = p->kind == S_RULE ? &p->rules[p->cur].r : NULL;
+	struct fsm_params *fp = r ? &r->params : &p->g;
+
+	switch (k) {
+	case K_INTERFACE:
+		set_interface(p, v);
+		break;
+	case K_LOG_FILE:
+		set_log_file(p, v);
+		break;
+	case K_LOG_LEVEL:
+		set_log_level(p, v);
+		break;
+	case K_IDLE:
+		set_duration(p, "idle", v, &fp->idle);
+		break;
+	case K_INTERVAL:
+		set_duration(p, "interval", v, &fp->interval);
+		break;
+	case K_PROBES:
+		set_int(p, "probes", v, 1, 127, "1..127", &fp->probes);
+		break;
+	case K_PROBE_BYTES:
+		set_int(p, "probe_bytes", v, 0, 1, "0 or 1", &fp->probe_bytes);
+		break;
+	case K_LOCAL:
+		set_pattern(p, "local", v, &r->local);
+		break;
+	case K_REMOTE:
+		set_pattern(p, "remote", v, &r->remote);
+		break;
+	case K_COUNT:
+		break;
+	}
+}
+
+static int key_find(const char *name)
+{
+	for (int k = 0; k < K_COUNT; k++) {
+		if (strcmp(name, keys[k].name) == 0)
+			return k;
+	}
+	return -1;
+}
+
+/* Reports a key that is out of any section, unknown or misplaced; returns its id or -1. */
+static int check_key(struct parser *p, const char *name)
+{
+	char buf[VALUE_SHOW + 4];
+	int k = key_find(name);
+
+	if (p->kind == S_NONE)
+		cfg_err(p, p->line,
+		        "\"%s\" is outside any section: put it under [global] or a rule",
+		        shown(name, buf, sizeof(buf)));
+	else if (name[0] == '\0')
+		cfg_err(p, p->line, "missing key name before '='");
+	else if (k < 0)
+		cfg_err(p, p->line, "unknown key \"%s\" in [%s]", shown(name, buf, sizeof(buf)),
+		        sect_name(p));
+	else if (p->kind == S_GLOBAL && !(keys[k].where & IN_GLOBAL))
+		cfg_err(p, p->line, "\"%s\" belongs in a rule section, not in [global]", name);
+	else if (p->kind == S_RULE && !(keys[k].where & IN_RULE))
+		cfg_err(p, p->line, "\"%s\" belongs in [global], not in rule [%s]", name,
+		        sect_name(p));
+	else
+		return k;
+	return -1;
+}
+
+/* inih's callback for each "key = value": checks the key, then the value. */
+static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parser *p = user;
+	int *lines;
+	int k;
+
+	(void)section; /* inih cuts long names: the reader tracks sections itself */
+	if (p->kind == S_SKIP || p->oom || (k = check_key(p, name)) < 0)
+		return 1;
+	lines = p->kind == S_GLOBAL ? p->gkey_line : p->rules[p->cur].key_line;
+	if (lines[k]) {
+		cfg_err(p, p->line, "duplicate key \"%s\" in [%s] (first set at line %d)", name,
+		        sect_name(p), lines[k]);
+		return 1;
+	}
+	lines[k] = p->line;
+	if (value[0] == '\0')
+		cfg_err(p, p->line, "%s: missing value", name);
+	else
+		set_value(p, (enum key_id)k, value);
+	return 1;
+}
+
+/* ---- sections -------------------------------------------------------------- */
+
+static struct pend_rule *rule_add(struct parser *p)
+{
+	if (p->nrules == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 16;
+		struct pend_rule *n = realloc(p->rules, cap * sizeof(*n));
+
+		if (!n) {
+			p->oom = true;
+			cfg_err(p, 0, "out of memory");
+			return NULL;
+		}
+		p->rules = n;
+		p->cap = cap;
+	}
+	memset(&p->rules[p->nrules], 0, sizeof(p->rules[0]));
+	return &p->rules[p->nrules++];
+}
+
+static void begin_global(struct parser *p)
+{
+	if (p->global_line) {
+		cfg_err(p, p->line, "duplicate section [global] (first at line %d)",
+		        p->global_line);
+		p->kind = S_SKIP;
+		return;
+	}
+	p->global_line = p->line;
+	p->kind = S_GLOBAL;
+}
+
+static void begin_rule(struct parser *p, const char *name)
+{
+	struct pend_rule *pr;
+
+	p->saw_rule_header = true;
+	for (size_t i = 0; i < p->nrules; i++) {
+		if (strcmp(p->rules[i].r.name, name) == 0) {
+			cfg_err(p, p->line, "duplicate section [%s] (first at line %d)", name,
+			        p->rules[i].r.line);
+			return;
+		}
+	}
+	if (p->nrules >= CONFIG_MAX_RULES) {
+		if (!p->told_too_many)
+			cfg_err(p, p->line, "too many rules (at most %d)", CONFIG_MAX_RULES);
+		p->told_too_many = true;
+		return;
+	}
+	if (!(pr = rule_add(p)))
+		return;
+	snprintf(pr->r.name, sizeof(pr->r.name), "%s", name);
+	pr->r.line = p->line;
+	p->cur = p->nrules - 1;
+	p->kind = S_RULE;
+}
+
+/* A header "[name]" whose name (len bytes, trimmed) starts at name. */
+static bool begin_section(struct parser *p, const char *name, size_t len)
+{
+	char buf[RULE_NAME_MAX];
+
+	p->kind = S_SKIP;
+	if (len == 0) {
+		cfg_err(p, p->line, "empty section name \"[]\"");
+	} else if (len >= RULE_NAME_MAX) {
+		cfg_err(p, p->line, "section name \"%.*s...\" is too long (at most %d characters)",
+		        VALUE_SHOW, name, RULE_NAME_MAX - 1);
+	} else if (strspn(name, SECTION_CHARS) < len) {
+		cfg_err(p, p->line,
+		        "invalid section name \"%.*s\": use letters, digits, '_', '.', '-'",
+		        (int)len, name);
+	} else {
+		memcpy(buf, name, len);
+		buf[len] = '\0';
+		if (strcmp(buf, "global") == 0)
+			begin_global(p);
+		else
+			begin_rule(p, buf);
+		return p->kind != S_SKIP;
+	}
+	p->saw_rule_header = true;
+	return false;
+}
+
+/* A line starting with '['; returns false when inih must not see it. */
+static bool section_line(struct parser *p, const char *s)
+{
+	const char *close = strchr(s, ']');
+	const char *name = s + 1 + strspn(s + 1, SPACES);
+	const char *after;
+	size_t len;
+
+	if (!close) {
+		cfg_err(p, p->line, "section header without a closing ']'");
+		p->kind = S_SKIP;
+		p->saw_rule_header = true;
+		return false;
+	}
+	after = close + 1 + strspn(close + 1, SPACES);
+	len = name < close ? (size_t)(close - name) : 0;
+	while (len > 0 && isspace((unsigned char)name[len - 1]))
+		len--;
+	if (!begin_section(p, name, len))
+		return false;
+	if (*after && *after != ';' && *after != '#') {
+		cfg_err(p, p->line, "unexpected text after the section header");
+		return false;
+	}
+	return true;
+}
+
+/* ---- reader ---------------------------------------------------------------- */
+
+/* A "key = value" line: inih needs '=' or ':' before any inline comment. */
+static bool pair_line(struct parser *p, const char *s)
+{
+	bool was_space = false;
+
+	for (; *s; s++) {
+		if (*s == '=' || *s == ':')
+			return true;
+		if (was_space && (*s == ';' || *s == '#'))
+			break;
+		was_space = isspace((unsigned char)*s);
+	}
+	cfg_err(p, p->line, "syntax error: expected \"key = value\", a [section] or a comment");
+	return false;
+}
+
+/* Checks a whole line; returns false when inih must get a blank line instead. */
+static bool line_ok(struct parser *p, const char *line)
+{
+	const char *s = line;
+
+	if (p->line == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+		s += 3;
+	s += strspn(s, SPACES);
+	if (*s == '\0' || *s == ';' || *s == '#')
+		return true;
+	if (*s == '[')
+		return section_line(p, s);
+	return pair_line(p, s);
+}
+
+static void too_long(struct parser *p, const char *start, int max)
+{
+	cfg_err(p, p->line, "line too long (more than %d characters)", max);
+	if (start[strspn(start, SPACES)] == '[') {
+		p->kind = S_SKIP; /* a header we cannot read: ignore its keys */
+		p->saw_rule_header = true;
+	}
+}
+
+/* inih's fgets: hands over one line of the text (with '\n'), or NULL at its end. */
+static char *cfg_reader(char *str, int num, void *stream)
+{
+	struct parser *p = stream;
+	const char *start = p->pos;
+	const char *eol;
+	size_t len;
+
+	if (!*start || num < 2)
+		return NULL;
+	eol = strchr(start, '\n');
+	len = eol ? (size_t)(eol - start) : strlen(start);
+	p->pos = start + len + (eol != NULL);
+	p->line++;
+	if (len > 0 && start[len - 1] == '\r')
+		len--;
+	if (len > (size_t)num - 2) {
+		too_long(p, start, num - 2);
+		len = 0;
+	}
+	memcpy(str, start, len);
+	str[len] = '\0';
+	if (!line_ok(p, str))
+		len = 0;
+	str[len] = '\n';
+	str[len + 1] = '\0';
+	return str;
+}
+
+/* ---- inih's settings (process-wide globals in Debian's build) -------------- */
+
+struct ini_settings {
+	bool use_stack, allow_realloc, multiline, bom, inline_comments, no_value, stop_first;
+	int max_line, initial_alloc;
+	char *start_prefixes, *inline_prefixes;
+};
+
+static void ini_settings_get(struct ini_settings *s)
+{
+	s->use_stack = ini_use_stack;
+	s->allow_realloc = ini_allow_realloc;
+	s->multiline = ini_allow_multiline;
+	s->bom = ini_allow_bom;
+	s->inline_comments = ini_allow_inline_comments;
+	s->no_value = ini_allow_no_value;
+	s->stop_first = ini_stop_on_first_error;
+	s->max_line = ini_max_line;
+	s->initial_alloc = ini_initial_alloc;
+	s->start_prefixes = ini_start_comment_prefixes;
+	s->inline_prefixes = ini_inline_comment_prefixes;
+}
+
+static void ini_settings_set(const struct ini_settings *s)
+{
+	ini_use_stack = s->use_stack;
+	ini_allow_realloc = s->allow_realloc;
+	ini_allow_multiline = s->multiline;
+	ini_allow_bom = s->bom;
+	ini_allow_inline_comments = s->inline_comments;
+	ini_allow_no_value = s->no_value;
+	ini_stop_on_first_error = s->stop_first;
+	ini_max_line = s->max_line;
+	ini_initial_alloc = s->initial_alloc;
+	ini_start_comment_prefixes = s->start_prefixes;
+	ini_inline_comment_prefixes = s->inline_prefixes;
+}
+
+/* Heap line buffer of LINE_BUF bytes, no multi-line values, ';' and '#' comments. */
+static int run_inih(struct parser *p)
+{
+	static char start_prefixes[] = ";#", inline_prefixes[] = ";#";
+	const struct ini_settings ours = {
+	    .use_stack = false, /* so that initial_alloc sets the buffer size */
+	    .allow_realloc = false,
+	    .multiline = false, /* an indented line is a line of its own */
+	    .bom = true,
+	    .inline_comments = true,
+	    .no_value = false,
+	    .stop_first = false,
+	    .max_line = LINE_BUF,
+	    .initial_alloc = LINE_BUF,
+	    .start_prefixes = start_prefixes,
+	    .inline_prefixes = inline_prefixes,
+	};
+	struct ini_settings saved;
+	int rc;
+
+	ini_settings_get(&saved);
+	ini_settings_set(&ours);
+	rc = ini_parse_stream(cfg_reader, p, cfg_handler, p);
+	ini_settings_set(&saved);
+	return rc;
+}
+
+/* ---- the whole file -------------------------------------------------------- */
+
+static void fill_params(struct fsm_params *dst, const int *set, const struct fsm_params *src)
+{
+	if (!set[K_IDLE])
+		dst->idle = src->idle;
+	if (!set[K_INTERVAL])
+		dst->interval = src->interval;
+	if (!set[K_PROBES])
+		dst->probes = src->probes;
+	if (!set[K_PROBE_BYTES])
+		dst->probe_bytes = src->probe_bytes;
+}
+
+static void finish_rule(struct parser *p, struct pend_rule *pr, const struct fsm_params *d)
+{
+	const struct rule *r = &pr->r;
+	const int *set = pr->key_line;
+
+	fill_params(&pr->r.params, set, d);
+	if (!set[K_LOCAL] && !set[K_REMOTE])
+		cfg_err(p, r->line, "rule [%s] has no \"local\" and no \"remote\"", r->name);
+	else if (!set[K_LOCAL])
+		cfg_err(p, r->line, "rule [%s] has no \"local\"", r->name);
+	else if (!set[K_REMOTE])
+		cfg_err(p, r->line, "rule [%s] has no \"remote\"", r->name);
+	else if (r->local.family && r->remote.family && r->local.family != r->remote.family)
+		cfg_err(p, r->line,
+		        "rule [%s] can never match: \"local\" is %s but \"remote\" is %s", r->name,
+		        r->local.family == AF_INET ? "IPv4" : "IPv6",
+		        r->remote.family == AF_INET ? "IPv4" : "IPv6");
+}
+
+static void finish(struct parser *p, const struct fsm_params *host)
+{
+	struct fsm_params d = p->g;
+
+	fill_params(&d, p->gkey_line, host); /* [global] first, then this host */
+	p->c->defaults = d;
+	for (size_t i = 0; i < p->nrules; i++)
+		finish_rule(p, &p->rules[i], &d);
+	if (!p->saw_rule_header)
+		cfg_err(p, 0,
+		        "no rules: add a rule section, e.g. [ssh] with local = *:22 and "
+		        "remote = *");
+}
+
+static int publish(struct parser *p, struct config *out)
+{
+	struct config *c = p->c;
+
+	c->rules = calloc(p->nrules, sizeof(c->rules[0]));
+	if (!c->rules) {
+		cfg_err(p, 0, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < p->nrules; i++)
+		c->rules[i] = p->rules[i].r;
+	c->nrules = p->nrules;
+	*out = *c;
+	return 0;
+}
+
+static void config_init(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->interface, sizeof(c->interface), "any");
+	snprintf(c->log_file, sizeof(c->log_file), "/var/log/kaprobe/status.log");
+	c->log_level = CONFIG_LOG_INFO;
+}
+
+static int parse_all(struct parser *p, const char *text, const struct fsm_params *host,
+                     struct config *out)
+{
+	int rc;
+
+	p->pos = text;
+	rc = run_inih(p);
+	if (rc == -2)
+		cfg_err(p, 0, "out of memory");
+	else if (rc > 0 && p->errs->n == 0 && !p->errs->dropped)
+		cfg_err(p, rc, "syntax error");
+	finish(p, host ? host : &linux_defaults);
+	if (p->errs->n || p->errs->dropped || publish(p, out) < 0)
+		return -1;
+	return 0;
+}
+
+/* When even the parser cannot be allocated: one error, by hand. */
+static void oom_error(const char *name, struct config_errors *e)
+{
+	memset(e, 0, sizeof(*e));
+	snprintf(e->msg[0], sizeof(e->msg[0]), "%s:0: out of memory", name);
+	e->n = 1;
+}
+
+int config_parse(const char *name, const char *text, const struct fsm_params *host_defaults,
+                 struct config *out, struct config_errors *errs)
+{
+	struct config_errors *e = errs ? errs : malloc(sizeof(*e));
+	struct parser *p = calloc(1, sizeof(*p));
+	struct config *c = malloc(sizeof(*c));
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	name = name ? name : "(config)";
+	if (p && c && e) {
+		memset(e, 0, sizeof(*e));
+		config_init(c);
+		p->file = name;
+		p->c = c;
+		p->errs = e;
+		rc = parse_all(p, text ? text : "", host_defaults, out);
+		free(p->rules);
+	} else if (e) {
+		oom_error(name, e);
+	}
+	free(p);
+	free(c);
+	if (e != errs)
+		free(e);
+	return rc;
+}
+
+void config_free(struct config *c)
+{
+	if (!c)
+		return;
+	free(c->rules);
+	c->rules = NULL;
+	c->nrules = 0;
+}
