@@ -27,6 +27,12 @@
 #define MAX_CONFIG_SIZE	 (1 << 20)
 #define MAX_CONNECTIONS	 1000000
 #define FILTER_MAX	 (64 * 1024)
+/* Past this many rules libpcap's compiled filter nears the kernel's 4096-instruction
+ * limit (and takes seconds to build): capture all TCP and ICMP errors instead. */
+#define FILTER_MAX_RULES 64
+#define FILTER_COARSE                                                                      \
+	"tcp or (icmp and (icmp[icmptype] == icmp-unreach or icmp[icmptype] == "          \
+	"icmp-timxceed)) or (icmp6 and (ip6[40] == 1 or ip6[40] == 3))"
 
 struct daemon {
 	struct ev_loop *loop;
@@ -176,8 +182,12 @@ static void open_captures(struct daemon *d)
 	static char filter[FILTER_MAX];
 	char list[sizeof(d->cfg.interface)], *save = NULL, *name;
 
-	if (rule_bpf_filter(d->cfg.rules, d->cfg.nrules, filter, sizeof(filter)) < 0)
-		fatalx("capture filter too long: use fewer rules");
+	if (d->cfg.nrules > FILTER_MAX_RULES ||
+	    rule_bpf_filter(d->cfg.rules, d->cfg.nrules, filter, sizeof(filter)) < 0) {
+		log_info("%zu rules: capturing all TCP, rules applied in user space",
+			 d->cfg.nrules);
+		snprintf(filter, sizeof(filter), "%s", FILTER_COARSE);
+	}
 	log_debug("capture filter: %s", filter);
 	snprintf(list, sizeof(list), "%s", d->cfg.interface);
 	for (name = strtok_r(list, ", ", &save); name; name = strtok_r(NULL, ", ", &save))
