@@ -31,7 +31,7 @@ size_t addr_len(int family);
 
 /* Fills *t; copies addr_len(family) bytes of each address and zeroes the rest. */
 void addr_tuple_make(struct addr_tuple *t, int family, const uint8_t *local, uint16_t lport,
-		     const uint8_t *remote, uint16_t rport);
+                     const uint8_t *remote, uint16_t rport);
 
 /* Hash of a tuple (seeded, well mixed), for the connection table. */
 uint32_t addr_tuple_hash(const struct addr_tuple *t, uint32_t seed);

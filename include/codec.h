@@ -29,11 +29,11 @@ enum codec_tcp_flag {
 
 /* Results of codec_decode(): a kind (> 0) or an error (< 0). */
 enum codec_result {
-	CODEC_TCP = 1,		   /* a TCP segment: packet.tcp */
-	CODEC_ICMP = 2,		   /* an ICMP/ICMPv6 error quoting a TCP header: packet.icmp */
-	CODEC_E_TRUNCATED = -1,	   /* a header runs past the captured bytes */
-	CODEC_E_MALFORMED = -2,	   /* a field is impossible (version, lengths, offsets) */
-	CODEC_E_UNSUPPORTED = -3,  /* link type, protocol or ICMP type we do not handle */
+	CODEC_TCP = 1,            /* a TCP segment: packet.tcp */
+	CODEC_ICMP = 2,           /* an ICMP/ICMPv6 error quoting a TCP header: packet.icmp */
+	CODEC_E_TRUNCATED = -1,   /* a header runs past the captured bytes */
+	CODEC_E_MALFORMED = -2,   /* a field is impossible (version, lengths, offsets) */
+	CODEC_E_UNSUPPORTED = -3, /* link type, protocol or ICMP type we do not handle */
 };
 
 /* SLL packet types (Linux "any" capture); CODEC_PKT_UNKNOWN for other links. */
@@ -46,12 +46,12 @@ enum codec_pkttype {
 /* A decoded TCP segment. Ports host order; addresses as in struct addr_tuple. */
 struct codec_tcp {
 	uint8_t family;
-	uint8_t flags;	      /* CODEC_TH_* */
-	uint8_t has_ts;	      /* timestamp option present */
-	uint8_t pkttype;      /* CODEC_PKT_* */
+	uint8_t flags;   /* CODEC_TH_* */
+	uint8_t has_ts;  /* timestamp option present */
+	uint8_t pkttype; /* CODEC_PKT_* */
 	uint16_t sport, dport;
 	uint16_t window;      /* raw 16-bit field, unscaled */
-	uint16_t ip_id;	      /* IPv4 identification; 0 for IPv6 */
+	uint16_t ip_id;       /* IPv4 identification; 0 for IPv6 */
 	uint32_t payload_len; /* from the IP length, not the captured length */
 	uint32_t seq, ack;
 	uint32_t tsval, tsecr;
@@ -60,13 +60,13 @@ struct codec_tcp {
 
 /* A decoded ICMP or ICMPv6 error and the TCP header it quotes. */
 struct codec_icmp {
-	uint8_t family;	 /* of the outer packet (== quoted packet) */
+	uint8_t family; /* of the outer packet (== quoted packet) */
 	uint8_t type, code;
 	uint8_t pkttype;
-	uint8_t from[16]; /* who sent the error (outer source) */
+	uint8_t from[16];         /* who sent the error (outer source) */
 	uint8_t src[16], dst[16]; /* quoted packet's addresses */
-	uint16_t sport, dport;	  /* quoted TCP ports */
-	uint32_t seq;		  /* quoted TCP sequence number */
+	uint16_t sport, dport;    /* quoted TCP ports */
+	uint32_t seq;             /* quoted TCP sequence number */
 };
 
 struct codec_packet {

@@ -7,10 +7,10 @@
 #include "fsm.h"
 #include "rule.h"
 
-#define CONFIG_PATH_MAX 4096
+#define CONFIG_PATH_MAX   4096
 #define CONFIG_MAX_ERRORS 64
-#define CONFIG_MAX_RULES 1024
-#define CONFIG_ERROR_LEN 512
+#define CONFIG_MAX_RULES  1024
+#define CONFIG_ERROR_LEN  512
 
 enum config_log_level {
 	CONFIG_LOG_ERROR = 0,
@@ -20,11 +20,11 @@ enum config_log_level {
 };
 
 struct config {
-	char interface[256]; /* "any" or a comma-separated list of names */
+	char interface[256];            /* "any" or a comma-separated list of names */
 	char log_file[CONFIG_PATH_MAX]; /* "-" = standard output */
-	int log_level;	     /* enum config_log_level */
+	int log_level;                  /* enum config_log_level */
 	struct fsm_params defaults;
-	struct rule *rules;  /* in file order; heap, freed by config_free() */
+	struct rule *rules; /* in file order; heap, freed by config_free() */
 	size_t nrules;
 };
 
@@ -42,7 +42,7 @@ struct config_errors {
  * settings, used where [global] sets none. Returns 0 with *out filled, or -1 with
  * errs filled (and *out left empty). */
 int config_parse(const char *name, const char *text, const struct fsm_params *host_defaults,
-		 struct config *out, struct config_errors *errs);
+                 struct config *out, struct config_errors *errs);
 
 /* Parses a duration: "30", "1.5s", "500ms", "2m", "1h". Returns 0 or -1. */
 int config_parse_duration(const char *text, double *seconds);

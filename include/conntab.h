@@ -15,10 +15,10 @@
 struct conn {
 	struct conn *next; /* hash chain, or free list */
 	struct addr_tuple key;
-	uint16_t rule;	   /* index into the active rules */
+	uint16_t rule; /* index into the active rules */
 	uint16_t flags;
 	struct fsm_conn fsm;
-	ev_timer timer;	   /* armed by the engine; the table never touches it */
+	ev_timer timer; /* armed by the engine; the table never touches it */
 };
 
 struct conntab;

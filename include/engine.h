@@ -25,7 +25,7 @@ struct engine_stats {
 /* A new engine on loop with cfg's rules (cfg must outlive it), local addresses, and a
  * sender (may be NULL: probes are then only logged, for tests and benchmarks). */
 struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
-			  const struct addr_set *local, struct sender *sender, size_t max_conns);
+                          const struct addr_set *local, struct sender *sender, size_t max_conns);
 
 /* One captured frame (a capture_fn). */
 void engine_on_frame(void *engine, int dlt, const uint8_t *data, size_t caplen, double when);

@@ -14,9 +14,9 @@
 
 /* Per-rule keepalive settings. */
 struct fsm_params {
-	double idle;	 /* s without a segment from the peer before the first probe */
+	double idle;     /* s without a segment from the peer before the first probe */
 	double interval; /* s between probes */
-	int probes;	 /* unanswered probes before dead */
+	int probes;      /* unanswered probes before dead */
 	int probe_bytes; /* 1: one 0x00 byte; 0: none */
 };
 
@@ -32,9 +32,9 @@ enum fsm_state {
 
 /* Bits of struct fsm_conn.known: which numbers we have seen. */
 enum fsm_known {
-	FSM_K_SND_UNA = 1 << 0,	 /* peer's ACK seen */
-	FSM_K_SND_NXT = 1 << 1,	 /* one of our segments seen */
-	FSM_K_RCV_NXT = 1 << 2,	 /* one of our ACKs seen */
+	FSM_K_SND_UNA = 1 << 0,  /* peer's ACK seen */
+	FSM_K_SND_NXT = 1 << 1,  /* one of our segments seen */
+	FSM_K_RCV_NXT = 1 << 2,  /* one of our ACKs seen */
 	FSM_K_PEER_END = 1 << 3, /* one of the peer's segments seen (peer_end valid) */
 };
 
@@ -47,13 +47,13 @@ struct fsm_conn {
 	uint32_t our_tsval, peer_tsval;
 	uint32_t probe_seq, probe_ack; /* fields of the probes of this round */
 	uint16_t our_window;
-	uint8_t known;	    /* FSM_K_* */
-	uint8_t ts_on;	    /* our last segment carried a timestamp */
-	uint8_t state;	    /* enum fsm_state */
+	uint8_t known;      /* FSM_K_* */
+	uint8_t ts_on;      /* our last segment carried a timestamp */
+	uint8_t state;      /* enum fsm_state */
 	uint8_t probes_out; /* probes sent this round */
 	uint8_t soft_error; /* ICMP/send error heard since the last probe round began */
 	uint8_t pad;
-	double last_rx;	   /* time of the last segment from the peer (or first sight) */
+	double last_rx;    /* time of the last segment from the peer (or first sight) */
 	double last_probe; /* time the last probe was sent */
 	double timer_at;   /* when the machine wants its timer to fire; 0 = never */
 };
@@ -65,18 +65,18 @@ struct fsm_probe {
 	uint16_t window;
 	uint8_t has_ts;
 	uint8_t payload_len; /* 0 or 1 (one 0x00 byte) */
-	uint8_t n;	     /* probe number in this round, from 1 */
+	uint8_t n;           /* probe number in this round, from 1 */
 };
 
 enum fsm_event_type {
-	FSM_EV_IDLE = 1,     /* probing starts: idle */
-	FSM_EV_PROBE,	     /* (debug) a probe is sent: probes */
-	FSM_EV_REPLY,	     /* (debug) a segment answered a probe: rtt */
-	FSM_EV_ALIVE,	     /* probes, rtt */
-	FSM_EV_UNREACHABLE,  /* icmp_family, icmp_type, icmp_code, from (or local send error) */
-	FSM_EV_DEAD,	     /* probes, idle, reason */
-	FSM_EV_RESET,	     /* probes */
-	FSM_EV_CLOSE,	     /* reason */
+	FSM_EV_IDLE = 1,    /* probing starts: idle */
+	FSM_EV_PROBE,       /* (debug) a probe is sent: probes */
+	FSM_EV_REPLY,       /* (debug) a segment answered a probe: rtt */
+	FSM_EV_ALIVE,       /* probes, rtt */
+	FSM_EV_UNREACHABLE, /* icmp_family, icmp_type, icmp_code, from (or local send error) */
+	FSM_EV_DEAD,        /* probes, idle, reason */
+	FSM_EV_RESET,       /* probes */
+	FSM_EV_CLOSE,       /* reason */
 };
 
 /* Why a packet was ignored (counted by the caller). */
@@ -90,12 +90,12 @@ enum fsm_ignore {
 };
 
 struct fsm_event {
-	uint8_t type;	     /* enum fsm_event_type */
-	uint8_t probes;	     /* probes out when the event happened */
+	uint8_t type;   /* enum fsm_event_type */
+	uint8_t probes; /* probes out when the event happened */
 	uint8_t icmp_type, icmp_code;
-	int send_errno;	     /* FSM_EV_UNREACHABLE from a local send error; 0 for ICMP */
-	double idle;	     /* s since the last segment from the peer */
-	double rtt;	     /* s from the last probe to the reply */
+	int send_errno;      /* FSM_EV_UNREACHABLE from a local send error; 0 for ICMP */
+	double idle;         /* s since the last segment from the peer */
+	double rtt;          /* s from the last probe to the reply */
 	const char *reason;  /* "no-reply", "unreachable", "fin", "rst" */
 	const uint8_t *from; /* ICMP sender (points into the caller's packet) */
 };
@@ -104,11 +104,11 @@ struct fsm_event {
 struct fsm_out {
 	int nev;
 	struct fsm_event ev[4];
-	bool send_probe;	  /* send out.probe now */
+	bool send_probe; /* send out.probe now */
 	struct fsm_probe probe;
-	bool rearm;		  /* conn.timer_at moved earlier: re-arm the timer */
-	bool forget;		  /* drop the connection now (its closed linger is over) */
-	enum fsm_ignore ignored;  /* the input was ignored, and why */
+	bool rearm;              /* conn.timer_at moved earlier: re-arm the timer */
+	bool forget;             /* drop the connection now (its closed linger is over) */
+	enum fsm_ignore ignored; /* the input was ignored, and why */
 };
 
 /* Starts watching a connection first seen at now. */
@@ -117,11 +117,11 @@ void fsm_init(struct fsm_conn *c, double now, const struct fsm_params *p);
 /* A segment of this connection: from_peer true when it came from the peer.
  * Learns numbers, restarts the idle clock, judges replies, RST and FIN. */
 void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
-		    bool from_peer, double now, struct fsm_out *out);
+                    bool from_peer, double now, struct fsm_out *out);
 
 /* An ICMP error whose quote names this connection (our end as source). */
 void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct codec_icmp *icmp,
-		 double now, struct fsm_out *out);
+                 double now, struct fsm_out *out);
 
 /* The connection's timer fired (at or after c->timer_at). */
 void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out);

@@ -13,8 +13,8 @@
 
 /* ADDR[/PREFIX][:PORT[-PORT]], "[v6[/PREFIX]][:PORT[-PORT]]", "*", "*:PORT[-PORT]". */
 struct rule_pattern {
-	uint8_t family; /* 0: any address of either family */
-	uint8_t prefix; /* significant bits of ip */
+	uint8_t family;            /* 0: any address of either family */
+	uint8_t prefix;            /* significant bits of ip */
 	uint16_t port_lo, port_hi; /* 0..65535 when no port was given */
 	uint8_t ip[16];
 };

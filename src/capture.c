@@ -11,8 +11,8 @@
 
 #include "capture.h"
 
-#define CAPTURE_BUFFER	   (8 << 20) /* kernel ring: 8 MiB */
-#define CAPTURE_MAX_ROUNDS 64	     /* dispatch rounds per drain, for fairness */
+#define CAPTURE_BUFFER     (8 << 20) /* kernel ring: 8 MiB */
+#define CAPTURE_MAX_ROUNDS 64        /* dispatch rounds per drain, for fairness */
 
 struct capture {
 	pcap_t *p;

@@ -6,7 +6,7 @@
 
 #include "conntab.h"
 
-#define CONNTAB_SLAB	    1024 /* records allocated at once */
+#define CONNTAB_SLAB        1024 /* records allocated at once */
 #define CONNTAB_MIN_BUCKETS 1024
 
 struct slab {

@@ -49,7 +49,7 @@ static uint32_t random_seed(void)
 }
 
 struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
-			  const struct addr_set *local, struct sender *sender, size_t max_conns)
+                          const struct addr_set *local, struct sender *sender, size_t max_conns)
 {
 	struct engine *e = calloc(1, sizeof(*e));
 
@@ -100,16 +100,17 @@ static const struct rule *rule_of(const struct engine *e, const struct conn *c)
 
 /* Starts a status line with the fields every line has. */
 static void line_start(struct log_line *l, const char *event, const struct engine *e,
-		       const struct conn *c)
+                       const struct conn *c)
 {
 	char ep[ADDR_ENDPOINT_STRLEN];
 	const struct addr_tuple *k = &c->key;
 
 	log_line_begin(l, event);
 	log_line_str(l, "rule", rule_of(e, c)->name);
-	log_line_str(l, "local", addr_format_endpoint(k->family, k->local, k->lport, ep, sizeof(ep)));
+	log_line_str(l, "local",
+	             addr_format_endpoint(k->family, k->local, k->lport, ep, sizeof(ep)));
 	log_line_str(l, "remote",
-		     addr_format_endpoint(k->family, k->remote, k->rport, ep, sizeof(ep)));
+	             addr_format_endpoint(k->family, k->remote, k->rport, ep, sizeof(ep)));
 }
 
 static const char *send_error_name(int err)
@@ -292,7 +293,7 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 		e->st.table_full++;
 		if (!e->warned_full++)
 			log_warnx("connection table full (%zu): new connections are not tracked",
-				  conntab_count(e->tab));
+			          conntab_count(e->tab));
 		return NULL;
 	}
 	e->st.tracked++;

@@ -9,9 +9,9 @@
 
 #include "fsm.h"
 
-#define SEQ_LT(a, b)  ((int32_t)((uint32_t)(a) - (uint32_t)(b)) < 0)
-#define SEQ_GT(a, b)  SEQ_LT(b, a)
-#define SEQ_LEQ(a, b) (!SEQ_GT(a, b))
+#define SEQ_LT(a, b)   ((int32_t)((uint32_t)(a) - (uint32_t)(b)) < 0)
+#define SEQ_GT(a, b)   SEQ_LT(b, a)
+#define SEQ_LEQ(a, b)  (!SEQ_GT(a, b))
 #define SEQ_DIST(a, b) ((uint32_t)((a) - (b)) < 0x80000000u ? (a) - (b) : (b) - (a))
 
 /* Slack when comparing times: a timer that fires a hair early still counts. */
@@ -110,7 +110,7 @@ static void learn_ours(struct fsm_conn *c, const struct codec_tcp *seg)
 }
 
 static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
-		    double now, struct fsm_out *out)
+                    double now, struct fsm_out *out)
 {
 	if (is_own_probe(c, seg)) {
 		c->last_probe = now; /* the kernel's stamp: RTT from wire to wire */
@@ -129,7 +129,7 @@ static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct
 }
 
 static void on_peer_rst(struct fsm_conn *c, const struct codec_tcp *seg, double now,
-			struct fsm_out *out)
+                        struct fsm_out *out)
 {
 	if (c->probes_out > 0 && c->state == FSM_PROBING) {
 		if (seg->seq != c->probe_ack) {
@@ -176,7 +176,7 @@ static void learn_peer(struct fsm_conn *c, const struct codec_tcp *seg)
 }
 
 static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double now,
-			  struct fsm_out *out)
+                          struct fsm_out *out)
 {
 	struct fsm_event *ev;
 
@@ -199,7 +199,7 @@ static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double
 }
 
 static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
-		    double now, struct fsm_out *out)
+                    double now, struct fsm_out *out)
 {
 	if (seg->flags & CODEC_TH_RST) {
 		on_peer_rst(c, seg, now, out);
@@ -218,7 +218,7 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 }
 
 void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
-		    bool from_peer, double now, struct fsm_out *out)
+                    bool from_peer, double now, struct fsm_out *out)
 {
 	out_clear(out);
 	if (c->state == FSM_CLOSED)
@@ -230,7 +230,7 @@ void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct
 }
 
 void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct codec_icmp *icmp,
-		 double now, struct fsm_out *out)
+                 double now, struct fsm_out *out)
 {
 	struct fsm_event *ev;
 
@@ -257,7 +257,7 @@ void fsm_on_send_error(struct fsm_conn *c, int err, double now, struct fsm_out *
 }
 
 static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double now,
-		       struct fsm_out *out)
+                       struct fsm_out *out)
 {
 	struct fsm_probe *pr = &out->probe;
 
@@ -288,7 +288,7 @@ static void rearm_at(struct fsm_conn *c, double at, struct fsm_out *out)
 }
 
 static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double now,
-			struct fsm_out *out)
+                        struct fsm_out *out)
 {
 	double due = c->last_rx + p->idle;
 
@@ -308,7 +308,7 @@ static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double n
 }
 
 static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double now,
-			  struct fsm_out *out)
+                          struct fsm_out *out)
 {
 	struct fsm_event *ev;
 
@@ -350,10 +350,14 @@ void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, st
 const char *fsm_event_name(int type)
 {
 	static const char *const names[] = {
-		[FSM_EV_IDLE] = "idle",	  [FSM_EV_PROBE] = "probe",
-		[FSM_EV_REPLY] = "reply", [FSM_EV_ALIVE] = "alive",
-		[FSM_EV_UNREACHABLE] = "unreachable", [FSM_EV_DEAD] = "dead",
-		[FSM_EV_RESET] = "reset", [FSM_EV_CLOSE] = "close",
+	    [FSM_EV_IDLE] = "idle",
+	    [FSM_EV_PROBE] = "probe",
+	    [FSM_EV_REPLY] = "reply",
+	    [FSM_EV_ALIVE] = "alive",
+	    [FSM_EV_UNREACHABLE] = "unreachable",
+	    [FSM_EV_DEAD] = "dead",
+	    [FSM_EV_RESET] = "reset",
+	    [FSM_EV_CLOSE] = "close",
 	};
 
 	if (type <= 0 || type > FSM_EV_CLOSE)
@@ -364,11 +368,11 @@ const char *fsm_event_name(int type)
 const char *fsm_ignore_name(int reason)
 {
 	static const char *const names[] = {
-		[FSM_IGN_NONE] = "none",
-		[FSM_IGN_OWN_PROBE] = "own-probe",
-		[FSM_IGN_BAD_ACK] = "bad-ack",
-		[FSM_IGN_BAD_RST] = "bad-rst",
-		[FSM_IGN_ICMP_MATCH] = "icmp-nomatch",
+	    [FSM_IGN_NONE] = "none",
+	    [FSM_IGN_OWN_PROBE] = "own-probe",
+	    [FSM_IGN_BAD_ACK] = "bad-ack",
+	    [FSM_IGN_BAD_RST] = "bad-rst",
+	    [FSM_IGN_ICMP_MATCH] = "icmp-nomatch",
 	};
 
 	if (reason < 0 || reason >= FSM_IGN_COUNT)

@@ -82,9 +82,8 @@ static void format_ts(char *buf, size_t len)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 ts.tv_nsec / 1000000);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 }
 
 static void line_append(struct log_line *l, const char *s, size_t n)
@@ -198,12 +197,12 @@ static void vmsg(const char *level, int to_status, int err, const char *fmt, va_
 		write_all(status_fd, l.buf, l.len);
 }
 
-#define LOG_BODY(level, to_status, err)                                                      \
-	do {                                                                                 \
-		va_list ap;                                                                  \
-		va_start(ap, fmt);                                                           \
-		vmsg(level, to_status, err, fmt, ap);                                        \
-		va_end(ap);                                                                  \
+#define LOG_BODY(level, to_status, err)                                                            \
+	do {                                                                                       \
+		va_list ap;                                                                        \
+		va_start(ap, fmt);                                                                 \
+		vmsg(level, to_status, err, fmt, ap);                                              \
+		va_end(ap);                                                                        \
 	} while (0)
 
 void log_warn(const char *fmt, ...)

@@ -23,15 +23,15 @@
 #include "rule.h"
 #include "sender.h"
 
-#define MAX_CAPTURES	 16
-#define MAX_CONFIG_SIZE	 (1 << 20)
-#define MAX_CONNECTIONS	 1000000
-#define FILTER_MAX	 (64 * 1024)
+#define MAX_CAPTURES    16
+#define MAX_CONFIG_SIZE (1 << 20)
+#define MAX_CONNECTIONS 1000000
+#define FILTER_MAX      (64 * 1024)
 /* Past this many rules libpcap's compiled filter nears the kernel's 4096-instruction
  * limit (and takes seconds to build): capture all TCP and ICMP errors instead. */
 #define FILTER_MAX_RULES 64
-#define FILTER_COARSE                                                                      \
-	"tcp or (icmp and (icmp[icmptype] == icmp-unreach or icmp[icmptype] == "          \
+#define FILTER_COARSE                                                                              \
+	"tcp or (icmp and (icmp[icmptype] == icmp-unreach or icmp[icmptype] == "                   \
 	"icmp-timxceed)) or (icmp6 and (ip6[40] == 1 or ip6[40] == 3))"
 
 struct daemon {
@@ -49,11 +49,11 @@ struct daemon {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kaprobed [-c FILE] [-n] [-d] [-V] [-h]\n"
-		   "  -c FILE  configuration (default " CONFIG_DEFAULT_PATH ")\n"
-		   "  -n       check the configuration and exit\n"
-		   "  -d       debug log level\n"
-		   "  -V       print the version and exit\n"
-		   "  -h       this help\n");
+	           "  -c FILE  configuration (default " CONFIG_DEFAULT_PATH ")\n"
+	           "  -n       check the configuration and exit\n"
+	           "  -d       debug log level\n"
+	           "  -V       print the version and exit\n"
+	           "  -h       this help\n");
 }
 
 /* Reads a whole file (at most MAX_CONFIG_SIZE) into a NUL-terminated buffer. */
@@ -185,7 +185,7 @@ static void open_captures(struct daemon *d)
 	if (d->cfg.nrules > FILTER_MAX_RULES ||
 	    rule_bpf_filter(d->cfg.rules, d->cfg.nrules, filter, sizeof(filter)) < 0) {
 		log_info("%zu rules: capturing all TCP, rules applied in user space",
-			 d->cfg.nrules);
+		         d->cfg.nrules);
 		snprintf(filter, sizeof(filter), "%s", FILTER_COARSE);
 	}
 	log_debug("capture filter: %s", filter);
@@ -237,13 +237,13 @@ static void log_totals(const struct daemon *d)
 		drop += dr;
 	}
 	log_info("totals: packets=%llu decode_errors=%llu tracked=%llu probes_sent=%llu "
-		 "send_errors=%llu replies=%llu alive=%llu dead=%llu reset=%llu "
-		 "unreachable=%llu closed=%llu ignored_own=%llu ignored_bad_ack=%llu "
-		 "ignored_bad_rst=%llu ignored_icmp=%llu pcap_received=%u pcap_drops=%u",
-		 s->packets, s->decode_errors, s->tracked, s->probes_sent, s->send_errors,
-		 s->replies, s->alive, s->dead, s->reset, s->unreachable, s->closed,
-		 s->ignored[FSM_IGN_OWN_PROBE], s->ignored[FSM_IGN_BAD_ACK],
-		 s->ignored[FSM_IGN_BAD_RST], s->ignored[FSM_IGN_ICMP_MATCH], recv, drop);
+	         "send_errors=%llu replies=%llu alive=%llu dead=%llu reset=%llu "
+	         "unreachable=%llu closed=%llu ignored_own=%llu ignored_bad_ack=%llu "
+	         "ignored_bad_rst=%llu ignored_icmp=%llu pcap_received=%u pcap_drops=%u",
+	         s->packets, s->decode_errors, s->tracked, s->probes_sent, s->send_errors,
+	         s->replies, s->alive, s->dead, s->reset, s->unreachable, s->closed,
+	         s->ignored[FSM_IGN_OWN_PROBE], s->ignored[FSM_IGN_BAD_ACK],
+	         s->ignored[FSM_IGN_BAD_RST], s->ignored[FSM_IGN_ICMP_MATCH], recv, drop);
 }
 
 static void run(struct daemon *d)
@@ -265,7 +265,7 @@ static void run(struct daemon *d)
 	start_signals(d);
 	log_info("started");
 	log_info("kaprobed %s: %zu rules, interface %s, %zu local addresses", KAPROBE_VERSION,
-		 d->cfg.nrules, d->cfg.interface, d->local.n);
+	         d->cfg.nrules, d->cfg.interface, d->local.n);
 	ev_run(d->loop, 0);
 	log_totals(d);
 	engine_free(d->engine);

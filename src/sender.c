@@ -64,8 +64,8 @@ static int build_tcp(libnet_t *l, const struct addr_tuple *k, const struct fsm_p
 			return -1;
 	}
 	if (libnet_build_tcp(k->lport, k->rport, p->seq, p->ack, TH_ACK, p->window, 0, 0,
-			     (uint16_t)(LIBNET_TCP_H + optlen + p->payload_len),
-			     p->payload_len ? zero : NULL, p->payload_len, l, 0) < 0)
+	                     (uint16_t)(LIBNET_TCP_H + optlen + p->payload_len),
+	                     p->payload_len ? zero : NULL, p->payload_len, l, 0) < 0)
 		return -1;
 	return (int)(LIBNET_TCP_H + optlen + p->payload_len);
 }
@@ -79,12 +79,12 @@ static int build_ip(struct sender *s, libnet_t *l, const struct addr_tuple *k, i
 		memcpy(&src4, k->local, 4);
 		memcpy(&dst4, k->remote, 4);
 		return libnet_build_ipv4((uint16_t)(LIBNET_IPV4_H + tcplen), 0, s->ip_id++, 0,
-					 SENDER_TTL, IPPROTO_TCP, 0, src4, dst4, NULL, 0, l, 0);
+		                         SENDER_TTL, IPPROTO_TCP, 0, src4, dst4, NULL, 0, l, 0);
 	}
 	memcpy(&src6, k->local, 16);
 	memcpy(&dst6, k->remote, 16);
 	return libnet_build_ipv6(0, 0, (uint16_t)tcplen, IPPROTO_TCP, SENDER_TTL, src6, dst6, NULL,
-				 0, l, 0);
+	                         0, l, 0);
 }
 
 int sender_send(struct sender *s, const struct addr_tuple *key, const struct fsm_probe *p)

@@ -15,7 +15,7 @@
 #include "engine.h"
 #include "log.h"
 
-#define NCONN 10000
+#define NCONN   10000
 #define NDECODE 2000000
 
 static double now_sec(void)
@@ -59,7 +59,7 @@ static size_t make_frame(uint8_t *b, uint32_t n, int ours, uint32_t seq, uint32_
 	memcpy(b + 24, &s, 4);
 	memcpy(b + 28, &a, 4);
 	b[32] = 8 << 4; /* 32-byte header */
-	b[33] = 0x10;	/* ACK */
+	b[33] = 0x10;   /* ACK */
 	b[34] = 0x01;
 	b[40] = 1;
 	b[41] = 1;
@@ -97,7 +97,7 @@ static void feed(struct engine *e, uint32_t n, double when)
 int main(void)
 {
 	static const char conf[] = "[global]\nlog_file = /dev/null\n[svc]\nlocal = *:5432\n"
-				   "remote = *\nidle = 2h\ninterval = 75s\nprobes = 9\n";
+	                           "remote = *\nidle = 2h\ninterval = 75s\nprobes = 9\n";
 	struct fsm_params def = {7200, 75, 9, 1};
 	struct config_errors errs;
 	struct config cfg;

@@ -106,7 +106,8 @@ int main(int argc, char **argv)
 	long n = argc > 3 ? atol(argv[3]) : 200000;
 	double a, b;
 
-	if (argc < 3 || inet_pton(AF_INET, argv[1], l) != 1 || inet_pton(AF_INET, argv[2], r) != 1) {
+	if (argc < 3 || inet_pton(AF_INET, argv[1], l) != 1 ||
+	    inet_pton(AF_INET, argv[2], r) != 1) {
 		fprintf(stderr, "usage: bench_send LOCAL_IPV4 PEER_IPV4 [COUNT]\n");
 		return 1;
 	}

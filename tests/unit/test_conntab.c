@@ -113,10 +113,10 @@ static void test_foreach_visits_all(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_insert_find_remove),
-		cmocka_unit_test(test_many_and_growth),
-		cmocka_unit_test(test_cap_is_enforced),
-		cmocka_unit_test(test_foreach_visits_all),
+	    cmocka_unit_test(test_insert_find_remove),
+	    cmocka_unit_test(test_many_and_growth),
+	    cmocka_unit_test(test_cap_is_enforced),
+	    cmocka_unit_test(test_foreach_visits_all),
 	};
 
 	return cmocka_run_group_tests_name("conntab", tests, NULL, NULL);

@@ -9,11 +9,11 @@
 
 #include "fsm.h"
 
-#define ISS_OURS 1000u	 /* our sequence numbers start here */
+#define ISS_OURS 1000u   /* our sequence numbers start here */
 #define ISS_PEER 500000u /* the peer's */
 
-static const struct fsm_params params = {.idle = 1.0, .interval = 0.5, .probes = 3,
-					 .probe_bytes = 1};
+static const struct fsm_params params = {
+    .idle = 1.0, .interval = 0.5, .probes = 3, .probe_bytes = 1};
 
 struct world {
 	struct fsm_conn c;
@@ -147,7 +147,7 @@ static void test_probe_fields_follow_the_classic_probe(void **state)
 	run_until(&w, w.now + 1.0);
 	assert_int_equal(w.probes_sent, 1);
 	assert_int_equal(w.last_probe.seq, w.ours - 1); /* SND.UNA - 1 */
-	assert_int_equal(w.last_probe.ack, w.peers);	/* RCV.NXT */
+	assert_int_equal(w.last_probe.ack, w.peers);    /* RCV.NXT */
 	assert_int_equal(w.last_probe.payload_len, 1);
 	assert_int_equal(w.last_probe.window, 502);
 	assert_true(w.last_probe.has_ts);
@@ -503,28 +503,28 @@ static void test_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_dead_at_idle_plus_interval_times_probes),
-		cmocka_unit_test(test_probe_fields_follow_the_classic_probe),
-		cmocka_unit_test(test_zero_byte_probes),
-		cmocka_unit_test(test_reply_makes_alive_and_restarts_idle_clock),
-		cmocka_unit_test(test_own_probe_is_not_learned),
-		cmocka_unit_test(test_valid_rst_is_reset),
-		cmocka_unit_test(test_spoofed_rst_is_ignored),
-		cmocka_unit_test(test_spoofed_ack_while_probing_is_no_reply),
-		cmocka_unit_test(test_icmp_is_soft_then_dead_unreachable),
-		cmocka_unit_test(test_icmp_for_other_seq_is_ignored),
-		cmocka_unit_test(test_send_error_is_soft),
-		cmocka_unit_test(test_busy_connection_is_never_probed),
-		cmocka_unit_test(test_no_probe_while_data_in_flight),
-		cmocka_unit_test(test_one_sided_connection_is_not_probed),
-		cmocka_unit_test(test_gap_in_peer_data_blocks_probing),
-		cmocka_unit_test(test_fin_and_rst_in_traffic_close),
-		cmocka_unit_test(test_our_rst_closes),
-		cmocka_unit_test(test_dead_peer_that_returns_is_alive_again),
-		cmocka_unit_test(test_new_syn_restarts_learning),
-		cmocka_unit_test(test_late_timer_keeps_interval),
-		cmocka_unit_test(test_early_timer_rearms),
-		cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_dead_at_idle_plus_interval_times_probes),
+	    cmocka_unit_test(test_probe_fields_follow_the_classic_probe),
+	    cmocka_unit_test(test_zero_byte_probes),
+	    cmocka_unit_test(test_reply_makes_alive_and_restarts_idle_clock),
+	    cmocka_unit_test(test_own_probe_is_not_learned),
+	    cmocka_unit_test(test_valid_rst_is_reset),
+	    cmocka_unit_test(test_spoofed_rst_is_ignored),
+	    cmocka_unit_test(test_spoofed_ack_while_probing_is_no_reply),
+	    cmocka_unit_test(test_icmp_is_soft_then_dead_unreachable),
+	    cmocka_unit_test(test_icmp_for_other_seq_is_ignored),
+	    cmocka_unit_test(test_send_error_is_soft),
+	    cmocka_unit_test(test_busy_connection_is_never_probed),
+	    cmocka_unit_test(test_no_probe_while_data_in_flight),
+	    cmocka_unit_test(test_one_sided_connection_is_not_probed),
+	    cmocka_unit_test(test_gap_in_peer_data_blocks_probing),
+	    cmocka_unit_test(test_fin_and_rst_in_traffic_close),
+	    cmocka_unit_test(test_our_rst_closes),
+	    cmocka_unit_test(test_dead_peer_that_returns_is_alive_again),
+	    cmocka_unit_test(test_new_syn_restarts_learning),
+	    cmocka_unit_test(test_late_timer_keeps_interval),
+	    cmocka_unit_test(test_early_timer_rearms),
+	    cmocka_unit_test(test_names),
 	};
 
 	return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);

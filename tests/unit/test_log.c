@@ -29,7 +29,7 @@ static void test_line_fields_and_quoting(void **state)
 	log_line_int(&l, "probes", 3);
 	log_line_fixed(&l, "idle", 2.5, 3);
 	assert_string_equal(after_ts, " event=dead rule=pg msg=\"two words\" q=\"a\\\"b\" e=\"\" "
-				      "probes=3 idle=2.500");
+	                              "probes=3 idle=2.500");
 }
 
 static void test_long_line_is_cut_not_overflowed(void **state)
@@ -78,9 +78,9 @@ static void test_emit_appends_whole_lines(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_line_fields_and_quoting),
-		cmocka_unit_test(test_long_line_is_cut_not_overflowed),
-		cmocka_unit_test(test_emit_appends_whole_lines),
+	    cmocka_unit_test(test_line_fields_and_quoting),
+	    cmocka_unit_test(test_long_line_is_cut_not_overflowed),
+	    cmocka_unit_test(test_emit_appends_whole_lines),
 	};
 
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
