@@ -36,6 +36,7 @@ enum fsm_known {
 	FSM_K_SND_NXT = 1 << 1,  /* one of our segments seen */
 	FSM_K_RCV_NXT = 1 << 2,  /* one of our ACKs seen */
 	FSM_K_PEER_END = 1 << 3, /* one of the peer's segments seen (peer_end valid) */
+	FSM_K_WINDOW = 1 << 4,   /* one of our non-SYN segments seen (our_window valid) */
 };
 
 /* What the machine knows of one connection. Kept small: it is per connection. */
@@ -86,6 +87,7 @@ enum fsm_ignore {
 	FSM_IGN_BAD_ACK,    /* peer segment acking data we never sent (spoofed or stale) */
 	FSM_IGN_BAD_RST,    /* RST whose SEQ is not exact */
 	FSM_IGN_ICMP_MATCH, /* ICMP quote that is not one of our probes */
+	FSM_IGN_SYN,        /* SYN on a synchronized connection (the kernel challenges it) */
 	FSM_IGN_COUNT,
 };
 
@@ -126,7 +128,9 @@ void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct co
 /* The connection's timer fired (at or after c->timer_at). */
 void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out);
 
-/* Sending the probe asked for failed locally with errno err (no route etc.): a soft error. */
+/* Sending the probe asked for failed locally with errno err. A routing or firewall error
+ * (no route, prohibited) is a soft error, like ICMP; a resource error (ENOBUFS, ENOMEM,
+ * EPROTO) does not count the probe, which is retried in 500 ms as the kernel does. */
 void fsm_on_send_error(struct fsm_conn *c, int err, double now, struct fsm_out *out);
 
 /* True when every number a probe needs is known and nothing is in flight. */

@@ -307,7 +307,8 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 	return c;
 }
 
-static void on_segment(struct engine *e, const struct codec_tcp *seg, bool from_peer, double now)
+/* Hands a segment to its connection (tracking it when new); returns the fsm's ignore reason. */
+static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_peer, double now)
 {
 	struct addr_tuple key;
 	struct fsm_out out;
@@ -324,18 +325,23 @@ static void on_segment(struct engine *e, const struct codec_tcp *seg, bool from_
 		c = NULL;
 	}
 	if (!c) {
-		if (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN))
-			return; /* the end of something we never tracked */
+		/* Only a synchronized segment starts tracking: not the end of something we
+		 * never tracked (FIN, RST), nor a bare SYN (a SYN flood must not fill the table).
+		 */
+		if (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN) || !(seg->flags & CODEC_TH_ACK))
+			return FSM_IGN_NONE;
 		c = track(e, &key, now);
 		if (!c)
-			return;
+			return FSM_IGN_NONE;
 	}
 	fsm_on_segment(&c->fsm, &rule_of(e, c)->params, seg, from_peer, now, &out);
 	apply(e, c, &out, now);
+	return out.ignored;
 }
 
-/* Which way a segment goes: from this host (ours), to it (peer's), or both on loopback.
- * On a Linux "any" capture the packet type says it; otherwise the addresses do. */
+/* Which way a segment goes: from this host (ours), to it (the peer's), or both on loopback.
+ * On a Linux "any" capture the packet type says it: outgoing copies of loopback packets are
+ * not captured, so an incoming one with both ends local is seen from both ends. */
 static void on_tcp(struct engine *e, const struct codec_tcp *seg, double now)
 {
 	bool src_local = addr_set_contains(e->local, seg->family, seg->src);
@@ -344,13 +350,13 @@ static void on_tcp(struct engine *e, const struct codec_tcp *seg, double now)
 	if (seg->pkttype == CODEC_PKT_OUTGOING)
 		dst_local = false;
 	else if (seg->pkttype != CODEC_PKT_UNKNOWN)
-		src_local = src_local && !dst_local;
+		src_local = src_local && dst_local; /* arrived here: ours only on loopback */
 	if (!src_local && !dst_local) {
 		e->st.not_local++;
 		return;
 	}
-	if (src_local)
-		on_segment(e, seg, false, now);
+	if (src_local && on_segment(e, seg, false, now) == FSM_IGN_OWN_PROBE)
+		return; /* our probe over loopback is no sign of life for the other end */
 	if (dst_local)
 		on_segment(e, seg, true, now);
 }

@@ -5,6 +5,7 @@
  * the verdict is dead when the timer fires with `probes` probes unanswered, i.e. at
  * last_rx + idle + interval * probes. Probes are scheduled from last_rx, not from
  * the moment the timer ran, so timer slack does not accumulate. */
+#include <errno.h>
 #include <string.h>
 
 #include "fsm.h"
@@ -19,7 +20,10 @@
 /* A peer's SEQ further than this from RCV.NXT cannot belong to the connection. */
 #define FSM_MAX_SEQ_DRIFT 0x40000000u
 
-#define FSM_K_NEEDED (FSM_K_SND_UNA | FSM_K_SND_NXT | FSM_K_RCV_NXT)
+/* Never probe with window 0: the peer would apply it and stall (SEQ = its SND.WL1). */
+#define FSM_K_NEEDED (FSM_K_SND_UNA | FSM_K_SND_NXT | FSM_K_RCV_NXT | FSM_K_WINDOW)
+/* Retry after a local resource error, as Linux's TCP_RESOURCE_PROBE_INTERVAL. */
+#define FSM_RESOURCE_RETRY 0.5
 
 static void out_clear(struct fsm_out *out)
 {
@@ -90,6 +94,19 @@ static bool is_own_probe(const struct fsm_conn *c, const struct codec_tcp *seg)
 	       seg->ack == c->probe_ack && seg->payload_len <= 1;
 }
 
+/* A SYN: a new connection on this 4-tuple, unless the one we know is synchronized (then
+ * the kernel answers with a challenge ACK, and a spoofed SYN must not wipe what we know). */
+static bool on_syn(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out)
+{
+	if ((c->known & (FSM_K_SND_UNA | FSM_K_SND_NXT)) == (FSM_K_SND_UNA | FSM_K_SND_NXT)) {
+		out->ignored = FSM_IGN_SYN;
+		return false;
+	}
+	fsm_init(c, now, p);
+	out->rearm = true;
+	return true;
+}
+
 static void learn_ours(struct fsm_conn *c, const struct codec_tcp *seg)
 {
 	uint32_t end = seg_end(seg);
@@ -102,8 +119,10 @@ static void learn_ours(struct fsm_conn *c, const struct codec_tcp *seg)
 			c->rcv_nxt = seg->ack;
 		c->known |= FSM_K_RCV_NXT;
 	}
-	if (!(seg->flags & CODEC_TH_SYN))
+	if (!(seg->flags & CODEC_TH_SYN)) {
 		c->our_window = seg->window; /* SYN windows are never scaled */
+		c->known |= FSM_K_WINDOW;
+	}
 	c->ts_on = seg->has_ts;
 	if (seg->has_ts)
 		c->our_tsval = seg->tsval;
@@ -121,8 +140,8 @@ static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct
 		close_conn(c, "rst", now, out);
 		return;
 	}
-	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN)
-		fsm_init(c, now, p); /* a new connection on this 4-tuple */
+	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN && !on_syn(c, p, now, out))
+		return;
 	learn_ours(c, seg);
 	if (seg->flags & CODEC_TH_FIN)
 		close_conn(c, "fin", now, out);
@@ -154,7 +173,8 @@ static bool peer_plausible(const struct fsm_conn *c, const struct codec_tcp *seg
 		return false;
 	if (!(seg->flags & CODEC_TH_ACK) || !(c->known & FSM_K_SND_NXT))
 		return true;
-	if (c->state == FSM_PROBING && c->probes_out > 0 && c->snd_una == c->snd_nxt)
+	if ((c->state == FSM_PROBING || c->state == FSM_DEAD) && c->probes_out > 0 &&
+	    c->snd_una == c->snd_nxt)
 		return seg->ack == c->snd_nxt; /* the reply acks exactly what we sent */
 	return SEQ_LEQ(seg->ack, c->snd_nxt);
 }
@@ -168,9 +188,13 @@ static void learn_peer(struct fsm_conn *c, const struct codec_tcp *seg)
 			c->snd_una = seg->ack;
 		c->known |= FSM_K_SND_UNA;
 	}
-	if (!(c->known & FSM_K_PEER_END) || SEQ_GT(end, c->peer_end))
-		c->peer_end = end;
-	c->known |= FSM_K_PEER_END;
+	/* Only in-order data moves peer_end (data our ACK must still cover); a segment
+	 * beyond RCV.NXT, real or spoofed, must not block probing for good. */
+	if (!(c->known & FSM_K_RCV_NXT) || SEQ_LEQ(seg->seq, c->rcv_nxt)) {
+		if (!(c->known & FSM_K_PEER_END) || SEQ_GT(end, c->peer_end))
+			c->peer_end = end;
+		c->known |= FSM_K_PEER_END;
+	}
 	if (seg->has_ts)
 		c->peer_tsval = seg->tsval;
 }
@@ -179,8 +203,9 @@ static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double
                           struct fsm_out *out)
 {
 	struct fsm_event *ev;
+	bool was_dead = c->state == FSM_DEAD;
 
-	if (c->probes_out > 0 || c->state == FSM_DEAD) {
+	if (c->probes_out > 0 || was_dead) {
 		ev = out_event(out, FSM_EV_REPLY, c);
 		ev->rtt = now - c->last_probe;
 		ev = out_event(out, FSM_EV_ALIVE, c);
@@ -190,12 +215,9 @@ static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double
 	c->probes_out = 0;
 	c->soft_error = 0;
 	c->last_rx = now;
-	if (c->timer_at == 0) {
-		c->timer_at = now + p->idle; /* was dead: timer stopped, start it again */
-		out->rearm = true;
-	} else {
-		c->timer_at = now + p->idle; /* later than armed: the timer catches up lazily */
-	}
+	c->timer_at = now + p->idle; /* later than armed: the timer catches up lazily */
+	if (was_dead)
+		out->rearm = true; /* the timer was stopped: start it again */
 }
 
 static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
@@ -205,9 +227,10 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 		on_peer_rst(c, seg, now, out);
 		return;
 	}
-	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN)
-		fsm_init(c, now, p); /* a new connection on this 4-tuple */
-	else if (!peer_plausible(c, seg)) {
+	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN) {
+		if (!on_syn(c, p, now, out))
+			return;
+	} else if (!peer_plausible(c, seg)) {
 		out->ignored = FSM_IGN_BAD_ACK;
 		return;
 	}
@@ -248,10 +271,20 @@ void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct co
 	ev->from = icmp->from;
 }
 
+static bool resource_error(int err)
+{
+	return err == ENOBUFS || err == ENOMEM || err == EAGAIN || err == EPROTO;
+}
+
 void fsm_on_send_error(struct fsm_conn *c, int err, double now, struct fsm_out *out)
 {
-	(void)now;
 	out_clear(out);
+	if (resource_error(err) && c->probes_out > 0) {
+		c->probes_out--; /* never left this host: not a probe the peer ignored */
+		c->timer_at = now + FSM_RESOURCE_RETRY;
+		out->rearm = true;
+		return;
+	}
 	c->soft_error = 1;
 	out_event(out, FSM_EV_UNREACHABLE, c)->send_errno = err;
 }
@@ -312,16 +345,16 @@ static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double
 {
 	struct fsm_event *ev;
 
+	if (!fsm_can_probe(c)) {
+		rearm_at(c, now + p->interval, out); /* our side sent data: the kernel's turn */
+		return;
+	}
 	if (c->probes_out >= p->probes) {
 		ev = out_event(out, FSM_EV_DEAD, c);
 		ev->idle = now - c->last_rx;
 		ev->reason = c->soft_error ? "unreachable" : "no-reply";
 		c->state = FSM_DEAD;
 		c->timer_at = 0;
-		return;
-	}
-	if (!fsm_can_probe(c)) {
-		rearm_at(c, now + p->interval, out); /* our side sent data: the kernel's turn */
 		return;
 	}
 	send_probe(c, p, now, out);

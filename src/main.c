@@ -173,6 +173,8 @@ static void open_one_capture(struct daemon *d, const char *ifname, const char *f
 	d->cap[d->ncap] = c;
 	ev_io_init(&d->cap_io[d->ncap], on_capture, capture_fd(c), EV_READ);
 	d->cap_io[d->ncap].data = d;
+	/* Before timers: a reply already captured must be seen before a dead verdict. */
+	ev_set_priority(&d->cap_io[d->ncap], EV_MAXPRI);
 	ev_io_start(d->loop, &d->cap_io[d->ncap]);
 	d->ncap++;
 }
@@ -239,11 +241,13 @@ static void log_totals(const struct daemon *d)
 	log_info("totals: packets=%llu decode_errors=%llu tracked=%llu probes_sent=%llu "
 	         "send_errors=%llu replies=%llu alive=%llu dead=%llu reset=%llu "
 	         "unreachable=%llu closed=%llu ignored_own=%llu ignored_bad_ack=%llu "
-	         "ignored_bad_rst=%llu ignored_icmp=%llu pcap_received=%u pcap_drops=%u",
+	         "ignored_bad_rst=%llu ignored_icmp=%llu ignored_syn=%llu pcap_received=%u "
+	         "pcap_drops=%u",
 	         s->packets, s->decode_errors, s->tracked, s->probes_sent, s->send_errors,
 	         s->replies, s->alive, s->dead, s->reset, s->unreachable, s->closed,
 	         s->ignored[FSM_IGN_OWN_PROBE], s->ignored[FSM_IGN_BAD_ACK],
-	         s->ignored[FSM_IGN_BAD_RST], s->ignored[FSM_IGN_ICMP_MATCH], recv, drop);
+	         s->ignored[FSM_IGN_BAD_RST], s->ignored[FSM_IGN_ICMP_MATCH],
+	         s->ignored[FSM_IGN_SYN], recv, drop);
 }
 
 static void run(struct daemon *d)

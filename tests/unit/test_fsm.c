@@ -1,4 +1,5 @@
 /* test_fsm.c: the keepalive state machine with a fake clock, through every path. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -375,15 +376,18 @@ static void test_one_sided_connection_is_not_probed(void **state)
 	assert_int_equal(w.probes_sent, 0); /* the peer never seen: SND.UNA unknown */
 }
 
-static void test_gap_in_peer_data_blocks_probing(void **state)
+static void test_unacked_peer_data_blocks_probing(void **state)
 {
 	struct world w;
+	struct codec_tcp s;
 
 	(void)state;
 	setup(&w);
 	exchange(&w);
-	w.peers += 100; /* a segment we never saw and never acked */
-	peers(&w, 10);
+	s = segment(w.peers + 100, w.ours, 10, CODEC_TH_ACK); /* out of order: our ACK rules */
+	peer_raw(&w, s);
+	assert_true(fsm_can_probe(&w.c));
+	peers(&w, 10); /* in order, our ACK not seen yet */
 	run_until(&w, w.now + 10);
 	assert_int_equal(w.probes_sent, 0);
 	ours(&w, 0); /* our ACK covers it: certain again */
@@ -451,7 +455,7 @@ static void test_dead_peer_that_returns_is_alive_again(void **state)
 	assert_float_equal(w.c.timer_at, w.now + 1.0, 1e-9);
 }
 
-static void test_new_syn_restarts_learning(void **state)
+static void test_syn_on_synchronized_connection_is_ignored(void **state)
 {
 	struct world w;
 	struct codec_tcp s;
@@ -459,10 +463,91 @@ static void test_new_syn_restarts_learning(void **state)
 	(void)state;
 	setup(&w);
 	exchange(&w);
+	run_until(&w, w.c.last_rx + 1.0);
+	s = segment(77, 0, 0, CODEC_TH_SYN); /* spoofed, or answered by a challenge ACK */
+	peer_raw(&w, s);
+	assert_int_equal(w.out.ignored, FSM_IGN_SYN);
+	assert_true(fsm_can_probe(&w.c));
+	run_until(&w, w.now + 5);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+}
+
+static void test_new_syn_restarts_learning_and_rearms(void **state)
+{
+	struct world w;
+	struct codec_tcp s;
+
+	(void)state;
+	setup(&w);
+	ours(&w, 10); /* half known: SND.UNA never seen */
 	s = segment(77, 0, 0, CODEC_TH_SYN);
 	fsm_on_segment(&w.c, &params, &s, false, w.now, &w.out);
 	assert_int_equal(w.c.snd_nxt, 78);
+	assert_true(w.out.rearm);
 	assert_false(fsm_can_probe(&w.c));
+}
+
+static void test_spoofed_ack_cannot_revive_dead(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.now + 10);
+	assert_int_equal(w.c.state, FSM_DEAD);
+	peer_raw(&w, segment(w.peers, w.ours - 90, 0, CODEC_TH_ACK));
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
+	assert_int_equal(w.c.state, FSM_DEAD);
+}
+
+static void test_window_unknown_blocks_probing(void **state)
+{
+	struct world w;
+	struct codec_tcp s;
+
+	(void)state;
+	setup(&w);
+	s = segment(w.ours - 1, w.peers + 1, 0, CODEC_TH_SYN | CODEC_TH_ACK); /* our SYN-ACK */
+	fsm_on_segment(&w.c, &params, &s, false, w.now, &w.out);
+	w.peers++;
+	peers(&w, 0); /* the handshake's last ACK */
+	run_until(&w, w.now + 10);
+	assert_int_equal(w.probes_sent, 0); /* our window is only known from a non-SYN segment */
+	ours(&w, 0);
+	run_until(&w, w.now + 0.5);
+	assert_int_equal(w.probes_sent, 1);
+}
+
+static void test_resource_error_does_not_count(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.c.last_rx + 1.0);
+	fsm_on_send_error(&w.c, ENOBUFS, w.now, &w.out);
+	assert_int_equal(w.out.nev, 0);
+	assert_int_equal(w.c.probes_out, 0);
+	assert_float_equal(w.c.timer_at, w.now + 0.5, 1e-9);
+	run_until(&w, w.now + 10);
+	assert_int_equal(w.probes_sent, 4); /* the lost one and three real ones */
+	assert_string_equal(w.out.ev[0].reason, "no-reply");
+}
+
+static void test_data_in_flight_defers_the_verdict(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.c.last_rx + 1.6); /* two probes out */
+	ours(&w, 100);                    /* our program writes: the kernel retransmits */
+	run_until(&w, w.now + 10);
+	assert_int_equal(w.events[FSM_EV_DEAD], 0);
+	assert_int_equal(w.probes_sent, 2);
 }
 
 static void test_late_timer_keeps_interval(void **state)
@@ -517,11 +602,16 @@ int main(void)
 	    cmocka_unit_test(test_busy_connection_is_never_probed),
 	    cmocka_unit_test(test_no_probe_while_data_in_flight),
 	    cmocka_unit_test(test_one_sided_connection_is_not_probed),
-	    cmocka_unit_test(test_gap_in_peer_data_blocks_probing),
+	    cmocka_unit_test(test_unacked_peer_data_blocks_probing),
 	    cmocka_unit_test(test_fin_and_rst_in_traffic_close),
 	    cmocka_unit_test(test_our_rst_closes),
 	    cmocka_unit_test(test_dead_peer_that_returns_is_alive_again),
-	    cmocka_unit_test(test_new_syn_restarts_learning),
+	    cmocka_unit_test(test_syn_on_synchronized_connection_is_ignored),
+	    cmocka_unit_test(test_new_syn_restarts_learning_and_rearms),
+	    cmocka_unit_test(test_spoofed_ack_cannot_revive_dead),
+	    cmocka_unit_test(test_window_unknown_blocks_probing),
+	    cmocka_unit_test(test_resource_error_does_not_count),
+	    cmocka_unit_test(test_data_in_flight_defers_the_verdict),
 	    cmocka_unit_test(test_late_timer_keeps_interval),
 	    cmocka_unit_test(test_early_timer_rearms),
 	    cmocka_unit_test(test_names),
