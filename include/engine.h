@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "fsm.h"
 #include "sender.h"
 
 struct engine;
@@ -19,7 +20,7 @@ struct engine_stats {
 	unsigned long long packets, decode_errors, not_local, unmatched;
 	unsigned long long tracked, probes_sent, send_errors, replies;
 	unsigned long long alive, dead, reset, unreachable, closed, table_full;
-	unsigned long long ignored[8]; /* by enum fsm_ignore */
+	unsigned long long ignored[FSM_IGN_COUNT]; /* by enum fsm_ignore */
 };
 
 /* A new engine on loop with cfg's rules (cfg must outlive it), local addresses, and a

@@ -43,6 +43,13 @@ static struct fsm_event *out_event(struct fsm_out *out, int type, const struct f
 	return ev;
 }
 
+/* The machine wants its timer at `at`, earlier than armed: the caller re-arms. */
+static void rearm_at(struct fsm_conn *c, double at, struct fsm_out *out)
+{
+	c->timer_at = at;
+	out->rearm = true;
+}
+
 void fsm_init(struct fsm_conn *c, double now, const struct fsm_params *p)
 {
 	memset(c, 0, sizeof(*c));
@@ -78,8 +85,7 @@ static uint32_t seg_end(const struct codec_tcp *seg)
 static void enter_closed(struct fsm_conn *c, double now, struct fsm_out *out)
 {
 	c->state = FSM_CLOSED;
-	c->timer_at = now + FSM_CLOSE_LINGER;
-	out->rearm = true;
+	rearm_at(c, now + FSM_CLOSE_LINGER, out);
 }
 
 static void close_conn(struct fsm_conn *c, const char *reason, double now, struct fsm_out *out)
@@ -281,8 +287,7 @@ void fsm_on_send_error(struct fsm_conn *c, int err, double now, struct fsm_out *
 	out_clear(out);
 	if (resource_error(err) && c->probes_out > 0) {
 		c->probes_out--; /* never left this host: not a probe the peer ignored */
-		c->timer_at = now + FSM_RESOURCE_RETRY;
-		out->rearm = true;
+		rearm_at(c, now + FSM_RESOURCE_RETRY, out);
 		return;
 	}
 	c->soft_error = 1;
@@ -293,6 +298,7 @@ static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double no
                        struct fsm_out *out)
 {
 	struct fsm_probe *pr = &out->probe;
+	double next;
 
 	c->probes_out++;
 	c->last_probe = now;
@@ -308,16 +314,10 @@ static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double no
 	pr->n = c->probes_out;
 	out->send_probe = true;
 	out_event(out, FSM_EV_PROBE, c);
-	c->timer_at = c->last_rx + p->idle + c->probes_out * p->interval;
-	if (c->timer_at < now + FSM_EPSILON)
-		c->timer_at = now + p->interval; /* we are late: keep the interval */
-	out->rearm = true;
-}
-
-static void rearm_at(struct fsm_conn *c, double at, struct fsm_out *out)
-{
-	c->timer_at = at;
-	out->rearm = true;
+	next = c->last_rx + p->idle + c->probes_out * p->interval;
+	if (next < now + FSM_EPSILON)
+		next = now + p->interval; /* we are late: keep the interval */
+	rearm_at(c, next, out);
 }
 
 static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double now,
