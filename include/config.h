@@ -11,6 +11,8 @@
 #define CONFIG_MAX_ERRORS 64
 #define CONFIG_MAX_RULES  1024
 #define CONFIG_ERROR_LEN  512
+#define CONFIG_MAX_EXEC   16 /* distinct exec:PATH actions in one file */
+#define CONFIG_USER_MAX   32
 
 enum config_log_level {
 	CONFIG_LOG_ERROR = 0,
@@ -19,10 +21,29 @@ enum config_log_level {
 	CONFIG_LOG_DEBUG,
 };
 
+enum config_log_format {
+	CONFIG_FMT_LOGFMT = 0, /* key=value pairs */
+	CONFIG_FMT_JSON,       /* JSON Lines: one object per line, same keys */
+};
+
 struct config {
-	char interface[256];            /* "any" or a comma-separated list of names */
-	char log_file[CONFIG_PATH_MAX]; /* "-" = standard output */
-	int log_level;                  /* enum config_log_level */
+	char interface[256];                /* "any" or a comma-separated list of names */
+	char log_file[CONFIG_PATH_MAX];     /* "-" = standard output; "" (none) = no status file */
+	int log_level;                      /* enum config_log_level */
+	int log_format;                     /* enum config_log_format */
+	bool syslog;                        /* status lines also to syslog (facility daemon) */
+	bool journal;                       /* status lines also to journald, KAPROBE_* fields */
+	char user[CONFIG_USER_MAX];         /* user to run as after start-up as root */
+	bool user_set;                      /* user was given in the file (no fallback) */
+	double summary_interval;            /* s between event=summary lines; 0 = never */
+	char state_file[CONFIG_PATH_MAX];   /* "" = none */
+	double state_interval;              /* s between state file rewrites; 0 = SIGUSR2 only */
+	char metrics_file[CONFIG_PATH_MAX]; /* "" = none */
+	double metrics_interval;            /* s between metrics file rewrites */
+	double action_timeout;              /* s an exec: action may run before SIGKILL */
+	struct rule_actions on_dead, on_reset;             /* [global] defaults for the rules */
+	char exec_paths[CONFIG_MAX_EXEC][CONFIG_PATH_MAX]; /* targets of exec: actions */
+	size_t nexec;
 	struct fsm_params defaults;
 	struct rule *rules; /* in file order; heap, freed by config_free() */
 	size_t nrules;

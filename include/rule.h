@@ -19,10 +19,25 @@ struct rule_pattern {
 	uint8_t ip[16];
 };
 
+/* Actions on a verdict (bits of struct rule_actions.mask). The verdict line is always
+ * logged; RULE_ACT_LOG alone means "nothing else". */
+enum rule_action {
+	RULE_ACT_LOG = 1 << 0,   /* log only */
+	RULE_ACT_CLOSE = 1 << 1, /* destroy the local socket (sock_diag SOCK_DESTROY) */
+	RULE_ACT_RST = 1 << 2,   /* send a RST to both ends with exact numbers */
+	RULE_ACT_EXEC = 1 << 3,  /* run config.exec_paths[exec - 1] */
+};
+
+struct rule_actions {
+	uint8_t mask; /* enum rule_action bits */
+	uint8_t exec; /* 1-based index into struct config's exec_paths; 0: none */
+};
+
 struct rule {
 	char name[RULE_NAME_MAX];
 	struct rule_pattern local, remote;
 	struct fsm_params params;
+	struct rule_actions on_dead, on_reset;
 	int line; /* line of the section header */
 };
 

@@ -29,6 +29,9 @@
 #define IFNAME_CHARS  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-@:"
 #define SECTION_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
 #define SPACES        " \t\v\f\r"
+#define PERIOD_MAX    86400.0
+#define PERIOD_RANGE  "0 (off) or 1s..24h"
+#define USER_CHARS    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 
 enum key_id {
 	K_INTERFACE,
@@ -40,6 +43,18 @@ enum key_id {
 	K_PROBE_BYTES,
 	K_LOCAL,
 	K_REMOTE,
+	K_LOG_FORMAT,
+	K_SYSLOG,
+	K_JOURNAL,
+	K_USER,
+	K_SUMMARY_INTERVAL,
+	K_STATE_FILE,
+	K_STATE_INTERVAL,
+	K_METRICS_FILE,
+	K_METRICS_INTERVAL,
+	K_ACTION_TIMEOUT,
+	K_ON_DEAD,
+	K_ON_RESET,
 	K_COUNT,
 };
 
@@ -58,6 +73,18 @@ static const struct {
     [K_PROBE_BYTES] = {"probe_bytes", IN_GLOBAL | IN_RULE},
     [K_LOCAL] = {"local", IN_RULE},
     [K_REMOTE] = {"remote", IN_RULE},
+    [K_LOG_FORMAT] = {"log_format", IN_GLOBAL},
+    [K_SYSLOG] = {"syslog", IN_GLOBAL},
+    [K_JOURNAL] = {"journal", IN_GLOBAL},
+    [K_USER] = {"user", IN_GLOBAL},
+    [K_SUMMARY_INTERVAL] = {"summary_interval", IN_GLOBAL},
+    [K_STATE_FILE] = {"state_file", IN_GLOBAL},
+    [K_STATE_INTERVAL] = {"state_interval", IN_GLOBAL},
+    [K_METRICS_FILE] = {"metrics_file", IN_GLOBAL},
+    [K_METRICS_INTERVAL] = {"metrics_interval", IN_GLOBAL},
+    [K_ACTION_TIMEOUT] = {"action_timeout", IN_GLOBAL},
+    [K_ON_DEAD] = {"on_dead", IN_GLOBAL | IN_RULE},
+    [K_ON_RESET] = {"on_reset", IN_GLOBAL | IN_RULE},
 };
 
 static const char *const level_names[] = {
@@ -265,7 +292,10 @@ static void set_log_file(struct parser *p, const char *v)
 		        sizeof(p->c->log_file) - 1);
 		return;
 	}
-	snprintf(p->c->log_file, sizeof(p->c->log_file), "%s", v);
+	if (strcmp(v, "none") == 0)
+		p->c->log_file[0] = '\0';
+	else
+		snprintf(p->c->log_file, sizeof(p->c->log_file), "%s", v);
 }
 
 /* True when the comma-separated list holds the name of len bytes. */
@@ -340,12 +370,190 @@ static void set_pattern(struct parser *p, const char *key, const char *v, struct
 		cfg_err(p, p->line, "%s: \"%s\": %s", key, shown(v, buf, sizeof(buf)), err);
 }
 
+/* A period: 0 turns it off, else 1 s .. 24 h. */
+static void set_period(struct parser *p, const char *key, const char *v, double *dst)
+{
+	char buf[VALUE_SHOW + 4];
+	double s;
+
+	if (config_parse_duration(v, &s) < 0) {
+		cfg_err(p, p->line, "%s: \"%s\" is not a duration (%s)", key,
+		        shown(v, buf, sizeof(buf)), DUR_HELP);
+		return;
+	}
+	if (s != 0 && (s < 1.0 || s > PERIOD_MAX)) {
+		cfg_err(p, p->line, "%s: %s is out of range (%s)", key, shown(v, buf, sizeof(buf)),
+		        PERIOD_RANGE);
+		return;
+	}
+	*dst = s;
+}
+
+static void set_bool(struct parser *p, const char *key, const char *v, bool *dst)
+{
+	char buf[VALUE_SHOW + 4];
+
+	if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+		*dst = true;
+	else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+		*dst = false;
+	else
+		cfg_err(p, p->line, "%s: \"%s\" is not yes or no", key, shown(v, buf, sizeof(buf)));
+}
+
+static void set_log_format(struct parser *p, const char *v)
+{
+	char buf[VALUE_SHOW + 4];
+
+	if (strcmp(v, "logfmt") == 0)
+		p->c->log_format = CONFIG_FMT_LOGFMT;
+	else if (strcmp(v, "json") == 0)
+		p->c->log_format = CONFIG_FMT_JSON;
+	else
+		cfg_err(p, p->line, "log_format: \"%s\" is not logfmt or json",
+		        shown(v, buf, sizeof(buf)));
+}
+
+static void set_user(struct parser *p, const char *v)
+{
+	char buf[VALUE_SHOW + 4];
+	size_t n = strlen(v);
+
+	if (n >= sizeof(p->c->user))
+		cfg_err(p, p->line, "user: \"%s\" is too long (at most %zu characters)",
+		        shown(v, buf, sizeof(buf)), sizeof(p->c->user) - 1);
+	else if (strspn(v, USER_CHARS) < n || v[0] == '-')
+		cfg_err(p, p->line, "user: \"%s\" is not a valid user name",
+		        shown(v, buf, sizeof(buf)));
+	else if (strcmp(v, "root") == 0)
+		cfg_err(p, p->line, "user: kaprobed never runs as root; name an unprivileged user");
+	else {
+		snprintf(p->c->user, sizeof(p->c->user), "%s", v);
+		p->c->user_set = true;
+	}
+}
+
+/* An absolute path, or "none" (stored as ""). */
+static void set_opt_path(struct parser *p, const char *key, const char *v, char *dst, size_t len)
+{
+	char buf[VALUE_SHOW + 4];
+
+	if (strcmp(v, "none") == 0)
+		dst[0] = '\0';
+	else if (v[0] != '/')
+		cfg_err(p, p->line, "%s: \"%s\" is not an absolute path (or none)", key,
+		        shown(v, buf, sizeof(buf)));
+	else if (strlen(v) >= len)
+		cfg_err(p, p->line, "%s: path is too long (at most %zu characters)", key, len - 1);
+	else
+		snprintf(dst, len, "%s", v);
+}
+
+/* Index (1-based) of an exec: target, added to the config's table when new; 0 on error. */
+static uint8_t exec_index(struct parser *p, const char *key, const char *path, size_t len)
+{
+	struct config *c = p->c;
+
+	if (len == 0 || path[0] != '/') {
+		cfg_err(p, p->line, "%s: exec: needs an absolute path (exec:/path/to/program)",
+		        key);
+		return 0;
+	}
+	if (len >= CONFIG_PATH_MAX) {
+		cfg_err(p, p->line, "%s: exec: path is too long", key);
+		return 0;
+	}
+	for (size_t i = 0; i < c->nexec; i++) {
+		if (strlen(c->exec_paths[i]) == len && memcmp(c->exec_paths[i], path, len) == 0)
+			return (uint8_t)(i + 1);
+	}
+	if (c->nexec >= CONFIG_MAX_EXEC) {
+		cfg_err(p, p->line, "%s: too many different exec: programs (at most %d)", key,
+		        CONFIG_MAX_EXEC);
+		return 0;
+	}
+	snprintf(c->exec_paths[c->nexec], CONFIG_PATH_MAX, "%.*s", (int)len, path);
+	return (uint8_t)++c->nexec;
+}
+
+/* One item of an on_dead/on_reset list (len bytes, trimmed) into a; -1 on error. */
+static int add_action(struct parser *p, const char *key, bool dead, const char *it, size_t len,
+                      struct rule_actions *a)
+{
+	static const struct {
+		const char *name;
+		int bit;
+		bool dead_only;
+	} acts[] = {{"log", RULE_ACT_LOG, false},
+	            {"close", RULE_ACT_CLOSE, true},
+	            {"rst", RULE_ACT_RST, true}};
+	int bit = 0;
+
+	for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++) {
+		if (strlen(acts[i].name) != len || memcmp(it, acts[i].name, len) != 0)
+			continue;
+		if (acts[i].dead_only && !dead) {
+			cfg_err(p, p->line, "%s: \"%s\" is for on_dead only (use log or exec:PATH)",
+			        key, acts[i].name);
+			return -1;
+		}
+		bit = acts[i].bit;
+	}
+	if (!bit && len >= 5 && memcmp(it, "exec:", 5) == 0) {
+		if (a->mask & RULE_ACT_EXEC) {
+			cfg_err(p, p->line, "%s: only one exec: action per key", key);
+			return -1;
+		}
+		if (!(a->exec = exec_index(p, key, it + 5, len - 5)))
+			return -1;
+		bit = RULE_ACT_EXEC;
+	}
+	if (!bit) {
+		cfg_err(p, p->line, "%s: \"%.*s\" is not one of %s", key,
+		        (int)(len > VALUE_SHOW ? VALUE_SHOW : len), it,
+		        dead ? "log, close, rst, exec:PATH" : "log, exec:PATH");
+		return -1;
+	}
+	if (a->mask & bit & ~RULE_ACT_EXEC) {
+		cfg_err(p, p->line, "%s: \"%.*s\" is listed twice", key, (int)len, it);
+		return -1;
+	}
+	a->mask |= (uint8_t)bit;
+	return 0;
+}
+
+/* "log", "close, exec:/usr/local/bin/page-oncall", ... */
+static void set_actions(struct parser *p, const char *key, bool dead, const char *v,
+                        struct rule_actions *dst)
+{
+	struct rule_actions a = {0, 0};
+
+	for (;;) {
+		size_t n = strcspn(v, ","), lead = strspn(v, SPACES);
+		size_t len = lead < n ? n - lead : 0;
+
+		while (len > 0 && isspace((unsigned char)v[lead + len - 1]))
+			len--;
+		if (len == 0) {
+			cfg_err(p, p->line, "%s: empty item in the list", key);
+			return;
+		}
+		if (add_action(p, key, dead, v + lead, len, &a) < 0)
+			return;
+		if (v[n] == '\0')
+			break;
+		v += n + 1;
+	}
+	*dst = a;
+}
+
 /* ---- keys ------------------------------------------------------------------ */
 
 static void set_value(struct parser *p, enum key_id k, const char *v)
 {
 	struct rule *r = p->kind == S_RULE ? &p->rules[p->cur].r : NULL;
 	struct fsm_params *fp = r ? &r->params : &p->g;
+	struct config *c = p->c;
 
 	switch (k) {
 	case K_INTERFACE:
@@ -374,6 +582,42 @@ static void set_value(struct parser *p, enum key_id k, const char *v)
 		break;
 	case K_REMOTE:
 		set_pattern(p, "remote", v, &r->remote);
+		break;
+	case K_LOG_FORMAT:
+		set_log_format(p, v);
+		break;
+	case K_SYSLOG:
+		set_bool(p, "syslog", v, &c->syslog);
+		break;
+	case K_JOURNAL:
+		set_bool(p, "journal", v, &c->journal);
+		break;
+	case K_USER:
+		set_user(p, v);
+		break;
+	case K_SUMMARY_INTERVAL:
+		set_period(p, "summary_interval", v, &c->summary_interval);
+		break;
+	case K_STATE_FILE:
+		set_opt_path(p, "state_file", v, c->state_file, sizeof(c->state_file));
+		break;
+	case K_STATE_INTERVAL:
+		set_period(p, "state_interval", v, &c->state_interval);
+		break;
+	case K_METRICS_FILE:
+		set_opt_path(p, "metrics_file", v, c->metrics_file, sizeof(c->metrics_file));
+		break;
+	case K_METRICS_INTERVAL:
+		set_period(p, "metrics_interval", v, &c->metrics_interval);
+		break;
+	case K_ACTION_TIMEOUT:
+		set_duration(p, "action_timeout", v, &c->action_timeout);
+		break;
+	case K_ON_DEAD:
+		set_actions(p, "on_dead", true, v, r ? &r->on_dead : &c->on_dead);
+		break;
+	case K_ON_RESET:
+		set_actions(p, "on_reset", false, v, r ? &r->on_reset : &c->on_reset);
 		break;
 	case K_COUNT:
 		break;
@@ -707,6 +951,10 @@ static void finish_rule(struct parser *p, struct pend_rule *pr, const struct fsm
 	const int *set = pr->key_line;
 
 	fill_params(&pr->r.params, set, d);
+	if (!set[K_ON_DEAD])
+		pr->r.on_dead = p->c->on_dead;
+	if (!set[K_ON_RESET])
+		pr->r.on_reset = p->c->on_reset;
 	if (!set[K_LOCAL] && !set[K_REMOTE])
 		cfg_err(p, r->line, "rule [%s] has no \"local\" and no \"remote\"", r->name);
 	else if (!set[K_LOCAL])
@@ -756,6 +1004,15 @@ static void config_init(struct config *c)
 	snprintf(c->interface, sizeof(c->interface), "any");
 	snprintf(c->log_file, sizeof(c->log_file), "/var/log/kaprobe/status.log");
 	c->log_level = CONFIG_LOG_INFO;
+	c->log_format = CONFIG_FMT_LOGFMT;
+	snprintf(c->user, sizeof(c->user), "kaprobe");
+	c->summary_interval = 300.0;
+	snprintf(c->state_file, sizeof(c->state_file), "/run/kaprobe/state.json");
+	c->state_interval = 30.0;
+	c->metrics_interval = 15.0;
+	c->action_timeout = 10.0;
+	c->on_dead.mask = RULE_ACT_LOG;
+	c->on_reset.mask = RULE_ACT_LOG;
 }
 
 static int parse_all(struct parser *p, const char *text, const struct fsm_params *host,

@@ -18,7 +18,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import netns  # noqa: E402
 from netns import CaseFailure, CaseSkip, Kaprobed  # noqa: E402
-from test_cases import CASES, Ctx  # noqa: E402
+from test_cases import Ctx  # noqa: E402
+
+# Every module named test_*.py here contributes its CASES list, in this order.
+MODULES = ["test_cases", "test_service", "test_logs", "test_state", "test_actions"]
+
+
+def all_cases():
+    cases = []
+    for name in MODULES:
+        if os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                       name + ".py")):
+            cases += __import__(name).CASES
+    return cases
+
+
+CASES = all_cases()
 
 
 def indent(text, pad="    "):

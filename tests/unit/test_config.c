@@ -505,6 +505,42 @@ static void test_inih_settings_restored(void **state)
 	ini_max_line = 200;
 }
 
+/* Service keys: defaults, values, and actions inherited from [global] unless a rule sets them. */
+static void test_service_keys(void **state)
+{
+	(void)state;
+	parse_good("[a]\nlocal = *:1\nremote = *\n");
+	assert_string_equal(cfg.user, "kaprobe");
+	assert_false(cfg.user_set);
+	assert_false(cfg.syslog);
+	assert_int_equal(cfg.log_format, CONFIG_FMT_LOGFMT);
+	assert_true(cfg.summary_interval == 300.0);
+	assert_string_equal(cfg.state_file, "/run/kaprobe/state.json");
+	assert_string_equal(cfg.metrics_file, "");
+	assert_int_equal(cfg.rules[0].on_dead.mask, RULE_ACT_LOG);
+	assert_int_equal(cfg.rules[0].on_reset.mask, RULE_ACT_LOG);
+
+	parse_good("[global]\nuser = nobody\njournal = yes\nlog_format = json\n"
+	           "log_file = none\nsummary_interval = 0\nstate_file = none\n"
+	           "metrics_file = /run/m.prom\non_dead = close, exec:/bin/x\n"
+	           "[a]\nlocal = *:1\nremote = *\n"
+	           "[b]\nlocal = *:2\nremote = *\non_dead = rst\non_reset = exec:/bin/y\n");
+	assert_string_equal(cfg.user, "nobody");
+	assert_true(cfg.user_set);
+	assert_true(cfg.journal);
+	assert_int_equal(cfg.log_format, CONFIG_FMT_JSON);
+	assert_string_equal(cfg.log_file, "");
+	assert_true(cfg.summary_interval == 0);
+	assert_string_equal(cfg.state_file, "");
+	assert_string_equal(cfg.metrics_file, "/run/m.prom");
+	assert_int_equal(cfg.rules[0].on_dead.mask, RULE_ACT_CLOSE | RULE_ACT_EXEC);
+	assert_string_equal(cfg.exec_paths[cfg.rules[0].on_dead.exec - 1], "/bin/x");
+	assert_int_equal(cfg.rules[1].on_dead.mask, RULE_ACT_RST);
+	assert_int_equal(cfg.rules[1].on_reset.mask, RULE_ACT_EXEC);
+	assert_string_equal(cfg.exec_paths[cfg.rules[1].on_reset.exec - 1], "/bin/y");
+	assert_int_equal(cfg.nexec, 2);
+}
+
 /* ---- the files under tests/configs and conf/ ---------------------------------- */
 
 static char *read_file(const char *path)
@@ -645,6 +681,7 @@ int main(void)
 	    cmocka_unit_test(test_bom_only_on_line_one),
 	    cmocka_unit_test(test_odd_inputs),
 	    cmocka_unit_test(test_inih_settings_restored),
+	    cmocka_unit_test(test_service_keys),
 	    cmocka_unit_test(test_bad_files),
 	    cmocka_unit_test(test_good_files),
 	    cmocka_unit_test(test_shipped_config),
