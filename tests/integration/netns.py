@@ -245,6 +245,9 @@ class Topo:
         self.namespaces = []
         self.procs = []
         self.tmp = tempfile.mkdtemp(prefix="%s%s." % (PREFIX, case))
+        # kaprobed drops to an unprivileged user (RUN_USER) after start-up: it must still
+        # reach and write its files here (status log reopen, state and metrics files).
+        os.chmod(self.tmp, 0o1777)
         self._cleaned = False
         _live_topos.add(self)
 
@@ -491,10 +494,17 @@ class StatusLog:
 # --------------------------------------------------------------------------------------
 # kaprobed
 
-def conf_text(log_file, rules, log_level="debug", interface="any"):
-    """A configuration: rules is a list of (name, {key: value}) in order."""
-    out = ["[global]", "interface = %s" % interface, "log_file = %s" % log_file,
-           "log_level = %s" % log_level]
+# The user kaprobed drops to in the tests (exists on every Debian system).
+RUN_USER = "nobody"
+
+
+def conf_text(log_file, rules, log_level="debug", interface="any", extra=None):
+    """A configuration: rules is a list of (name, {key: value}) in order; extra: more
+    [global] keys. "{tmp}" in any value becomes the test's temp dir (see Kaprobed)."""
+    g = {"interface": interface, "log_file": log_file, "log_level": log_level,
+         "user": RUN_USER, "state_file": "{tmp}/state.json"}
+    g.update(extra or {})
+    out = ["[global]"] + ["%s = %s" % kv for kv in g.items()]
     for name, kv in rules:
         out.append("")
         out.append("[%s]" % name)
@@ -523,7 +533,7 @@ class Kaprobed:
         if conf is not None:
             self.conf_path = os.path.join(topo.tmp, "%s.ini" % name)
             with open(self.conf_path, "w") as f:
-                f.write(conf.replace("{log}", self.log_path))
+                f.write(conf.replace("{log}", self.log_path).replace("{tmp}", topo.tmp))
         else:
             self.conf_path = conf_path
         self.stopped_status = None
