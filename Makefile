@@ -20,6 +20,7 @@ PCAP_CFLAGS := $(shell pkg-config --cflags libpcap 2>/dev/null)
 PCAP_LIBS   := $(shell pkg-config --libs libpcap 2>/dev/null || echo -lpcap)
 INIH_LIBS   := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+SYSTEMD_LIBS   := $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
 # libnet 1.1.6 and libev ship no pkg-config file on Debian 12.
 NET_LIBS    := -lnet
 EV_LIBS     := -lev
@@ -29,7 +30,7 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
            -Iinclude $(PCAP_CFLAGS) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
-CORE    := addr codec fsm rule config conntab
+CORE    := addr codec fsm rule config conntab logline
 EDGE    := log capture sender engine
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) main))
 
@@ -41,10 +42,11 @@ UNIT_DEPS_fsm     := fsm
 UNIT_DEPS_rule    := rule addr
 UNIT_DEPS_config  := config rule addr
 UNIT_DEPS_conntab := conntab addr
-UNIT_DEPS_log     := log
+UNIT_DEPS_log     := log logline
 UNIT_LIBS_codec   := $(PCAP_LIBS)
 UNIT_LIBS_rule    := $(PCAP_LIBS)
 UNIT_LIBS_config  := $(INIH_LIBS)
+UNIT_LIBS_log     := $(SYSTEMD_LIBS)
 UNIT_BINS := $(addprefix $(BUILD)/tests/test_,$(UNIT_TESTS))
 
 .PHONY: all deps check unit integration demo bench format clean install
@@ -55,7 +57,7 @@ build/kaprobed: $(BUILD)/kaprobed
 	ln -sf $(notdir $(BUILD))/kaprobed $@
 
 $(BUILD)/kaprobed: $(DAEMON_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(PCAP_LIBS) $(NET_LIBS) $(EV_LIBS) $(INIH_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(PCAP_LIBS) $(NET_LIBS) $(EV_LIBS) $(INIH_LIBS) $(SYSTEMD_LIBS) -lm
 
 $(BUILD)/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -93,10 +95,10 @@ demo: deps
 BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send
 $(BUILD)/bench/bench_core: tests/bench/bench_core.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) log engine sender))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) -lm
-$(BUILD)/bench/bench_send: tests/bench/bench_send.c $(BUILD)/sender.o $(BUILD)/addr.o $(BUILD)/codec.o $(BUILD)/log.o
+	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) $(SYSTEMD_LIBS) -lm
+$(BUILD)/bench/bench_send: tests/bench/bench_send.c $(BUILD)/sender.o $(BUILD)/addr.o $(BUILD)/codec.o $(BUILD)/log.o $(BUILD)/logline.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(NET_LIBS) -lm
+	$(CC) $(CFLAGS) -o $@ $^ $(NET_LIBS) $(SYSTEMD_LIBS) -lm
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)

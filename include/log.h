@@ -1,28 +1,46 @@
-/* log.h: daemon messages (OpenBSD style) and the status log (logfmt lines). */
+/* log.h: daemon messages (OpenBSD style) and the status lines, to the status file,
+ * syslog and journald, as logfmt or JSON Lines. */
 #ifndef KAPROBE_LOG_H
 #define KAPROBE_LOG_H
 
 #include <stdarg.h>
 #include <stddef.h>
 
+#include "logline.h"
+
+struct config;
+
 /* Starts logging to standard error at level (enum config_log_level). */
 void log_init(int level);
 
-/* Opens the status log ("-" = standard output), appending. Returns 0 or -1 (errno set). */
+/* Applies a configuration's outputs: status file (log_file: a path, "-" = standard
+ * output, "" = none), syslog, journal and log_format. Called at start-up and on reload;
+ * the level is left alone (see log_set_level). A new status file is opened before the
+ * old one is let go: when it cannot be opened, the old one is kept, everything else is
+ * applied, and -1 is returned (errno set). Returns 0 otherwise. */
+int log_configure(const struct config *cfg);
+
+/* Opens the status log ("-" = standard output), appending, with the current format.
+ * Returns 0 or -1 (errno set; the previous status log is kept). */
 int log_open_status(const char *path);
 
-/* Closes the status log. */
+/* Reopens the status file by its path (after log rotation): the new file is opened
+ * first, then takes over the old descriptor's number, so a line is never without a
+ * destination. On failure logs a warning, keeps writing to the old file, returns -1. */
+int log_reopen(void);
+
+/* Closes the status log and the syslog connection. */
 void log_close(void);
 
 /* Current level, and changing it. */
 int log_level(void);
 void log_set_level(int level);
 
-/* Warning with ": strerror(errno)" appended; goes to stderr and the status log. */
+/* Warning with ": strerror(errno)" appended; goes to stderr and the status outputs. */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Warning without errno. */
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Error (level=error): stderr and the status log. */
+/* Error (level=error): stderr and the status outputs. */
 void log_errorx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Informational message: stderr. */
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -33,21 +51,11 @@ void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn))
 /* Fatal error without errno, then exit(1). Start-up only. */
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
-/* A status line under construction: "ts=... event=..." then key=value pairs. */
-struct log_line {
-	size_t len;
-	char buf[1024];
-};
-
-/* Starts a line with ts= (UTC wall clock now, ms) and event=. */
+/* Starts a status line with ts= (UTC wall clock now, ms) and event= (unless NULL).
+ * Fields are then added with log_line_str/int/fixed (logline.h). */
 void log_line_begin(struct log_line *l, const char *event);
-/* Appends key=value, quoting the value when it holds spaces, quotes or '='. */
-void log_line_str(struct log_line *l, const char *key, const char *value);
-/* Appends key=integer. */
-void log_line_int(struct log_line *l, const char *key, long long value);
-/* Appends key=value with `decimals` digits after the point. */
-void log_line_fixed(struct log_line *l, const char *key, double value, int decimals);
-/* Ends the line and writes it to the status log in one write (flushed). */
+/* Writes the line to every status output: the status file (one write(2) of the whole
+ * line, in log_format), syslog and journald (with its priority, log_line_priority). */
 void log_line_emit(struct log_line *l);
 
 #endif

@@ -1,63 +1,177 @@
-/* log.c: daemon messages to standard error (OpenBSD log.c style) and the status log.
+/* log.c: daemon messages to standard error (OpenBSD log.c style) and the status outputs.
  *
- * Status lines are logfmt, built in a fixed buffer and written with one write(2)
- * on an O_APPEND descriptor: each line lands whole, flushed at once. Warnings and
- * errors also go to the status log as "level=... msg=..." lines. */
+ * Status lines (logline.c renders them) go to any combination of: the status file (one
+ * write(2) per whole line on an O_APPEND descriptor, so a line lands whole even while the
+ * file is being rotated), syslog (facility daemon) and journald (structured KAPROBE_*
+ * fields). Warnings and errors also go to the status outputs as "level=... msg=..." lines.
+ * Standard error always gets logfmt; the status outputs get log_format.
+ *
+ * Rotation: the new file is opened first and then dup3()'d onto the old descriptor's
+ * number, so there is no moment without a descriptor; if it cannot be opened (the loop
+ * runs unprivileged), the old file is kept. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <systemd/sd-journal.h>
 
 #include "config.h"
 #include "log.h"
 
-static int log_lvl = CONFIG_LOG_INFO;
-static int status_fd = -1;
-static int status_is_stdout;
+static struct {
+	int level;
+	int format;          /* enum log_line_format */
+	int fd;              /* status file, or -1 */
+	bool is_stdout;      /* fd is standard output ("-") */
+	bool syslog;         /* openlog() done */
+	bool journal;        /* status lines to journald */
+	bool stderr_journal; /* standard error is already a journal stream (systemd) */
+	bool journal_failed; /* the last journal send failed (warned once) */
+	char path[CONFIG_PATH_MAX];
+} lg = {CONFIG_LOG_INFO, LOG_LINE_LOGFMT, -1, false, false, false, false, false, ""};
 
 void log_init(int level)
 {
-	log_lvl = level;
+	lg.level = level;
 }
 
 int log_level(void)
 {
-	return log_lvl;
+	return lg.level;
 }
 
 void log_set_level(int level)
 {
-	log_lvl = level;
+	lg.level = level;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Status file */
+
+static int open_status_file(const char *path)
+{
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+}
+
+/* Makes fd the status file: onto the old descriptor's number when there is one. */
+static void swap_in(int fd)
+{
+	if (lg.fd >= 0 && !lg.is_stdout && lg.fd != fd) {
+		if (dup3(fd, lg.fd, O_CLOEXEC) >= 0) {
+			close(fd);
+			return;
+		}
+		close(lg.fd);
+	}
+	lg.fd = fd;
+	lg.is_stdout = false;
+}
+
+static void close_status(void)
+{
+	if (lg.fd >= 0 && !lg.is_stdout)
+		close(lg.fd);
+	lg.fd = -1;
+	lg.is_stdout = false;
+	lg.path[0] = '\0';
 }
 
 int log_open_status(const char *path)
 {
 	int fd;
 
-	if (strcmp(path, "-") == 0) {
-		log_close();
-		status_fd = STDOUT_FILENO;
-		status_is_stdout = 1;
+	if (path[0] == '\0') {
+		close_status();
 		return 0;
 	}
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (strcmp(path, "-") == 0) {
+		close_status();
+		lg.fd = STDOUT_FILENO;
+		lg.is_stdout = true;
+		return 0;
+	}
+	fd = open_status_file(path);
 	if (fd < 0)
 		return -1;
-	log_close();
-	status_fd = fd;
-	status_is_stdout = 0;
+	swap_in(fd);
+	snprintf(lg.path, sizeof(lg.path), "%s", path);
 	return 0;
+}
+
+int log_reopen(void)
+{
+	int fd;
+
+	if (lg.fd < 0 || lg.is_stdout || lg.path[0] == '\0')
+		return 0;
+	fd = open_status_file(lg.path);
+	if (fd < 0) {
+		log_warn("reopening status log %s (still writing to the old file)", lg.path);
+		return -1;
+	}
+	swap_in(fd);
+	log_info("status log %s reopened", lg.path);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Configuration */
+
+/* systemd sets JOURNAL_STREAM=DEV:INODE when standard error is connected to journald. */
+static bool stderr_is_journal(void)
+{
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!env || sscanf(env, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+static void configure_syslog(bool on)
+{
+	if (on && !lg.syslog)
+		openlog("kaprobed", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	else if (!on && lg.syslog)
+		closelog();
+	lg.syslog = on;
+}
+
+int log_configure(const struct config *cfg)
+{
+	int rc = 0, err = 0;
+
+	lg.format = cfg->log_format == CONFIG_FMT_JSON ? LOG_LINE_JSON : LOG_LINE_LOGFMT;
+	configure_syslog(cfg->syslog);
+	lg.journal = cfg->journal;
+	lg.stderr_journal = lg.journal && stderr_is_journal();
+	if (strcmp(cfg->log_file, lg.path) == 0 && lg.fd >= 0 && !lg.is_stdout)
+		rc = log_reopen();
+	else if (log_open_status(cfg->log_file) < 0) {
+		err = errno;
+		rc = -1;
+	}
+	errno = err;
+	return rc;
 }
 
 void log_close(void)
 {
-	if (status_fd >= 0 && !status_is_stdout)
-		close(status_fd);
-	status_fd = -1;
+	close_status();
+	configure_syslog(false);
+	lg.journal = false;
 }
+
+/* ---------------------------------------------------------------------------------- */
+/* Writing lines */
 
 /* Writes all of buf, retrying short writes and EINTR. */
 static void write_all(int fd, const char *buf, size_t len)
@@ -86,96 +200,68 @@ static void format_ts(char *buf, size_t len)
 	         tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 }
 
-static void line_append(struct log_line *l, const char *s, size_t n)
-{
-	size_t room = sizeof(l->buf) - 2 - l->len; /* keep space for "\n\0" */
-
-	if (n > room)
-		n = room;
-	memcpy(l->buf + l->len, s, n);
-	l->len += n;
-	l->buf[l->len] = '\0';
-}
-
 void log_line_begin(struct log_line *l, const char *event)
 {
 	char ts[64];
 
-	l->len = 0;
-	l->buf[0] = '\0';
+	log_line_reset(l);
 	format_ts(ts, sizeof(ts));
 	log_line_str(l, "ts", ts);
 	if (event)
 		log_line_str(l, "event", event);
 }
 
-static int needs_quotes(const char *v)
+/* One structured entry to journald; a failure is reported on stderr once per streak. */
+static void journal_send(const struct log_line *l, const char *msg, int prio)
 {
-	if (*v == '\0')
-		return 1;
-	for (; *v; v++)
-		if (*v == ' ' || *v == '"' || *v == '=' || *v == '\\' || (unsigned char)*v < 0x20)
-			return 1;
-	return 0;
-}
+	static char buf[LOG_LINE_JOURNAL_BUF];
+	struct iovec iov[LOG_LINE_JOURNAL_IOV];
+	char err[160];
+	size_t n = log_line_journal(l, msg, prio, buf, sizeof(buf), iov, LOG_LINE_JOURNAL_IOV);
+	int rc = sd_journal_sendv(iov, (int)n);
 
-static void append_quoted(struct log_line *l, const char *v)
-{
-	char esc[2] = {'\\', 0};
-
-	line_append(l, "\"", 1);
-	for (; *v; v++) {
-		if (*v == '"' || *v == '\\') {
-			esc[1] = *v;
-			line_append(l, esc, 2);
-		} else if ((unsigned char)*v < 0x20) {
-			line_append(l, " ", 1); /* no control characters in a log line */
-		} else {
-			line_append(l, v, 1);
-		}
+	if (rc >= 0) {
+		lg.journal_failed = false;
+		return;
 	}
-	line_append(l, "\"", 1);
+	if (lg.journal_failed)
+		return;
+	lg.journal_failed = true;
+	snprintf(err, sizeof(err), "level=warning msg=\"journal: cannot send: %s\"\n",
+	         strerror(-rc));
+	write_all(STDERR_FILENO, err, strlen(err));
 }
 
-void log_line_str(struct log_line *l, const char *key, const char *value)
+/* Sends a line to the status outputs (not standard error). */
+static void to_outputs(const struct log_line *l)
 {
-	if (l->len > 0)
-		line_append(l, " ", 1);
-	line_append(l, key, strlen(key));
-	line_append(l, "=", 1);
-	if (needs_quotes(value))
-		append_quoted(l, value);
-	else
-		line_append(l, value, strlen(value));
-}
+	static char out[LOG_LINE_OUT];
+	size_t n;
+	int prio;
 
-void log_line_int(struct log_line *l, const char *key, long long value)
-{
-	char buf[32];
-
-	snprintf(buf, sizeof(buf), "%lld", value);
-	log_line_str(l, key, buf);
-}
-
-void log_line_fixed(struct log_line *l, const char *key, double value, int decimals)
-{
-	char buf[64];
-
-	snprintf(buf, sizeof(buf), "%.*f", decimals, value);
-	log_line_str(l, key, buf);
+	if (lg.fd < 0 && !lg.syslog && !lg.journal)
+		return;
+	n = log_line_render(l, lg.format, out, sizeof(out));
+	if (lg.fd >= 0)
+		write_all(lg.fd, out, n);
+	if (n > 0)
+		out[n - 1] = '\0'; /* syslog and journald take the line without "\n" */
+	prio = log_line_priority(l);
+	if (lg.syslog)
+		syslog(prio, "%s", out);
+	if (lg.journal)
+		journal_send(l, out, prio);
 }
 
 void log_line_emit(struct log_line *l)
 {
-	l->buf[l->len++] = '\n';
-	l->buf[l->len] = '\0';
-	if (status_fd >= 0)
-		write_all(status_fd, l->buf, l->len);
+	to_outputs(l);
 }
 
-/* A daemon message: "ts=... level=L msg=..." to stderr, and to the status log if asked. */
+/* A daemon message: "ts=... level=L msg=..." to stderr, and to the status outputs if asked. */
 static void vmsg(const char *level, int to_status, int err, const char *fmt, va_list ap)
 {
+	static char out[LOG_LINE_OUT];
 	struct log_line l;
 	char msg[768];
 	size_t n;
@@ -187,14 +273,13 @@ static void vmsg(const char *level, int to_status, int err, const char *fmt, va_
 	}
 	log_line_begin(&l, NULL);
 	log_line_str(&l, "level", level);
-	line_append(&l, " msg=", 5);
-	append_quoted(&l, msg); /* always quoted: level=error msg="..." */
-	l.buf[l.len++] = '\n';
-	l.buf[l.len] = '\0';
-	if (!(to_status && status_is_stdout))
-		write_all(STDERR_FILENO, l.buf, l.len);
-	if (to_status && status_fd >= 0)
-		write_all(status_fd, l.buf, l.len);
+	log_line_quoted(&l, "msg", msg); /* always quoted: level=error msg="..." */
+	if (!(to_status && (lg.is_stdout || lg.stderr_journal))) {
+		n = log_line_render(&l, LOG_LINE_LOGFMT, out, sizeof(out));
+		write_all(STDERR_FILENO, out, n);
+	}
+	if (to_status)
+		to_outputs(&l);
 }
 
 #define LOG_BODY(level, to_status, err)                                                            \
@@ -209,13 +294,13 @@ void log_warn(const char *fmt, ...)
 {
 	int err = errno;
 
-	if (log_lvl >= CONFIG_LOG_WARNING)
+	if (lg.level >= CONFIG_LOG_WARNING)
 		LOG_BODY("warning", 1, err);
 }
 
 void log_warnx(const char *fmt, ...)
 {
-	if (log_lvl >= CONFIG_LOG_WARNING)
+	if (lg.level >= CONFIG_LOG_WARNING)
 		LOG_BODY("warning", 1, 0);
 }
 
@@ -226,13 +311,13 @@ void log_errorx(const char *fmt, ...)
 
 void log_info(const char *fmt, ...)
 {
-	if (log_lvl >= CONFIG_LOG_INFO)
+	if (lg.level >= CONFIG_LOG_INFO)
 		LOG_BODY("info", 0, 0);
 }
 
 void log_debug(const char *fmt, ...)
 {
-	if (log_lvl >= CONFIG_LOG_DEBUG)
+	if (lg.level >= CONFIG_LOG_DEBUG)
 		LOG_BODY("debug", 0, 0);
 }
 

@@ -2,7 +2,7 @@
  *
  * Start-up: read and check the config (exit 1 on any error), open the status log,
  * learn this host's addresses, open the raw sender and the captures, then run.
- * SIGTERM/SIGINT end the loop; SIGHUP reopens the status log (log rotation). */
+ * SIGTERM/SIGINT end the loop; SIGHUP and SIGUSR1 reopen the status log (log rotation). */
 #include <errno.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
@@ -43,7 +43,7 @@ struct daemon {
 	struct capture *cap[MAX_CAPTURES];
 	ev_io cap_io[MAX_CAPTURES];
 	int ncap;
-	ev_signal sig_term, sig_int, sig_hup;
+	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 };
 
 static void usage(FILE *f)
@@ -205,14 +205,19 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	struct daemon *d = w->data;
-
 	(void)loop;
+	(void)w;
 	(void)revents;
-	if (log_open_status(d->cfg.log_file) < 0)
-		log_warn("reopening %s", d->cfg.log_file);
-	else
-		log_info("status log reopened");
+	log_reopen();
+}
+
+/* SIGUSR1: reopen the status log only (logrotate's postrotate). */
+static void on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	log_reopen();
 }
 
 static void start_signals(struct daemon *d)
@@ -222,9 +227,11 @@ static void start_signals(struct daemon *d)
 	ev_signal_init(&d->sig_int, on_stop, SIGINT);
 	ev_signal_init(&d->sig_hup, on_hup, SIGHUP);
 	d->sig_hup.data = d;
+	ev_signal_init(&d->sig_usr1, on_usr1, SIGUSR1);
 	ev_signal_start(d->loop, &d->sig_term);
 	ev_signal_start(d->loop, &d->sig_int);
 	ev_signal_start(d->loop, &d->sig_hup);
+	ev_signal_start(d->loop, &d->sig_usr1);
 }
 
 static void log_totals(const struct daemon *d)
@@ -255,7 +262,7 @@ static void run(struct daemon *d)
 	char err[512];
 	int i;
 
-	if (log_open_status(d->cfg.log_file) < 0)
+	if (log_configure(&d->cfg) < 0)
 		fatal("status log %s", d->cfg.log_file);
 	load_local_addresses(&d->local);
 	d->sender = sender_open(err, sizeof(err));
