@@ -418,6 +418,8 @@ def rotate(ctx, kap, n, conf):
                                                                     p.stderr))
         created = os.stat(kap.log_path)
     else:
+        check(os.path.exists(kap.log_path), "rotation %d: no new status file after the "
+              "previous reopen" % n)
         os.rename(kap.log_path, "%s.manual%d" % (kap.log_path, n))
         signal_kap(kap, signal.SIGUSR1)
     deadline = time.monotonic() + 3
@@ -427,6 +429,15 @@ def rotate(ctx, kap, n, conf):
         check(kap.proc.alive(), "kaprobed exited during rotation %d" % n)
         time.sleep(0.005)
     return created
+
+
+def proc_uid(pid):
+    """The effective uid of a running process (the reopen runs as this user)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[2])
+    return -1
 
 
 def log_files(kap):
@@ -508,6 +519,7 @@ def case_rotate(ctx):
           "only %d rotations happened while the load ran (need >= 4, incl. logrotate)"
           % len(during))
     check(created is not None, "logrotate never ran during the load")
+    uid = proc_uid(kap.proc.pid)
     wait_closed(kap, ports, 5)
     kap.stop_ok()
     files = log_files(kap)
@@ -527,8 +539,8 @@ def case_rotate(ctx):
     check(total >= 1000, "only %d lines written (need >= 1000)" % total)
     return "%d lines (%d connections x track+close) across %d files, %d rotations during " \
            "load (one by logrotate -f, new file mode %o uid %d), each line exactly once, " \
-           "none torn" % (total, len(ports), len(files), len(during),
-                          created.st_mode & 0o777, created.st_uid)
+           "none torn; kaprobed ran as uid %d" % (total, len(ports), len(files), len(during),
+                                                 created.st_mode & 0o777, created.st_uid, uid)
 
 
 # --------------------------------------------------------------------------------------
