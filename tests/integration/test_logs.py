@@ -337,7 +337,9 @@ def case_journal(ctx):
         wrapper = mount_wrapper(ctx, "kaprobed-journal.sh", [
             "mount -t tmpfs -o mode=755 kptrun /run/systemd",
             "mkdir /run/systemd/journal", "touch /run/systemd/journal/socket",
-            "mount --bind $T/journal.sock /run/systemd/journal/socket"])
+            "mount --bind $T/journal.sock /run/systemd/journal/socket",
+            # As under systemd: stderr is (here: stands for) the journal stream.
+            "export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2)"])
         conf = conf_text(jpath, [svc_rule()], extra={"journal": "yes", "log_format": "json"})
         kap = start(ctx, net["local"], conf, binary=wrapper)
         jlog = JsonLog(jpath, kap.proc.alive)
@@ -378,11 +380,14 @@ def case_journal(ctx):
                       == "warning" else None, 3, "KAPROBE_LEVEL=warning", kap.proc.alive)
         check(w.get("PRIORITY") == "4" and "reopening status log" in w.get("KAPROBE_MSG", ""),
               "warning entry: %r" % w)
+        check(not [l for _, l in list(kap.proc.err) if "level=warning" in l],
+              "with JOURNAL_STREAM naming stderr, the warning went to stderr as well:\n%s"
+              % kap.proc.text("err"))
         kap.stop_ok()
     finally:
         sink.close()
     return "%d journal entries, MESSAGE = the JSON line, KAPROBE_* = its fields; %s; " \
-           "warning PRIORITY=4" % (len(sink.msgs), " ".join("%s=%d" % kv for kv in
+           "warning PRIORITY=4 (not repeated on the journal's stderr)" % (len(sink.msgs), " ".join("%s=%d" % kv for kv in
                                                             sorted(got.items())))
 
 
