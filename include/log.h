@@ -29,6 +29,10 @@ int log_open_status(const char *path);
  * destination. On failure logs a warning, keeps writing to the old file, returns -1. */
 int log_reopen(void);
 
+/* The status file's descriptor (e.g. to fchown it to the run user after start-up), or -1
+ * when there is none or it is standard output. Stays the same number across reopens. */
+int log_status_fd(void);
+
 /* Closes the status log and the syslog connection. */
 void log_close(void);
 

@@ -121,6 +121,11 @@ int log_reopen(void)
 	return 0;
 }
 
+int log_status_fd(void)
+{
+	return lg.is_stdout ? -1 : lg.fd;
+}
+
 /* ---------------------------------------------------------------------------------- */
 /* Configuration */
 

@@ -284,6 +284,7 @@ static void test_reopen_after_rename(void **state)
 {
 	static struct config c;
 	char dir[] = "/tmp/kaprobe-test-rot-XXXXXX", path[128], old[128], buf[4096];
+	int fd;
 
 	(void)state;
 	assert_non_null(mkdtemp(dir));
@@ -291,10 +292,13 @@ static void test_reopen_after_rename(void **state)
 	snprintf(old, sizeof(old), "%s/status.log.1", dir);
 	config_for(&c, path, CONFIG_FMT_LOGFMT);
 	assert_int_equal(log_configure(&c), 0);
+	fd = log_status_fd();
+	assert_true(fd >= 0);
 	emit_event("close", "one");
 	assert_int_equal(rename(path, old), 0);
 	emit_event("close", "two"); /* still to the renamed file */
 	assert_int_equal(log_reopen(), 0);
+	assert_int_equal(log_status_fd(), fd); /* the same descriptor number */
 	emit_event("close", "three");
 	read_all(old, buf, sizeof(buf));
 	assert_non_null(strstr(buf, "reason=one\n"));
