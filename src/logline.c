@@ -156,27 +156,31 @@ static size_t utf8_len(const unsigned char *s)
 	return n;
 }
 
+/* The letter of a two-character escape (\" \\ \n \r \t), or 0. */
+static char short_escape(unsigned char c)
+{
+	switch (c) {
+	case '"':
+	case '\\':
+		return (char)c;
+	case '\n':
+		return 'n';
+	case '\r':
+		return 'r';
+	case '\t':
+		return 't';
+	}
+	return 0;
+}
+
 /* One character of a quoted string; returns the bytes of s consumed. */
 static size_t put_escaped_char(struct out *o, const unsigned char *s)
 {
-	char esc[8];
+	char esc[8] = {'\\', short_escape(*s)};
 	size_t n;
 
-	switch (*s) {
-	case '"':
-		puts_(o, "\\\"");
-		return 1;
-	case '\\':
-		puts_(o, "\\\\");
-		return 1;
-	case '\n':
-		puts_(o, "\\n");
-		return 1;
-	case '\r':
-		puts_(o, "\\r");
-		return 1;
-	case '\t':
-		puts_(o, "\\t");
+	if (esc[1]) {
+		put(o, esc, 2);
 		return 1;
 	}
 	if (*s < 0x20 || *s == 0x7F) {
