@@ -255,8 +255,8 @@ static void log_result(const char *name)
 	cap_t have = cap_get_proc();
 	char *text = have ? cap_to_text(have, NULL) : NULL;
 
-	log_info("running as user %s (uid %u, gid %u), capabilities %s", name,
-	         (unsigned)getuid(), (unsigned)getgid(), text ? text : "?");
+	log_info("running as user %s (uid %u, gid %u), capabilities %s", name, (unsigned)getuid(),
+	         (unsigned)getgid(), text ? text : "?");
 	cap_free(text);
 	cap_free(have);
 }
@@ -274,8 +274,9 @@ static void limit_unprivileged(void)
 	apply_caps(wanted_caps(have));
 	cap_free(have);
 	if (raw != CAP_SET)
-		log_warnx("started without CAP_NET_RAW: captures and probes may fail "
-		          "(run as root, or give it AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN)");
+		log_warnx(
+		    "started without CAP_NET_RAW: captures and probes may fail "
+		    "(run as root, or give it AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN)");
 	pw = getpwuid(getuid());
 	log_result(pw ? pw->pw_name : "?");
 }
