@@ -107,7 +107,10 @@ def start_fail(ctx, ns, conf, name):
     with open(path, "w") as f:
         f.write(conf.replace("{log}", os.path.join(ctx.topo.tmp, name + ".log"))
                 .replace("{tmp}", ctx.topo.tmp))
-    return run([ctx.binary, "-c", path], ns=ns, check=False, timeout=10)
+    try:
+        return run([ctx.binary, "-c", path], ns=ns, check=False, timeout=5)
+    except subprocess.TimeoutExpired:  # run() killed it
+        fail("%s: kaprobed was still running after 5 s (expected exit status 1)" % name)
 
 
 def case_nouser(ctx):
