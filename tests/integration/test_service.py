@@ -198,14 +198,29 @@ def case_unitlike(ctx):
     trace = os.path.join(ctx.topo.tmp, "strace.out")
     wrapper = os.path.join(ctx.topo.tmp, "as-unit.sh")
     caps = "+net_raw,+net_admin"
+    tmp = ctx.topo.tmp
+    setpriv = ("setpriv --reuid=%s --regid=%d --init-groups --inh-caps=%s --ambient-caps=%s "
+               "--bounding-set=-all,%s --no-new-privs" % (
+                   RUN_USER, pwd.getpwnam(RUN_USER).pw_gid, caps, caps, caps))
     with open(wrapper, "w") as f:
-        # What systemd does for User=nobody, AmbientCapabilities=, CapabilityBoundingSet=,
-        # NoNewPrivileges=: the process starts unprivileged with the two capabilities.
-        f.write("#!/bin/sh\nexec strace -f -qq -o %s setpriv --reuid=%s --regid=%d "
-                "--init-groups --inh-caps=%s --ambient-caps=%s --bounding-set=-all,%s "
-                "--no-new-privs %s \"$@\"\n" % (trace, RUN_USER,
-                                                pwd.getpwnam(RUN_USER).pw_gid, caps, caps,
-                                                caps, ctx.binary))
+        # What systemd does for the unit, approximately: a private mount namespace with a
+        # /dev of pseudo devices only (PrivateDevices=), the root read-only but for the
+        # test's directory (ProtectSystem=strict + LogsDirectory=); User=nobody,
+        # AmbientCapabilities=, CapabilityBoundingSet=, NoNewPrivileges= (setpriv).
+        # LeakSanitizer (SANITIZE=1) cannot run under ptrace.
+        f.write("""#!/bin/sh
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+exec unshare -m sh -c '
+set -e
+mount --make-rprivate /
+mount -t tmpfs -o mode=0755 kaprobe-dev /dev
+for d in null:3 zero:5 full:7 random:8 urandom:9; do
+  mknod -m 0666 /dev/${d%%:*} c 1 ${d#*:}
+done
+mount --bind %s %s
+mount -o remount,bind,ro /
+exec strace -f -qq -o %s %s %s "$@"' kaprobed "$@"
+""" % (tmp, tmp, trace, setpriv, ctx.binary))
     os.chmod(wrapper, 0o755)
     ctx.kap = kap = ctx.topo.kaprobed(wrapper, net["local"],
                                       conf_text("{log}", [svc_rule()]), timeout=10)
@@ -213,6 +228,12 @@ def case_unitlike(ctx):
         pid = int(f.read().split()[0])
     try:
         summary = check_unprivileged(pid, RUN_USER, "kaprobed started as the unit would")
+        with open("/proc/%d/mountinfo" % pid) as f:
+            root = [l.split() for l in f if l.split()[4] == "/"][-1]
+        devs = sorted(os.listdir("/proc/%d/root/dev" % pid))
+        check(root[5].split(",")[0] == "ro" and devs == ["full", "null", "random", "urandom",
+                                                          "zero"],
+              "sandbox not in place: / mounted %s, /dev holds %s" % (root[5], devs))
         check("CAP_NET_RAW" not in kap.proc.text("err"), "warned about CAP_NET_RAW:\n%s"
               % kap.proc.text("err"))
         a = probe_alive(ctx, net, kap)
@@ -224,9 +245,10 @@ def case_unitlike(ctx):
         kap.stop_ok()
     finally:
         # strace does not take its tracee along when it is killed: never leave it running.
-        with contextlib.suppress(ProcessLookupError):
-            if kap.proc.alive():
-                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                if f.read().split(b"\0")[0] == ctx.binary.encode():
+                    os.kill(pid, signal.SIGKILL)
     used, started = set(), False
     with open(trace) as f:
         for line in f:
@@ -240,8 +262,8 @@ def case_unitlike(ctx):
     denied = sorted(used - allowed)
     check(not denied, "kaprobed made system calls the unit's SystemCallFilter denies: %s"
           % ", ".join(denied))
-    return "%s; alive rtt=%s ms; its %d distinct system calls are all allowed by the " \
-           "unit's filter" % (summary, a["rtt"], len(used))
+    return "%s; read-only root, minimal /dev; alive rtt=%s ms; its %d distinct system " \
+           "calls are all allowed by the unit's filter" % (summary, a["rtt"], len(used))
 
 
 # --------------------------------------------------------------------------------------

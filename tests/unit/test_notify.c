@@ -116,6 +116,28 @@ static void test_watchdog(void **state)
 	close_notify(fd);
 }
 
+static void test_periodic_status(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	unsigned long long tracked = 2;
+	int fd = listen_notify();
+	char buf[512];
+
+	(void)state;
+	unsetenv("WATCHDOG_USEC");
+	notify_start(loop, fill_status, &tracked, 0.05);
+	ev_run(loop, EVRUN_ONCE); /* the status timer, 50 ms from now */
+	recv_msg(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "STATUS=2 connections tracked, 7 probes sent, 1 dead");
+	tracked = 3;
+	ev_run(loop, EVRUN_ONCE);
+	recv_msg(fd, buf, sizeof(buf));
+	assert_string_equal(buf, "STATUS=3 connections tracked, 7 probes sent, 1 dead");
+	notify_stop(loop);
+	ev_loop_destroy(loop);
+	close_notify(fd);
+}
+
 static void test_no_socket_is_silent(void **state)
 {
 	(void)state;
@@ -132,6 +154,7 @@ int main(void)
 	    cmocka_unit_test(test_format_counts),
 	    cmocka_unit_test(test_messages),
 	    cmocka_unit_test(test_watchdog),
+	    cmocka_unit_test(test_periodic_status),
 	    cmocka_unit_test(test_no_socket_is_silent),
 	};
 
