@@ -20,7 +20,8 @@ PCAP_CFLAGS := $(shell pkg-config --cflags libpcap 2>/dev/null)
 PCAP_LIBS   := $(shell pkg-config --libs libpcap 2>/dev/null || echo -lpcap)
 INIH_LIBS   := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
-SYSTEMD_LIBS   := $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
+CAP_LIBS    := $(shell pkg-config --libs libcap 2>/dev/null || echo -lcap)
+SYSTEMD_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
 # libnet 1.1.6 and libev ship no pkg-config file on Debian 12.
 NET_LIBS    := -lnet
 EV_LIBS     := -lev
@@ -32,10 +33,11 @@ LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
 CORE    := addr codec fsm rule config conntab logline
 EDGE    := log capture sender engine
-DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) main))
+SERVICE := priv notify
+DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) main))
 
 # Each unit test links only the module it tests (and the pure modules that module uses).
-UNIT_TESTS        := addr codec fsm rule config conntab log
+UNIT_TESTS        := addr codec fsm rule config conntab log notify
 UNIT_DEPS_addr    := addr
 UNIT_DEPS_codec   := codec
 UNIT_DEPS_fsm     := fsm
@@ -43,13 +45,15 @@ UNIT_DEPS_rule    := rule addr
 UNIT_DEPS_config  := config rule addr
 UNIT_DEPS_conntab := conntab addr
 UNIT_DEPS_log     := log logline
+UNIT_DEPS_notify  := notify log logline
 UNIT_LIBS_codec   := $(PCAP_LIBS)
 UNIT_LIBS_rule    := $(PCAP_LIBS)
 UNIT_LIBS_config  := $(INIH_LIBS)
 UNIT_LIBS_log     := $(SYSTEMD_LIBS)
+UNIT_LIBS_notify  := $(SYSTEMD_LIBS) $(EV_LIBS)
 UNIT_BINS := $(addprefix $(BUILD)/tests/test_,$(UNIT_TESTS))
 
-.PHONY: all deps check unit integration demo bench format clean install
+.PHONY: all deps check unit integration demo bench format clean install uninstall
 
 all: $(BUILD)/kaprobed build/kaprobed
 
@@ -57,7 +61,7 @@ build/kaprobed: $(BUILD)/kaprobed
 	ln -sf $(notdir $(BUILD))/kaprobed $@
 
 $(BUILD)/kaprobed: $(DAEMON_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(PCAP_LIBS) $(NET_LIBS) $(EV_LIBS) $(INIH_LIBS) $(SYSTEMD_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(PCAP_LIBS) $(NET_LIBS) $(EV_LIBS) $(INIH_LIBS) $(CAP_LIBS) $(SYSTEMD_LIBS) -lm
 
 $(BUILD)/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -109,5 +113,61 @@ format:
 
 clean:
 	rm -rf build
+
+# ---- install ------------------------------------------------------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=]: the daemon in $(PREFIX)/sbin, the config
+# in /etc/kaprobe (an existing one is never overwritten), the systemd unit, logrotate
+# file and man pages. Without DESTDIR, also the system user $(KAPROBE_USER) (useradd
+# --system). make uninstall removes them again, but keeps an /etc/kaprobe/kaprobed.ini
+# that differs from the shipped one (the operator's configuration).
+SBINDIR    := $(PREFIX)/sbin
+MANDIR     := $(PREFIX)/share/man
+SYSCONFDIR := /etc/kaprobe
+UNITDIR    := /lib/systemd/system
+LOGROTDIR  := /etc/logrotate.d
+KAPROBE_USER := kaprobe
+INSTALL    ?= install
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5
+	$(INSTALL) -m 0755 $(BUILD)/kaprobed $(DESTDIR)$(SBINDIR)/kaprobed
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/kaprobed.ini ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/kaprobed.ini"; \
+	else \
+		echo "$(INSTALL) -m 0644 conf/kaprobed.ini $(DESTDIR)$(SYSCONFDIR)/kaprobed.ini"; \
+		$(INSTALL) -m 0644 conf/kaprobed.ini $(DESTDIR)$(SYSCONFDIR)/kaprobed.ini; \
+	fi
+	sed 's|@SBINDIR@|$(SBINDIR)|g' systemd/kaprobed.service > $(DESTDIR)$(UNITDIR)/kaprobed.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/kaprobed.service
+	@if [ -f conf/logrotate.d/kaprobe ]; then \
+		echo "$(INSTALL) -D -m 0644 conf/logrotate.d/kaprobe $(DESTDIR)$(LOGROTDIR)/kaprobe"; \
+		$(INSTALL) -D -m 0644 conf/logrotate.d/kaprobe $(DESTDIR)$(LOGROTDIR)/kaprobe; \
+	fi
+	$(INSTALL) -m 0644 man/kaprobed.8 $(DESTDIR)$(MANDIR)/man8/kaprobed.8
+	$(INSTALL) -m 0644 man/kaprobed.ini.5 $(DESTDIR)$(MANDIR)/man5/kaprobed.ini.5
+	@if [ -z "$(DESTDIR)" ] && ! getent passwd $(KAPROBE_USER) >/dev/null; then \
+		echo "useradd --system ... $(KAPROBE_USER)"; \
+		useradd --system --no-create-home --home-dir /nonexistent \
+			--shell /usr/sbin/nologin --user-group $(KAPROBE_USER); \
+	fi
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
+		systemctl daemon-reload; \
+	fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/kaprobed $(DESTDIR)$(UNITDIR)/kaprobed.service \
+		$(DESTDIR)$(LOGROTDIR)/kaprobe $(DESTDIR)$(MANDIR)/man8/kaprobed.8 \
+		$(DESTDIR)$(MANDIR)/man5/kaprobed.ini.5
+	@if [ -f $(DESTDIR)$(SYSCONFDIR)/kaprobed.ini ] && \
+	    ! cmp -s conf/kaprobed.ini $(DESTDIR)$(SYSCONFDIR)/kaprobed.ini; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/kaprobed.ini (changed by the operator)"; \
+	else \
+		rm -f $(DESTDIR)$(SYSCONFDIR)/kaprobed.ini; \
+		rmdir $(DESTDIR)$(SYSCONFDIR) 2>/dev/null || true; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
+		systemctl daemon-reload; \
+	fi
 
 -include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d)

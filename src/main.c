@@ -20,6 +20,8 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "notify.h"
+#include "priv.h"
 #include "rule.h"
 #include "sender.h"
 
@@ -27,6 +29,7 @@
 #define MAX_CONFIG_SIZE (1 << 20)
 #define MAX_CONNECTIONS 1000000
 #define FILTER_MAX      (64 * 1024)
+#define NOTIFY_EVERY    10.0 /* s between STATUS= updates to systemd */
 /* Past this many rules libpcap's compiled filter nears the kernel's 4096-instruction
  * limit (and takes seconds to build): capture all TCP and ICMP errors instead. */
 #define FILTER_MAX_RULES 64
@@ -200,6 +203,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	(void)revents;
 	log_info("signal %d: stopping", w->signum);
+	notify_stopping();
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -208,7 +212,9 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)loop;
 	(void)w;
 	(void)revents;
+	notify_reloading();
 	log_reopen();
+	notify_ready();
 }
 
 /* SIGUSR1: reopen the status log only (logrotate's postrotate). */
@@ -257,6 +263,15 @@ static void log_totals(const struct daemon *d)
 	         s->ignored[FSM_IGN_SYN], recv, drop);
 }
 
+/* systemd's STATUS= line (a notify_status_fn). */
+static void status_text(void *arg, char *buf, size_t len)
+{
+	const struct daemon *d = arg;
+	const struct engine_stats *s = engine_stats(d->engine);
+
+	notify_format_counts(buf, len, engine_count(d->engine), s->probes_sent, s->dead);
+}
+
 static void run(struct daemon *d)
 {
 	char err[512];
@@ -273,11 +288,15 @@ static void run(struct daemon *d)
 	if (!d->engine)
 		fatalx("out of memory");
 	open_captures(d);
+	priv_drop(&d->cfg); /* everything privileged is open: never run the loop as root */
 	start_signals(d);
 	log_info("started");
 	log_info("kaprobed %s: %zu rules, interface %s, %zu local addresses", KAPROBE_VERSION,
 	         d->cfg.nrules, d->cfg.interface, d->local.n);
+	notify_start(d->loop, status_text, d, NOTIFY_EVERY);
+	notify_ready();
 	ev_run(d->loop, 0);
+	notify_stop(d->loop);
 	log_totals(d);
 	engine_free(d->engine);
 	for (i = 0; i < d->ncap; i++)
