@@ -20,8 +20,10 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "report.h"
 #include "rule.h"
 #include "sender.h"
+#include "statusview.h"
 
 #define MAX_CAPTURES    16
 #define MAX_CONFIG_SIZE (1 << 20)
@@ -44,13 +46,16 @@ struct daemon {
 	ev_io cap_io[MAX_CAPTURES];
 	int ncap;
 	ev_signal sig_term, sig_int, sig_hup;
+	ev_signal sig_usr2; /* write the state file now */
+	struct report *report;
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: kaprobed [-c FILE] [-n] [-d] [-V] [-h]\n"
+	fprintf(f, "usage: kaprobed [-c FILE] [-n] [-s] [-d] [-V] [-h]\n"
 	           "  -c FILE  configuration (default " CONFIG_DEFAULT_PATH ")\n"
 	           "  -n       check the configuration and exit\n"
+	           "  -s       print the running daemon's state file as a table and exit\n"
 	           "  -d       debug log level\n"
 	           "  -V       print the version and exit\n"
 	           "  -h       this help\n");
@@ -215,6 +220,30 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 		log_info("status log reopened");
 }
 
+static void on_usr2(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	(void)loop;
+	(void)revents;
+	report_state_now(d->report);
+}
+
+/* Kernel drop counters of every capture, summed (for the summary and the metrics). */
+static unsigned long long pcap_drops(void *arg)
+{
+	struct daemon *d = arg;
+	unsigned long long sum = 0;
+	unsigned recv, drop;
+	int i;
+
+	for (i = 0; i < d->ncap; i++) {
+		capture_stats(d->cap[i], &recv, &drop);
+		sum += drop;
+	}
+	return sum;
+}
+
 static void start_signals(struct daemon *d)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -225,6 +254,9 @@ static void start_signals(struct daemon *d)
 	ev_signal_start(d->loop, &d->sig_term);
 	ev_signal_start(d->loop, &d->sig_int);
 	ev_signal_start(d->loop, &d->sig_hup);
+	ev_signal_init(&d->sig_usr2, on_usr2, SIGUSR2);
+	d->sig_usr2.data = d;
+	ev_signal_start(d->loop, &d->sig_usr2);
 }
 
 static void log_totals(const struct daemon *d)
@@ -266,12 +298,16 @@ static void run(struct daemon *d)
 	if (!d->engine)
 		fatalx("out of memory");
 	open_captures(d);
+	d->report = report_new(d->loop, &d->cfg, d->engine, pcap_drops, d);
+	if (!d->report)
+		fatalx("out of memory");
 	start_signals(d);
 	log_info("started");
 	log_info("kaprobed %s: %zu rules, interface %s, %zu local addresses", KAPROBE_VERSION,
 	         d->cfg.nrules, d->cfg.interface, d->local.n);
 	ev_run(d->loop, 0);
 	log_totals(d);
+	report_free(d->report);
 	engine_free(d->engine);
 	for (i = 0; i < d->ncap; i++)
 		capture_close(d->cap[i]);
@@ -282,15 +318,18 @@ int main(int argc, char **argv)
 {
 	static struct daemon d;
 	const char *path = CONFIG_DEFAULT_PATH;
-	int opt, check = 0, debug = 0;
+	int opt, check = 0, debug = 0, status = 0;
 
-	while ((opt = getopt(argc, argv, "c:ndVh")) != -1) {
+	while ((opt = getopt(argc, argv, "c:nsdVh")) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
 			break;
 		case 'n':
 			check = 1;
+			break;
+		case 's':
+			status = 1;
 			break;
 		case 'd':
 			debug = 1;
@@ -316,6 +355,11 @@ int main(int argc, char **argv)
 		printf("configuration OK\n");
 		config_free(&d.cfg);
 		return 0;
+	}
+	if (status) {
+		opt = statusview_print(d.cfg.state_file, stdout, stderr);
+		config_free(&d.cfg);
+		return opt;
 	}
 	log_init(debug ? CONFIG_LOG_DEBUG : d.cfg.log_level);
 	run(&d);
