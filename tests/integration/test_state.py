@@ -279,7 +279,10 @@ def parse_metrics(text):
         m = SAMPLE.match(line)
         if not m:
             fail("metrics line not in the text format: %r" % line)
-        out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+        key = (m.group(1), m.group(2) or "")
+        if key in out:
+            fail("metrics sample repeated: %r" % line)
+        out[key] = float(m.group(3))
     return out
 
 
@@ -345,7 +348,7 @@ def case_state_metrics(ctx):
           "replies; expected the replies + %d" % (n_probe, n_reply, PROBES))
     rtt_sum = m.get(("kaprobe_rtt_seconds_sum", ""), -1)
     rtts = [float(e["rtt"]) / 1000 for e in evs if e["event"] == "reply"]
-    check(abs(rtt_sum - sum(rtts)) < 0.001 * len(rtts) + 1e-6,
+    check(abs(rtt_sum - sum(rtts)) <= 1e-6 * len(rtts) + 1e-9,  # lines: ms, 3 decimals
           "kaprobe_rtt_seconds_sum %s, the reply lines sum to %.6f" % (rtt_sum, sum(rtts)))
     le_1s = m.get(("kaprobe_rtt_seconds_bucket", '{le="1"}'))
     check(le_1s == n_reply, "replies within 1 s: bucket le=1 is %s, expected %d" % (
