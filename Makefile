@@ -31,21 +31,26 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
            -Iinclude $(PCAP_CFLAGS) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
-CORE    := addr codec fsm rule config conntab logline
-EDGE    := log capture sender engine
+CORE    := addr codec fsm rule config conntab logline state metrics statusview
+EDGE    := log capture sender engine atomicfile report
 SERVICE := priv notify
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) main))
 
 # Each unit test links only the module it tests (and the pure modules that module uses).
-UNIT_TESTS        := addr codec fsm rule config conntab log notify
+UNIT_TESTS        := addr codec fsm rule config conntab log notify state metrics statusview \
+                     atomicfile
 UNIT_DEPS_addr    := addr
 UNIT_DEPS_codec   := codec
 UNIT_DEPS_fsm     := fsm
 UNIT_DEPS_rule    := rule addr
 UNIT_DEPS_config  := config rule addr
 UNIT_DEPS_conntab := conntab addr
-UNIT_DEPS_log     := log logline
 UNIT_DEPS_notify  := notify log logline
+UNIT_DEPS_log     := log logline
+UNIT_DEPS_state   := state addr fsm
+UNIT_DEPS_metrics := metrics fsm
+UNIT_DEPS_statusview := statusview state addr fsm
+UNIT_DEPS_atomicfile := atomicfile
 UNIT_LIBS_codec   := $(PCAP_LIBS)
 UNIT_LIBS_rule    := $(PCAP_LIBS)
 UNIT_LIBS_config  := $(INIH_LIBS)

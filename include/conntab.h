@@ -17,6 +17,9 @@ struct conn {
 	struct addr_tuple key;
 	uint16_t rule; /* index into the active rules */
 	uint16_t flags;
+	uint8_t verdict;   /* last verdict: FSM_EV_ALIVE, _DEAD, _RESET, _UNREACHABLE; 0 = none */
+	float rtt;         /* s from the last answered probe to its reply; 0 = none measured */
+	double verdict_at; /* when the last verdict was given (the fsm's clock) */
 	struct fsm_conn fsm;
 	ev_timer timer; /* armed by the engine; the table never touches it */
 };

@@ -15,12 +15,40 @@
 
 struct engine;
 
+/* Upper bounds (s) of the RTT histogram's buckets, 0.1 ms .. 10 s (engine_rtt_bounds). */
+#define ENGINE_RTT_BUCKETS 16
+extern const double engine_rtt_bounds[ENGINE_RTT_BUCKETS];
+
 /* Counters shown in the closing statistics and by the benchmark. */
 struct engine_stats {
 	unsigned long long packets, decode_errors, not_local, unmatched;
 	unsigned long long tracked, probes_sent, send_errors, replies;
 	unsigned long long alive, dead, reset, unreachable, closed, table_full;
 	unsigned long long ignored[FSM_IGN_COUNT]; /* by enum fsm_ignore */
+	/* RTT of every reply to a probe: rtt_hist[i] counts those <= engine_rtt_bounds[i]
+	 * (and above the previous bound; not cumulative), rtt_hist[ENGINE_RTT_BUCKETS] those
+	 * above the last bound; rtt_sum their sum in s. */
+	unsigned long long rtt_hist[ENGINE_RTT_BUCKETS + 1];
+	double rtt_sum;
+};
+
+/* A read-only view of one tracked connection, for the state file and the metrics. */
+struct engine_view {
+	const struct addr_tuple *key;
+	const char *rule;   /* the rule's name */
+	size_t rule_index;  /* index into the config's rules */
+	int state;          /* enum fsm_state */
+	double idle;        /* s since the last segment from the peer (or first sight) */
+	int probes_out;     /* probes unanswered in this round */
+	double rtt;         /* s of the last answered probe; < 0 when none yet */
+	int verdict;        /* last verdict: FSM_EV_ALIVE, _DEAD, _RESET, _UNREACHABLE; 0 none */
+	double verdict_age; /* s since that verdict; < 0 when none */
+};
+
+/* Connections by state, counted by one pass over the table. */
+struct engine_counts {
+	size_t tracked;
+	size_t by_state[FSM_STATE_COUNT]; /* by enum fsm_state */
 };
 
 /* A new engine on loop with cfg's rules (cfg must outlive it), local addresses, and a
@@ -36,6 +64,17 @@ const struct engine_stats *engine_stats(const struct engine *e);
 
 /* Number of tracked connections. */
 size_t engine_count(const struct engine *e);
+
+/* The engine's clock (monotonic s): the `now` to pass to engine_foreach. */
+double engine_clock(void);
+
+/* Calls fn with a view of every tracked connection (O(n); fn must not change the engine).
+ * now is engine_clock() time. */
+void engine_foreach(const struct engine *e, double now,
+                    void (*fn)(const struct engine_view *v, void *arg), void *arg);
+
+/* Counts the tracked connections by state (O(n): once per report, never per packet). */
+void engine_counts(const struct engine *e, struct engine_counts *out);
 
 /* Stops every timer and frees. */
 void engine_free(struct engine *e);

@@ -25,6 +25,7 @@ enum fsm_state {
 	FSM_PROBING,   /* probes out, waiting for a reply */
 	FSM_DEAD,      /* verdict given, no more probes */
 	FSM_CLOSED,    /* FIN, RST or reset seen: absorbs the last segments, then forgotten */
+	FSM_STATE_COUNT,
 };
 
 /* How long a closed connection's record absorbs trailing segments (FIN, last ACK). */
@@ -138,6 +139,9 @@ bool fsm_can_probe(const struct fsm_conn *c);
 
 /* Name of an event type: "idle", "probe", ... */
 const char *fsm_event_name(int type);
+
+/* Name of a state: "watch", "probing", "dead", "closed". */
+const char *fsm_state_name(int state);
 
 /* Name of an ignore reason, for counters. */
 const char *fsm_ignore_name(int reason);

@@ -29,6 +29,11 @@ struct engine {
 	int warned_full;
 };
 
+const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0,
+};
+
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double now);
 
@@ -201,6 +206,29 @@ static void count_event(struct engine_stats *st, int type)
 	}
 }
 
+/* Keeps the connection's last RTT and verdict, and the RTT histogram. */
+static void note_event(struct engine *e, struct conn *c, const struct fsm_event *ev, double now)
+{
+	int i;
+
+	switch (ev->type) {
+	case FSM_EV_REPLY:
+		c->rtt = (float)ev->rtt;
+		for (i = 0; i < ENGINE_RTT_BUCKETS && ev->rtt > engine_rtt_bounds[i]; i++)
+			;
+		e->st.rtt_hist[i]++;
+		e->st.rtt_sum += ev->rtt;
+		break;
+	case FSM_EV_ALIVE:
+	case FSM_EV_DEAD:
+	case FSM_EV_RESET:
+	case FSM_EV_UNREACHABLE:
+		c->verdict = ev->type;
+		c->verdict_at = now;
+		break;
+	}
+}
+
 static void log_event(struct engine *e, const struct conn *c, const struct fsm_event *ev)
 {
 	struct log_line l;
@@ -254,8 +282,10 @@ static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double 
 
 	if (out->ignored != FSM_IGN_NONE)
 		e->st.ignored[out->ignored]++;
-	for (i = 0; i < out->nev; i++)
+	for (i = 0; i < out->nev; i++) {
+		note_event(e, c, &out->ev[i], now);
 		log_event(e, c, &out->ev[i]);
+	}
 	if (out->send_probe)
 		send_probe(e, c, &out->probe, now);
 	if (out->forget)
@@ -391,4 +421,56 @@ void engine_on_frame(void *arg, int dlt, const uint8_t *data, size_t caplen, dou
 		on_icmp(e, &pkt.icmp, when);
 	else if (rc != CODEC_E_UNSUPPORTED)
 		e->st.decode_errors++;
+}
+
+double engine_clock(void)
+{
+	return mono_now();
+}
+
+struct foreach_ctx {
+	const struct engine *e;
+	double now;
+	void (*fn)(const struct engine_view *v, void *arg);
+	void *arg;
+};
+
+static void view_one(struct conn *c, void *arg)
+{
+	struct foreach_ctx *x = arg;
+	struct engine_view v;
+
+	v.key = &c->key;
+	v.rule = rule_of(x->e, c)->name;
+	v.rule_index = c->rule;
+	v.state = c->fsm.state;
+	v.idle = x->now - c->fsm.last_rx;
+	v.probes_out = c->fsm.probes_out;
+	v.rtt = c->rtt > 0 ? (double)c->rtt : -1.0;
+	v.verdict = c->verdict;
+	v.verdict_age = c->verdict ? x->now - c->verdict_at : -1.0;
+	x->fn(&v, x->arg);
+}
+
+void engine_foreach(const struct engine *e, double now,
+                    void (*fn)(const struct engine_view *v, void *arg), void *arg)
+{
+	struct foreach_ctx x = {e, now, fn, arg};
+
+	conntab_foreach(e->tab, view_one, &x);
+}
+
+static void count_one(struct conn *c, void *arg)
+{
+	struct engine_counts *n = arg;
+
+	n->tracked++;
+	if (c->fsm.state < FSM_STATE_COUNT)
+		n->by_state[c->fsm.state]++;
+}
+
+void engine_counts(const struct engine *e, struct engine_counts *out)
+{
+	memset(out, 0, sizeof(*out));
+	conntab_foreach(e->tab, count_one, out);
 }

@@ -398,6 +398,20 @@ const char *fsm_event_name(int type)
 	return names[type];
 }
 
+const char *fsm_state_name(int state)
+{
+	static const char *const names[] = {
+	    [FSM_WATCH] = "watch",
+	    [FSM_PROBING] = "probing",
+	    [FSM_DEAD] = "dead",
+	    [FSM_CLOSED] = "closed",
+	};
+
+	if (state < 0 || state >= FSM_STATE_COUNT)
+		return "unknown";
+	return names[state];
+}
+
 const char *fsm_ignore_name(int reason)
 {
 	static const char *const names[] = {

@@ -22,8 +22,10 @@
 #include "log.h"
 #include "notify.h"
 #include "priv.h"
+#include "report.h"
 #include "rule.h"
 #include "sender.h"
+#include "statusview.h"
 
 #define MAX_CAPTURES    16
 #define MAX_CONFIG_SIZE (1 << 20)
@@ -47,13 +49,16 @@ struct daemon {
 	ev_io cap_io[MAX_CAPTURES];
 	int ncap;
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
+	ev_signal sig_usr2; /* write the state file now */
+	struct report *report;
 };
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: kaprobed [-c FILE] [-n] [-d] [-V] [-h]\n"
+	fprintf(f, "usage: kaprobed [-c FILE] [-n] [-s] [-d] [-V] [-h]\n"
 	           "  -c FILE  configuration (default " CONFIG_DEFAULT_PATH ")\n"
 	           "  -n       check the configuration and exit\n"
+	           "  -s       print the running daemon's state file as a table and exit\n"
 	           "  -d       debug log level\n"
 	           "  -V       print the version and exit\n"
 	           "  -h       this help\n");
@@ -226,6 +231,30 @@ static void on_usr1(struct ev_loop *loop, ev_signal *w, int revents)
 	log_reopen();
 }
 
+static void on_usr2(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	(void)loop;
+	(void)revents;
+	report_state_now(d->report);
+}
+
+/* Kernel drop counters of every capture, summed (for the summary and the metrics). */
+static unsigned long long pcap_drops(void *arg)
+{
+	struct daemon *d = arg;
+	unsigned long long sum = 0;
+	unsigned recv, drop;
+	int i;
+
+	for (i = 0; i < d->ncap; i++) {
+		capture_stats(d->cap[i], &recv, &drop);
+		sum += drop;
+	}
+	return sum;
+}
+
 static void start_signals(struct daemon *d)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -238,6 +267,9 @@ static void start_signals(struct daemon *d)
 	ev_signal_start(d->loop, &d->sig_int);
 	ev_signal_start(d->loop, &d->sig_hup);
 	ev_signal_start(d->loop, &d->sig_usr1);
+	ev_signal_init(&d->sig_usr2, on_usr2, SIGUSR2);
+	d->sig_usr2.data = d;
+	ev_signal_start(d->loop, &d->sig_usr2);
 }
 
 static void log_totals(const struct daemon *d)
@@ -289,6 +321,9 @@ static void run(struct daemon *d)
 		fatalx("out of memory");
 	open_captures(d);
 	priv_drop(&d->cfg); /* everything privileged is open: never run the loop as root */
+	d->report = report_new(d->loop, &d->cfg, d->engine, pcap_drops, d);
+	if (!d->report)
+		fatalx("out of memory");
 	start_signals(d);
 	log_info("started");
 	log_info("kaprobed %s: %zu rules, interface %s, %zu local addresses", KAPROBE_VERSION,
@@ -298,6 +333,7 @@ static void run(struct daemon *d)
 	ev_run(d->loop, 0);
 	notify_stop(d->loop);
 	log_totals(d);
+	report_free(d->report);
 	engine_free(d->engine);
 	for (i = 0; i < d->ncap; i++)
 		capture_close(d->cap[i]);
@@ -308,15 +344,18 @@ int main(int argc, char **argv)
 {
 	static struct daemon d;
 	const char *path = CONFIG_DEFAULT_PATH;
-	int opt, check = 0, debug = 0;
+	int opt, check = 0, debug = 0, status = 0;
 
-	while ((opt = getopt(argc, argv, "c:ndVh")) != -1) {
+	while ((opt = getopt(argc, argv, "c:nsdVh")) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
 			break;
 		case 'n':
 			check = 1;
+			break;
+		case 's':
+			status = 1;
 			break;
 		case 'd':
 			debug = 1;
@@ -342,6 +381,11 @@ int main(int argc, char **argv)
 		printf("configuration OK\n");
 		config_free(&d.cfg);
 		return 0;
+	}
+	if (status) {
+		opt = statusview_print(d.cfg.state_file, stdout, stderr);
+		config_free(&d.cfg);
+		return opt;
 	}
 	log_init(debug ? CONFIG_LOG_DEBUG : d.cfg.log_level);
 	run(&d);

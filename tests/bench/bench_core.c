@@ -14,6 +14,7 @@
 #include "config.h"
 #include "engine.h"
 #include "log.h"
+#include "state.h"
 
 #define NCONN   10000
 #define NDECODE 2000000
@@ -83,6 +84,34 @@ static void bench_decode(void)
 	       (long)NDECODE, ok);
 }
 
+static FILE *devnull;
+
+static void render_one(const struct engine_view *v, void *arg)
+{
+	size_t *n = arg;
+
+	state_render_conn(devnull, v, (*n)++);
+}
+
+/* The state file's cost: one pass over the table, rendered to /dev/null. */
+static void bench_state(struct engine *e)
+{
+	double t0, dt;
+	size_t n = 0;
+
+	devnull = fopen("/dev/null", "w");
+	if (!devnull)
+		return;
+	t0 = now_sec();
+	state_render_begin(devnull, 1, "2026-01-01T00:00:00.000Z");
+	engine_foreach(e, engine_clock(), render_one, &n);
+	state_render_end(devnull);
+	fflush(devnull);
+	dt = now_sec() - t0;
+	fclose(devnull);
+	printf("state file: %.0f ns per connection rendered (%zu connections)\n", dt / n * 1e9, n);
+}
+
 static void feed(struct engine *e, uint32_t n, double when)
 {
 	uint8_t f[64];
@@ -131,6 +160,7 @@ int main(void)
 	printf("memory: %zu connections tracked, RSS +%ld KiB = %.0f B per connection "
 	       "(target <= 512)\n",
 	       engine_count(e), rss1 - rss0, (rss1 - rss0) * 1024.0 / NCONN);
+	bench_state(e);
 	engine_free(e);
 	config_free(&cfg);
 	return 0;

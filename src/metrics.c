@@ -1,0 +1,111 @@
+/* metrics.c: Prometheus text exposition (see metrics.h). Every family is always written,
+ * zeros included, so series never vanish between scrapes. */
+#include <math.h>
+#include <stdio.h>
+
+#include "metrics.h"
+
+void metrics_label_value(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\')
+			fputs("\\\\", f);
+		else if (*s == '"')
+			fputs("\\\"", f);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter(FILE *f, const char *name, const char *help, unsigned long long v)
+{
+	family(f, name, "counter", help);
+	fprintf(f, "%s %llu\n", name, v);
+}
+
+static void connections(FILE *f, const struct metrics_input *in)
+{
+	size_t i;
+	int s;
+
+	family(f, "kaprobe_connections", "gauge", "Tracked connections by rule and state.");
+	for (i = 0; i < in->nrules; i++) {
+		for (s = 0; s < FSM_STATE_COUNT; s++) {
+			fputs("kaprobe_connections{rule=\"", f);
+			metrics_label_value(f, in->rules[i].name);
+			fprintf(f, "\",state=\"%s\"} %llu\n", fsm_state_name(s),
+			        in->rules[i].by_state[s]);
+		}
+	}
+}
+
+static void verdicts(FILE *f, const struct engine_stats *st)
+{
+	family(f, "kaprobe_verdicts_total", "counter", "Verdicts given, by kind.");
+	fprintf(f, "kaprobe_verdicts_total{kind=\"alive\"} %llu\n", st->alive);
+	fprintf(f, "kaprobe_verdicts_total{kind=\"dead\"} %llu\n", st->dead);
+	fprintf(f, "kaprobe_verdicts_total{kind=\"reset\"} %llu\n", st->reset);
+	fprintf(f, "kaprobe_verdicts_total{kind=\"unreachable\"} %llu\n", st->unreachable);
+}
+
+static void rtt_histogram(FILE *f, const struct metrics_input *in)
+{
+	const struct engine_stats *st = in->st;
+	unsigned long long cum = 0;
+	int i;
+
+	family(f, "kaprobe_rtt_seconds", "histogram",
+	       "Round-trip time from a probe to its reply, wire to wire.");
+	for (i = 0; i < ENGINE_RTT_BUCKETS; i++) {
+		cum += st->rtt_hist[i];
+		fprintf(f, "kaprobe_rtt_seconds_bucket{le=\"%g\"} %llu\n", in->rtt_bounds[i], cum);
+	}
+	cum += st->rtt_hist[ENGINE_RTT_BUCKETS];
+	fprintf(f, "kaprobe_rtt_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+	fprintf(f, "kaprobe_rtt_seconds_sum %.9g\n", isfinite(st->rtt_sum) ? st->rtt_sum : 0.0);
+	fprintf(f, "kaprobe_rtt_seconds_count %llu\n", cum);
+}
+
+static void ignored(FILE *f, const struct engine_stats *st)
+{
+	static const struct {
+		int reason;
+		const char *label;
+	} reasons[] = {
+	    {FSM_IGN_OWN_PROBE, "own_probe"},
+	    {FSM_IGN_BAD_ACK, "bad_ack"},
+	    {FSM_IGN_BAD_RST, "bad_rst"},
+	    {FSM_IGN_ICMP_MATCH, "icmp_match"},
+	    {FSM_IGN_SYN, "syn"},
+	};
+	size_t i;
+
+	family(f, "kaprobe_ignored_packets_total", "counter",
+	       "Packets ignored (not taken as a reply), by reason.");
+	for (i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
+		fprintf(f, "kaprobe_ignored_packets_total{reason=\"%s\"} %llu\n", reasons[i].label,
+		        st->ignored[reasons[i].reason]);
+}
+
+void metrics_render(FILE *f, const struct metrics_input *in)
+{
+	const struct engine_stats *st = in->st;
+
+	connections(f, in);
+	counter(f, "kaprobe_probes_sent_total", "Keepalive probes sent.", st->probes_sent);
+	counter(f, "kaprobe_replies_total", "Segments that answered a probe.", st->replies);
+	verdicts(f, st);
+	rtt_histogram(f, in);
+	counter(f, "kaprobe_pcap_drops_total", "Packets dropped by the captures (kernel count).",
+	        in->pcap_drops);
+	ignored(f, st);
+	counter(f, "kaprobe_decode_errors_total", "Captured frames that could not be decoded.",
+	        st->decode_errors);
+}
