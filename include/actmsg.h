@@ -9,7 +9,7 @@
 
 #include "addr.h"
 
-/* Bytes of a SOCK_DESTROY request: nlmsghdr + inet_diag_req_v2. */
+/* Bytes of a sock_diag request: nlmsghdr + inet_diag_req_v2. */
 #define ACTMSG_DIAG_LEN 72
 
 /* At most this many variables in an exec: program's environment (+ the NULL). */
@@ -18,10 +18,26 @@
 /* PATH given to exec: programs. */
 #define ACTMSG_PATH "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
-/* Writes a SOCK_DESTROY request (NLM_F_REQUEST | NLM_F_ACK, sequence seq) for the local
- * TCP socket of connection t (source = t's local end, destination = its remote end, every
- * state, no cookie). Returns the length (ACTMSG_DIAG_LEN), or 0 when len is too small. */
-size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len);
+/* Closing a connection's local socket takes two requests. An exact 4-tuple lookup in the
+ * kernel falls back to the LISTENING socket when the connection is gone, so a bare
+ * SOCK_DESTROY would destroy the listener: first a SOCK_DIAG_BY_FAMILY get of the tuple,
+ * whose answer must name exactly that connection, then SOCK_DESTROY with its cookie. */
+
+/* Writes a SOCK_DIAG_BY_FAMILY get request (NLM_F_REQUEST, sequence seq) for the local TCP
+ * socket of connection t (source = its local end, destination = its remote end, every
+ * state). Returns the length (ACTMSG_DIAG_LEN), or 0 when len is too small. */
+size_t actmsg_diag_get(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len);
+
+/* Reads the answer to get request seq in buf: 0 with cookie[] set when it names connection
+ * t itself (not a listener), ENOENT when it does not or the kernel found nothing, another
+ * errno value when the kernel refused, or -1 when buf holds no answer to seq. */
+int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, const struct addr_tuple *t,
+                      uint32_t cookie[2]);
+
+/* Writes a SOCK_DESTROY request (NLM_F_REQUEST | NLM_F_ACK, sequence seq) for the socket
+ * of connection t with that cookie. Returns ACTMSG_DIAG_LEN, or 0 when len is too small. */
+size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, const uint32_t cookie[2],
+                           uint8_t *buf, size_t len);
 
 /* Reads netlink messages in buf for the ack of request seq. Returns 0 (success), a
  * positive errno value (the kernel refused: ENOENT when no such socket), or -1 when buf

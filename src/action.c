@@ -104,43 +104,58 @@ static void log_result(const struct who *w, const char *action, const char *path
 
 /* ---- close: SOCK_DESTROY --------------------------------------------------- */
 
-/* Reads what the kernel queued for us until the ack of a->seq: 0, an errno, or -1. */
-static int read_ack(struct action *a)
+/* Sends one request and reads the kernel's answer into buf (the kernel handles sock_diag
+ * requests inside sendto(), so the answer is already queued). Returns its length or -1
+ * with errno set. */
+static ssize_t nl_ask(struct action *a, const uint8_t *req, size_t len, uint8_t *buf, size_t size)
 {
-	uint8_t buf[8192];
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
 	ssize_t n;
-	int rc = -1, tries;
 
-	for (tries = 0; tries < 8 && rc < 0; tries++) {
-		n = recv(a->nl, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		rc = actmsg_diag_ack(buf, (size_t)n, a->seq);
+	while (recv(a->nl, buf, size, MSG_DONTWAIT) > 0)
+		; /* a late answer to an earlier request, if any */
+	if (sendto(a->nl, req, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+		return -1;
+	do
+		n = recv(a->nl, buf, size, MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n == 0) {
+		errno = EPROTO;
+		return -1;
 	}
-	return rc;
+	return n;
+}
+
+/* Looks the connection up (0 and its cookie, or an errno value): never the listener. */
+static int close_lookup(struct action *a, const struct addr_tuple *t, uint32_t cookie[2])
+{
+	uint8_t req[ACTMSG_DIAG_LEN], buf[8192];
+	size_t len = actmsg_diag_get(t, ++a->seq, req, sizeof(req));
+	ssize_t n = nl_ask(a, req, len, buf, sizeof(buf));
+	int rc;
+
+	if (n < 0)
+		return errno;
+	rc = actmsg_diag_found(buf, (size_t)n, a->seq, t, cookie);
+	return rc < 0 ? EPROTO : rc;
 }
 
 static void do_close(struct action *a, const struct engine_verdict *v, const struct who *w)
 {
-	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-	uint8_t req[ACTMSG_DIAG_LEN];
+	uint8_t req[ACTMSG_DIAG_LEN], buf[8192];
+	uint32_t cookie[2];
 	size_t len;
-	int rc;
+	ssize_t n;
+	int rc = close_lookup(a, v->key, cookie);
 
-	while (read_ack(a) != -1)
-		; /* drop a late answer to an earlier request, if any */
-	len = actmsg_diag_destroy(v->key, ++a->seq, req, sizeof(req));
-	if (sendto(a->nl, req, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0) {
-		log_result(w, "close", NULL, strerror(errno));
-		return;
+	if (rc == 0) {
+		len = actmsg_diag_destroy(v->key, ++a->seq, cookie, req, sizeof(req));
+		n = nl_ask(a, req, len, buf, sizeof(buf));
+		rc = n < 0 ? errno : actmsg_diag_ack(buf, (size_t)n, a->seq);
+		if (rc < 0)
+			rc = EPROTO;
 	}
-	rc = read_ack(a);
-	log_result(w, "close", NULL,
-	           rc == 0  ? NULL
-	           : rc > 0 ? strerror(rc)
-	                    : "no answer from the kernel");
+	log_result(w, "close", NULL, rc ? strerror(rc) : NULL);
 }
 
 /* ---- rst ---------------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 /* actmsg.c: SOCK_DESTROY request and ack bytes, exec: environment (pure). See actmsg.h. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,7 +15,11 @@
 _Static_assert(NLMSG_HDRLEN + sizeof(struct inet_diag_req_v2) == ACTMSG_DIAG_LEN,
                "ACTMSG_DIAG_LEN");
 
-size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len)
+/* TCP_LISTEN in the kernel's socket states. */
+#define ACTMSG_TCP_LISTEN 10
+
+static size_t diag_request(const struct addr_tuple *t, uint16_t type, uint16_t flags, uint32_t seq,
+                           const uint32_t cookie[2], uint8_t *buf, size_t len)
 {
 	struct nlmsghdr nh;
 	struct inet_diag_req_v2 req;
@@ -23,8 +28,8 @@ size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, uint8_t *bu
 		return 0;
 	memset(&nh, 0, sizeof(nh));
 	nh.nlmsg_len = ACTMSG_DIAG_LEN;
-	nh.nlmsg_type = SOCK_DESTROY;
-	nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	nh.nlmsg_type = type;
+	nh.nlmsg_flags = flags;
 	nh.nlmsg_seq = seq;
 	memset(&req, 0, sizeof(req));
 	req.sdiag_family = t->family;
@@ -34,11 +39,65 @@ size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, uint8_t *bu
 	req.id.idiag_dport = htons(t->rport);
 	memcpy(req.id.idiag_src, t->local, addr_len(t->family));
 	memcpy(req.id.idiag_dst, t->remote, addr_len(t->family));
-	req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
-	req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	req.id.idiag_cookie[0] = cookie[0];
+	req.id.idiag_cookie[1] = cookie[1];
 	memcpy(buf, &nh, sizeof(nh));
 	memcpy(buf + NLMSG_HDRLEN, &req, sizeof(req));
 	return ACTMSG_DIAG_LEN;
+}
+
+size_t actmsg_diag_get(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len)
+{
+	static const uint32_t none[2] = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE};
+
+	return diag_request(t, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, none, buf, len);
+}
+
+size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, const uint32_t cookie[2],
+                           uint8_t *buf, size_t len)
+{
+	return diag_request(t, SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, seq, cookie, buf, len);
+}
+
+/* Does the kernel's answer name connection t itself? */
+static bool same_conn(const struct inet_diag_msg *m, const struct addr_tuple *t)
+{
+	size_t n = addr_len(t->family);
+
+	return m->idiag_family == t->family && m->idiag_state != ACTMSG_TCP_LISTEN &&
+	       ntohs(m->id.idiag_sport) == t->lport && ntohs(m->id.idiag_dport) == t->rport &&
+	       memcmp(m->id.idiag_src, t->local, n) == 0 &&
+	       memcmp(m->id.idiag_dst, t->remote, n) == 0;
+}
+
+int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, const struct addr_tuple *t,
+                      uint32_t cookie[2])
+{
+	struct inet_diag_msg m;
+	struct nlmsghdr nh;
+	size_t off = 0;
+
+	while (len - off >= sizeof(nh)) {
+		memcpy(&nh, buf + off, sizeof(nh));
+		if (nh.nlmsg_len < sizeof(nh) || nh.nlmsg_len > len - off)
+			return -1;
+		if (nh.nlmsg_seq == seq && nh.nlmsg_type == NLMSG_ERROR)
+			return actmsg_diag_ack(buf + off, nh.nlmsg_len, seq);
+		if (nh.nlmsg_seq == seq && nh.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+			if (nh.nlmsg_len < NLMSG_HDRLEN + sizeof(m))
+				return -1;
+			memcpy(&m, buf + off + NLMSG_HDRLEN, sizeof(m));
+			if (!same_conn(&m, t))
+				return ENOENT;
+			cookie[0] = m.id.idiag_cookie[0];
+			cookie[1] = m.id.idiag_cookie[1];
+			return 0;
+		}
+		off += NLMSG_ALIGN(nh.nlmsg_len);
+		if (off > len)
+			break;
+	}
+	return -1;
 }
 
 int actmsg_diag_ack(const uint8_t *buf, size_t len, uint32_t seq)

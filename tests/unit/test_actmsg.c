@@ -1,5 +1,6 @@
 /* test_actmsg.c: SOCK_DESTROY request bytes, ack parsing, exec: environment. */
 #include <setjmp.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,24 +20,95 @@ static struct addr_tuple tuple4(void)
 	return t;
 }
 
+/* nlmsghdr: len 72, type 21 (SOCK_DESTROY), flags REQUEST|ACK (5), seq 7, pid 0;
+ * inet_diag_req_v2: AF_INET, IPPROTO_TCP, ext 0, pad 0, states all; sockid: sport 5432
+ * and dport 40000 big-endian, src and dst (16 bytes each), if 0, cookie. */
+/* clang-format off */
+static const uint8_t want_destroy[ACTMSG_DIAG_LEN] = {
+    72, 0, 0, 0, 21, 0, 5, 0, 7, 0, 0, 0, 0, 0, 0, 0,
+    2, 6, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x15, 0x38, 0x9c, 0x40,
+    192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    198, 51, 100, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0x78, 0x56, 0x34, 0x12, 1, 0, 0, 0};
+/* clang-format on */
+
 static void test_destroy_v4_bytes(void **state)
 {
-	/* nlmsghdr: len 72, type 21 (SOCK_DESTROY), flags REQUEST|ACK (5), seq 7, pid 0;
-	 * inet_diag_req_v2: AF_INET, IPPROTO_TCP, ext 0, pad 0, states all; sockid: sport 5432
-	 * and dport 40000 big-endian, src and dst (16 bytes each), if 0, cookie all ones. */
-	static const uint8_t want[ACTMSG_DIAG_LEN] = {
-	    72, 0,   0, 0, 21,   0,    5,    0,    7,    0,    0,    0,    0,    0,   0,
-	    0,  2,   6, 0, 0,    0xff, 0xff, 0xff, 0xff, 0x15, 0x38, 0x9c, 0x40, 192, 0,
-	    2,  1,   0, 0, 0,    0,    0,    0,    0,    0,    0,    0,    0,    0,   198,
-	    51, 100, 2, 0, 0,    0,    0,    0,    0,    0,    0,    0,    0,    0,   0,
-	    0,  0,   0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	const uint32_t cookie[2] = {0x12345678, 1};
 	struct addr_tuple t = tuple4();
 	uint8_t buf[128];
 
 	(void)state;
-	assert_int_equal(actmsg_diag_destroy(&t, 7, buf, sizeof(buf)), ACTMSG_DIAG_LEN);
+	assert_int_equal(actmsg_diag_destroy(&t, 7, cookie, buf, sizeof(buf)), ACTMSG_DIAG_LEN);
+	assert_memory_equal(buf, want_destroy, ACTMSG_DIAG_LEN);
+	assert_int_equal(actmsg_diag_destroy(&t, 7, cookie, buf, ACTMSG_DIAG_LEN - 1), 0);
+}
+
+static void test_get_v4_bytes(void **state)
+{
+	struct addr_tuple t = tuple4();
+	uint8_t buf[ACTMSG_DIAG_LEN], want[ACTMSG_DIAG_LEN];
+
+	(void)state;
+	memcpy(want, want_destroy, sizeof(want));
+	want[4] = 20;               /* SOCK_DIAG_BY_FAMILY */
+	want[6] = 1;                /* NLM_F_REQUEST only */
+	memset(want + 64, 0xff, 8); /* no cookie */
+	assert_int_equal(actmsg_diag_get(&t, 7, buf, sizeof(buf)), ACTMSG_DIAG_LEN);
 	assert_memory_equal(buf, want, ACTMSG_DIAG_LEN);
-	assert_int_equal(actmsg_diag_destroy(&t, 7, buf, ACTMSG_DIAG_LEN - 1), 0);
+}
+
+/* A SOCK_DIAG_BY_FAMILY answer (inet_diag_msg, 72 bytes) for seq: state, tuple, cookie. */
+static size_t diag_answer(uint8_t *buf, uint32_t seq, uint8_t st, const struct addr_tuple *t,
+                          uint32_t c0)
+{
+	uint32_t len = 16 + 72;
+	uint16_t type = 20;
+
+	memset(buf, 0, len);
+	memcpy(buf, &len, 4);
+	memcpy(buf + 4, &type, 2);
+	memcpy(buf + 8, &seq, 4);
+	buf[16] = t->family;
+	buf[17] = st;
+	buf[20] = (uint8_t)(t->lport >> 8);
+	buf[21] = (uint8_t)t->lport;
+	buf[22] = (uint8_t)(t->rport >> 8);
+	buf[23] = (uint8_t)t->rport;
+	memcpy(buf + 24, t->local, 16);
+	memcpy(buf + 40, t->remote, 16);
+	memcpy(buf + 60, &c0, 4);
+	return len;
+}
+
+static void test_found(void **state)
+{
+	struct addr_tuple t = tuple4(), listener = tuple4();
+	uint32_t cookie[2] = {0, 0};
+	uint8_t buf[256];
+	size_t n;
+
+	(void)state;
+	n = diag_answer(buf, 5, 1 /* ESTABLISHED */, &t, 0xabcd);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), 0);
+	assert_int_equal(cookie[0], 0xabcd);
+	assert_int_equal(actmsg_diag_found(buf, n, 6, &t, cookie), -1);
+	/* the kernel fell back to the listener: never destroy that */
+	n = diag_answer(buf, 5, 10 /* LISTEN */, &t, 1);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), ENOENT);
+	memset(listener.remote, 0, sizeof(listener.remote));
+	listener.rport = 0;
+	n = diag_answer(buf, 5, 1, &listener, 1);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), ENOENT);
+	/* the kernel's own error */
+	n = 16 + 4 + 16;
+	memset(buf, 0, n);
+	buf[0] = (uint8_t)n;
+	buf[4] = 2;
+	buf[8] = 5;
+	buf[16] = 0xfe; /* -2 */
+	memset(buf + 17, 0xff, 3);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), ENOENT);
 }
 
 static void test_destroy_v6_addresses(void **state)
@@ -48,7 +120,7 @@ static void test_destroy_v6_addresses(void **state)
 
 	(void)state;
 	addr_tuple_make(&t, AF_INET6, l, 443, r, 50000);
-	assert_int_equal(actmsg_diag_destroy(&t, 1, buf, sizeof(buf)), ACTMSG_DIAG_LEN);
+	assert_int_equal(actmsg_diag_get(&t, 1, buf, sizeof(buf)), ACTMSG_DIAG_LEN);
 	assert_int_equal(buf[16], AF_INET6);
 	assert_memory_equal(buf + 28, l, 16);
 	assert_memory_equal(buf + 44, r, 16);
@@ -153,6 +225,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_destroy_v4_bytes),
+	    cmocka_unit_test(test_get_v4_bytes),
+	    cmocka_unit_test(test_found),
 	    cmocka_unit_test(test_destroy_v6_addresses),
 	    cmocka_unit_test(test_ack),
 	    cmocka_unit_test(test_env_dead),
