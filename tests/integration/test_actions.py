@@ -284,7 +284,9 @@ def case_actions_exec_reset(ctx):
 
 def case_actions_exec_timeout(ctx):
     net = two_hosts(ctx.topo)
-    script = write_script(ctx, "slow.sh", "sleep 30\n")
+    # The shell waits for a child: both must go (the whole process group is killed).
+    nap = "sleep 29.%03d" % (os.getpid() % 1000)
+    script = write_script(ctx, "slow.sh", nap + "\necho not reached\n")
     kap = start(ctx, net, [rule_with(on_dead="exec:" + script)],
                 extra={"action_timeout": "1s"})
     c = connect(ctx, net, 4)
@@ -296,8 +298,18 @@ def case_actions_exec_timeout(ctx):
     check(a.get("result") == "timeout" and a.get("signal") == "TERM",
           "slow program: expected signal=TERM result=timeout: %s" % a.raw)
     check(0.9 <= took <= 1.6, "slow program killed %.3f s after dead, expected ~1 s" % took)
-    left = run(["pgrep", "-f", script], check=False).stdout.split()
-    check(not left, "processes of the slow program still run: %s" % left)
+    deadline = time.monotonic() + 1.0
+    while True:
+        left = run(["pgrep", "-f", "^" + nap + "$"], check=False).stdout.split()
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    for pid in left:  # clean up before failing
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    check(not left, "the slow program's child (%s) still ran: pids %s" % (nap, left))
     kap.stop_ok()
     return "killed by SIGTERM %.3f s after dead (action_timeout 1s), its sleep too" % took
 
