@@ -31,14 +31,14 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
            -Iinclude $(PCAP_CFLAGS) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
-CORE    := addr codec fsm rule config conntab logline state metrics statusview
-EDGE    := log capture sender engine atomicfile report
+CORE    := addr codec fsm rule config conntab logline state metrics statusview actmsg
+EDGE    := log capture sender engine atomicfile report action
 SERVICE := priv notify
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) main))
 
 # Each unit test links only the module it tests (and the pure modules that module uses).
 UNIT_TESTS        := addr codec fsm rule config conntab log notify state metrics statusview \
-                     atomicfile
+                     atomicfile actmsg
 UNIT_DEPS_addr    := addr
 UNIT_DEPS_codec   := codec
 UNIT_DEPS_fsm     := fsm
@@ -51,6 +51,7 @@ UNIT_DEPS_state   := state addr fsm
 UNIT_DEPS_metrics := metrics fsm
 UNIT_DEPS_statusview := statusview state addr fsm
 UNIT_DEPS_atomicfile := atomicfile
+UNIT_DEPS_actmsg  := actmsg addr
 UNIT_LIBS_codec   := $(PCAP_LIBS)
 UNIT_LIBS_rule    := $(PCAP_LIBS)
 UNIT_LIBS_config  := $(INIH_LIBS)

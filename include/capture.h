@@ -28,6 +28,10 @@ void capture_stats(struct capture *c, unsigned *received, unsigned *dropped);
 /* Name of the interface. */
 const char *capture_name(const struct capture *c);
 
+/* Replaces the kernel filter of an open capture. Returns 0, or -1 with errbuf filled
+ * (the old filter then stays). */
+int capture_set_filter(struct capture *c, const char *filter, char *errbuf, size_t errlen);
+
 /* Closes and frees. */
 void capture_close(struct capture *c);
 

@@ -45,7 +45,8 @@ void conntab_remove(struct conntab *t, struct conn *c);
 /* Number of records. */
 size_t conntab_count(const struct conntab *t);
 
-/* Calls fn for every record (fn must not insert or remove). */
+/* Calls fn for every record. fn may remove the record it was given (conntab_remove), but
+ * must not insert nor remove any other. */
 void conntab_foreach(const struct conntab *t, void (*fn)(struct conn *c, void *arg), void *arg);
 
 #endif

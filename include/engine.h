@@ -75,6 +75,32 @@ void engine_foreach(const struct engine *e, double now,
 
 /* Counts the tracked connections by state (O(n): once per report, never per packet). */
 void engine_counts(const struct engine *e, struct engine_counts *out);
+/* A verdict (dead or reset) just logged, for the actions (action.c). Every pointer is
+ * valid during the hook's call only. */
+struct engine_verdict {
+	const struct config *cfg; /* the config in force (exec_paths, action_timeout) */
+	const struct rule *rule;  /* the connection's rule: on_dead, on_reset */
+	const struct addr_tuple *key;
+	const struct fsm_conn *fsm; /* its numbers: snd_nxt, rcv_nxt, peer_end, windows, known */
+	const struct fsm_event *ev; /* FSM_EV_DEAD or FSM_EV_RESET, its probes and reason */
+	double idle;                /* s since the last segment from the peer */
+};
+
+typedef void (*engine_verdict_fn)(void *arg, const struct engine_verdict *v);
+
+/* Calls fn(arg, verdict) after each dead or reset line is logged (NULL: none). The hook
+ * must not call back into the engine. */
+void engine_set_verdict_hook(struct engine *e, engine_verdict_fn fn, void *arg);
+
+/* Applies a new configuration: every tracked connection is matched again. One that still
+ * matches a rule keeps its state, numbers and armed timer (a probe round goes on; the new
+ * rule's parameters apply from its next timer; a watching connection whose idle time got
+ * shorter is re-armed at once). One that matches none is dropped, logged as
+ * event=untrack reason=config. cfg is the configuration from now on (it may be the very
+ * pointer given before, with new contents); old is the previous one, into which the
+ * records' rule indexes still point, freed by the caller only after this returns.
+ * Returns the number of connections dropped. */
+size_t engine_reload(struct engine *e, const struct config *cfg, const struct config *old);
 
 /* Stops every timer and frees. */
 void engine_free(struct engine *e);

@@ -17,6 +17,12 @@ struct sender *sender_open(char *errbuf, size_t errlen);
  * Returns 0, or an errno value (EHOSTUNREACH, ENETUNREACH, EACCES, EINVAL, ...). */
 int sender_send(struct sender *s, const struct addr_tuple *key, const struct fsm_probe *p);
 
+/* Sends a RST (flags RST|ACK, no options, window 0) on connection key: to_local true
+ * sends it to our own end as if from the peer (source key.remote, destination key.local;
+ * delivered locally), false to the peer from our end. Returns 0 or an errno value. */
+int sender_send_rst(struct sender *s, const struct addr_tuple *key, int to_local, uint32_t seq,
+                    uint32_t ack);
+
 /* Closes the contexts. */
 void sender_close(struct sender *s);
 

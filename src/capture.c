@@ -124,6 +124,15 @@ void capture_stats(struct capture *c, unsigned *received, unsigned *dropped)
 	*dropped = st.ps_drop + st.ps_ifdrop;
 }
 
+int capture_set_filter(struct capture *c, const char *filter, char *errbuf, size_t errlen)
+{
+	if (apply_filter(c->p, filter) < 0) {
+		snprintf(errbuf, errlen, "%s: %s", c->name, pcap_geterr(c->p));
+		return -1;
+	}
+	return 0;
+}
+
 void capture_close(struct capture *c)
 {
 	if (!c)

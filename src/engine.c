@@ -27,6 +27,8 @@ struct engine {
 	struct conntab *tab;
 	struct engine_stats st;
 	int warned_full;
+	engine_verdict_fn hook;
+	void *hook_arg;
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -103,19 +105,26 @@ static const struct rule *rule_of(const struct engine *e, const struct conn *c)
 	return &e->cfg->rules[c->rule];
 }
 
-/* Starts a status line with the fields every line has. */
-static void line_start(struct log_line *l, const char *event, const struct engine *e,
-                       const struct conn *c)
+/* Starts a status line with the fields every line has, for rule r. */
+static void line_start_rule(struct log_line *l, const char *event, const struct rule *r,
+                            const struct conn *c)
 {
 	char ep[ADDR_ENDPOINT_STRLEN];
 	const struct addr_tuple *k = &c->key;
 
 	log_line_begin(l, event);
-	log_line_str(l, "rule", rule_of(e, c)->name);
+	log_line_str(l, "rule", r->name);
 	log_line_str(l, "local",
 	             addr_format_endpoint(k->family, k->local, k->lport, ep, sizeof(ep)));
 	log_line_str(l, "remote",
 	             addr_format_endpoint(k->family, k->remote, k->rport, ep, sizeof(ep)));
+}
+
+/* Starts a status line with the fields every line has. */
+static void line_start(struct log_line *l, const char *event, const struct engine *e,
+                       const struct conn *c)
+{
+	line_start_rule(l, event, rule_of(e, c), c);
 }
 
 static const char *send_error_name(int err)
@@ -276,6 +285,23 @@ static void forget(struct engine *e, struct conn *c)
 	conntab_remove(e->tab, c);
 }
 
+/* Hands a dead or reset verdict to the hook (the actions). */
+static void verdict_hook(struct engine *e, const struct conn *c, const struct fsm_event *ev,
+                         double now)
+{
+	struct engine_verdict v;
+
+	if (!e->hook || (ev->type != FSM_EV_DEAD && ev->type != FSM_EV_RESET))
+		return;
+	v.cfg = e->cfg;
+	v.rule = rule_of(e, c);
+	v.key = &c->key;
+	v.fsm = &c->fsm;
+	v.ev = ev;
+	v.idle = ev->type == FSM_EV_DEAD ? ev->idle : now - c->fsm.last_rx;
+	e->hook(e->hook_arg, &v);
+}
+
 static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double now)
 {
 	int i;
@@ -285,6 +311,7 @@ static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double 
 	for (i = 0; i < out->nev; i++) {
 		note_event(e, c, &out->ev[i], now);
 		log_event(e, c, &out->ev[i]);
+		verdict_hook(e, c, &out->ev[i], now);
 	}
 	if (out->send_probe)
 		send_probe(e, c, &out->probe, now);
@@ -473,4 +500,52 @@ void engine_counts(const struct engine *e, struct engine_counts *out)
 {
 	memset(out, 0, sizeof(*out));
 	conntab_foreach(e->tab, count_one, out);
+}
+
+void engine_set_verdict_hook(struct engine *e, engine_verdict_fn fn, void *arg)
+{
+	e->hook = fn;
+	e->hook_arg = arg;
+}
+
+struct reload_ctx {
+	struct engine *e;
+	const struct config *old;
+	size_t dropped;
+};
+
+/* One connection under the new rules: kept (new index, maybe an earlier timer) or dropped. */
+static void reload_one(struct conn *c, void *arg)
+{
+	struct reload_ctx *rc = arg;
+	struct engine *e = rc->e;
+	const struct rule *r = rule_match(e->cfg->rules, e->cfg->nrules, &c->key);
+	const struct rule *was = &rc->old->rules[c->rule];
+	struct log_line l;
+	double due;
+
+	if (!r) {
+		line_start_rule(&l, "untrack", was, c);
+		log_line_str(&l, "reason", "config");
+		log_line_emit(&l);
+		rc->dropped++;
+		forget(e, c); /* conntab_foreach allows removing the current record */
+		return;
+	}
+	c->rule = (uint16_t)(r - e->cfg->rules);
+	due = c->fsm.last_rx + r->params.idle;
+	if (c->fsm.state == FSM_WATCH && r->params.idle < was->params.idle && c->fsm.timer_at > 0 &&
+	    due < c->fsm.timer_at) {
+		c->fsm.timer_at = due; /* a shorter idle applies at once */
+		arm_timer(e, c);
+	}
+}
+
+size_t engine_reload(struct engine *e, const struct config *cfg, const struct config *old)
+{
+	struct reload_ctx rc = {e, old, 0};
+
+	e->cfg = cfg;
+	conntab_foreach(e->tab, reload_one, &rc);
+	return rc.dropped;
 }

@@ -2,7 +2,9 @@
  *
  * Start-up: read and check the config (exit 1 on any error), open the status log,
  * learn this host's addresses, open the raw sender and the captures, then run.
- * SIGTERM/SIGINT end the loop; SIGHUP and SIGUSR1 reopen the status log (log rotation). */
+ * SIGTERM/SIGINT end the loop; SIGHUP re-reads the configuration (reload_config) and
+ * reopens the status log; SIGUSR1 only reopens it (log rotation); SIGUSR2 writes the
+ * state file now. */
 #include <errno.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
@@ -15,6 +17,7 @@
 
 #include <ev.h>
 
+#include "action.h"
 #include "addr.h"
 #include "capture.h"
 #include "config.h"
@@ -51,6 +54,9 @@ struct daemon {
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	ev_signal sig_usr2; /* write the state file now */
 	struct report *report;
+	struct action *action;
+	const char *conf_path; /* re-read on SIGHUP */
+	int debug;             /* -d: debug level whatever the file says */
 };
 
 static void usage(FILE *f)
@@ -111,23 +117,33 @@ static void host_defaults(struct fsm_params *p)
 	p->probe_bytes = 1;
 }
 
-/* Loads and checks the configuration; prints every error. Returns 0 or -1. */
-static int load_config(const char *path, struct config *cfg)
+/* Reads and checks the configuration. Returns 0, or -1 with every error in errs. */
+static int parse_config(const char *path, struct config *cfg, struct config_errors *errs)
 {
-	struct config_errors errs;
 	struct fsm_params defaults;
 	char *text = read_file(path);
-	size_t i;
 	int rc;
 
+	memset(errs, 0, sizeof(*errs));
 	if (!text) {
-		fprintf(stderr, "%s:0: cannot read: %s\n", path, strerror(errno));
+		snprintf(errs->msg[0], sizeof(errs->msg[0]), "%s:0: cannot read: %s", path,
+		         strerror(errno));
+		errs->n = 1;
 		return -1;
 	}
 	host_defaults(&defaults);
-	memset(&errs, 0, sizeof(errs));
-	rc = config_parse(path, text, &defaults, cfg, &errs);
+	rc = config_parse(path, text, &defaults, cfg, errs);
 	free(text);
+	return rc;
+}
+
+/* Loads and checks the configuration; prints every error. Returns 0 or -1. */
+static int load_config(const char *path, struct config *cfg)
+{
+	static struct config_errors errs;
+	size_t i;
+	int rc = parse_config(path, cfg, &errs);
+
 	for (i = 0; rc < 0 && i < errs.n; i++)
 		fprintf(stderr, "%s\n", errs.msg[i]);
 	if (rc < 0 && errs.dropped)
@@ -187,18 +203,25 @@ static void open_one_capture(struct daemon *d, const char *ifname, const char *f
 	d->ncap++;
 }
 
-static void open_captures(struct daemon *d)
+/* The capture filter text for cfg's rules (a static buffer). */
+static const char *capture_filter(const struct config *cfg)
 {
 	static char filter[FILTER_MAX];
-	char list[sizeof(d->cfg.interface)], *save = NULL, *name;
 
-	if (d->cfg.nrules > FILTER_MAX_RULES ||
-	    rule_bpf_filter(d->cfg.rules, d->cfg.nrules, filter, sizeof(filter)) < 0) {
-		log_info("%zu rules: capturing all TCP, rules applied in user space",
-		         d->cfg.nrules);
+	if (cfg->nrules > FILTER_MAX_RULES ||
+	    rule_bpf_filter(cfg->rules, cfg->nrules, filter, sizeof(filter)) < 0) {
+		log_info("%zu rules: capturing all TCP, rules applied in user space", cfg->nrules);
 		snprintf(filter, sizeof(filter), "%s", FILTER_COARSE);
 	}
 	log_debug("capture filter: %s", filter);
+	return filter;
+}
+
+static void open_captures(struct daemon *d)
+{
+	const char *filter = capture_filter(&d->cfg);
+	char list[sizeof(d->cfg.interface)], *save = NULL, *name;
+
 	snprintf(list, sizeof(list), "%s", d->cfg.interface);
 	for (name = strtok_r(list, ", ", &save); name; name = strtok_r(NULL, ", ", &save))
 		open_one_capture(d, name, filter);
@@ -212,13 +235,92 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* Keys that cannot change without a restart keep their old values, with a warning. */
+static void keep_restart_keys(struct config *fresh, const struct config *old)
+{
+	if (strcmp(fresh->interface, old->interface) != 0) {
+		log_warnx("reload: interface cannot change without a restart; keeping \"%s\"",
+		          old->interface);
+		snprintf(fresh->interface, sizeof(fresh->interface), "%s", old->interface);
+	}
+	if (strcmp(fresh->user, old->user) != 0 || fresh->user_set != old->user_set) {
+		log_warnx("reload: user cannot change without a restart; keeping \"%s\"",
+		          old->user);
+		snprintf(fresh->user, sizeof(fresh->user), "%s", old->user);
+		fresh->user_set = old->user_set;
+	}
+}
+
+/* The open captures get the new rules' filter (each keeps its old one on failure). */
+static void refilter_captures(struct daemon *d)
+{
+	const char *filter = capture_filter(&d->cfg);
+	char err[512];
+	int i;
+
+	for (i = 0; i < d->ncap; i++)
+		if (capture_set_filter(d->cap[i], filter, err, sizeof(err)) < 0)
+			log_warnx("reload: capture filter not changed: %s", err);
+}
+
+static void log_reloaded(const struct daemon *d, size_t untracked)
+{
+	struct log_line l;
+
+	log_info("configuration reloaded: %zu rules, %zu connections untracked", d->cfg.nrules,
+	         untracked);
+	log_line_begin(&l, NULL);
+	log_line_str(&l, "level", "info");
+	log_line_str(&l, "msg", "configuration reloaded");
+	log_line_int(&l, "rules", (long long)d->cfg.nrules);
+	log_line_int(&l, "untracked", (long long)untracked);
+	log_line_emit(&l);
+}
+
+/* SIGHUP: re-reads the configuration file. A bad one: every error is logged and the old
+ * configuration stays. A good one replaces it; the engine re-applies the rules. */
+/* Re-reads the configuration file; returns 0 when the new one is in force, -1 when the
+ * old one is kept (every error logged). */
+static int reload_config(struct daemon *d)
+{
+	static struct config_errors errs;
+	struct config fresh, old;
+	size_t i, untracked;
+
+	if (parse_config(d->conf_path, &fresh, &errs) < 0) {
+		for (i = 0; i < errs.n; i++)
+			log_errorx("%s", errs.msg[i]);
+		if (errs.dropped)
+			log_errorx("%s: %zu more errors", d->conf_path, errs.dropped);
+		log_errorx("reload failed: the old configuration is kept");
+		return -1;
+	}
+	keep_restart_keys(&fresh, &d->cfg);
+	old = d->cfg;
+	d->cfg = fresh;
+	untracked = engine_reload(d->engine, &d->cfg, &old);
+	config_free(&old); /* nothing points into it any more */
+	refilter_captures(d);
+	if (!d->debug)
+		log_set_level(d->cfg.log_level);
+	if (log_configure(&d->cfg) < 0)
+		log_warn("status log %s: keeping the old one", d->cfg.log_file);
+	report_reload(d->report);
+	action_check_config(&d->cfg, d->conf_path, true);
+	log_reloaded(d, untracked);
+	return 0;
+}
+
+/* SIGHUP: reload the configuration, and reopen the status log either way. */
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
+	struct daemon *d = w->data;
+
 	(void)loop;
-	(void)w;
 	(void)revents;
 	notify_reloading();
-	log_reopen();
+	if (reload_config(d) < 0)
+		log_reopen();
 	notify_ready();
 }
 
@@ -315,10 +417,16 @@ static void run(struct daemon *d)
 	d->sender = sender_open(err, sizeof(err));
 	if (!d->sender)
 		fatalx("%s", err);
+	d->action = action_open(err, sizeof(err));
+	if (!d->action)
+		fatalx("%s", err);
 	d->loop = ev_default_loop(EVFLAG_AUTO);
 	d->engine = engine_new(d->loop, &d->cfg, &d->local, d->sender, MAX_CONNECTIONS);
 	if (!d->engine)
 		fatalx("out of memory");
+	action_start(d->action, d->loop, d->sender);
+	engine_set_verdict_hook(d->engine, action_on_verdict, d->action);
+	action_check_config(&d->cfg, d->conf_path, true);
 	open_captures(d);
 	priv_drop(&d->cfg); /* everything privileged is open: never run the loop as root */
 	d->report = report_new(d->loop, &d->cfg, d->engine, pcap_drops, d);
@@ -335,6 +443,7 @@ static void run(struct daemon *d)
 	log_totals(d);
 	report_free(d->report);
 	engine_free(d->engine);
+	action_close(d->action);
 	for (i = 0; i < d->ncap; i++)
 		capture_close(d->cap[i]);
 	sender_close(d->sender);
@@ -378,6 +487,7 @@ int main(int argc, char **argv)
 	if (load_config(path, &d.cfg) < 0)
 		return 1;
 	if (check) {
+		action_check_config(&d.cfg, path, false);
 		printf("configuration OK\n");
 		config_free(&d.cfg);
 		return 0;
@@ -387,6 +497,8 @@ int main(int argc, char **argv)
 		config_free(&d.cfg);
 		return opt;
 	}
+	d.conf_path = path;
+	d.debug = debug;
 	log_init(debug ? CONFIG_LOG_DEBUG : d.cfg.log_level);
 	run(&d);
 	log_close();

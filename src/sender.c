@@ -103,3 +103,42 @@ int sender_send(struct sender *s, const struct addr_tuple *key, const struct fsm
 	}
 	return 0;
 }
+
+/* IP header from src to dst (addresses of key's family) around tcplen bytes of TCP. */
+static int build_ip_between(struct sender *s, libnet_t *l, int family, const uint8_t *src,
+                            const uint8_t *dst, int tcplen)
+{
+	struct libnet_in6_addr src6, dst6;
+	uint32_t src4, dst4;
+
+	if (family == AF_INET) {
+		memcpy(&src4, src, 4);
+		memcpy(&dst4, dst, 4);
+		return libnet_build_ipv4((uint16_t)(LIBNET_IPV4_H + tcplen), 0, s->ip_id++, 0,
+		                         SENDER_TTL, IPPROTO_TCP, 0, src4, dst4, NULL, 0, l, 0);
+	}
+	memcpy(&src6, src, 16);
+	memcpy(&dst6, dst, 16);
+	return libnet_build_ipv6(0, 0, (uint16_t)tcplen, IPPROTO_TCP, SENDER_TTL, src6, dst6, NULL,
+	                         0, l, 0);
+}
+
+int sender_send_rst(struct sender *s, const struct addr_tuple *key, int to_local, uint32_t seq,
+                    uint32_t ack)
+{
+	libnet_t *l = key->family == AF_INET ? s->v4 : s->v6;
+	const uint8_t *src = to_local ? key->remote : key->local;
+	const uint8_t *dst = to_local ? key->local : key->remote;
+	uint16_t sport = to_local ? key->rport : key->lport;
+	uint16_t dport = to_local ? key->lport : key->rport;
+
+	libnet_clear_packet(l);
+	if (libnet_build_tcp(sport, dport, seq, ack, TH_RST | TH_ACK, 0, 0, 0, LIBNET_TCP_H, NULL,
+	                     0, l, 0) < 0 ||
+	    build_ip_between(s, l, key->family, src, dst, LIBNET_TCP_H) < 0)
+		return EPROTO;
+	errno = 0;
+	if (libnet_write(l) < 0)
+		return errno ? errno : EIO;
+	return 0;
+}

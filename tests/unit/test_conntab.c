@@ -110,6 +110,41 @@ static void test_foreach_visits_all(void **state)
 	conntab_free(t);
 }
 
+struct remove_ctx {
+	struct conntab *t;
+	int seen;
+};
+
+/* Removes every other record it is given, during the walk. */
+static void remove_odd(struct conn *c, void *arg)
+{
+	struct remove_ctx *rc = arg;
+
+	if (rc->seen++ % 2)
+		conntab_remove(rc->t, c);
+}
+
+static void test_foreach_may_remove_current(void **state)
+{
+	struct conntab *t = conntab_new(5000, 5);
+	struct remove_ctx rc = {t, 0};
+	struct addr_tuple k;
+	int n = 0;
+	uint32_t i;
+
+	(void)state;
+	for (i = 0; i < 3000; i++) { /* more than the buckets: chains of several records */
+		k = key_n(i);
+		conntab_insert(t, &k);
+	}
+	conntab_foreach(t, remove_odd, &rc);
+	assert_int_equal(rc.seen, 3000);
+	assert_int_equal(conntab_count(t), 1500);
+	conntab_foreach(t, count_one, &n);
+	assert_int_equal(n, 1500);
+	conntab_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -117,6 +152,7 @@ int main(void)
 	    cmocka_unit_test(test_many_and_growth),
 	    cmocka_unit_test(test_cap_is_enforced),
 	    cmocka_unit_test(test_foreach_visits_all),
+	    cmocka_unit_test(test_foreach_may_remove_current),
 	};
 
 	return cmocka_run_group_tests_name("conntab", tests, NULL, NULL);

@@ -1,0 +1,69 @@
+/* actmsg.h: what the verdict actions send and pass on, built as bytes and strings (pure):
+ * the NETLINK_SOCK_DIAG SOCK_DESTROY request and its ack, and the environment of an
+ * exec: program. The I/O is in action.c. */
+#ifndef KAPROBE_ACTMSG_H
+#define KAPROBE_ACTMSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+
+/* Bytes of a sock_diag request: nlmsghdr + inet_diag_req_v2. */
+#define ACTMSG_DIAG_LEN 72
+
+/* At most this many variables in an exec: program's environment (+ the NULL). */
+#define ACTMSG_ENV_MAX 12
+
+/* PATH given to exec: programs. */
+#define ACTMSG_PATH "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* Closing a connection's local socket takes two requests. An exact 4-tuple lookup in the
+ * kernel falls back to the LISTENING socket when the connection is gone, so a bare
+ * SOCK_DESTROY would destroy the listener: first a SOCK_DIAG_BY_FAMILY get of the tuple,
+ * whose answer must name exactly that connection, then SOCK_DESTROY with its cookie. */
+
+/* Writes a SOCK_DIAG_BY_FAMILY get request (NLM_F_REQUEST, sequence seq) for the local TCP
+ * socket of connection t (source = its local end, destination = its remote end, every
+ * state). Returns the length (ACTMSG_DIAG_LEN), or 0 when len is too small. */
+size_t actmsg_diag_get(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len);
+
+/* Reads the answer to get request seq in buf: 0 with cookie[] set when it names connection
+ * t itself (not a listener), ENOENT when it does not or the kernel found nothing, another
+ * errno value when the kernel refused, or -1 when buf holds no answer to seq. */
+int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, const struct addr_tuple *t,
+                      uint32_t cookie[2]);
+
+/* Writes a SOCK_DESTROY request (NLM_F_REQUEST | NLM_F_ACK, sequence seq) for the socket
+ * of connection t with that cookie. Returns ACTMSG_DIAG_LEN, or 0 when len is too small. */
+size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, const uint32_t cookie[2],
+                           uint8_t *buf, size_t len);
+
+/* Reads netlink messages in buf for the ack of request seq. Returns 0 (success), a
+ * positive errno value (the kernel refused: ENOENT when no such socket), or -1 when buf
+ * holds no ack for seq. */
+int actmsg_diag_ack(const uint8_t *buf, size_t len, uint32_t seq);
+
+/* The fields of a verdict passed to an exec: program. NULL or empty: left out. */
+struct actmsg_fields {
+	const char *event; /* "dead", "reset" */
+	const char *rule;
+	const char *local, *remote; /* as in the status log: a.b.c.d:port or [v6]:port */
+	int probes;
+	double idle;        /* s since the last segment from the peer; < 0: left out */
+	const char *reason; /* "no-reply", "unreachable", or NULL */
+};
+
+/* An environment: envp[] (NULL-terminated) points into buf. */
+struct actmsg_env {
+	char *envp[ACTMSG_ENV_MAX + 1];
+	char buf[1024];
+};
+
+/* Builds KAPROBE_EVENT, KAPROBE_RULE, KAPROBE_LOCAL, KAPROBE_REMOTE, KAPROBE_PROBES,
+ * KAPROBE_IDLE (s, 3 decimals), KAPROBE_REASON (when there is one) and PATH. Control
+ * characters in values become spaces. Returns the number of variables, or -1 when they do
+ * not fit. */
+int actmsg_env(struct actmsg_env *env, const struct actmsg_fields *f);
+
+#endif

@@ -1,0 +1,168 @@
+/* actmsg.c: SOCK_DESTROY request and ack bytes, exec: environment (pure). See actmsg.h. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+
+#include "actmsg.h"
+
+_Static_assert(NLMSG_HDRLEN + sizeof(struct inet_diag_req_v2) == ACTMSG_DIAG_LEN,
+               "ACTMSG_DIAG_LEN");
+
+/* TCP_LISTEN in the kernel's socket states. */
+#define ACTMSG_TCP_LISTEN 10
+
+static size_t diag_request(const struct addr_tuple *t, uint16_t type, uint16_t flags, uint32_t seq,
+                           const uint32_t cookie[2], uint8_t *buf, size_t len)
+{
+	struct nlmsghdr nh;
+	struct inet_diag_req_v2 req;
+
+	if (len < ACTMSG_DIAG_LEN)
+		return 0;
+	memset(&nh, 0, sizeof(nh));
+	nh.nlmsg_len = ACTMSG_DIAG_LEN;
+	nh.nlmsg_type = type;
+	nh.nlmsg_flags = flags;
+	nh.nlmsg_seq = seq;
+	memset(&req, 0, sizeof(req));
+	req.sdiag_family = t->family;
+	req.sdiag_protocol = IPPROTO_TCP;
+	req.idiag_states = ~0u;
+	req.id.idiag_sport = htons(t->lport);
+	req.id.idiag_dport = htons(t->rport);
+	memcpy(req.id.idiag_src, t->local, addr_len(t->family));
+	memcpy(req.id.idiag_dst, t->remote, addr_len(t->family));
+	req.id.idiag_cookie[0] = cookie[0];
+	req.id.idiag_cookie[1] = cookie[1];
+	memcpy(buf, &nh, sizeof(nh));
+	memcpy(buf + NLMSG_HDRLEN, &req, sizeof(req));
+	return ACTMSG_DIAG_LEN;
+}
+
+size_t actmsg_diag_get(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len)
+{
+	static const uint32_t none[2] = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE};
+
+	return diag_request(t, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, none, buf, len);
+}
+
+size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, const uint32_t cookie[2],
+                           uint8_t *buf, size_t len)
+{
+	return diag_request(t, SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, seq, cookie, buf, len);
+}
+
+/* Does the kernel's answer name connection t itself? */
+static bool same_conn(const struct inet_diag_msg *m, const struct addr_tuple *t)
+{
+	size_t n = addr_len(t->family);
+
+	return m->idiag_family == t->family && m->idiag_state != ACTMSG_TCP_LISTEN &&
+	       ntohs(m->id.idiag_sport) == t->lport && ntohs(m->id.idiag_dport) == t->rport &&
+	       memcmp(m->id.idiag_src, t->local, n) == 0 &&
+	       memcmp(m->id.idiag_dst, t->remote, n) == 0;
+}
+
+int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, const struct addr_tuple *t,
+                      uint32_t cookie[2])
+{
+	struct inet_diag_msg m;
+	struct nlmsghdr nh;
+	size_t off = 0;
+
+	while (len - off >= sizeof(nh)) {
+		memcpy(&nh, buf + off, sizeof(nh));
+		if (nh.nlmsg_len < sizeof(nh) || nh.nlmsg_len > len - off)
+			return -1;
+		if (nh.nlmsg_seq == seq && nh.nlmsg_type == NLMSG_ERROR)
+			return actmsg_diag_ack(buf + off, nh.nlmsg_len, seq);
+		if (nh.nlmsg_seq == seq && nh.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+			if (nh.nlmsg_len < NLMSG_HDRLEN + sizeof(m))
+				return -1;
+			memcpy(&m, buf + off + NLMSG_HDRLEN, sizeof(m));
+			if (!same_conn(&m, t))
+				return ENOENT;
+			cookie[0] = m.id.idiag_cookie[0];
+			cookie[1] = m.id.idiag_cookie[1];
+			return 0;
+		}
+		off += NLMSG_ALIGN(nh.nlmsg_len);
+		if (off > len)
+			break;
+	}
+	return -1;
+}
+
+int actmsg_diag_ack(const uint8_t *buf, size_t len, uint32_t seq)
+{
+	struct nlmsghdr nh;
+	struct nlmsgerr err;
+	size_t off = 0;
+
+	while (len - off >= sizeof(nh)) {
+		memcpy(&nh, buf + off, sizeof(nh));
+		if (nh.nlmsg_len < sizeof(nh) || nh.nlmsg_len > len - off)
+			return -1;
+		if (nh.nlmsg_type == NLMSG_ERROR && nh.nlmsg_seq == seq &&
+		    nh.nlmsg_len >= NLMSG_HDRLEN + sizeof(err)) {
+			memcpy(&err, buf + off + NLMSG_HDRLEN, sizeof(err));
+			return err.error < 0 ? -err.error : err.error;
+		}
+		off += NLMSG_ALIGN(nh.nlmsg_len);
+		if (off > len)
+			break;
+	}
+	return -1;
+}
+
+/* Appends NAME=value (control characters as spaces) as the next variable; -1 when full. */
+static int env_add(struct actmsg_env *env, int *n, size_t *used, const char *name,
+                   const char *value)
+{
+	size_t room = sizeof(env->buf) - *used, need = strlen(name) + 1 + strlen(value) + 1;
+	char *s = env->buf + *used, *p;
+
+	if (*n >= ACTMSG_ENV_MAX || need > room)
+		return -1;
+	snprintf(s, room, "%s=%s", name, value);
+	for (p = s + strlen(name) + 1; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	env->envp[(*n)++] = s;
+	env->envp[*n] = NULL;
+	*used += need;
+	return 0;
+}
+
+int actmsg_env(struct actmsg_env *env, const struct actmsg_fields *f)
+{
+	const char *names[] = {"KAPROBE_EVENT", "KAPROBE_RULE", "KAPROBE_LOCAL", "KAPROBE_REMOTE",
+	                       "KAPROBE_REASON"};
+	const char *values[] = {f->event, f->rule, f->local, f->remote, f->reason};
+	char probes[16], idle[32];
+	size_t used = 0, i;
+	int n = 0;
+
+	env->envp[0] = NULL;
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (values[i] && values[i][0] && env_add(env, &n, &used, names[i], values[i]) < 0)
+			return -1;
+	snprintf(probes, sizeof(probes), "%d", f->probes);
+	if (env_add(env, &n, &used, "KAPROBE_PROBES", probes) < 0)
+		return -1;
+	if (f->idle >= 0) {
+		snprintf(idle, sizeof(idle), "%.3f", f->idle);
+		if (env_add(env, &n, &used, "KAPROBE_IDLE", idle) < 0)
+			return -1;
+	}
+	if (env_add(env, &n, &used, "PATH", ACTMSG_PATH + 5) < 0)
+		return -1;
+	return n;
+}

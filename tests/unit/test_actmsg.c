@@ -1,0 +1,238 @@
+/* test_actmsg.c: SOCK_DESTROY request bytes, ack parsing, exec: environment. */
+#include <setjmp.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <cmocka.h>
+
+#include "actmsg.h"
+
+static struct addr_tuple tuple4(void)
+{
+	uint8_t l[4] = {192, 0, 2, 1}, r[4] = {198, 51, 100, 2};
+	struct addr_tuple t;
+
+	addr_tuple_make(&t, AF_INET, l, 5432, r, 40000);
+	return t;
+}
+
+/* nlmsghdr: len 72, type 21 (SOCK_DESTROY), flags REQUEST|ACK (5), seq 7, pid 0;
+ * inet_diag_req_v2: AF_INET, IPPROTO_TCP, ext 0, pad 0, states all; sockid: sport 5432
+ * and dport 40000 big-endian, src and dst (16 bytes each), if 0, cookie. */
+/* clang-format off */
+static const uint8_t want_destroy[ACTMSG_DIAG_LEN] = {
+    72, 0, 0, 0, 21, 0, 5, 0, 7, 0, 0, 0, 0, 0, 0, 0,
+    2, 6, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x15, 0x38, 0x9c, 0x40,
+    192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    198, 51, 100, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0x78, 0x56, 0x34, 0x12, 1, 0, 0, 0};
+/* clang-format on */
+
+static void test_destroy_v4_bytes(void **state)
+{
+	const uint32_t cookie[2] = {0x12345678, 1};
+	struct addr_tuple t = tuple4();
+	uint8_t buf[128];
+
+	(void)state;
+	assert_int_equal(actmsg_diag_destroy(&t, 7, cookie, buf, sizeof(buf)), ACTMSG_DIAG_LEN);
+	assert_memory_equal(buf, want_destroy, ACTMSG_DIAG_LEN);
+	assert_int_equal(actmsg_diag_destroy(&t, 7, cookie, buf, ACTMSG_DIAG_LEN - 1), 0);
+}
+
+static void test_get_v4_bytes(void **state)
+{
+	struct addr_tuple t = tuple4();
+	uint8_t buf[ACTMSG_DIAG_LEN], want[ACTMSG_DIAG_LEN];
+
+	(void)state;
+	memcpy(want, want_destroy, sizeof(want));
+	want[4] = 20;               /* SOCK_DIAG_BY_FAMILY */
+	want[6] = 1;                /* NLM_F_REQUEST only */
+	memset(want + 64, 0xff, 8); /* no cookie */
+	assert_int_equal(actmsg_diag_get(&t, 7, buf, sizeof(buf)), ACTMSG_DIAG_LEN);
+	assert_memory_equal(buf, want, ACTMSG_DIAG_LEN);
+}
+
+/* A SOCK_DIAG_BY_FAMILY answer (inet_diag_msg, 72 bytes) for seq: state, tuple, cookie. */
+static size_t diag_answer(uint8_t *buf, uint32_t seq, uint8_t st, const struct addr_tuple *t,
+                          uint32_t c0)
+{
+	uint32_t len = 16 + 72;
+	uint16_t type = 20;
+
+	memset(buf, 0, len);
+	memcpy(buf, &len, 4);
+	memcpy(buf + 4, &type, 2);
+	memcpy(buf + 8, &seq, 4);
+	buf[16] = t->family;
+	buf[17] = st;
+	buf[20] = (uint8_t)(t->lport >> 8);
+	buf[21] = (uint8_t)t->lport;
+	buf[22] = (uint8_t)(t->rport >> 8);
+	buf[23] = (uint8_t)t->rport;
+	memcpy(buf + 24, t->local, 16);
+	memcpy(buf + 40, t->remote, 16);
+	memcpy(buf + 60, &c0, 4);
+	return len;
+}
+
+static void test_found(void **state)
+{
+	struct addr_tuple t = tuple4(), listener = tuple4();
+	uint32_t cookie[2] = {0, 0};
+	uint8_t buf[256];
+	size_t n;
+
+	(void)state;
+	n = diag_answer(buf, 5, 1 /* ESTABLISHED */, &t, 0xabcd);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), 0);
+	assert_int_equal(cookie[0], 0xabcd);
+	assert_int_equal(actmsg_diag_found(buf, n, 6, &t, cookie), -1);
+	/* the kernel fell back to the listener: never destroy that */
+	n = diag_answer(buf, 5, 10 /* LISTEN */, &t, 1);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), ENOENT);
+	memset(listener.remote, 0, sizeof(listener.remote));
+	listener.rport = 0;
+	n = diag_answer(buf, 5, 1, &listener, 1);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), ENOENT);
+	/* the kernel's own error */
+	n = 16 + 4 + 16;
+	memset(buf, 0, n);
+	buf[0] = (uint8_t)n;
+	buf[4] = 2;
+	buf[8] = 5;
+	buf[16] = 0xfe; /* -2 */
+	memset(buf + 17, 0xff, 3);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), ENOENT);
+}
+
+static void test_destroy_v6_addresses(void **state)
+{
+	uint8_t l[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1},
+	        r[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 2};
+	struct addr_tuple t;
+	uint8_t buf[ACTMSG_DIAG_LEN];
+
+	(void)state;
+	addr_tuple_make(&t, AF_INET6, l, 443, r, 50000);
+	assert_int_equal(actmsg_diag_get(&t, 1, buf, sizeof(buf)), ACTMSG_DIAG_LEN);
+	assert_int_equal(buf[16], AF_INET6);
+	assert_memory_equal(buf + 28, l, 16);
+	assert_memory_equal(buf + 44, r, 16);
+}
+
+/* An NLMSG_ERROR message answering seq with error err (0 = ack). */
+static size_t ack_msg(uint8_t *buf, uint32_t seq, int err)
+{
+	uint32_t len = 16 + 4 + 16;
+	uint16_t type = 2; /* NLMSG_ERROR */
+
+	memset(buf, 0, len);
+	memcpy(buf, &len, 4);
+	memcpy(buf + 4, &type, 2);
+	memcpy(buf + 8, &seq, 4);
+	memcpy(buf + 16, &err, 4);
+	return len;
+}
+
+static void test_ack(void **state)
+{
+	uint8_t buf[256];
+	size_t n;
+
+	(void)state;
+	n = ack_msg(buf, 9, 0);
+	assert_int_equal(actmsg_diag_ack(buf, n, 9), 0);
+	assert_int_equal(actmsg_diag_ack(buf, n, 8), -1); /* another request's */
+	n = ack_msg(buf, 9, -2);
+	assert_int_equal(actmsg_diag_ack(buf, n, 9), 2); /* ENOENT */
+	/* two messages: an old ack, then ours */
+	n = ack_msg(buf, 3, 0);
+	n += ack_msg(buf + n, 4, -1);
+	assert_int_equal(actmsg_diag_ack(buf, n, 4), 1);
+	/* truncated or lying lengths */
+	assert_int_equal(actmsg_diag_ack(buf, 10, 3), -1);
+	buf[0] = 200;
+	assert_int_equal(actmsg_diag_ack(buf, n, 3), -1);
+	buf[0] = 4;
+	assert_int_equal(actmsg_diag_ack(buf, n, 3), -1);
+}
+
+static const char *env_get(const struct actmsg_env *e, const char *name)
+{
+	size_t n = strlen(name);
+	int i;
+
+	for (i = 0; e->envp[i]; i++)
+		if (strncmp(e->envp[i], name, n) == 0 && e->envp[i][n] == '=')
+			return e->envp[i] + n + 1;
+	return NULL;
+}
+
+static void test_env_dead(void **state)
+{
+	struct actmsg_fields f = {"dead", "postgres", "192.0.2.1:5432", "198.51.100.2:40000",
+	                          3,      2.5004,     "no-reply"};
+	struct actmsg_env e;
+
+	(void)state;
+	assert_int_equal(actmsg_env(&e, &f), 8);
+	assert_string_equal(env_get(&e, "KAPROBE_EVENT"), "dead");
+	assert_string_equal(env_get(&e, "KAPROBE_RULE"), "postgres");
+	assert_string_equal(env_get(&e, "KAPROBE_LOCAL"), "192.0.2.1:5432");
+	assert_string_equal(env_get(&e, "KAPROBE_REMOTE"), "198.51.100.2:40000");
+	assert_string_equal(env_get(&e, "KAPROBE_PROBES"), "3");
+	assert_string_equal(env_get(&e, "KAPROBE_IDLE"), "2.500");
+	assert_string_equal(env_get(&e, "KAPROBE_REASON"), "no-reply");
+	assert_string_equal(env_get(&e, "PATH"), "/usr/sbin:/usr/bin:/sbin:/bin");
+	assert_null(e.envp[8]);
+}
+
+static void test_env_reset_no_reason(void **state)
+{
+	struct actmsg_fields f = {"reset", "r\x01x", "[2001:db8::1]:443", "[2001:db8::2]:5", 1,
+	                          0.25,    NULL};
+	struct actmsg_env e;
+
+	(void)state;
+	assert_int_equal(actmsg_env(&e, &f), 7);
+	assert_null(env_get(&e, "KAPROBE_REASON"));
+	assert_string_equal(env_get(&e, "KAPROBE_RULE"), "r x"); /* no control characters */
+	assert_string_equal(env_get(&e, "KAPROBE_IDLE"), "0.250");
+	f.idle = -1;
+	assert_int_equal(actmsg_env(&e, &f), 6);
+	assert_null(env_get(&e, "KAPROBE_IDLE"));
+}
+
+static void test_env_too_long(void **state)
+{
+	char big[2000];
+	struct actmsg_fields f = {"dead", big, "a", "b", 1, 1.0, NULL};
+	struct actmsg_env e;
+
+	(void)state;
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	assert_int_equal(actmsg_env(&e, &f), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_destroy_v4_bytes),
+	    cmocka_unit_test(test_get_v4_bytes),
+	    cmocka_unit_test(test_found),
+	    cmocka_unit_test(test_destroy_v6_addresses),
+	    cmocka_unit_test(test_ack),
+	    cmocka_unit_test(test_env_dead),
+	    cmocka_unit_test(test_env_reset_no_reason),
+	    cmocka_unit_test(test_env_too_long),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
