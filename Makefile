@@ -30,11 +30,11 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
 CORE    := addr codec fsm rule config conntab
-EDGE    := log capture sender engine diag
+EDGE    := log capture sender engine diag ifaddr
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) main))
 
 # Each unit test links only the module it tests (and the pure modules that module uses).
-UNIT_TESTS        := addr codec fsm rule config conntab log diag
+UNIT_TESTS        := addr codec fsm rule config conntab log diag ifaddr
 UNIT_DEPS_addr    := addr
 UNIT_DEPS_codec   := codec
 UNIT_DEPS_fsm     := fsm
@@ -43,6 +43,7 @@ UNIT_DEPS_config  := config rule addr
 UNIT_DEPS_conntab := conntab addr
 UNIT_DEPS_log     := log
 UNIT_DEPS_diag    := diag addr
+UNIT_DEPS_ifaddr  := ifaddr addr
 UNIT_LIBS_codec   := $(PCAP_LIBS)
 UNIT_LIBS_rule    := $(PCAP_LIBS)
 UNIT_LIBS_config  := $(INIH_LIBS)
