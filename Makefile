@@ -30,7 +30,7 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
 CORE    := addr codec fsm rule config conntab
-EDGE    := log capture sender engine diag ifaddr
+EDGE    := log capture sender engine diag ifaddr discover
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) main))
 
 # Each unit test links only the module it tests (and the pure modules that module uses).

@@ -15,8 +15,8 @@
 struct conn {
 	struct conn *next; /* hash chain, or free list */
 	struct addr_tuple key;
-	uint16_t rule; /* index into the active rules */
-	uint16_t flags;
+	uint16_t rule;  /* index into the active rules */
+	uint16_t flags; /* CONN_F_* (the engine's) */
 	struct fsm_conn fsm;
 	ev_timer timer; /* armed by the engine; the table never touches it */
 };
@@ -42,7 +42,8 @@ void conntab_remove(struct conntab *t, struct conn *c);
 /* Number of records. */
 size_t conntab_count(const struct conntab *t);
 
-/* Calls fn for every record (fn must not insert or remove). */
+/* Calls fn for every record (fn may remove the record it is given, nothing else, and
+ * must not insert). */
 void conntab_foreach(const struct conntab *t, void (*fn)(struct conn *c, void *arg), void *arg);
 
 #endif

@@ -103,3 +103,30 @@ int sender_send(struct sender *s, const struct addr_tuple *key, const struct fsm
 	}
 	return 0;
 }
+
+/* IP header from src to dst (the reverse of key when to_us). */
+static int build_ip_dir(struct sender *s, libnet_t *l, const struct addr_tuple *k, bool to_us,
+                        int tcplen)
+{
+	struct addr_tuple rev;
+
+	if (!to_us)
+		return build_ip(s, l, k, tcplen);
+	addr_tuple_make(&rev, k->family, k->remote, k->rport, k->local, k->lport);
+	return build_ip(s, l, &rev, tcplen);
+}
+
+int sender_send_syn(struct sender *s, const struct addr_tuple *key, uint32_t seq)
+{
+	libnet_t *l = key->family == AF_INET ? s->v4 : s->v6;
+
+	libnet_clear_packet(l);
+	if (libnet_build_tcp(key->rport, key->lport, seq, 0, TH_SYN, 1024, 0, 0, LIBNET_TCP_H, NULL,
+	                     0, l, 0) < 0 ||
+	    build_ip_dir(s, l, key, true, LIBNET_TCP_H) < 0)
+		return EPROTO;
+	errno = 0;
+	if (libnet_write(l) < 0)
+		return errno ? errno : EIO;
+	return 0;
+}
