@@ -32,13 +32,13 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
 CORE    := addr codec fsm rule config conntab logline state metrics statusview actmsg
-EDGE    := log capture sender engine atomicfile report action
+EDGE    := log capture sender engine atomicfile report action diag ifaddr discover
 SERVICE := priv notify
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) main))
 
 # Each unit test links only the module it tests (and the pure modules that module uses).
 UNIT_TESTS        := addr codec fsm rule config conntab log notify state metrics statusview \
-                     atomicfile actmsg
+                     atomicfile actmsg diag ifaddr
 UNIT_DEPS_addr    := addr
 UNIT_DEPS_codec   := codec
 UNIT_DEPS_fsm     := fsm
@@ -52,6 +52,8 @@ UNIT_DEPS_metrics := metrics fsm
 UNIT_DEPS_statusview := statusview state addr fsm
 UNIT_DEPS_atomicfile := atomicfile
 UNIT_DEPS_actmsg  := actmsg addr
+UNIT_DEPS_diag    := diag addr
+UNIT_DEPS_ifaddr  := ifaddr addr
 UNIT_LIBS_codec   := $(PCAP_LIBS)
 UNIT_LIBS_rule    := $(PCAP_LIBS)
 UNIT_LIBS_config  := $(INIH_LIBS)

@@ -54,6 +54,9 @@ struct addr_set {
 /* Adds an address (ignored when full or already present); returns 0, or -1 when full. */
 int addr_set_add(struct addr_set *s, int family, const uint8_t *ip);
 
+/* Removes an address; returns 0, or -1 when it was not in the set. */
+int addr_set_remove(struct addr_set *s, int family, const uint8_t *ip);
+
 /* True when ip is one of this host's addresses. */
 bool addr_set_contains(const struct addr_set *s, int family, const uint8_t *ip);
 

@@ -7,12 +7,13 @@
 #include "fsm.h"
 #include "rule.h"
 
-#define CONFIG_PATH_MAX   4096
-#define CONFIG_MAX_ERRORS 64
-#define CONFIG_MAX_RULES  1024
-#define CONFIG_ERROR_LEN  512
-#define CONFIG_MAX_EXEC   16 /* distinct exec:PATH actions in one file */
-#define CONFIG_USER_MAX   32
+#define CONFIG_PATH_MAX        4096
+#define CONFIG_MAX_ERRORS      64
+#define CONFIG_MAX_RULES       1024
+#define CONFIG_ERROR_LEN       512
+#define CONFIG_MAX_EXEC        16 /* distinct exec:PATH actions in one file */
+#define CONFIG_USER_MAX        32
+#define CONFIG_MAX_CONNECTIONS 10000000
 
 enum config_log_level {
 	CONFIG_LOG_ERROR = 0,
@@ -44,6 +45,9 @@ struct config {
 	struct rule_actions on_dead, on_reset;             /* [global] defaults for the rules */
 	char exec_paths[CONFIG_MAX_EXEC][CONFIG_PATH_MAX]; /* targets of exec: actions */
 	size_t nexec;
+	double discover_interval;   /* s between socket list dumps; 0 = start/reload only */
+	long max_connections;       /* cap of the connection table */
+	bool skip_kernel_keepalive; /* leave sockets with SO_KEEPALIVE to the kernel */
 	struct fsm_params defaults;
 	struct rule *rules; /* in file order; heap, freed by config_free() */
 	size_t nrules;

@@ -15,8 +15,8 @@
 struct conn {
 	struct conn *next; /* hash chain, or free list */
 	struct addr_tuple key;
-	uint16_t rule; /* index into the active rules */
-	uint16_t flags;
+	uint16_t rule;     /* index into the active rules */
+	uint16_t flags;    /* CONN_F_* (the engine's) */
 	uint8_t verdict;   /* last verdict: FSM_EV_ALIVE, _DEAD, _RESET, _UNREACHABLE; 0 = none */
 	float rtt;         /* s from the last answered probe to its reply; 0 = none measured */
 	double verdict_at; /* when the last verdict was given (the fsm's clock) */

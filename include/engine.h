@@ -3,6 +3,7 @@
 #ifndef KAPROBE_ENGINE_H
 #define KAPROBE_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,7 @@ struct engine_stats {
 	unsigned long long packets, decode_errors, not_local, unmatched;
 	unsigned long long tracked, probes_sent, send_errors, replies;
 	unsigned long long alive, dead, reset, unreachable, closed, table_full;
+	unsigned long long discovered, gone, kernel_keepalive, learn_asked, learn_blocked;
 	unsigned long long ignored[FSM_IGN_COUNT]; /* by enum fsm_ignore */
 	/* RTT of every reply to a probe: rtt_hist[i] counts those <= engine_rtt_bounds[i]
 	 * (and above the previous bound; not cumulative), rtt_hist[ENGINE_RTT_BUCKETS] those
@@ -101,6 +103,18 @@ void engine_set_verdict_hook(struct engine *e, engine_verdict_fn fn, void *arg);
  * records' rule indexes still point, freed by the caller only after this returns.
  * Returns the number of connections dropped. */
 size_t engine_reload(struct engine *e, const struct config *cfg, const struct config *old);
+/* Discovery: a dump of the kernel's socket list starts. */
+void engine_discover_begin(struct engine *e);
+
+/* One established socket of the dump: our end, the peer's; idle s since the kernel last
+ * received a segment; quiet when nothing is in flight; keepalive when its owner enabled
+ * SO_KEEPALIVE. Tracks it (source=discovered) when a rule matches and it is new. */
+void engine_discovered(struct engine *e, const struct addr_tuple *key, double idle, bool quiet,
+                       bool keepalive, double now);
+
+/* The dump is complete: connections it did not list are forgotten (close reason=gone).
+ * Returns how many. */
+size_t engine_discover_end(struct engine *e);
 
 /* Stops every timer and frees. */
 void engine_free(struct engine *e);

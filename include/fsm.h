@@ -38,7 +38,21 @@ enum fsm_known {
 	FSM_K_RCV_NXT = 1 << 2,  /* one of our ACKs seen */
 	FSM_K_PEER_END = 1 << 3, /* one of the peer's segments seen (peer_end valid) */
 	FSM_K_WINDOW = 1 << 4,   /* one of our non-SYN segments seen (our_window valid) */
+	FSM_K_QUIET = 1 << 5,    /* the kernel said nothing was in flight (discovery) */
 };
+
+/* Learning the numbers of a discovered connection (struct fsm_conn.learn). */
+enum fsm_learn {
+	FSM_LEARN_NONE = 0, /* nothing asked */
+	FSM_LEARN_ASKED1,   /* one SYN injected into our own stack: challenge ACK awaited */
+	FSM_LEARN_ASKED2,   /* the retry (after the kernel's 500 ms challenge-ACK limit) */
+	FSM_LEARN_BLOCKED,  /* no challenge ACK came: wait for traffic (logged once) */
+};
+
+/* How long before a discovered connection's first probe its numbers are asked for. */
+#define FSM_LEARN_LEAD 1.0
+/* Wait between the two SYNs (Linux: one challenge ACK per 500 ms per socket). */
+#define FSM_LEARN_RETRY 0.6
 
 /* What the machine knows of one connection. Kept small: it is per connection. */
 struct fsm_conn {
@@ -47,17 +61,18 @@ struct fsm_conn {
 	uint32_t rcv_nxt;  /* our highest ACK */
 	uint32_t peer_end; /* peer's highest SEQ+LEN */
 	uint32_t our_tsval, peer_tsval;
-	uint32_t probe_seq, probe_ack; /* fields of the probes of this round */
+	uint32_t probe_seq, probe_ack; /* fields of the probes of this round (while learning,
+	                                  probe_seq is the SEQ of our injected SYN) */
 	uint16_t our_window;
 	uint8_t known;      /* FSM_K_* */
 	uint8_t ts_on;      /* our last segment carried a timestamp */
 	uint8_t state;      /* enum fsm_state */
 	uint8_t probes_out; /* probes sent this round */
 	uint8_t soft_error; /* ICMP/send error heard since the last probe round began */
-	uint8_t pad;
-	double last_rx;    /* time of the last segment from the peer (or first sight) */
-	double last_probe; /* time the last probe was sent */
-	double timer_at;   /* when the machine wants its timer to fire; 0 = never */
+	uint8_t learn;      /* enum fsm_learn */
+	double last_rx;     /* time of the last segment from the peer (or first sight) */
+	double last_probe;  /* time the last probe was sent */
+	double timer_at;    /* when the machine wants its timer to fire; 0 = never */
 };
 
 /* Fields of a probe; the caller adds addresses and ports from the connection key. */
@@ -79,6 +94,7 @@ enum fsm_event_type {
 	FSM_EV_DEAD,        /* probes, idle, reason */
 	FSM_EV_RESET,       /* probes */
 	FSM_EV_CLOSE,       /* reason */
+	FSM_EV_LEARN,       /* reason: "blocked" (no challenge ACK to two SYNs) */
 };
 
 /* Why a packet was ignored (counted by the caller). */
@@ -109,13 +125,23 @@ struct fsm_out {
 	struct fsm_event ev[4];
 	bool send_probe; /* send out.probe now */
 	struct fsm_probe probe;
-	bool rearm;              /* conn.timer_at moved earlier: re-arm the timer */
-	bool forget;             /* drop the connection now (its closed linger is over) */
+	bool rearm;  /* conn.timer_at moved earlier: re-arm the timer */
+	bool forget; /* drop the connection now (its closed linger is over) */
+	bool learn;  /* inject a SYN (peer -> us, SEQ learn_seq) into our stack */
+	uint32_t learn_seq;
 	enum fsm_ignore ignored; /* the input was ignored, and why */
 };
 
 /* Starts watching a connection first seen at now. */
 void fsm_init(struct fsm_conn *c, double now, const struct fsm_params *p);
+
+/* Starts watching a connection found in the kernel's socket list at now: idle s since
+ * its last segment from the peer (the kernel's clock), quiet when nothing is in flight.
+ * Its numbers are asked for (out.learn) FSM_LEARN_LEAD s before its first probe. A
+ * connection found overdue is probed at once, with the probes the kernel would already
+ * have sent counted (at most probes - 1): its verdict comes when it would have come. */
+void fsm_init_discovered(struct fsm_conn *c, double now, double idle, bool quiet,
+                         const struct fsm_params *p);
 
 /* A segment of this connection: from_peer true when it came from the peer.
  * Learns numbers, restarts the idle clock, judges replies, RST and FIN. */

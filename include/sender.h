@@ -22,6 +22,10 @@ int sender_send(struct sender *s, const struct addr_tuple *key, const struct fsm
  * delivered locally), false to the peer from our end. Returns 0 or an errno value. */
 int sender_send_rst(struct sender *s, const struct addr_tuple *key, int to_local, uint32_t seq,
                     uint32_t ack);
+/* Injects a SYN from key.remote to key.local (SEQ seq, no options) into our own stack:
+ * the local kernel answers an established connection's SYN with a challenge ACK (RFC
+ * 5961) that carries its numbers. Returns 0 or an errno value. */
+int sender_send_syn(struct sender *s, const struct addr_tuple *key, uint32_t seq);
 
 /* Closes the contexts. */
 void sender_close(struct sender *s);

@@ -126,3 +126,16 @@ bool addr_set_contains(const struct addr_set *s, int family, const uint8_t *ip)
 	}
 	return false;
 }
+
+int addr_set_remove(struct addr_set *s, int family, const uint8_t *ip)
+{
+	size_t n = addr_len(family);
+
+	for (size_t i = 0; n && i < s->n; i++) {
+		if (s->items[i].family == family && memcmp(s->items[i].bytes, ip, n) == 0) {
+			s->items[i] = s->items[--s->n];
+			return 0;
+		}
+	}
+	return -1;
+}

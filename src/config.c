@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,6 +56,9 @@ enum key_id {
 	K_ACTION_TIMEOUT,
 	K_ON_DEAD,
 	K_ON_RESET,
+	K_DISCOVER_INTERVAL,
+	K_MAX_CONNECTIONS,
+	K_SKIP_KERNEL_KEEPALIVE,
 	K_COUNT,
 };
 
@@ -85,6 +89,9 @@ static const struct {
     [K_ACTION_TIMEOUT] = {"action_timeout", IN_GLOBAL},
     [K_ON_DEAD] = {"on_dead", IN_GLOBAL | IN_RULE},
     [K_ON_RESET] = {"on_reset", IN_GLOBAL | IN_RULE},
+    [K_DISCOVER_INTERVAL] = {"discover_interval", IN_GLOBAL},
+    [K_MAX_CONNECTIONS] = {"max_connections", IN_GLOBAL},
+    [K_SKIP_KERNEL_KEEPALIVE] = {"skip_kernel_keepalive", IN_GLOBAL},
 };
 
 static const char *const level_names[] = {
@@ -234,7 +241,7 @@ static void set_duration(struct parser *p, const char *key, const char *v, doubl
 	*dst = s;
 }
 
-/* An optional '-' and 1..18 digits, nothing else. */
+/* An optional '-' and digits, nothing else (too large: LONG_MAX, out of every range). */
 static int parse_long(const char *v, long *out)
 {
 	const char *d = v + (v[0] == '-');
@@ -248,7 +255,7 @@ static int parse_long(const char *v, long *out)
 	if (*end != '\0')
 		return -1;
 	if (errno == ERANGE)
-		*out = v[0] == '-' ? -1 : 1000000; /* out of every range below */
+		*out = v[0] == '-' ? -1 : LONG_MAX;
 	return 0;
 }
 
@@ -269,6 +276,21 @@ static void set_int(struct parser *p, const char *key, const char *v, long lo, l
 		return;
 	}
 	*dst = (int)n;
+}
+
+static void set_count(struct parser *p, const char *key, const char *v, long *dst)
+{
+	char buf[VALUE_SHOW + 4];
+	long n;
+
+	if (parse_long(v, &n) < 0)
+		cfg_err(p, p->line, "%s: \"%s\" is not a whole number", key,
+		        shown(v, buf, sizeof(buf)));
+	else if (n < 1 || n > CONFIG_MAX_CONNECTIONS)
+		cfg_err(p, p->line, "%s: %s is out of range (1..%d)", key,
+		        shown(v, buf, sizeof(buf)), CONFIG_MAX_CONNECTIONS);
+	else
+		*dst = n;
 }
 
 static void set_log_level(struct parser *p, const char *v)
@@ -618,6 +640,15 @@ static void set_value(struct parser *p, enum key_id k, const char *v)
 		break;
 	case K_ON_RESET:
 		set_actions(p, "on_reset", false, v, r ? &r->on_reset : &c->on_reset);
+		break;
+	case K_DISCOVER_INTERVAL:
+		set_period(p, "discover_interval", v, &c->discover_interval);
+		break;
+	case K_MAX_CONNECTIONS:
+		set_count(p, "max_connections", v, &c->max_connections);
+		break;
+	case K_SKIP_KERNEL_KEEPALIVE:
+		set_bool(p, "skip_kernel_keepalive", v, &c->skip_kernel_keepalive);
 		break;
 	case K_COUNT:
 		break;
@@ -1011,6 +1042,9 @@ static void config_init(struct config *c)
 	c->state_interval = 30.0;
 	c->metrics_interval = 15.0;
 	c->action_timeout = 10.0;
+	c->discover_interval = 30.0;
+	c->max_connections = 1000000;
+	c->skip_kernel_keepalive = true;
 	c->on_dead.mask = RULE_ACT_LOG;
 	c->on_reset.mask = RULE_ACT_LOG;
 }

@@ -19,6 +19,13 @@
 #include "log.h"
 #include "rule.h"
 
+/* struct conn.flags */
+enum {
+	CONN_F_GEN = 1 << 0,        /* parity of the last dump that listed it (or made it) */
+	CONN_F_DISCOVERED = 1 << 1, /* first found in the kernel's socket list */
+	CONN_F_KERNEL_KA = 1 << 2,  /* left to the kernel's keepalive: not probed */
+};
+
 struct engine {
 	struct ev_loop *loop;
 	const struct config *cfg;
@@ -26,9 +33,10 @@ struct engine {
 	struct sender *sender;
 	struct conntab *tab;
 	struct engine_stats st;
-	int warned_full;
 	engine_verdict_fn hook;
 	void *hook_arg;
+	uint16_t gen;                             /* CONN_F_GEN of the current dump */
+	uint8_t limit_told[CONFIG_MAX_RULES / 8]; /* rules whose limit line was logged */
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -188,6 +196,9 @@ static void add_fields(struct log_line *l, const struct conn *c, const struct fs
 	case FSM_EV_CLOSE:
 		log_line_str(l, "reason", ev->reason);
 		break;
+	case FSM_EV_LEARN:
+		log_line_str(l, "result", ev->reason);
+		break;
 	}
 }
 
@@ -211,6 +222,9 @@ static void count_event(struct engine_stats *st, int type)
 		break;
 	case FSM_EV_CLOSE:
 		st->closed++;
+		break;
+	case FSM_EV_LEARN:
+		st->learn_blocked++;
 		break;
 	}
 }
@@ -279,6 +293,23 @@ static void send_probe(struct engine *e, struct conn *c, const struct fsm_probe 
 	apply(e, c, &out, now);
 }
 
+/* Injects a SYN (peer -> us) into our own stack: its challenge ACK shows our numbers. */
+static void ask_numbers(struct engine *e, struct conn *c, uint32_t seq)
+{
+	struct log_line l;
+	int err = e->sender ? sender_send_syn(e->sender, &c->key, seq) : 0;
+
+	e->st.learn_asked++;
+	if (log_level() < CONFIG_LOG_DEBUG)
+		return;
+	line_start(&l, "learn", e, c);
+	log_line_str(&l, "result", err ? "send-error" : "asked");
+	log_line_int(&l, "n", c->fsm.learn);
+	if (err)
+		log_line_str(&l, "error", strerror(err));
+	log_line_emit(&l);
+}
+
 static void forget(struct engine *e, struct conn *c)
 {
 	ev_timer_stop(e->loop, &c->timer);
@@ -315,6 +346,8 @@ static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double 
 	}
 	if (out->send_probe)
 		send_probe(e, c, &out->probe, now);
+	if (out->learn)
+		ask_numbers(e, c, out->learn_seq);
 	if (out->forget)
 		forget(e, c);
 	else if (out->rearm)
@@ -334,8 +367,35 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	apply(e, c, &out, now);
 }
 
+/* The table is full: one untrack line per rule, then silence. */
+static void refuse(struct engine *e, const struct rule *r, const struct addr_tuple *key)
+{
+	size_t i = (size_t)(r - e->cfg->rules);
+	struct conn tmp;
+	struct log_line l;
+
+	e->st.table_full++;
+	if (e->limit_told[i / 8] & (1u << (i % 8)))
+		return;
+	e->limit_told[i / 8] |= (uint8_t)(1u << (i % 8));
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.key = *key;
+	tmp.rule = (uint16_t)i;
+	line_start(&l, "untrack", e, &tmp);
+	log_line_str(&l, "reason", "limit");
+	log_line_int(&l, "max_connections", (long long)conntab_count(e->tab));
+	log_line_emit(&l);
+}
+
+/* How a new record starts: from traffic, or from the kernel's socket list. */
+struct track_how {
+	bool discovered, quiet;
+	double idle; /* s since the kernel last received a segment */
+};
+
 /* A new connection: matched against the rules, tracked, its timer armed. */
-static struct conn *track(struct engine *e, const struct addr_tuple *key, double now)
+static struct conn *track(struct engine *e, const struct addr_tuple *key, double now,
+                          const struct track_how *how)
 {
 	const struct rule *r = rule_match(e->cfg->rules, e->cfg->nrules, key);
 	struct log_line l;
@@ -347,19 +407,21 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 	}
 	c = conntab_insert(e->tab, key);
 	if (!c) {
-		e->st.table_full++;
-		if (!e->warned_full++)
-			log_warnx("connection table full (%zu): new connections are not tracked",
-			          conntab_count(e->tab));
+		refuse(e, r, key);
 		return NULL;
 	}
 	e->st.tracked++;
 	c->rule = (uint16_t)(r - e->cfg->rules);
-	fsm_init(&c->fsm, now, &r->params);
+	c->flags = e->gen | (how->discovered ? CONN_F_DISCOVERED : 0);
+	if (how->discovered)
+		fsm_init_discovered(&c->fsm, now, how->idle, how->quiet, &r->params);
+	else
+		fsm_init(&c->fsm, now, &r->params);
 	ev_timer_init(&c->timer, on_timer, 0.0, 0.0);
 	c->timer.data = e;
 	arm_timer(e, c);
 	line_start(&l, "track", e, c);
+	log_line_str(&l, "source", how->discovered ? "discovered" : "capture");
 	log_line_emit(&l);
 	return c;
 }
@@ -387,10 +449,12 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 		 */
 		if (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN) || !(seg->flags & CODEC_TH_ACK))
 			return FSM_IGN_NONE;
-		c = track(e, &key, now);
+		c = track(e, &key, now, &(struct track_how){false, false, 0});
 		if (!c)
 			return FSM_IGN_NONE;
 	}
+	if (c->flags & CONN_F_KERNEL_KA)
+		return FSM_IGN_NONE; /* the kernel's keepalive watches it */
 	fsm_on_segment(&c->fsm, &rule_of(e, c)->params, seg, from_peer, now, &out);
 	apply(e, c, &out, now);
 	return out.ignored;
@@ -548,4 +612,72 @@ size_t engine_reload(struct engine *e, const struct config *cfg, const struct co
 	e->cfg = cfg;
 	conntab_foreach(e->tab, reload_one, &rc);
 	return rc.dropped;
+}
+
+/* ---- discovery ------------------------------------------------------------------ */
+
+void engine_discover_begin(struct engine *e)
+{
+	e->gen ^= CONN_F_GEN;
+}
+
+/* A tracked connection whose owner turned SO_KEEPALIVE on: the kernel's from now on. */
+static void leave_to_kernel(struct engine *e, struct conn *c)
+{
+	struct log_line l;
+
+	ev_timer_stop(e->loop, &c->timer);
+	c->flags |= CONN_F_KERNEL_KA;
+	e->st.kernel_keepalive++;
+	line_start(&l, "untrack", e, c);
+	log_line_str(&l, "reason", "kernel-keepalive");
+	log_line_emit(&l);
+}
+
+void engine_discovered(struct engine *e, const struct addr_tuple *key, double idle, bool quiet,
+                       bool keepalive, double now)
+{
+	struct conn *c = conntab_find(e->tab, key);
+	bool skip = keepalive && e->cfg->skip_kernel_keepalive;
+
+	if (!c) {
+		c = track(e, key, now, &(struct track_how){true, quiet, idle});
+		if (!c)
+			return;
+		e->st.discovered++;
+	}
+	c->flags = (uint16_t)((c->flags & ~CONN_F_GEN) | e->gen);
+	if (skip && !(c->flags & CONN_F_KERNEL_KA) && c->fsm.state != FSM_CLOSED)
+		leave_to_kernel(e, c);
+}
+
+struct sweep {
+	struct engine *e;
+	size_t gone;
+};
+
+static void sweep_one(struct conn *c, void *arg)
+{
+	struct sweep *sw = arg;
+	struct engine *e = sw->e;
+	struct log_line l;
+
+	if ((c->flags & CONN_F_GEN) == e->gen || c->fsm.state == FSM_CLOSED)
+		return; /* listed, or already closing on its own */
+	if (!(c->flags & CONN_F_KERNEL_KA)) {
+		line_start(&l, "close", e, c);
+		log_line_str(&l, "reason", "gone");
+		log_line_emit(&l);
+	}
+	e->st.gone++;
+	sw->gone++;
+	forget(e, c);
+}
+
+size_t engine_discover_end(struct engine *e)
+{
+	struct sweep sw = {e, 0};
+
+	conntab_foreach(e->tab, sweep_one, &sw);
+	return sw.gone;
 }

@@ -58,6 +58,19 @@ void fsm_init(struct fsm_conn *c, double now, const struct fsm_params *p)
 	c->timer_at = now + p->idle;
 }
 
+void fsm_init_discovered(struct fsm_conn *c, double now, double idle, bool quiet,
+                         const struct fsm_params *p)
+{
+	double learn_at;
+
+	fsm_init(c, now, p);
+	c->last_rx = now - (idle > 0 ? idle : 0);
+	if (quiet)
+		c->known |= FSM_K_QUIET;
+	learn_at = c->last_rx + p->idle - FSM_LEARN_LEAD;
+	c->timer_at = learn_at > now ? learn_at : now;
+}
+
 bool fsm_can_probe(const struct fsm_conn *c)
 {
 	if ((c->known & FSM_K_NEEDED) != FSM_K_NEEDED)
@@ -113,6 +126,24 @@ static bool on_syn(struct fsm_conn *c, const struct fsm_params *p, double now, s
 	return true;
 }
 
+/* Our own SYN, injected to learn the numbers, seen arriving as if from the peer. */
+static bool is_learn_syn(const struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	return c->learn != FSM_LEARN_NONE && seg->seq == c->probe_seq &&
+	       (seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK | CODEC_TH_RST)) == CODEC_TH_SYN;
+}
+
+/* The kernel said nothing was in flight: SND.UNA is SND.NXT until the peer's next ACK. */
+static void assume_quiet(struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	if ((c->known & (FSM_K_QUIET | FSM_K_SND_UNA)) != FSM_K_QUIET || seg->payload_len)
+		return;
+	c->snd_una = c->snd_nxt;
+	c->known |= FSM_K_SND_UNA;
+	if (seg->has_ts && !c->peer_tsval)
+		c->peer_tsval = seg->tsecr; /* TS.Recent: the peer's last TSval */
+}
+
 static void learn_ours(struct fsm_conn *c, const struct codec_tcp *seg)
 {
 	uint32_t end = seg_end(seg);
@@ -132,6 +163,19 @@ static void learn_ours(struct fsm_conn *c, const struct codec_tcp *seg)
 	c->ts_on = seg->has_ts;
 	if (seg->has_ts)
 		c->our_tsval = seg->tsval;
+	assume_quiet(c, seg);
+}
+
+/* Numbers just became complete while learning: probe when due (at once if overdue). */
+static void learned(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out)
+{
+	double due = c->last_rx + p->idle;
+
+	if (c->learn == FSM_LEARN_NONE || !fsm_can_probe(c))
+		return;
+	c->learn = FSM_LEARN_NONE;
+	if (c->state == FSM_WATCH)
+		rearm_at(c, due > now ? due : now, out);
 }
 
 static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
@@ -149,6 +193,7 @@ static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct
 	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN && !on_syn(c, p, now, out))
 		return;
 	learn_ours(c, seg);
+	learned(c, p, now, out);
 	if (seg->flags & CODEC_TH_FIN)
 		close_conn(c, "fin", now, out);
 }
@@ -231,6 +276,10 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 {
 	if (seg->flags & CODEC_TH_RST) {
 		on_peer_rst(c, seg, now, out);
+		return;
+	}
+	if (is_learn_syn(c, seg)) {
+		out->ignored = FSM_IGN_OWN_PROBE;
 		return;
 	}
 	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN) {
@@ -320,11 +369,51 @@ static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double no
 	rearm_at(c, next, out);
 }
 
+/* True when a number a probe needs is unknown (not merely data in flight). */
+static bool numbers_unknown(const struct fsm_conn *c)
+{
+	return (c->known & FSM_K_NEEDED) != FSM_K_NEEDED;
+}
+
+/* Asks for the numbers (a SYN into our own stack), or gives up after two tries.
+ * Returns false when there is nothing left to ask (then wait for traffic). */
+static bool ask_numbers(struct fsm_conn *c, double now, double due, struct fsm_out *out)
+{
+	double next = now + FSM_LEARN_RETRY;
+
+	if (c->learn == FSM_LEARN_BLOCKED)
+		return false;
+	if (c->learn == FSM_LEARN_ASKED2) {
+		c->learn = FSM_LEARN_BLOCKED;
+		out_event(out, FSM_EV_LEARN, c)->reason = "blocked";
+		return false;
+	}
+	c->learn++;
+	c->probe_seq = (uint32_t)(now * 1e6) ^ 0x6b617072u; /* any SEQ: it goes to us */
+	out->learn = true;
+	out->learn_seq = c->probe_seq;
+	rearm_at(c, c->learn == FSM_LEARN_ASKED1 && due > next ? due : next, out);
+	return true;
+}
+
+/* Probes the kernel would have sent since due, when we start late (at most probes - 1,
+ * so that at least one real probe is sent before a verdict). */
+static uint8_t missed_probes(const struct fsm_conn *c, const struct fsm_params *p, double now)
+{
+	double late = now - (c->last_rx + p->idle);
+	long n = late > 0 ? (long)(late / p->interval + FSM_EPSILON) : 0;
+
+	return (uint8_t)(n < p->probes - 1 ? n : p->probes - 1);
+}
+
 static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double now,
                         struct fsm_out *out)
 {
 	double due = c->last_rx + p->idle;
 
+	if (numbers_unknown(c) && now + FSM_EPSILON >= due - FSM_LEARN_LEAD &&
+	    (c->known & FSM_K_QUIET) && ask_numbers(c, now, due, out))
+		return;
 	if (now + FSM_EPSILON < due) {
 		rearm_at(c, due, out);
 		return;
@@ -335,7 +424,8 @@ static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double n
 	}
 	out_event(out, FSM_EV_IDLE, c)->idle = now - c->last_rx;
 	c->state = FSM_PROBING;
-	c->probes_out = 0;
+	c->probes_out = (c->known & FSM_K_QUIET) ? missed_probes(c, p, now) : 0;
+	c->known &= (uint8_t)~FSM_K_QUIET; /* only a discovered connection's first round */
 	c->soft_error = 0;
 	send_probe(c, p, now, out);
 }
@@ -391,9 +481,10 @@ const char *fsm_event_name(int type)
 	    [FSM_EV_DEAD] = "dead",
 	    [FSM_EV_RESET] = "reset",
 	    [FSM_EV_CLOSE] = "close",
+	    [FSM_EV_LEARN] = "learn",
 	};
 
-	if (type <= 0 || type > FSM_EV_CLOSE)
+	if (type <= 0 || type > FSM_EV_LEARN)
 		return "unknown";
 	return names[type];
 }

@@ -21,7 +21,9 @@
 #include "addr.h"
 #include "capture.h"
 #include "config.h"
+#include "discover.h"
 #include "engine.h"
+#include "ifaddr.h"
 #include "log.h"
 #include "notify.h"
 #include "priv.h"
@@ -32,7 +34,6 @@
 
 #define MAX_CAPTURES    16
 #define MAX_CONFIG_SIZE (1 << 20)
-#define MAX_CONNECTIONS 1000000
 #define FILTER_MAX      (64 * 1024)
 #define NOTIFY_EVERY    10.0 /* s between STATUS= updates to systemd */
 /* Past this many rules libpcap's compiled filter nears the kernel's 4096-instruction
@@ -57,6 +58,8 @@ struct daemon {
 	struct action *action;
 	const char *conf_path; /* re-read on SIGHUP */
 	int debug;             /* -d: debug level whatever the file says */
+	struct discover *discover;
+	ev_io addr_io;
 };
 
 static void usage(FILE *f)
@@ -151,13 +154,14 @@ static int load_config(const char *path, struct config *cfg)
 	return rc;
 }
 
-static void load_local_addresses(struct addr_set *set)
+/* This host's addresses; -1 (errno set) when they cannot be read. */
+static int load_local_addresses(struct addr_set *set)
 {
 	struct ifaddrs *ifa, *i;
 	const uint8_t *ip;
 
 	if (getifaddrs(&ifa) < 0)
-		fatal("getifaddrs");
+		return -1;
 	for (i = ifa; i; i = i->ifa_next) {
 		if (!i->ifa_addr)
 			continue;
@@ -171,6 +175,48 @@ static void load_local_addresses(struct addr_set *set)
 			log_warnx("more than %zu local addresses: %s ignored", set->n, i->ifa_name);
 	}
 	freeifaddrs(ifa);
+	return 0;
+}
+
+static void on_address(void *arg, bool add, int family, const uint8_t *ip)
+{
+	struct daemon *d = arg;
+	char buf[ADDR_ENDPOINT_STRLEN];
+
+	if (add && addr_set_add(&d->local, family, ip) < 0)
+		log_warnx("more than %zu local addresses: %s ignored", d->local.n,
+		          addr_format_ip(family, ip, buf, sizeof(buf)));
+	else if (!add)
+		addr_set_remove(&d->local, family, ip);
+	log_debug("local address %s %s", add ? "added" : "removed",
+	          addr_format_ip(family, ip, buf, sizeof(buf)));
+}
+
+static void on_address_change(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (ifaddr_drain(w->fd, on_address, d) == 0)
+		return;
+	log_warn("address changes: read"); /* ENOBUFS: some were lost; read them all again */
+	memset(&d->local, 0, sizeof(d->local));
+	if (load_local_addresses(&d->local) < 0)
+		log_warn("getifaddrs");
+}
+
+/* Follows address changes, so a new address is local without a restart. */
+static void watch_addresses(struct daemon *d)
+{
+	int fd = ifaddr_open();
+
+	if (fd < 0)
+		fatal("rtnetlink");
+	ev_io_init(&d->addr_io, on_address_change, fd, EV_READ);
+	d->addr_io.data = d;
+	ev_set_priority(&d->addr_io, EV_MAXPRI);
+	ev_io_start(d->loop, &d->addr_io);
 }
 
 static void on_capture(struct ev_loop *loop, ev_io *w, int revents)
@@ -249,6 +295,11 @@ static void keep_restart_keys(struct config *fresh, const struct config *old)
 		snprintf(fresh->user, sizeof(fresh->user), "%s", old->user);
 		fresh->user_set = old->user_set;
 	}
+	if (fresh->max_connections != old->max_connections) {
+		log_warnx("reload: max_connections cannot change without a restart; keeping %ld",
+		          old->max_connections);
+		fresh->max_connections = old->max_connections;
+	}
 }
 
 /* The open captures get the new rules' filter (each keeps its old one on failure). */
@@ -308,6 +359,8 @@ static int reload_config(struct daemon *d)
 	report_reload(d->report);
 	action_check_config(&d->cfg, d->conf_path, true);
 	log_reloaded(d, untracked);
+	discover_set_config(d->discover, &d->cfg);
+	discover_run(d->discover); /* connections the new rules match */
 	return 0;
 }
 
@@ -413,7 +466,8 @@ static void run(struct daemon *d)
 
 	if (log_configure(&d->cfg) < 0)
 		fatal("status log %s", d->cfg.log_file);
-	load_local_addresses(&d->local);
+	if (load_local_addresses(&d->local) < 0)
+		fatal("getifaddrs");
 	d->sender = sender_open(err, sizeof(err));
 	if (!d->sender)
 		fatalx("%s", err);
@@ -421,17 +475,23 @@ static void run(struct daemon *d)
 	if (!d->action)
 		fatalx("%s", err);
 	d->loop = ev_default_loop(EVFLAG_AUTO);
-	d->engine = engine_new(d->loop, &d->cfg, &d->local, d->sender, MAX_CONNECTIONS);
+	d->engine =
+	    engine_new(d->loop, &d->cfg, &d->local, d->sender, (size_t)d->cfg.max_connections);
 	if (!d->engine)
 		fatalx("out of memory");
 	action_start(d->action, d->loop, d->sender);
 	engine_set_verdict_hook(d->engine, action_on_verdict, d->action);
 	action_check_config(&d->cfg, d->conf_path, true);
+	watch_addresses(d);
+	d->discover = discover_new(d->loop, d->engine, &d->cfg);
+	if (!d->discover)
+		fatal("NETLINK_SOCK_DIAG");
 	open_captures(d);
 	priv_drop(&d->cfg); /* everything privileged is open: never run the loop as root */
 	d->report = report_new(d->loop, &d->cfg, d->engine, pcap_drops, d);
 	if (!d->report)
 		fatalx("out of memory");
+	discover_run(d->discover); /* after the captures: nothing falls between the two */
 	start_signals(d);
 	log_info("started");
 	log_info("kaprobed %s: %zu rules, interface %s, %zu local addresses", KAPROBE_VERSION,
@@ -442,6 +502,9 @@ static void run(struct daemon *d)
 	notify_stop(d->loop);
 	log_totals(d);
 	report_free(d->report);
+	discover_free(d->discover);
+	ev_io_stop(d->loop, &d->addr_io);
+	close(d->addr_io.fd);
 	engine_free(d->engine);
 	action_close(d->action);
 	for (i = 0; i < d->ncap; i++)

@@ -123,8 +123,10 @@ static int build_ip_between(struct sender *s, libnet_t *l, int family, const uin
 	                         0, l, 0);
 }
 
-int sender_send_rst(struct sender *s, const struct addr_tuple *key, int to_local, uint32_t seq,
-                    uint32_t ack)
+/* A TCP segment without options or payload on connection key: to_local true sends it to
+ * our own end as if from the peer (delivered locally), false to the peer from our end. */
+static int send_bare(struct sender *s, const struct addr_tuple *key, int to_local, uint8_t flags,
+                     uint32_t seq, uint32_t ack, uint16_t window)
 {
 	libnet_t *l = key->family == AF_INET ? s->v4 : s->v6;
 	const uint8_t *src = to_local ? key->remote : key->local;
@@ -133,12 +135,23 @@ int sender_send_rst(struct sender *s, const struct addr_tuple *key, int to_local
 	uint16_t dport = to_local ? key->lport : key->rport;
 
 	libnet_clear_packet(l);
-	if (libnet_build_tcp(sport, dport, seq, ack, TH_RST | TH_ACK, 0, 0, 0, LIBNET_TCP_H, NULL,
-	                     0, l, 0) < 0 ||
+	if (libnet_build_tcp(sport, dport, seq, ack, flags, window, 0, 0, LIBNET_TCP_H, NULL, 0, l,
+	                     0) < 0 ||
 	    build_ip_between(s, l, key->family, src, dst, LIBNET_TCP_H) < 0)
 		return EPROTO;
 	errno = 0;
 	if (libnet_write(l) < 0)
 		return errno ? errno : EIO;
 	return 0;
+}
+
+int sender_send_rst(struct sender *s, const struct addr_tuple *key, int to_local, uint32_t seq,
+                    uint32_t ack)
+{
+	return send_bare(s, key, to_local, TH_RST | TH_ACK, seq, ack, 0);
+}
+
+int sender_send_syn(struct sender *s, const struct addr_tuple *key, uint32_t seq)
+{
+	return send_bare(s, key, 1, TH_SYN, seq, 0, 1024);
 }

@@ -585,9 +585,147 @@ static void test_names(void **state)
 	assert_string_equal(fsm_ignore_name(99), "unknown");
 }
 
+/* ---- discovered connections: learning the numbers, late starts ---------------------- */
+
+/* A connection found in the kernel's list, idle for `idle` s, nothing in flight. */
+static void setup_discovered(struct world *w, double idle)
+{
+	setup(w);
+	fsm_init_discovered(&w->c, w->now, idle, true, &params);
+}
+
+/* Our kernel's challenge ACK to the injected SYN: SND.NXT, RCV.NXT, window, TS. */
+static void challenge_ack(struct world *w)
+{
+	ours(w, 0);
+}
+
+static void test_discovered_learns_then_probes_on_time(void **state)
+{
+	struct world w;
+	double last_rx = 100.0 - 0.3;
+
+	(void)state;
+	setup_discovered(&w, 0.3);
+	assert_true(w.c.last_rx == last_rx);
+	run_until(&w, w.now); /* due in 0.7 s, inside the lead: ask at once */
+	assert_true(w.out.learn);
+	assert_int_equal(w.c.learn, FSM_LEARN_ASKED1);
+	assert_true(w.c.timer_at == last_rx + params.idle);
+	challenge_ack(&w);
+	assert_true(fsm_can_probe(&w.c));
+	assert_int_equal(w.c.snd_una, ISS_OURS);
+	assert_int_equal(w.c.peer_tsval, 9000); /* TS.Recent from the challenge ACK */
+	run_until(&w, last_rx + params.idle);
+	assert_int_equal(w.probes_sent, 1);
+	assert_true(w.last_event_at[FSM_EV_PROBE] == last_rx + params.idle);
+	assert_int_equal(w.last_probe.seq, ISS_OURS - 1);
+	assert_int_equal(w.last_probe.ack, ISS_PEER);
+	assert_int_equal(w.last_probe.tsecr, 9000);
+	peers(&w, 0);
+	assert_int_equal(w.events[FSM_EV_ALIVE], 1);
+	assert_int_equal(w.events[FSM_EV_LEARN], 0);
+}
+
+static void test_discovered_learns_ahead_of_time(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup_discovered(&w, 0.0); /* just active: ask FSM_LEARN_LEAD before the probe */
+	assert_true(w.c.timer_at == 100.0 + params.idle - FSM_LEARN_LEAD);
+	run_until(&w, w.c.timer_at);
+	assert_true(w.out.learn);
+}
+
+static void test_own_learn_syn_ignored(void **state)
+{
+	struct world w;
+	struct codec_tcp syn;
+
+	(void)state;
+	setup_discovered(&w, 0.5);
+	run_until(&w, w.now);
+	assert_true(w.out.learn);
+	syn = segment(w.out.learn_seq, 0, 0, CODEC_TH_SYN);
+	w.now += 0.001;
+	peer_raw(&w, syn);
+	assert_int_equal(w.out.ignored, FSM_IGN_OWN_PROBE);
+	assert_true(w.c.last_rx == 99.5); /* not a sign of life */
+	syn.seq++;
+	peer_raw(&w, syn); /* another SYN: a new connection, as before */
+	assert_int_equal(w.out.ignored, FSM_IGN_NONE);
+	assert_true(w.c.last_rx == w.now);
+}
+
+static void test_learning_blocked_then_traffic(void **state)
+{
+	struct world w;
+	int learns = 0;
+
+	(void)state;
+	setup_discovered(&w, 0.5);
+	while (w.now < 105.0 && w.c.timer_at > 0) {
+		w.now = w.c.timer_at;
+		fsm_on_timer(&w.c, &params, w.now, &w.out);
+		record(&w);
+		learns += w.out.learn;
+	}
+	assert_int_equal(learns, 2);
+	assert_int_equal(w.events[FSM_EV_LEARN], 1);
+	assert_int_equal(w.c.learn, FSM_LEARN_BLOCKED);
+	assert_int_equal(w.probes_sent, 0); /* never a guessed number */
+	exchange(&w);
+	run_until(&w, w.now + params.idle);
+	assert_int_equal(w.probes_sent, 1);
+	assert_int_equal(w.events[FSM_EV_LEARN], 1);
+}
+
+/* Restarted mid-probing: the verdict comes when the kernel's would have. */
+static void test_discovered_overdue_keeps_kernel_time(void **state)
+{
+	struct world w;
+	double last_rx;
+
+	(void)state;
+	setup_discovered(&w, 1.6); /* due 0.6 s ago: probe 1 went out, probe 2 is next */
+	last_rx = w.c.last_rx;
+	run_until(&w, w.now);
+	challenge_ack(&w);
+	run_until(&w, w.now + 0.01);
+	assert_int_equal(w.probes_sent, 1);
+	assert_int_equal(w.c.probes_out, 2);
+	run_until(&w, last_rx + 3.0);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+	assert_true(w.last_event_at[FSM_EV_DEAD] == last_rx + params.idle + 3 * params.interval);
+}
+
+/* Found hours overdue: one real probe at least, then dead an interval later. */
+static void test_discovered_long_overdue_probes_once(void **state)
+{
+	struct world w;
+	double t0;
+
+	(void)state;
+	setup_discovered(&w, 3 * 3600.0);
+	run_until(&w, w.now);
+	challenge_ack(&w);
+	t0 = w.now;
+	run_until(&w, t0 + 2.0);
+	assert_int_equal(w.probes_sent, 1);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+	assert_true(w.last_event_at[FSM_EV_DEAD] == t0 + params.interval);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_discovered_learns_then_probes_on_time),
+	    cmocka_unit_test(test_discovered_learns_ahead_of_time),
+	    cmocka_unit_test(test_own_learn_syn_ignored),
+	    cmocka_unit_test(test_learning_blocked_then_traffic),
+	    cmocka_unit_test(test_discovered_overdue_keeps_kernel_time),
+	    cmocka_unit_test(test_discovered_long_overdue_probes_once),
 	    cmocka_unit_test(test_dead_at_idle_plus_interval_times_probes),
 	    cmocka_unit_test(test_probe_fields_follow_the_classic_probe),
 	    cmocka_unit_test(test_zero_byte_probes),

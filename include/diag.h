@@ -1,0 +1,78 @@
+/* diag.h: the kernel's list of TCP sockets (NETLINK_SOCK_DIAG, inet_diag).
+ *
+ * Pure part: build a dump request (with a port filter compiled to inet_diag bytecode)
+ * and parse the kernel's answer into struct diag_sock, defensively. Thin part: open
+ * the netlink socket and run one dump (diag_open, diag_dump). */
+#ifndef KAPROBE_DIAG_H
+#define KAPROBE_DIAG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "rule.h"
+
+/* idiag_timer values: which timer the socket has pending. */
+enum diag_timer {
+	DIAG_TIMER_NONE = 0,
+	DIAG_TIMER_RETRANS = 1,
+	DIAG_TIMER_KEEPALIVE = 2,
+	DIAG_TIMER_TIMEWAIT = 3,
+	DIAG_TIMER_PROBE0 = 4,
+};
+
+/* One established TCP socket of this network namespace, as the kernel sees it. */
+struct diag_sock {
+	struct addr_tuple key; /* local = the socket's own end; v4-mapped v6 made IPv4 */
+	uint8_t state;         /* TCP_ESTABLISHED, ... */
+	uint8_t timer;         /* enum diag_timer */
+	uint8_t has_info;      /* the tcp_info fields below are valid */
+	uint32_t rqueue;       /* bytes received, not yet read by the program */
+	uint32_t wqueue;       /* bytes sent, not yet acknowledged (send queue) */
+	uint32_t unacked;      /* tcpi_unacked: segments in flight */
+	uint32_t last_data_recv_ms, last_ack_recv_ms; /* ms since the last segment / ACK */
+	uint32_t uid, inode;
+	uint64_t cookie;
+};
+
+/* Called for each socket of a dump. */
+typedef void (*diag_sock_fn)(void *arg, const struct diag_sock *s);
+
+/* Results of diag_parse(). */
+enum diag_result {
+	DIAG_MORE = 0,         /* buffer parsed, the dump goes on */
+	DIAG_DONE = 1,         /* NLMSG_DONE seen: the dump is complete */
+	DIAG_E_MALFORMED = -1, /* a message is cut or inconsistent (the rest is skipped) */
+	DIAG_E_KERNEL = -2,    /* NLMSG_ERROR from the kernel (*err set to its errno) */
+};
+
+/* Most bytecode bytes diag_build_dump() writes (more rules: no kernel filter). */
+#define DIAG_BC_MAX 4096
+
+/* Writes a dump request for family (AF_INET or AF_INET6) of established sockets with
+ * tcp_info, filtered in the kernel to the port ranges of the rules when every rule
+ * limits a port. Returns its length, or 0 when len is too small. */
+size_t diag_build_dump(uint8_t *buf, size_t len, int family, uint32_t seq, const struct rule *rules,
+                       size_t nrules);
+
+/* Compiles the rules' port ranges to inet_diag bytecode into bc. Returns its length, or 0
+ * when no filter can be made (a rule without any port limit, or too many rules). */
+size_t diag_build_filter(uint8_t *bc, size_t len, const struct rule *rules, size_t nrules);
+
+/* Parses one datagram of a dump answer (messages with sequence number seq); calls fn for
+ * each socket. Returns an enum diag_result; *err gets the kernel's errno on DIAG_E_KERNEL. */
+int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, diag_sock_fn fn, void *arg, int *err);
+
+/* Seconds since the last segment from the peer, as the kernel counts it (the smaller of
+ * the last data and last ACK received). */
+double diag_idle(const struct diag_sock *s);
+
+/* Opens a NETLINK_SOCK_DIAG socket. Returns the fd, or -1 (errno set). */
+int diag_open(void);
+
+/* Dumps the established TCP sockets of family through fd, calling fn for each. Blocking.
+ * Returns the number of sockets, or -1 (errno set). */
+long diag_dump(int fd, int family, const struct rule *rules, size_t nrules, diag_sock_fn fn,
+               void *arg);
+
+#endif

@@ -1,0 +1,26 @@
+/* ifaddr.h: this host's addresses as they change (rtnetlink RTM_NEWADDR / RTM_DELADDR).
+ *
+ * Pure part: ifaddr_parse() turns a datagram of address messages into calls. Thin part:
+ * ifaddr_open() subscribes to the IPv4 and IPv6 address groups; ifaddr_drain() reads. */
+#ifndef KAPROBE_IFADDR_H
+#define KAPROBE_IFADDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Called for each address added (add true) or removed. */
+typedef void (*ifaddr_fn)(void *arg, bool add, int family, const uint8_t *ip);
+
+/* Parses one rtnetlink datagram. Returns the number of address messages used, or -1 when
+ * a message is cut or inconsistent (the rest of the datagram is skipped). */
+int ifaddr_parse(const uint8_t *buf, size_t len, ifaddr_fn fn, void *arg);
+
+/* Opens a non-blocking rtnetlink socket subscribed to address changes. -1 on error. */
+int ifaddr_open(void);
+
+/* Reads every pending datagram of fd. Returns 0, or -1 on a read error other than
+ * EAGAIN (ENOBUFS: changes were lost; the caller should reread the address list). */
+int ifaddr_drain(int fd, ifaddr_fn fn, void *arg);
+
+#endif

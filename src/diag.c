@@ -1,0 +1,327 @@
+/* diag.c: the kernel's list of TCP sockets through NETLINK_SOCK_DIAG (inet_diag).
+ *
+ * Requests and answers are built and parsed here as bytes (pure, unit-tested with
+ * fixtures); diag_open() and diag_dump() are the only functions that touch a socket.
+ * Parsing is paranoid: every length is checked against what the buffer really holds. */
+#include "diag.h"
+
+#include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define DIAG_TCP_ESTABLISHED 1 /* the kernel's TCP_ESTABLISHED */
+#define DIAG_RECV_BUF        (64 * 1024)
+#define OP_LEN               ((uint16_t)sizeof(struct inet_diag_bc_op))
+#define PORT_COND_LEN        (2 * OP_LEN)
+
+/* The tcp_info fields we read must all be present for has_info. */
+#define INFO_NEEDED (offsetof(struct tcp_info, tcpi_last_ack_recv) + sizeof(uint32_t))
+
+/* ---- request ---------------------------------------------------------------- */
+
+/* Port conditions of one rule: up to 4 (code, port) pairs. Returns how many. */
+static int rule_conds(const struct rule *r, uint8_t *code, uint16_t *port)
+{
+	int n = 0;
+
+	if (r->local.port_lo > 0) {
+		code[n] = INET_DIAG_BC_S_GE;
+		port[n++] = r->local.port_lo;
+	}
+	if (r->local.port_hi < 65535) {
+		code[n] = INET_DIAG_BC_S_LE;
+		port[n++] = r->local.port_hi;
+	}
+	if (r->remote.port_lo > 0) {
+		code[n] = INET_DIAG_BC_D_GE;
+		port[n++] = r->remote.port_lo;
+	}
+	if (r->remote.port_hi < 65535) {
+		code[n] = INET_DIAG_BC_D_LE;
+		port[n++] = r->remote.port_hi;
+	}
+	return n;
+}
+
+static void put_op(uint8_t *at, uint8_t code, uint8_t yes, uint16_t no)
+{
+	struct inet_diag_bc_op op = {.code = code, .yes = yes, .no = no};
+
+	memcpy(at, &op, sizeof(op));
+}
+
+/* Total bytecode length, or 0 when a rule has no port condition (no filter possible). */
+static size_t filter_len(const struct rule *rules, size_t nrules)
+{
+	uint8_t code[4];
+	uint16_t port[4];
+	size_t total = 0;
+
+	for (size_t i = 0; i < nrules; i++) {
+		int n = rule_conds(&rules[i], code, port);
+
+		if (n == 0)
+			return 0;
+		total += (size_t)n * PORT_COND_LEN + OP_LEN;
+	}
+	return total;
+}
+
+/* One clause: its conditions (a failure jumps to the next clause, or past the end for
+ * the last one: reject), then a jump to the end (accept). Returns the clause length. */
+static size_t put_clause(uint8_t *bc, size_t at, size_t total, const struct rule *r)
+{
+	uint8_t code[4];
+	uint16_t port[4];
+	int n = rule_conds(r, code, port);
+	size_t clause = (size_t)n * PORT_COND_LEN + OP_LEN, pos = at;
+
+	for (int i = 0; i < n; i++, pos += PORT_COND_LEN) {
+		size_t next = at + clause; /* start of the next clause, or total */
+		size_t no = next - pos + (next == total ? OP_LEN : 0);
+
+		put_op(bc + pos, code[i], PORT_COND_LEN, (uint16_t)no);
+		put_op(bc + pos + OP_LEN, 0, 0, port[i]);
+	}
+	put_op(bc + pos, INET_DIAG_BC_JMP, OP_LEN, (uint16_t)(total - pos));
+	return clause;
+}
+
+size_t diag_build_filter(uint8_t *bc, size_t len, const struct rule *rules, size_t nrules)
+{
+	size_t total = filter_len(rules, nrules), at = 0;
+
+	if (total == 0 || total > len || total > DIAG_BC_MAX)
+		return 0;
+	for (size_t i = 0; i < nrules; i++)
+		at += put_clause(bc, at, total, &rules[i]);
+	return total;
+}
+
+size_t diag_build_dump(uint8_t *buf, size_t len, int family, uint32_t seq, const struct rule *rules,
+                       size_t nrules)
+{
+	const size_t head = NLMSG_LENGTH(sizeof(struct inet_diag_req_v2));
+	struct nlmsghdr nlh = {0};
+	struct inet_diag_req_v2 req = {0};
+	struct nlattr nla = {0};
+	size_t bclen = 0;
+
+	if (len < head + NLA_HDRLEN + DIAG_BC_MAX)
+		return 0;
+	bclen = diag_build_filter(buf + head + NLA_HDRLEN, DIAG_BC_MAX, rules, nrules);
+	nlh.nlmsg_len = (uint32_t)(head + (bclen ? NLA_HDRLEN + bclen : 0));
+	nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	nlh.nlmsg_seq = seq;
+	req.sdiag_family = (uint8_t)family;
+	req.sdiag_protocol = IPPROTO_TCP;
+	req.idiag_ext = 1 << (INET_DIAG_INFO - 1);
+	req.idiag_states = 1u << DIAG_TCP_ESTABLISHED;
+	memcpy(buf, &nlh, sizeof(nlh));
+	memcpy(buf + NLMSG_HDRLEN, &req, sizeof(req));
+	if (bclen) {
+		nla.nla_len = (uint16_t)(NLA_HDRLEN + bclen);
+		nla.nla_type = INET_DIAG_REQ_BYTECODE;
+		memcpy(buf + head, &nla, sizeof(nla));
+	}
+	return nlh.nlmsg_len;
+}
+
+/* ---- answer ----------------------------------------------------------------- */
+
+static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+/* The socket's 4-tuple; an IPv6 socket talking IPv4 (v4-mapped) becomes IPv4. */
+static void sock_key(const struct inet_diag_msg *m, struct addr_tuple *key)
+{
+	const uint8_t *src = (const uint8_t *)m->id.idiag_src;
+	const uint8_t *dst = (const uint8_t *)m->id.idiag_dst;
+	int fam = m->idiag_family;
+
+	if (fam == AF_INET6 && memcmp(src, v4_mapped, 12) == 0 && memcmp(dst, v4_mapped, 12) == 0) {
+		fam = AF_INET;
+		src += 12;
+		dst += 12;
+	}
+	addr_tuple_make(key, fam, src, ntohs(m->id.idiag_sport), dst, ntohs(m->id.idiag_dport));
+}
+
+static void read_info(const uint8_t *data, size_t len, struct diag_sock *s)
+{
+	struct tcp_info ti;
+
+	if (len < INFO_NEEDED)
+		return;
+	memset(&ti, 0, sizeof(ti));
+	memcpy(&ti, data, len < sizeof(ti) ? len : sizeof(ti));
+	s->unacked = ti.tcpi_unacked;
+	s->last_data_recv_ms = ti.tcpi_last_data_recv;
+	s->last_ack_recv_ms = ti.tcpi_last_ack_recv;
+	s->has_info = 1;
+}
+
+/* Walks the attributes after the inet_diag_msg. Returns 0, or -1 when one is cut. */
+static int read_attrs(const uint8_t *p, size_t len, struct diag_sock *s)
+{
+	while (len >= NLA_HDRLEN) {
+		struct nlattr a;
+
+		memcpy(&a, p, sizeof(a));
+		if (a.nla_len < NLA_HDRLEN || a.nla_len > len)
+			return -1;
+		if ((a.nla_type & NLA_TYPE_MASK) == INET_DIAG_INFO)
+			read_info(p + NLA_HDRLEN, a.nla_len - NLA_HDRLEN, s);
+		if ((size_t)NLA_ALIGN(a.nla_len) >= len)
+			break;
+		p += (size_t)NLA_ALIGN(a.nla_len);
+		len -= (size_t)NLA_ALIGN(a.nla_len);
+	}
+	return 0;
+}
+
+/* One SOCK_DIAG_BY_FAMILY message (payload of plen bytes). Returns 0 or -1. */
+static int read_sock(const uint8_t *payload, size_t plen, diag_sock_fn fn, void *arg)
+{
+	const size_t mlen = NLMSG_ALIGN(sizeof(struct inet_diag_msg));
+	struct inet_diag_msg m;
+	struct diag_sock s;
+
+	if (plen < sizeof(m))
+		return -1;
+	memcpy(&m, payload, sizeof(m));
+	if (m.idiag_family != AF_INET && m.idiag_family != AF_INET6)
+		return -1;
+	memset(&s, 0, sizeof(s));
+	sock_key(&m, &s.key);
+	s.state = m.idiag_state;
+	s.timer = m.idiag_timer;
+	s.rqueue = m.idiag_rqueue;
+	s.wqueue = m.idiag_wqueue;
+	s.uid = m.idiag_uid;
+	s.inode = m.idiag_inode;
+	s.cookie = (uint64_t)m.id.idiag_cookie[1] << 32 | m.id.idiag_cookie[0];
+	if (plen > mlen && read_attrs(payload + mlen, plen - mlen, &s) < 0)
+		return -1;
+	fn(arg, &s);
+	return 0;
+}
+
+static int read_error(const uint8_t *payload, size_t plen, int *err)
+{
+	struct nlmsgerr e;
+
+	if (plen < sizeof(e.error))
+		return DIAG_E_MALFORMED;
+	memcpy(&e.error, payload, sizeof(e.error));
+	if (e.error == 0)
+		return DIAG_MORE; /* an ACK */
+	*err = -e.error;
+	return DIAG_E_KERNEL;
+}
+
+int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, diag_sock_fn fn, void *arg, int *err)
+{
+	while (len >= NLMSG_HDRLEN) {
+		struct nlmsghdr h;
+		size_t plen;
+		int rc = DIAG_MORE;
+
+		memcpy(&h, buf, sizeof(h));
+		if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len)
+			return DIAG_E_MALFORMED;
+		plen = h.nlmsg_len - NLMSG_HDRLEN;
+		if (h.nlmsg_seq != seq)
+			rc = DIAG_MORE; /* not ours: an old answer */
+		else if (h.nlmsg_type == NLMSG_DONE)
+			return DIAG_DONE;
+		else if (h.nlmsg_type == NLMSG_ERROR)
+			rc = read_error(buf + NLMSG_HDRLEN, plen, err);
+		else if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY &&
+		         read_sock(buf + NLMSG_HDRLEN, plen, fn, arg) < 0)
+			rc = DIAG_E_MALFORMED;
+		if (rc != DIAG_MORE)
+			return rc;
+		if (NLMSG_ALIGN(h.nlmsg_len) >= len)
+			break;
+		buf += NLMSG_ALIGN(h.nlmsg_len);
+		len -= NLMSG_ALIGN(h.nlmsg_len);
+	}
+	return DIAG_MORE;
+}
+
+double diag_idle(const struct diag_sock *s)
+{
+	uint32_t ms =
+	    s->last_data_recv_ms < s->last_ack_recv_ms ? s->last_data_recv_ms : s->last_ack_recv_ms;
+
+	return ms / 1000.0;
+}
+
+/* ---- the socket --------------------------------------------------------------- */
+
+int diag_open(void)
+{
+	return socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+}
+
+struct dump_count {
+	diag_sock_fn fn;
+	void *arg;
+	long n;
+};
+
+static void count_one(void *arg, const struct diag_sock *s)
+{
+	struct dump_count *dc = arg;
+
+	dc->n++;
+	dc->fn(dc->arg, s);
+}
+
+static int send_request(int fd, int family, uint32_t seq, const struct rule *rules, size_t nrules)
+{
+	static uint8_t
+	    req[NLMSG_LENGTH(sizeof(struct inet_diag_req_v2)) + NLA_HDRLEN + DIAG_BC_MAX];
+	struct sockaddr_nl nl = {.nl_family = AF_NETLINK};
+	size_t n = diag_build_dump(req, sizeof(req), family, seq, rules, nrules);
+
+	if (n == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return sendto(fd, req, n, 0, (struct sockaddr *)&nl, sizeof(nl)) == (ssize_t)n ? 0 : -1;
+}
+
+long diag_dump(int fd, int family, const struct rule *rules, size_t nrules, diag_sock_fn fn,
+               void *arg)
+{
+	static uint8_t buf[DIAG_RECV_BUF];
+	static uint32_t seq;
+	struct dump_count dc = {fn, arg, 0};
+	int rc = DIAG_MORE, err = 0;
+
+	if (send_request(fd, family, ++seq, rules, nrules) < 0)
+		return -1;
+	while (rc == DIAG_MORE) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		rc = diag_parse(buf, (size_t)n, seq, count_one, &dc, &err);
+	}
+	if (rc == DIAG_E_KERNEL)
+		errno = err;
+	else if (rc == DIAG_E_MALFORMED)
+		errno = EBADMSG;
+	return rc == DIAG_DONE ? dc.n : -1;
+}
