@@ -1,6 +1,7 @@
 #!/bin/sh
-# make bench: prints figures, never fails the build. Sends only inside two namespaces it
-# makes (192.0.2.1 -> 192.0.2.2, whose namespace drops everything) and removes them after.
+# make bench: prints figures, never fails the build. Sends only inside namespaces it makes
+# (sender: 192.0.2.1 -> 192.0.2.2, whose namespace drops everything; discovery: N idle
+# connections between two namespaces, see discover.py) and removes them after.
 BUILD=${1:-build/rel}
 A=kpbench$$a
 B=kpbench$$b
@@ -19,4 +20,8 @@ if ip netns add "$A" && ip netns add "$B" &&
 else
 	echo "could not make namespaces (root needed): sender benchmark skipped"
 fi
+cleanup
+N=${KAPROBE_BENCH_CONNS:-10000}
+echo "== discovery ($N idle connections: dump time, learning rate)"
+python3 tests/bench/discover.py "$BUILD/kaprobed" "$N" || echo "discovery benchmark failed"
 exit 0
