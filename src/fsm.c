@@ -389,7 +389,7 @@ static bool ask_numbers(struct fsm_conn *c, double now, double due, struct fsm_o
 		return false;
 	}
 	c->learn++;
-	c->probe_seq = (uint32_t)(now * 1e6) ^ 0x6b617072u; /* any SEQ: it goes to us */
+	c->probe_seq = (uint32_t)(uint64_t)(now * 1e6) ^ 0x6b617072u; /* any SEQ: it goes to us */
 	out->learn = true;
 	out->learn_seq = c->probe_seq;
 	rearm_at(c, c->learn == FSM_LEARN_ASKED1 && due > next ? due : next, out);
