@@ -121,7 +121,7 @@ def nft_reject(ctx, router, fam, peer_addr):
 
 # Fields every status line of an event carries (beyond ts, event, rule, local, remote).
 EVENT_FIELDS = {
-    "track": (), "idle": ("idle",), "probe": ("n",), "reply": ("rtt",),
+    "track": ("source",), "idle": ("idle",), "probe": ("n",), "reply": ("rtt",),
     "alive": ("rtt", "probes"), "unreachable": ("icmp", "from"),
     "dead": ("probes", "idle", "reason"), "reset": ("probes",), "close": ("reason",),
 }

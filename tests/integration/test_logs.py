@@ -397,7 +397,8 @@ def case_journal(ctx):
 LOAD_CONNS = 2500  # 5 000 lines (track + close) ...
 LOAD_RATE = 1250   # ... over about 2 s
 LINE_RE = re.compile(r"ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z event=(track|close) rule=svc "
-                     r"local=192\.0\.2\.1:5432 remote=192\.0\.2\.2:(\d+)( reason=(fin|rst))?")
+                     r"local=192\.0\.2\.1:5432 remote=192\.0\.2\.2:(\d+)"
+                     r"( reason=(fin|rst)| source=capture)?")
 
 
 def logrotate_conf(ctx, log, pid):
