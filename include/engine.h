@@ -112,7 +112,12 @@ void engine_discover_begin(struct engine *e);
 void engine_discovered(struct engine *e, const struct addr_tuple *key, double idle, bool quiet,
                        bool keepalive, double now);
 
-/* The dump is complete: connections it did not list are forgotten (close reason=gone).
+/* The dump failed part-way: nothing is concluded from it. */
+void engine_discover_abort(struct engine *e);
+
+/* The dump is complete: connections it did not list are forgotten (close reason=gone),
+ * among those some earlier dump did list (a connection whose socket lives elsewhere, e.g.
+ * behind DNAT, is only ever seen in traffic).
  * Returns how many. */
 size_t engine_discover_end(struct engine *e);
 

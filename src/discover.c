@@ -103,6 +103,8 @@ long discover_run(struct discover *d)
 	n6 = dump_family(d, AF_INET6);
 	if (n4 >= 0 && n6 >= 0)
 		engine_discover_end(d->engine); /* only a complete list proves a socket gone */
+	else
+		engine_discover_abort(d->engine);
 	ev_timer_stop(d->loop, &d->timer);
 	if (d->cfg->discover_interval > 0) {
 		ev_timer_set(&d->timer, d->cfg->discover_interval, 0.0);

@@ -24,6 +24,7 @@ enum {
 	CONN_F_GEN = 1 << 0,        /* parity of the last dump that listed it (or made it) */
 	CONN_F_DISCOVERED = 1 << 1, /* first found in the kernel's socket list */
 	CONN_F_KERNEL_KA = 1 << 2,  /* left to the kernel's keepalive: not probed */
+	CONN_F_LISTED = 1 << 3,     /* some dump listed its socket (so a dump can miss it) */
 };
 
 struct engine {
@@ -363,6 +364,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	if (c->flags & CONN_F_KERNEL_KA)
+		return; /* the kernel's keepalive watches it */
 	fsm_on_timer(&c->fsm, &rule_of(e, c)->params, now, &out);
 	apply(e, c, &out, now);
 }
@@ -490,7 +493,7 @@ static void on_icmp(struct engine *e, const struct codec_icmp *icmp, double now)
 
 	addr_tuple_make(&key, icmp->family, icmp->src, icmp->sport, icmp->dst, icmp->dport);
 	c = conntab_find(e->tab, &key);
-	if (!c) {
+	if (!c || (c->flags & CONN_F_KERNEL_KA)) {
 		e->st.ignored[FSM_IGN_ICMP_MATCH]++;
 		return;
 	}
@@ -597,6 +600,8 @@ static void reload_one(struct conn *c, void *arg)
 		return;
 	}
 	c->rule = (uint16_t)(r - e->cfg->rules);
+	if (c->flags & CONN_F_KERNEL_KA)
+		return; /* the kernel's keepalive watches it: no timer */
 	due = c->fsm.last_rx + r->params.idle;
 	if (c->fsm.state == FSM_WATCH && r->params.idle < was->params.idle && c->fsm.timer_at > 0 &&
 	    due < c->fsm.timer_at) {
@@ -610,6 +615,7 @@ size_t engine_reload(struct engine *e, const struct config *cfg, const struct co
 	struct reload_ctx rc = {e, old, 0};
 
 	e->cfg = cfg;
+	memset(e->limit_told, 0, sizeof(e->limit_told)); /* rule indexes changed */
 	conntab_foreach(e->tab, reload_one, &rc);
 	return rc.dropped;
 }
@@ -627,6 +633,7 @@ static void leave_to_kernel(struct engine *e, struct conn *c)
 	struct log_line l;
 
 	ev_timer_stop(e->loop, &c->timer);
+	c->fsm.timer_at = 0;
 	c->flags |= CONN_F_KERNEL_KA;
 	e->st.kernel_keepalive++;
 	line_start(&l, "untrack", e, c);
@@ -634,21 +641,46 @@ static void leave_to_kernel(struct engine *e, struct conn *c)
 	log_line_emit(&l);
 }
 
+/* A connection left to the kernel is ours again (SO_KEEPALIVE off, or
+ * skip_kernel_keepalive = no after a reload): it starts over as if just discovered, since
+ * its segments were not followed meanwhile. */
+static void take_back(struct engine *e, struct conn *c, const struct track_how *how, double now)
+{
+	struct log_line l;
+
+	c->flags &= (uint16_t)~CONN_F_KERNEL_KA;
+	fsm_init_discovered(&c->fsm, now, how->idle, how->quiet, &rule_of(e, c)->params);
+	arm_timer(e, c);
+	line_start(&l, "track", e, c);
+	log_line_str(&l, "source", "discovered");
+	log_line_emit(&l);
+}
+
 void engine_discovered(struct engine *e, const struct addr_tuple *key, double idle, bool quiet,
                        bool keepalive, double now)
 {
 	struct conn *c = conntab_find(e->tab, key);
+	struct track_how how = {true, quiet, idle};
 	bool skip = keepalive && e->cfg->skip_kernel_keepalive;
 
 	if (!c) {
-		c = track(e, key, now, &(struct track_how){true, quiet, idle});
+		c = track(e, key, now, &how);
 		if (!c)
 			return;
 		e->st.discovered++;
 	}
-	c->flags = (uint16_t)((c->flags & ~CONN_F_GEN) | e->gen);
-	if (skip && !(c->flags & CONN_F_KERNEL_KA) && c->fsm.state != FSM_CLOSED)
+	c->flags = (uint16_t)((c->flags & ~CONN_F_GEN) | e->gen | CONN_F_LISTED);
+	if (c->fsm.state == FSM_CLOSED)
+		return;
+	if (skip && !(c->flags & CONN_F_KERNEL_KA))
 		leave_to_kernel(e, c);
+	else if (!skip && (c->flags & CONN_F_KERNEL_KA))
+		take_back(e, c, &how, now);
+}
+
+void engine_discover_abort(struct engine *e)
+{
+	e->gen ^= CONN_F_GEN; /* marks of a partial list prove nothing either way */
 }
 
 struct sweep {
@@ -662,8 +694,10 @@ static void sweep_one(struct conn *c, void *arg)
 	struct engine *e = sw->e;
 	struct log_line l;
 
-	if ((c->flags & CONN_F_GEN) == e->gen || c->fsm.state == FSM_CLOSED)
-		return; /* listed, or already closing on its own */
+	if ((c->flags & CONN_F_GEN) == e->gen || c->fsm.state == FSM_CLOSED ||
+	    !(c->flags & CONN_F_LISTED))
+		return; /* listed, closing on its own, or never listed (its socket is elsewhere,
+		           e.g. behind DNAT in another namespace: only traffic tells) */
 	if (!(c->flags & CONN_F_KERNEL_KA)) {
 		line_start(&l, "close", e, c);
 		log_line_str(&l, "reason", "gone");

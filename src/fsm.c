@@ -133,10 +133,14 @@ static bool is_learn_syn(const struct fsm_conn *c, const struct codec_tcp *seg)
 	       (seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK | CODEC_TH_RST)) == CODEC_TH_SYN;
 }
 
-/* The kernel said nothing was in flight: SND.UNA is SND.NXT until the peer's next ACK. */
+/* The kernel said nothing was in flight, and our side has sent no data since: the
+ * challenge ACK to our SYN gives SND.NXT, and SND.UNA is SND.NXT until the peer's next ACK.
+ * Our data seen since the dump voids that (the peer's ACK will tell SND.UNA instead). */
 static void assume_quiet(struct fsm_conn *c, const struct codec_tcp *seg)
 {
-	if ((c->known & (FSM_K_QUIET | FSM_K_SND_UNA)) != FSM_K_QUIET || seg->payload_len)
+	if (seg->payload_len || (seg->flags & (CODEC_TH_SYN | CODEC_TH_FIN)))
+		c->known &= (uint8_t)~FSM_K_QUIET;
+	if ((c->known & (FSM_K_QUIET | FSM_K_SND_UNA)) != FSM_K_QUIET || c->learn == FSM_LEARN_NONE)
 		return;
 	c->snd_una = c->snd_nxt;
 	c->known |= FSM_K_SND_UNA;

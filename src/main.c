@@ -466,6 +466,8 @@ static void run(struct daemon *d)
 
 	if (log_configure(&d->cfg) < 0)
 		fatal("status log %s", d->cfg.log_file);
+	d->loop = ev_default_loop(EVFLAG_AUTO);
+	watch_addresses(d); /* before reading them: no change falls in between */
 	if (load_local_addresses(&d->local) < 0)
 		fatal("getifaddrs");
 	d->sender = sender_open(err, sizeof(err));
@@ -474,25 +476,23 @@ static void run(struct daemon *d)
 	d->action = action_open(err, sizeof(err));
 	if (!d->action)
 		fatalx("%s", err);
-	d->loop = ev_default_loop(EVFLAG_AUTO);
 	d->engine =
 	    engine_new(d->loop, &d->cfg, &d->local, d->sender, (size_t)d->cfg.max_connections);
 	if (!d->engine)
 		fatalx("out of memory");
 	action_start(d->action, d->loop, d->sender);
 	engine_set_verdict_hook(d->engine, action_on_verdict, d->action);
-	action_check_config(&d->cfg, d->conf_path, true);
-	watch_addresses(d);
 	d->discover = discover_new(d->loop, d->engine, &d->cfg);
 	if (!d->discover)
 		fatal("NETLINK_SOCK_DIAG");
 	open_captures(d);
 	priv_drop(&d->cfg); /* everything privileged is open: never run the loop as root */
+	action_check_config(&d->cfg, d->conf_path, true); /* as the user that will run them */
 	d->report = report_new(d->loop, &d->cfg, d->engine, pcap_drops, d);
 	if (!d->report)
 		fatalx("out of memory");
+	start_signals(d);          /* before the first dump, which may take a while */
 	discover_run(d->discover); /* after the captures: nothing falls between the two */
-	start_signals(d);
 	log_info("started");
 	log_info("kaprobed %s: %zu rules, interface %s, %zu local addresses", KAPROBE_VERSION,
 	         d->cfg.nrules, d->cfg.interface, d->local.n);

@@ -100,6 +100,19 @@ static void test_found(void **state)
 	listener.rport = 0;
 	n = diag_answer(buf, 5, 1, &listener, 1);
 	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), ENOENT);
+	/* a dual-stack ([::]) socket's IPv4 connection: answered as IPv6, v4-mapped */
+	{
+		struct addr_tuple m;
+		uint8_t l[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		uint8_t r[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+		memcpy(l + 12, t.local, 4);
+		memcpy(r + 12, t.remote, 4);
+		addr_tuple_make(&m, AF_INET6, l, t.lport, r, t.rport);
+		n = diag_answer(buf, 5, 1, &m, 0x77);
+		assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), 0);
+		assert_int_equal(cookie[0], 0x77);
+	}
 	/* the kernel's own error */
 	n = 16 + 4 + 16;
 	memset(buf, 0, n);

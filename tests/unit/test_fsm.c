@@ -681,6 +681,27 @@ static void test_learning_blocked_then_traffic(void **state)
 	assert_int_equal(w.events[FSM_EV_LEARN], 1);
 }
 
+/* Our data after the dump: the kernel's "nothing in flight" is void, no SYN is injected
+ * and SND.UNA is not assumed; the peer's ACK tells it, then probing goes on. */
+static void test_discovered_data_voids_quiet(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup_discovered(&w, 0.3);
+	ours(&w, 10); /* sent after the dump, not acked yet */
+	run_until(&w, w.now);
+	assert_false(w.out.learn);
+	assert_false(fsm_can_probe(&w.c));
+	run_until(&w, w.now + 3.0);
+	assert_int_equal(w.probes_sent, 0); /* never SEQ = SND.NXT - 1 into new data */
+	peers(&w, 0);
+	assert_true(fsm_can_probe(&w.c));
+	run_until(&w, w.now + params.idle);
+	assert_int_equal(w.probes_sent, 1);
+	assert_int_equal(w.last_probe.seq, ISS_OURS + 10 - 1);
+}
+
 /* Restarted mid-probing: the verdict comes when the kernel's would have. */
 static void test_discovered_overdue_keeps_kernel_time(void **state)
 {
@@ -725,6 +746,7 @@ int main(void)
 	    cmocka_unit_test(test_own_learn_syn_ignored),
 	    cmocka_unit_test(test_learning_blocked_then_traffic),
 	    cmocka_unit_test(test_discovered_overdue_keeps_kernel_time),
+	    cmocka_unit_test(test_discovered_data_voids_quiet),
 	    cmocka_unit_test(test_discovered_long_overdue_probes_once),
 	    cmocka_unit_test(test_dead_at_idle_plus_interval_times_probes),
 	    cmocka_unit_test(test_probe_fields_follow_the_classic_probe),
