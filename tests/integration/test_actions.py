@@ -10,9 +10,9 @@ import signal
 import stat
 import time
 
-from netns import check, conf_text, fail, run, svc_rule, two_hosts
-from test_cases import (DEAD_AFTER, IDLE, PROBES, check_dead_timing, connect, fmt_events,
-                        nft_drop_all, vanish)
+from netns import check, conf_text, endpoint, fail, run, svc_rule, two_hosts
+from test_cases import (DEAD_AFTER, IDLE, PROBES, Conn, check_dead_timing, connect,
+                        fmt_events, nft_drop_all, vanish)
 
 # A verdict's action must reach the local program within this many seconds of its line.
 ACT_WITHIN = 1.0
@@ -94,6 +94,31 @@ def case_actions_close(ctx):
     kap.stop_ok()
     return "SOCK_DESTROY result=ok; the program's read failed with %s %.3f s after dead" % (
         errno, took)
+
+
+def case_actions_close_dualstack(ctx):
+    """A server listening on [::] (dual stack) with an IPv4 client: its socket is IPv6 with
+    v4-mapped addresses, while kaprobed sees IPv4 packets. close must still find it."""
+    net = two_hosts(ctx.topo)
+    kap = start(ctx, net, [rule_with(on_dead="close")])
+    srv = ctx.peer(net["local"], "server")
+    srv.listen("::", 5432)
+    cli = ctx.peer(net["peer"], "client")
+    info = cli.connect(net[4]["local"], 5432)
+    acc = srv.accept()
+    check(acc["laddr"].startswith("::ffff:"), "server socket is not dual-stack: %s" %
+          acc["line"])
+    c = Conn(srv, cli, endpoint(net[4]["local"], 5432),
+             endpoint(info["laddr"], int(info["lport"])))
+    c.exchange()
+    nft_drop_all(ctx, net["peer"])
+    d = dead_of(kap.log, c)
+    a = action_line(kap.log, c, "close", after=d)
+    check(a.get("result") == "ok", "close of a dual-stack socket: %s" % a.raw)
+    errno, took = err_after(c.srv, d, "close dual-stack")
+    kap.stop_ok()
+    return "IPv4 client of a [::] listener: SOCK_DESTROY result=ok; read failed with %s " \
+           "%.3f s after dead" % (errno, took)
 
 
 def case_actions_close_gone(ctx):
@@ -463,6 +488,7 @@ def case_reload_restart_keys(ctx):
 CASES = [
     ("actions_close", case_actions_close),
     ("actions_close_gone", case_actions_close_gone),
+    ("actions_close_dualstack", case_actions_close_dualstack),
     ("actions_rst", case_actions_rst),
     ("actions_rst6", case_actions_rst6),
     ("actions_exec", case_actions_exec),
