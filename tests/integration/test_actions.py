@@ -406,8 +406,13 @@ def case_reload_bad(ctx):
     check(len(where) >= 2, "expected each error as FILE:LINE: (probes, section), got:\n%s" % (
         "\n".join(e.raw for e in errs)))
     check(any("probes" in m for m in where), "no error names probes:\n%s" % "\n".join(where))
-    check(any("Error" in l or "error" in l for _, l in kap.proc.err),
-          "the errors did not reach stderr")
+    # stderr is written first, but read by another thread here: wait for it.
+    deadline = time.monotonic() + 2.0
+    while not any("level=error" in l for _, l in list(kap.proc.err)) and \
+            time.monotonic() < deadline:
+        time.sleep(0.02)
+    check(any("level=error" in l for _, l in list(kap.proc.err)),
+          "the errors did not reach stderr within 2 s")
     # The old rules still probe: a verdict after the failed reload.
     t_last = c.exchange()
     nft_drop_all(ctx, net["peer"])
