@@ -3,8 +3,8 @@
 script makes (N/4 per client process), then kaprobed started beside them.
 
 Prints:
-  - the dump time and socket count as kaprobed logs them on stderr, from a line
-      level=info msg="discovery" sockets=S tracked=T ms=M
+  - the dump time and socket count as kaprobed logs them on stderr, from its line
+      level=info msg="discovery: S sockets listed, T tracked, G gone, M ms"
     ("n/a" when the daemon logs no such line);
   - start -> last `event=track source=discovered` line (includes process start-up);
   - the learning rate: connections whose numbers were learned (their `event=idle` line:
@@ -17,6 +17,7 @@ Never fails the build: prints what it could measure and exits 0.
 """
 
 import os
+import re
 import sys
 import time
 
@@ -24,11 +25,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 import netns  # noqa: E402
-from netns import endpoint, parse_logfmt  # noqa: E402
+from netns import endpoint  # noqa: E402
 
 HOLDCONNS = os.path.join(os.path.dirname(HERE), "integration", "holdconns.py")
 CLIENTS = 4
 IDLE = 1.0  # every connection is overdue by the time kaprobed starts
+
+DISCOVERY_RE = re.compile(r"discovery: (\d+) sockets listed, (\d+) tracked, \d+ gone, ([\d.]+) ms")
 
 
 def hold(topo, net, n, port=5432):
@@ -88,14 +91,14 @@ def measure(binary, n):
             if not kap.proc.alive():
                 break
             time.sleep(0.1)
-        disc = [parse_logfmt(l) for l in kap.proc.text("err").splitlines()
-                if 'msg="discovery"' in l]
+        disc = [m.groups() for m in (DISCOVERY_RE.search(l) for l in
+                                     kap.proc.text("err").splitlines()) if m]
         if disc:
-            d = disc[0]
+            sockets, tracked, ms = disc[0]
             print("  dump (kaprobed's own figure): %s ms for %s sockets, %s tracked" % (
-                d.get("ms", "?"), d.get("sockets", "?"), d.get("tracked", "?")))
+                ms, sockets, tracked))
         else:
-            print('  dump: n/a (kaprobed logs no msg="discovery" sockets= tracked= ms= line)')
+            print('  dump: n/a (kaprobed logged no msg="discovery: ..." line)')
         if not track:
             print("  no event=track source=discovered line: kaprobed without discovery?")
             return
