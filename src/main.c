@@ -1,7 +1,9 @@
 /* main.c: kaprobed. Flags, start-up order, the one ev_run loop, signals.
  *
- * Start-up: read and check the config (exit 1 on any error), open the status log,
- * learn this host's addresses, open the raw sender and the captures, then run.
+ * Start-up: read and check the config (exit 1 on any error); open, as root, the status
+ * outputs, the address watch, the raw sender, the sock_diag sockets and the captures
+ * (open_privileged); drop to the run user with CAP_NET_RAW and CAP_NET_ADMIN only
+ * (priv_drop); then reports, signals, the first discovery dump, READY=1, and the loop.
  * SIGTERM/SIGINT end the loop; SIGHUP re-reads the configuration (reload_config) and
  * reopens the status log; SIGUSR1 only reopens it (log rotation); SIGUSR2 writes the
  * state file now. */
@@ -459,10 +461,11 @@ static void status_text(void *arg, char *buf, size_t len)
 	notify_format_counts(buf, len, engine_count(d->engine), s->probes_sent, s->dead);
 }
 
-static void run(struct daemon *d)
+/* Start-up, as root when started by hand: everything that needs privilege is opened
+ * here (status log, rtnetlink, raw sender, sock_diag sockets, captures). */
+static void open_privileged(struct daemon *d)
 {
 	char err[512];
-	int i;
 
 	if (log_configure(&d->cfg) < 0)
 		fatal("status log %s", d->cfg.log_file);
@@ -486,7 +489,11 @@ static void run(struct daemon *d)
 	if (!d->discover)
 		fatal("NETLINK_SOCK_DIAG");
 	open_captures(d);
-	priv_drop(&d->cfg); /* everything privileged is open: never run the loop as root */
+}
+
+/* After the privilege drop: reports, signals, the first dump, then systemd is told. */
+static void start_unprivileged(struct daemon *d)
+{
 	action_check_config(&d->cfg, d->conf_path, true); /* as the user that will run them */
 	d->report = report_new(d->loop, &d->cfg, d->engine, pcap_drops, d);
 	if (!d->report)
@@ -498,7 +505,12 @@ static void run(struct daemon *d)
 	         d->cfg.nrules, d->cfg.interface, d->local.n);
 	notify_start(d->loop, status_text, d, NOTIFY_EVERY);
 	notify_ready();
-	ev_run(d->loop, 0);
+}
+
+static void shut_down(struct daemon *d)
+{
+	int i;
+
 	notify_stop(d->loop);
 	log_totals(d);
 	report_free(d->report);
@@ -510,6 +522,15 @@ static void run(struct daemon *d)
 	for (i = 0; i < d->ncap; i++)
 		capture_close(d->cap[i]);
 	sender_close(d->sender);
+}
+
+static void run(struct daemon *d)
+{
+	open_privileged(d);
+	priv_drop(&d->cfg); /* everything privileged is open: never run the loop as root */
+	start_unprivileged(d);
+	ev_run(d->loop, 0);
+	shut_down(d);
 }
 
 int main(int argc, char **argv)
