@@ -222,6 +222,16 @@ static void on_peer_rst(struct fsm_conn *c, const struct codec_tcp *seg, double 
 }
 
 /* Is the peer's segment plausible for what we know? Spoofed ones must not count. */
+/* A peer segment (a reply to our probe, or any other) that ACKs beyond the SND.NXT we know,
+ * carrying exactly the SEQ we expect next (RCV.NXT): one of our data segments was lost to the
+ * capture (a pcap drop) and SND.NXT is stale, not the peer dead. Guessing RCV.NXT is as hard as
+ * guessing SND.NXT (32 bits), so this is no easier to spoof than an exact ACK. */
+static bool stale_snd_nxt(const struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	return (c->known & FSM_K_RCV_NXT) && seg->seq == c->rcv_nxt &&
+	       SEQ_GT(seg->ack, c->snd_nxt) && SEQ_DIST(seg->ack, c->snd_nxt) < FSM_MAX_SEQ_DRIFT;
+}
+
 static bool peer_plausible(const struct fsm_conn *c, const struct codec_tcp *seg)
 {
 	if ((c->known & FSM_K_RCV_NXT) && SEQ_DIST(seg->seq, c->rcv_nxt) > FSM_MAX_SEQ_DRIFT)
@@ -230,8 +240,8 @@ static bool peer_plausible(const struct fsm_conn *c, const struct codec_tcp *seg
 		return true;
 	if ((c->state == FSM_PROBING || c->state == FSM_DEAD) && c->probes_out > 0 &&
 	    c->snd_una == c->snd_nxt)
-		return seg->ack == c->snd_nxt; /* the reply acks exactly what we sent */
-	return SEQ_LEQ(seg->ack, c->snd_nxt);
+		return seg->ack == c->snd_nxt || stale_snd_nxt(c, seg); /* acks what we sent */
+	return SEQ_LEQ(seg->ack, c->snd_nxt) || stale_snd_nxt(c, seg);
 }
 
 static void learn_peer(struct fsm_conn *c, const struct codec_tcp *seg)
@@ -242,6 +252,8 @@ static void learn_peer(struct fsm_conn *c, const struct codec_tcp *seg)
 		if (!(c->known & FSM_K_SND_UNA) || SEQ_GT(seg->ack, c->snd_una))
 			c->snd_una = seg->ack;
 		c->known |= FSM_K_SND_UNA;
+		if ((c->known & FSM_K_SND_NXT) && SEQ_GT(seg->ack, c->snd_nxt))
+			c->snd_nxt = seg->ack; /* a stale SND.NXT (stale_snd_nxt): set right */
 	}
 	/* Only in-order data moves peer_end (data our ACK must still cover); a segment
 	 * beyond RCV.NXT, real or spoofed, must not block probing for good. */

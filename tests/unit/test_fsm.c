@@ -257,7 +257,11 @@ static void test_spoofed_ack_while_probing_is_no_reply(void **state)
 	setup(&w);
 	exchange(&w);
 	run_until(&w, w.c.last_rx + 1.0);
-	peer_raw(&w, segment(w.peers, w.ours + 12345, 0, CODEC_TH_ACK));
+	/* ACK ahead of SND.NXT: only with exactly RCV.NXT as SEQ is it a reply (a pcap drop
+	 * left SND.NXT stale); with any other SEQ it is spoofed */
+	peer_raw(&w, segment(w.peers + 1, w.ours + 12345, 0, CODEC_TH_ACK));
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
+	peer_raw(&w, segment(w.peers - 100, w.ours + 12345, 0, CODEC_TH_ACK));
 	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
 	peer_raw(&w, segment(w.peers, w.ours - 1, 0, CODEC_TH_ACK));
 	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
@@ -702,6 +706,57 @@ static void test_discovered_data_voids_quiet(void **state)
 	assert_int_equal(w.last_probe.seq, ISS_OURS + 10 - 1);
 }
 
+/* One of our data segments was lost to the capture (pcap drop): SND.NXT is stale. The
+ * peer's ACKs (exact SEQ = RCV.NXT, ACK ahead) still count, SND.NXT is set right, and a
+ * probe round ends alive, not dead. A segment with the ACK ahead but a wrong SEQ does not. */
+static void test_stale_snd_nxt_after_capture_drop(void **state)
+{
+	struct world w;
+	struct codec_tcp s;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	w.ours += 100; /* our data, never seen by the capture */
+	s = segment(w.peers + 7, w.ours, 0, CODEC_TH_ACK);
+	peer_raw(&w, s);
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK); /* SEQ not exact: not learnt */
+	w.now += 0.2;
+	peers(&w, 0); /* the peer's ACK of the lost data: SEQ exact */
+	assert_int_equal(w.out.ignored, FSM_IGN_NONE);
+	assert_int_equal(w.c.snd_nxt, w.ours);
+	assert_true(w.c.last_rx == w.now);
+	run_until(&w, w.now + params.idle);
+	assert_int_equal(w.probes_sent, 1);
+	assert_int_equal(w.last_probe.seq, w.ours - 1); /* SND.UNA - 1 with the right SND.UNA */
+	peers(&w, 0);
+	assert_int_equal(w.events[FSM_EV_ALIVE], 1);
+	assert_int_equal(w.events[FSM_EV_DEAD], 0);
+}
+
+/* Same drop discovered only in the probe round: the reply still proves the peer alive. */
+static void test_stale_snd_nxt_reply_to_probe(void **state)
+{
+	struct world w;
+	uint32_t real;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.now + params.idle); /* probe 1 out, with the SND.NXT we know */
+	assert_int_equal(w.probes_sent, 1);
+	real = w.ours + 50; /* we had sent 50 bytes the capture lost, acked at once */
+	w.now += 0.01;
+	peer_raw(&w, segment(w.peers, real, 0, CODEC_TH_ACK));
+	assert_int_equal(w.events[FSM_EV_ALIVE], 1);
+	assert_int_equal(w.c.snd_nxt, real);
+	assert_int_equal(w.c.snd_una, real);
+	run_until(&w, w.now + params.idle); /* the next round's first probe */
+	assert_int_equal(w.probes_sent, 2);
+	assert_int_equal(w.last_probe.seq, real - 1);
+	assert_int_equal(w.events[FSM_EV_DEAD], 0);
+}
+
 /* Restarted mid-probing: the verdict comes when the kernel's would have. */
 static void test_discovered_overdue_keeps_kernel_time(void **state)
 {
@@ -747,6 +802,8 @@ int main(void)
 	    cmocka_unit_test(test_learning_blocked_then_traffic),
 	    cmocka_unit_test(test_discovered_overdue_keeps_kernel_time),
 	    cmocka_unit_test(test_discovered_data_voids_quiet),
+	    cmocka_unit_test(test_stale_snd_nxt_after_capture_drop),
+	    cmocka_unit_test(test_stale_snd_nxt_reply_to_probe),
 	    cmocka_unit_test(test_discovered_long_overdue_probes_once),
 	    cmocka_unit_test(test_dead_at_idle_plus_interval_times_probes),
 	    cmocka_unit_test(test_probe_fields_follow_the_classic_probe),
