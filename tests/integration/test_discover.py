@@ -184,7 +184,7 @@ def data_intact(c):
           "connection damaged: server %s, client %s" % (s["line"], k["line"]))
 
 
-def wire_probes(w, c, since, after=0.0):
+def wire_probes_now(w, c, since, after=0.0):
     """Probes of connection c seen by w (a sniffer that saw all of c's data from since):
     pure ACKs of at most one byte with SEQ = SND.UNA - 1, where SND.UNA is the end of our
     last data segment (the peer acknowledged it all). The challenge ACK (SEQ = SND.NXT)
@@ -197,6 +197,17 @@ def wire_probes(w, c, since, after=0.0):
     probes = [s for s in ours if s["flags"] == "A" and int(s["len"]) <= 1
               and int(s["seq"]) == (una - 1) % 2 ** 32 and float(s["at"]) >= after]
     return probes, ours
+
+
+def wire_probes(w, c, since, after=0.0, timeout=1.0):
+    """wire_probes_now, polled until a probe shows or timeout s pass: the status log line
+    can be read before the sniffer (another process) has recorded the packet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        probes, ours = wire_probes_now(w, c, since, after)
+        if probes or time.monotonic() >= deadline:
+            return probes, ours
+        time.sleep(0.02)
 
 
 def nft_drop_server_port(ctx, ns, port):
