@@ -12,7 +12,7 @@ import time
 
 from netns import check, conf_text, endpoint, fail, run, svc_rule, two_hosts
 from test_cases import (DEAD_AFTER, IDLE, PROBES, Conn, check_dead_timing, connect,
-                        fmt_events, nft_drop_all, vanish)
+                        fmt_events, nft_drop_all, nft_drop_port, vanish)
 
 # A verdict's action must reach the local program within this many seconds of its line.
 ACT_WITHIN = 1.0
@@ -52,17 +52,6 @@ def nft_drop_from_peer(ctx, ns):
     ctx.topo.nft(ns, "\n".join([
         "add table inet kptoneway",
         "add chain inet kptoneway out_c { type filter hook output priority -10; policy drop; }",
-        ""]))
-
-
-def nft_drop_port(ctx, ns, port):
-    """The peer goes silent for one server port only (both directions)."""
-    ctx.topo.nft(ns, "\n".join([
-        "add table inet kptport",
-        "add chain inet kptport in_c { type filter hook input priority -10; policy accept; }",
-        "add chain inet kptport out_c { type filter hook output priority -10; policy accept; }",
-        "add rule inet kptport in_c tcp sport %d drop" % port,
-        "add rule inet kptport out_c tcp dport %d drop" % port,
         ""]))
 
 

@@ -95,6 +95,17 @@ def nft_drop_all(ctx, ns):
         ""]))
 
 
+def nft_drop_port(ctx, ns, port):
+    """In the peer's namespace: silence one server port only (both directions)."""
+    ctx.topo.nft(ns, "\n".join([
+        "add table inet kptport",
+        "add chain inet kptport in_c { type filter hook input priority -10; policy accept; }",
+        "add chain inet kptport out_c { type filter hook output priority -10; policy accept; }",
+        "add rule inet kptport in_c tcp sport %d drop" % port,
+        "add rule inet kptport out_c tcp dport %d drop" % port,
+        ""]))
+
+
 def nft_drop_rst(ctx, ns):
     ctx.topo.nft(ns, "\n".join([
         "add table inet kptrst",

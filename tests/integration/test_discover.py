@@ -18,7 +18,7 @@ import time
 
 from netns import (HERE, TcpPeer, check, conf_text, endpoint, fail, run, two_hosts)
 from test_cases import (ENDPOINT_RE, TS_RE, VERDICTS, Conn, connect, fmt_events, idle_until,
-                        nft_drop_all, only_events)
+                        nft_drop_all, nft_drop_port, only_events)
 
 WIRE = os.path.join(HERE, "wire.py")
 HOLDCONNS = os.path.join(HERE, "holdconns.py")
@@ -210,17 +210,6 @@ def wire_probes(w, c, since, after=0.0, timeout=1.0):
         time.sleep(0.02)
 
 
-def nft_drop_server_port(ctx, ns, port):
-    """In the peer's namespace: silence one server port (both ways), nothing else."""
-    ctx.topo.nft(ns, "\n".join([
-        "add table inet kptport",
-        "add chain inet kptport in_c { type filter hook input priority -10; policy accept; }",
-        "add chain inet kptport out_c { type filter hook output priority -10; policy accept; }",
-        "add rule inet kptport in_c tcp sport %d drop" % port,
-        "add rule inet kptport out_c tcp dport %d drop" % port,
-        ""]))
-
-
 def nft_invalid_drop(ctx, ns):
     """A common host firewall: drop what conntrack calls invalid on input."""
     ctx.topo.nft(ns, "\n".join([
@@ -366,7 +355,7 @@ def case_disc_restart(ctx):
     b = connect(ctx, net, 4, 5433, "-b")  # its peer stays
     ta = a.exchange()
     b.exchange()
-    nft_drop_server_port(ctx, net["peer"], 5432)
+    nft_drop_port(ctx, net["peer"], 5432)
     if ctx.netcheck:
         w = Wire(ctx, net["local"], "wire-local")
         ka = kernel_last(a)
