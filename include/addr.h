@@ -33,6 +33,12 @@ size_t addr_len(int family);
 void addr_tuple_make(struct addr_tuple *t, int family, const uint8_t *local, uint16_t lport,
                      const uint8_t *remote, uint16_t rport);
 
+/* Like addr_tuple_make, from a kernel socket's own view (addresses as 16 bytes): an IPv6
+ * socket talking IPv4 (both addresses v4-mapped, ::ffff:a.b.c.d) becomes IPv4, as its
+ * packets are on the wire. */
+void addr_tuple_from_socket(struct addr_tuple *t, int family, const uint8_t *local, uint16_t lport,
+                            const uint8_t *remote, uint16_t rport);
+
 /* Hash of a tuple (seeded, well mixed), for the connection table. */
 uint32_t addr_tuple_hash(const struct addr_tuple *t, uint32_t seed);
 

@@ -59,26 +59,16 @@ size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, const uint3
 	return diag_request(t, SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, seq, cookie, buf, len);
 }
 
-static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
 /* Does the kernel's answer name connection t itself? An IPv6 socket talking IPv4 (a
  * dual-stack listener's connection) answers with v4-mapped addresses. */
 static bool same_conn(const struct inet_diag_msg *m, const struct addr_tuple *t)
 {
-	const uint8_t *src = (const uint8_t *)m->id.idiag_src;
-	const uint8_t *dst = (const uint8_t *)m->id.idiag_dst;
-	size_t n = addr_len(t->family);
-	int fam = m->idiag_family;
+	struct addr_tuple got;
 
-	if (fam == AF_INET6 && t->family == AF_INET && memcmp(src, v4_mapped, 12) == 0 &&
-	    memcmp(dst, v4_mapped, 12) == 0) {
-		fam = AF_INET;
-		src += 12;
-		dst += 12;
-	}
-	return fam == t->family && m->idiag_state != ACTMSG_TCP_LISTEN &&
-	       ntohs(m->id.idiag_sport) == t->lport && ntohs(m->id.idiag_dport) == t->rport &&
-	       memcmp(src, t->local, n) == 0 && memcmp(dst, t->remote, n) == 0;
+	addr_tuple_from_socket(&got, m->idiag_family, (const uint8_t *)m->id.idiag_src,
+	                       ntohs(m->id.idiag_sport), (const uint8_t *)m->id.idiag_dst,
+	                       ntohs(m->id.idiag_dport));
+	return m->idiag_state != ACTMSG_TCP_LISTEN && addr_tuple_equal(&got, t);
 }
 
 int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, const struct addr_tuple *t,

@@ -139,3 +139,15 @@ int addr_set_remove(struct addr_set *s, int family, const uint8_t *ip)
 	}
 	return -1;
 }
+
+void addr_tuple_from_socket(struct addr_tuple *t, int family, const uint8_t *local, uint16_t lport,
+                            const uint8_t *remote, uint16_t rport)
+{
+	static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	if (family == AF_INET6 && memcmp(local, v4_mapped, 12) == 0 &&
+	    memcmp(remote, v4_mapped, 12) == 0)
+		addr_tuple_make(t, AF_INET, local + 12, lport, remote + 12, rport);
+	else
+		addr_tuple_make(t, family, local, lport, remote, rport);
+}

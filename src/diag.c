@@ -137,21 +137,12 @@ size_t diag_build_dump(uint8_t *buf, size_t len, int family, uint32_t seq, const
 
 /* ---- answer ----------------------------------------------------------------- */
 
-static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
 /* The socket's 4-tuple; an IPv6 socket talking IPv4 (v4-mapped) becomes IPv4. */
 static void sock_key(const struct inet_diag_msg *m, struct addr_tuple *key)
 {
-	const uint8_t *src = (const uint8_t *)m->id.idiag_src;
-	const uint8_t *dst = (const uint8_t *)m->id.idiag_dst;
-	int fam = m->idiag_family;
-
-	if (fam == AF_INET6 && memcmp(src, v4_mapped, 12) == 0 && memcmp(dst, v4_mapped, 12) == 0) {
-		fam = AF_INET;
-		src += 12;
-		dst += 12;
-	}
-	addr_tuple_make(key, fam, src, ntohs(m->id.idiag_sport), dst, ntohs(m->id.idiag_dport));
+	addr_tuple_from_socket(key, m->idiag_family, (const uint8_t *)m->id.idiag_src,
+	                       ntohs(m->id.idiag_sport), (const uint8_t *)m->id.idiag_dst,
+	                       ntohs(m->id.idiag_dport));
 }
 
 static void read_info(const uint8_t *data, size_t len, struct diag_sock *s)

@@ -255,9 +255,27 @@ static void test_set_full(void **state)
 	assert_int_equal(s.n, cap);
 }
 
+static void test_tuple_from_socket_unmaps_v4(void **state)
+{
+	uint8_t l[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1};
+	uint8_t r[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, 2};
+	uint8_t l4[4] = {192, 0, 2, 1}, r4[4] = {198, 51, 100, 2};
+	struct addr_tuple t, want;
+
+	(void)state;
+	addr_tuple_from_socket(&t, AF_INET6, l, 5432, r, 40000);
+	addr_tuple_make(&want, AF_INET, l4, 5432, r4, 40000);
+	assert_true(addr_tuple_equal(&t, &want));
+	r[11] = 0; /* only one end mapped: a real IPv6 tuple */
+	addr_tuple_from_socket(&t, AF_INET6, l, 5432, r, 40000);
+	assert_int_equal(t.family, AF_INET6);
+	assert_memory_equal(t.remote, r, 16);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_tuple_from_socket_unmaps_v4),
 	    cmocka_unit_test(test_len),
 	    cmocka_unit_test(test_tuple_make_v4_zeroes_the_rest),
 	    cmocka_unit_test(test_tuple_make_v6),
