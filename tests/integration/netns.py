@@ -407,6 +407,28 @@ class Event(dict):
             fail("status line lacks a numeric %s=: %s" % (key, self.raw))
 
 
+class LineTail:
+    """The complete lines appended to a growing file since the last call (the last, not
+    yet ended line is kept in `partial`). errors: how undecodable bytes are handled."""
+
+    def __init__(self, path, errors="strict"):
+        self.path = path
+        self.errors = errors
+        self.partial = ""
+        self._pos = 0
+
+    def lines(self):
+        try:
+            with open(self.path, "r", encoding="utf-8", errors=self.errors) as f:
+                f.seek(self._pos)
+                data = f.read()
+                self._pos = f.tell()
+        except FileNotFoundError:
+            return []
+        *lines, self.partial = (self.partial + data).split("\n")
+        return lines
+
+
 class StatusLog:
     """Reads a growing status log (a file, or a Proc's stdout) and waits for lines."""
 
@@ -414,8 +436,7 @@ class StatusLog:
         self.path = path
         self.proc = proc
         self.events = []
-        self._buf = ""
-        self._pos = 0
+        self._tail = LineTail(path, errors="replace") if path else None
         self._lock = threading.RLock()
 
     def poll(self):
@@ -427,16 +448,7 @@ class StatusLog:
             while len(self.events) < len(self.proc.out):
                 self._add(self.proc.out[len(self.events)][1])
             return
-        try:
-            with open(self.path, "r", errors="replace") as f:
-                f.seek(self._pos)
-                data = f.read()
-                self._pos = f.tell()
-        except FileNotFoundError:
-            return
-        self._buf += data
-        *lines, self._buf = self._buf.split("\n")
-        for l in lines:
+        for l in self._tail.lines():
             if l.strip():
                 self._add(l)
 
@@ -447,7 +459,8 @@ class StatusLog:
 
     def text(self):
         self.poll()
-        return "\n".join(e.raw for e in self.events) + ("\n" + self._buf if self._buf else "")
+        partial = self._tail.partial if self._tail else ""
+        return "\n".join(e.raw for e in self.events) + ("\n" + partial if partial else "")
 
     def conn(self, local, remote):
         """Status lines of one connection."""

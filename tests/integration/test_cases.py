@@ -140,9 +140,10 @@ TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 ENDPOINT_RE = re.compile(r"(\d+\.\d+\.\d+\.\d+|\[[0-9a-f:.]+\]):\d+")
 
 
-def no_errors(ctx):
+def no_errors(ctx, fields=EVENT_FIELDS):
     """No level=error line, and every line has the documented shape: ts, event, rule,
-    local, remote first (in that order), then the event's own fields."""
+    local, remote first (in that order), then the event's own fields (fields: the events
+    this case may log, each with its fields)."""
     log = ctx.kap.log
     errs = log.errors()
     check(not errs, "status log has level=error lines:\n%s" % "\n".join(e.raw for e in errs))
@@ -154,12 +155,12 @@ def no_errors(ctx):
             bad.append("does not start with ts, event, rule, local, remote: " + e.raw)
         elif not TS_RE.fullmatch(e["ts"]):
             bad.append("ts is not UTC ISO 8601 with milliseconds: " + e.raw)
-        elif ev not in EVENT_FIELDS:
+        elif ev not in fields:
             bad.append("unknown event: " + e.raw)
         elif not (ENDPOINT_RE.fullmatch(e["local"]) and ENDPOINT_RE.fullmatch(e["remote"])):
             bad.append("local/remote not ADDR:PORT or [ADDR]:PORT: " + e.raw)
         else:
-            missing = [k for k in EVENT_FIELDS[ev] if k not in e]
+            missing = [k for k in fields[ev] if k not in e]
             if missing:
                 bad.append("lacks %s: %s" % (", ".join(missing), e.raw))
     check(not bad, "malformed status lines:\n%s" % "\n".join(bad))

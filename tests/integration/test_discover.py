@@ -17,8 +17,8 @@ import sys
 import time
 
 from netns import (HERE, TcpPeer, check, conf_text, endpoint, fail, run, two_hosts)
-from test_cases import (ENDPOINT_RE, TS_RE, VERDICTS, Conn, connect, fmt_events, idle_until,
-                        nft_drop_all, nft_drop_port, only_events)
+from test_cases import (EVENT_FIELDS, VERDICTS, Conn, connect, fmt_events, idle_until,
+                        nft_drop_all, nft_drop_port, no_errors, only_events)
 
 WIRE = os.path.join(HERE, "wire.py")
 HOLDCONNS = os.path.join(HERE, "holdconns.py")
@@ -32,14 +32,8 @@ PRE_IDLE = 0.7  # how long a connection sits idle before kaprobed starts
 TOL = 0.100     # the issue's tolerance for the kernel's times
 DISC = 1.0      # discover_interval of the cases that watch the periodic dump
 
-# Fields each status line carries beyond ts, event, rule, local, remote (the core events
-# plus issue 4's learn and untrack).
-EVENT_FIELDS = {
-    "track": ("source",), "idle": ("idle",), "probe": ("n",), "reply": ("rtt",),
-    "alive": ("rtt", "probes"), "unreachable": ("icmp", "from"),
-    "dead": ("probes", "idle", "reason"), "reset": ("probes",), "close": ("reason",),
-    "learn": ("result",), "untrack": ("reason",),
-}
+# The core events plus issue 4's learn and untrack, each with its fields.
+DISC_EVENT_FIELDS = dict(EVENT_FIELDS, learn=("result",), untrack=("reason",))
 
 
 # --------------------------------------------------------------------------------------
@@ -136,25 +130,7 @@ def challenge_ack(w, c, since=None):
 def well_formed(ctx):
     """No level=error line; every line has ts, event, rule, local, remote first, then its
     event's fields (issue 4's learn and untrack included)."""
-    log = ctx.kap.log
-    errs = log.errors()
-    check(not errs, "status log has level=error lines:\n%s" % fmt_events(errs))
-    bad = []
-    for e in log.events:
-        ev = e.get("event")
-        if list(e.keys())[:5] != ["ts", "event", "rule", "local", "remote"]:
-            bad.append("does not start with ts, event, rule, local, remote: " + e.raw)
-        elif not TS_RE.fullmatch(e["ts"]):
-            bad.append("ts is not UTC ISO 8601 with milliseconds: " + e.raw)
-        elif ev not in EVENT_FIELDS:
-            bad.append("unknown event: " + e.raw)
-        elif not (ENDPOINT_RE.fullmatch(e["local"]) and ENDPOINT_RE.fullmatch(e["remote"])):
-            bad.append("local/remote not ADDR:PORT or [ADDR]:PORT: " + e.raw)
-        else:
-            missing = [k for k in EVENT_FIELDS[ev] if k not in e]
-            if missing:
-                bad.append("lacks %s: %s" % (", ".join(missing), e.raw))
-    check(not bad, "malformed status lines:\n%s" % "\n".join(bad))
+    no_errors(ctx, DISC_EVENT_FIELDS)
 
 
 def near(t, expect, what, ev, tol=TOL):

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from netns import HERE, REPO, RUN_USER, CaseFailure, check, conf_text, endpoint, fail, \
+from netns import HERE, REPO, RUN_USER, CaseFailure, LineTail, check, conf_text, endpoint, fail, \
     parse_logfmt, parse_ts, run, svc_rule, two_hosts
 from test_cases import DEAD_AFTER, EVENT_FIELDS, PROBES, connect, nft_drop_all
 
@@ -34,24 +34,21 @@ class JsonLog:
     """Reads a growing JSON Lines file; every complete line must be one JSON object."""
 
     def __init__(self, path, alive=None):
-        self.path = path
         self.alive = alive
         self.objs = []
         self.raw = []
-        self._pos = 0
-        self._buf = ""
+        self._tail = LineTail(path)
+
+    @property
+    def path(self):
+        return self._tail.path
+
+    @path.setter
+    def path(self, path):
+        self._tail.path = path  # the same file, renamed: read on where it was
 
     def poll(self):
-        try:
-            with open(self.path, "r", encoding="utf-8") as f:
-                f.seek(self._pos)
-                data = f.read()
-                self._pos = f.tell()
-        except FileNotFoundError:
-            return
-        self._buf += data
-        *lines, self._buf = self._buf.split("\n")
-        for l in lines:
+        for l in self._tail.lines():
             try:
                 o = json.loads(l)
             except ValueError as e:
