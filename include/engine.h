@@ -67,7 +67,8 @@ const struct engine_stats *engine_stats(const struct engine *e);
 /* Number of tracked connections. */
 size_t engine_count(const struct engine *e);
 
-/* The engine's clock (monotonic s): the `now` to pass to engine_foreach. */
+/* The engine's clock (monotonic s): the `now` to pass to engine_foreach and
+ * engine_discovered. */
 double engine_clock(void);
 
 /* Calls fn with a view of every tracked connection (O(n); fn must not change the engine).

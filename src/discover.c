@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "diag.h"
@@ -23,21 +22,13 @@ struct discover {
 	ev_timer timer;
 };
 
-static double mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void on_sock(void *arg, const struct diag_sock *s)
 {
 	struct discover *d = arg;
 	bool quiet = s->has_info && s->unacked == 0 && s->wqueue == 0;
 
 	engine_discovered(d->engine, &s->key, diag_idle(s), quiet, s->timer == DIAG_TIMER_KEEPALIVE,
-	                  mono_now());
+	                  engine_clock());
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -95,7 +86,7 @@ static void log_run(struct discover *d, long n, const struct engine_stats *befor
 long discover_run(struct discover *d)
 {
 	struct engine_stats before = *engine_stats(d->engine);
-	double t0 = mono_now();
+	double t0 = engine_clock();
 	long n4, n6;
 
 	engine_discover_begin(d->engine);
@@ -112,7 +103,7 @@ long discover_run(struct discover *d)
 	}
 	if (n4 < 0 || n6 < 0)
 		return -1;
-	log_run(d, n4 + n6, &before, (mono_now() - t0) * 1000.0);
+	log_run(d, n4 + n6, &before, (engine_clock() - t0) * 1000.0);
 	return n4 + n6;
 }
 

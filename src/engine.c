@@ -116,10 +116,9 @@ static const struct rule *rule_of(const struct engine *e, const struct conn *c)
 
 /* Starts a status line with the fields every line has, for rule r. */
 static void line_start_rule(struct log_line *l, const char *event, const struct rule *r,
-                            const struct conn *c)
+                            const struct addr_tuple *k)
 {
 	char ep[ADDR_ENDPOINT_STRLEN];
-	const struct addr_tuple *k = &c->key;
 
 	log_line_begin(l, event);
 	log_line_str(l, "rule", r->name);
@@ -133,7 +132,7 @@ static void line_start_rule(struct log_line *l, const char *event, const struct 
 static void line_start(struct log_line *l, const char *event, const struct engine *e,
                        const struct conn *c)
 {
-	line_start_rule(l, event, rule_of(e, c), c);
+	line_start_rule(l, event, rule_of(e, c), &c->key);
 }
 
 static const char *send_error_name(int err)
@@ -374,17 +373,13 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void refuse(struct engine *e, const struct rule *r, const struct addr_tuple *key)
 {
 	size_t i = (size_t)(r - e->cfg->rules);
-	struct conn tmp;
 	struct log_line l;
 
 	e->st.table_full++;
 	if (e->limit_told[i / 8] & (1u << (i % 8)))
 		return;
 	e->limit_told[i / 8] |= (uint8_t)(1u << (i % 8));
-	memset(&tmp, 0, sizeof(tmp));
-	tmp.key = *key;
-	tmp.rule = (uint16_t)i;
-	line_start(&l, "untrack", e, &tmp);
+	line_start_rule(&l, "untrack", r, key);
 	log_line_str(&l, "reason", "limit");
 	log_line_int(&l, "max_connections", (long long)conntab_count(e->tab));
 	log_line_emit(&l);
@@ -592,7 +587,7 @@ static void reload_one(struct conn *c, void *arg)
 	double due;
 
 	if (!r) {
-		line_start_rule(&l, "untrack", was, c);
+		line_start_rule(&l, "untrack", was, &c->key);
 		log_line_str(&l, "reason", "config");
 		log_line_emit(&l);
 		rc->dropped++;
