@@ -1,5 +1,6 @@
 /* capture.h: libpcap edge. Opens one interface non-blocking with a kernel BPF filter
- * and a small snaplen, hands each captured frame's bytes to a callback. */
+ * and a small snaplen, optionally one direction only, hands each captured frame to a
+ * callback. */
 #ifndef KAPROBE_CAPTURE_H
 #define KAPROBE_CAPTURE_H
 
@@ -10,11 +11,39 @@
 
 struct capture;
 
-/* Called for every captured frame: link type, bytes, capture time (monotonic seconds). */
-typedef void (*capture_fn)(void *arg, int dlt, const uint8_t *data, size_t caplen, double when);
+/* Which way a frame went, when the capture knows it (from its handle's direction). */
+enum capture_dir {
+	CAPTURE_DIR_UNKNOWN = 0, /* both ways (the link type may still say: SLL on "any") */
+	CAPTURE_DIR_IN = 1,      /* received by this host */
+	CAPTURE_DIR_OUT = 2,     /* sent by this host */
+};
 
-/* Opens ifname ("any" or a name) with the filter. NULL with errbuf filled on failure. */
-struct capture *capture_open(const char *ifname, const char *filter, char *errbuf, size_t errlen);
+/* One captured frame. */
+struct capture_frame {
+	int dlt;             /* link type (DLT_*) */
+	const uint8_t *data; /* the captured bytes */
+	size_t caplen;       /* bytes captured */
+	size_t wirelen;      /* bytes the frame had on the wire (>= caplen) */
+	int dir;             /* enum capture_dir */
+	double when;         /* capture time, monotonic s */
+};
+
+/* Called for every captured frame. */
+typedef void (*capture_fn)(void *arg, const struct capture_frame *f);
+
+/* Opens ifname ("any" or a name) with the filter, capturing only the frames going the
+ * way dir says (CAPTURE_DIR_UNKNOWN: both). NULL with errbuf filled on failure, also
+ * when the direction cannot be set. */
+struct capture *capture_open(const char *ifname, const char *filter, int dir, char *errbuf,
+                             size_t errlen);
+
+/* Does the link type of c tell every frame's direction by itself (Linux cooked SLL and
+ * SLL2 captures, i.e. "any")? When not, a direction-less capture cannot tell our own
+ * frames from frames that claim our address. */
+int capture_link_has_direction(const struct capture *c);
+
+/* The direction c was opened for (enum capture_dir). */
+int capture_direction(const struct capture *c);
 
 /* The descriptor to watch for readability. */
 int capture_fd(const struct capture *c);

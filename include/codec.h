@@ -52,7 +52,7 @@ struct codec_tcp {
 	uint16_t sport, dport;
 	uint16_t window;      /* raw 16-bit field, unscaled */
 	uint16_t ip_id;       /* IPv4 identification; 0 for IPv6 */
-	uint32_t payload_len; /* from the IP length, not the captured length */
+	uint32_t payload_len; /* from the IP length, at most what the wire length allows */
 	uint32_t seq, ack;
 	uint32_t tsval, tsecr;
 	uint8_t src[16], dst[16];
@@ -77,9 +77,12 @@ struct codec_packet {
 	};
 };
 
-/* Decodes one captured frame of link type dlt (caplen bytes available).
- * Returns CODEC_TCP or CODEC_ICMP and fills *out, or a CODEC_E_* error. */
-int codec_decode(int dlt, const uint8_t *data, size_t caplen, struct codec_packet *out);
+/* Decodes one captured frame of link type dlt: caplen bytes available of a frame that was
+ * wirelen bytes long on the wire (pcap's len; a smaller value counts as caplen). The IP
+ * length fields are believed only as far as wirelen allows. Returns CODEC_TCP or
+ * CODEC_ICMP and fills *out, or a CODEC_E_* error. */
+int codec_decode(int dlt, const uint8_t *data, size_t caplen, size_t wirelen,
+                 struct codec_packet *out);
 
 /* Short name of an ICMP/ICMPv6 error for the log: "host-unreachable",
  * "net-unreachable", "port-unreachable", "admin-prohibited", "addr-unreachable",

@@ -10,6 +10,7 @@
 #include <ev.h>
 
 #include "addr.h"
+#include "capture.h"
 #include "config.h"
 #include "fsm.h"
 #include "sender.h"
@@ -58,8 +59,10 @@ struct engine_counts {
 struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
                           const struct addr_set *local, struct sender *sender, size_t max_conns);
 
-/* One captured frame (a capture_fn). */
-void engine_on_frame(void *engine, int dlt, const uint8_t *data, size_t caplen, double when);
+/* One captured frame (a capture_fn). A frame whose direction is known (f->dir, or the SLL
+ * packet type of an "any" capture) is never oriented by its source address alone: one
+ * that arrived is the peer's, ours only when both ends are local (loopback). */
+void engine_on_frame(void *engine, const struct capture_frame *f);
 
 /* Counters. */
 const struct engine_stats *engine_stats(const struct engine *e);

@@ -17,6 +17,7 @@
 struct capture {
 	pcap_t *p;
 	int dlt;
+	int dir; /* enum capture_dir */
 	int fd;
 	double mono_minus_real; /* converts packet wall-clock stamps to monotonic time */
 	capture_fn fn;
@@ -52,7 +53,16 @@ static int apply_filter(pcap_t *p, const char *filter)
 	return rc;
 }
 
-struct capture *capture_open(const char *ifname, const char *filter, char *errbuf, size_t errlen)
+/* Restricts p to one direction; CAPTURE_DIR_UNKNOWN keeps both. */
+static int set_direction(pcap_t *p, int dir)
+{
+	if (dir == CAPTURE_DIR_UNKNOWN)
+		return 0;
+	return pcap_setdirection(p, dir == CAPTURE_DIR_IN ? PCAP_D_IN : PCAP_D_OUT);
+}
+
+struct capture *capture_open(const char *ifname, const char *filter, int dir, char *errbuf,
+                             size_t errlen)
 {
 	char pe[PCAP_ERRBUF_SIZE] = "";
 	struct capture *c = calloc(1, sizeof(*c));
@@ -62,13 +72,14 @@ struct capture *capture_open(const char *ifname, const char *filter, char *errbu
 		return NULL;
 	}
 	snprintf(c->name, sizeof(c->name), "%s", ifname);
+	c->dir = dir;
 	c->p = pcap_create(ifname, pe);
 	if (!c->p) {
 		snprintf(errbuf, errlen, "%s: %s", ifname, pe);
 		free(c);
 		return NULL;
 	}
-	if (configure(c->p) < 0 || apply_filter(c->p, filter) < 0 ||
+	if (configure(c->p) < 0 || set_direction(c->p, dir) < 0 || apply_filter(c->p, filter) < 0 ||
 	    pcap_setnonblock(c->p, 1, pe) < 0 || (c->fd = pcap_get_selectable_fd(c->p)) < 0) {
 		snprintf(errbuf, errlen, "%s: %s", ifname, pe[0] ? pe : pcap_geterr(c->p));
 		capture_close(c);
@@ -88,12 +99,30 @@ const char *capture_name(const struct capture *c)
 	return c->name;
 }
 
+int capture_link_has_direction(const struct capture *c)
+{
+	return c->dlt == DLT_LINUX_SLL || c->dlt == DLT_LINUX_SLL2;
+}
+
+int capture_direction(const struct capture *c)
+{
+	return c->dir;
+}
+
 static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes)
 {
 	struct capture *c = (struct capture *)user;
 	double real = (double)h->ts.tv_sec + h->ts.tv_usec / 1e6;
+	struct capture_frame f = {
+	    .dlt = c->dlt,
+	    .data = bytes,
+	    .caplen = h->caplen,
+	    .wirelen = h->len < h->caplen ? h->caplen : h->len,
+	    .dir = c->dir,
+	    .when = real + c->mono_minus_real,
+	};
 
-	c->fn(c->arg, c->dlt, bytes, h->caplen, real + c->mono_minus_real);
+	c->fn(c->arg, &f);
 }
 
 int capture_drain(struct capture *c, capture_fn fn, void *arg)

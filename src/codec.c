@@ -2,9 +2,10 @@
  * timestamp option of a probe. Pure: bytes in, structs out, no I/O.
  *
  * Every read is preceded by a check against the captured length. Two lengths are
- * tracked for each layer: "lim", what the IP length fields say the packet holds,
- * and "cap", how much of it was captured (cap <= lim). A header that does not fit
- * in lim is MALFORMED; one that fits in lim but not in cap is TRUNCATED. */
+ * tracked for each layer: "lim", what the IP length fields say the packet holds, cut to
+ * what the frame's wire length allows (a 54-byte frame cannot carry 65 000 bytes), and
+ * "cap", how much of it was captured (cap <= lim). A header that does not fit in lim is
+ * MALFORMED; one that fits in lim but not in cap is TRUNCATED. */
 #include "codec.h"
 
 #include <stdio.h>
@@ -181,7 +182,8 @@ static int link_decode(int dlt, const uint8_t *data, size_t caplen, size_t *off,
 
 /* ---- network layer ---- */
 
-static int ipv4_decode(const uint8_t *p, size_t cap, struct l3 *l3)
+/* cap: bytes captured from p on; wire: bytes the frame carried from p on (>= cap). */
+static int ipv4_decode(const uint8_t *p, size_t cap, size_t wire, struct l3 *l3)
 {
 	size_t hlen, tot;
 
@@ -201,7 +203,7 @@ static int ipv4_decode(const uint8_t *p, size_t cap, struct l3 *l3)
 	l3->src = p + 12;
 	l3->dst = p + 16;
 	l3->l4 = p + hlen;
-	l3->l4_lim = tot - hlen;
+	l3->l4_lim = min_sz(tot, wire) - hlen;
 	l3->l4_cap = min_sz(cap, tot) - hlen;
 	return 0;
 }
@@ -266,7 +268,7 @@ static int ip6_walk(const uint8_t *p, size_t cap, size_t lim, uint8_t *next, siz
 	return frag && *next != PROTO_TCP ? CODEC_E_UNSUPPORTED : 0;
 }
 
-static int ipv6_decode(const uint8_t *p, size_t cap, struct l3 *l3)
+static int ipv6_decode(const uint8_t *p, size_t cap, size_t wire, struct l3 *l3)
 {
 	size_t plen, pcap, off;
 	uint8_t next;
@@ -276,7 +278,7 @@ static int ipv6_decode(const uint8_t *p, size_t cap, struct l3 *l3)
 		return CODEC_E_TRUNCATED;
 	if (p[0] >> 4 != 6)
 		return CODEC_E_MALFORMED;
-	plen = rd16(p + 4);
+	plen = min_sz(rd16(p + 4), wire - IP6_HLEN);
 	pcap = min_sz(cap - IP6_HLEN, plen);
 	next = p[6];
 	r = ip6_walk(p + IP6_HLEN, pcap, plen, &next, &off);
@@ -296,8 +298,10 @@ static int ipv6_decode(const uint8_t *p, size_t cap, struct l3 *l3)
 /* ---- TCP ---- */
 
 /* Reads the options in p[TCP_HLEN..hlen); only the first avail bytes were captured.
- * Options cut by the capture are left unread (no timestamp), not an error. */
-static int tcp_options(const uint8_t *p, size_t hlen, size_t avail, struct codec_tcp *t)
+ * Options cut by the capture are left unread (no timestamp), not an error. A malformed
+ * option (length below 2 or past the header) ends the parsing and the segment stays
+ * valid, as in Linux's tcp_parse_options(): what was read before it is kept. */
+static void tcp_options(const uint8_t *p, size_t hlen, size_t avail, struct codec_tcp *t)
 {
 	size_t i = TCP_HLEN, len;
 
@@ -308,13 +312,11 @@ static int tcp_options(const uint8_t *p, size_t hlen, size_t avail, struct codec
 			i++;
 			continue;
 		}
-		if (i + 1 >= hlen)
-			return CODEC_E_MALFORMED; /* length byte past the header */
 		if (i + 1 >= avail)
-			break;
+			break; /* length byte past the header or the capture */
 		len = p[i + 1];
 		if (len < 2 || i + len > hlen)
-			return CODEC_E_MALFORMED;
+			break; /* malformed: the rest is not read */
 		if (i + len > avail)
 			break;
 		if (p[i] == TCPOPT_TS && len == TCPOLEN_TS) {
@@ -324,7 +326,6 @@ static int tcp_options(const uint8_t *p, size_t hlen, size_t avail, struct codec
 		}
 		i += len;
 	}
-	return 0;
 }
 
 static int tcp_decode(const struct l3 *l3, struct codec_tcp *t)
@@ -350,8 +351,8 @@ static int tcp_decode(const struct l3 *l3, struct codec_tcp *t)
 	t->payload_len = (uint32_t)(l3->l4_lim - hlen);
 	copy_addr(t->src, l3->src, l3->family);
 	copy_addr(t->dst, l3->dst, l3->family);
-	r = tcp_options(p, hlen, min_sz(hlen, l3->l4_cap), t);
-	return r ? r : CODEC_TCP;
+	tcp_options(p, hlen, min_sz(hlen, l3->l4_cap), t);
+	return CODEC_TCP;
 }
 
 /* ---- ICMP and ICMPv6 errors ---- */
@@ -444,16 +445,17 @@ static int icmp_decode(const struct l3 *l3, struct codec_icmp *ic)
 
 /* ---- entry points ---- */
 
-static int net_decode(uint16_t etype, const uint8_t *p, size_t cap, struct l3 *l3)
+static int net_decode(uint16_t etype, const uint8_t *p, size_t cap, size_t wire, struct l3 *l3)
 {
 	if (etype == ETYPE_IPV4)
-		return ipv4_decode(p, cap, l3);
+		return ipv4_decode(p, cap, wire, l3);
 	if (etype == ETYPE_IPV6)
-		return ipv6_decode(p, cap, l3);
+		return ipv6_decode(p, cap, wire, l3);
 	return CODEC_E_UNSUPPORTED;
 }
 
-int codec_decode(int dlt, const uint8_t *data, size_t caplen, struct codec_packet *out)
+int codec_decode(int dlt, const uint8_t *data, size_t caplen, size_t wirelen,
+                 struct codec_packet *out)
 {
 	struct l3 l3;
 	size_t off;
@@ -463,9 +465,11 @@ int codec_decode(int dlt, const uint8_t *data, size_t caplen, struct codec_packe
 	memset(out, 0, sizeof(*out));
 	if (!data)
 		caplen = 0;
+	if (wirelen < caplen)
+		wirelen = caplen; /* a capture never holds more than the wire carried */
 	r = link_decode(dlt, data, caplen, &off, &etype, &pkttype);
 	if (!r)
-		r = net_decode(etype, data + off, caplen - off, &l3);
+		r = net_decode(etype, data + off, caplen - off, wirelen - off, &l3);
 	if (r)
 		return r;
 	l3.pkttype =

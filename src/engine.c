@@ -459,8 +459,11 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 }
 
 /* Which way a segment goes: from this host (ours), to it (the peer's), or both on loopback.
- * On a Linux "any" capture the packet type says it: outgoing copies of loopback packets are
- * not captured, so an incoming one with both ends local is seen from both ends. */
+ * Where the capture knows the direction (the SLL packet type on "any", or a per-direction
+ * capture on a named interface) it decides, never the source address alone: a frame that
+ * arrived with our address as source is not ours. libpcap does not capture the outgoing
+ * copies of loopback packets, so an incoming one with both ends local is seen from both
+ * ends. Only a capture without direction falls back to the addresses. */
 static void on_tcp(struct engine *e, const struct codec_tcp *seg, double now)
 {
 	bool src_local = addr_set_contains(e->local, seg->family, seg->src);
@@ -496,19 +499,33 @@ static void on_icmp(struct engine *e, const struct codec_icmp *icmp, double now)
 	apply(e, c, &out, now);
 }
 
-void engine_on_frame(void *arg, int dlt, const uint8_t *data, size_t caplen, double when)
+/* The packet type a capture's direction stands for, where the link type gave none. */
+static uint8_t dir_pkttype(uint8_t pkttype, int dir)
+{
+	if (pkttype != CODEC_PKT_UNKNOWN)
+		return pkttype;
+	if (dir == CAPTURE_DIR_IN)
+		return CODEC_PKT_HOST;
+	if (dir == CAPTURE_DIR_OUT)
+		return CODEC_PKT_OUTGOING;
+	return CODEC_PKT_UNKNOWN;
+}
+
+void engine_on_frame(void *arg, const struct capture_frame *f)
 {
 	struct engine *e = arg;
 	struct codec_packet pkt;
 	int rc;
 
 	e->st.packets++;
-	rc = codec_decode(dlt, data, caplen, &pkt);
-	if (rc == CODEC_TCP)
-		on_tcp(e, &pkt.tcp, when);
-	else if (rc == CODEC_ICMP)
-		on_icmp(e, &pkt.icmp, when);
-	else if (rc != CODEC_E_UNSUPPORTED)
+	rc = codec_decode(f->dlt, f->data, f->caplen, f->wirelen, &pkt);
+	if (rc == CODEC_TCP) {
+		pkt.tcp.pkttype = dir_pkttype(pkt.tcp.pkttype, f->dir);
+		on_tcp(e, &pkt.tcp, f->when);
+	} else if (rc == CODEC_ICMP) {
+		pkt.icmp.pkttype = dir_pkttype(pkt.icmp.pkttype, f->dir);
+		on_icmp(e, &pkt.icmp, f->when);
+	} else if (rc != CODEC_E_UNSUPPORTED)
 		e->st.decode_errors++;
 }
 

@@ -34,7 +34,7 @@
 #include "sender.h"
 #include "statusview.h"
 
-#define MAX_CAPTURES    16
+#define MAX_CAPTURES    32 /* two per named interface (one per direction) */
 #define MAX_CONFIG_SIZE (1 << 20)
 #define FILTER_MAX      (64 * 1024)
 #define NOTIFY_EVERY    10.0 /* s between STATUS= updates to systemd */
@@ -232,16 +232,11 @@ static void on_capture(struct ev_loop *loop, ev_io *w, int revents)
 		log_warnx("capture on %s: read error", capture_name(c));
 }
 
-static void open_one_capture(struct daemon *d, const char *ifname, const char *filter)
+/* Watches capture c (opened for ifname) on the loop. */
+static void watch_capture(struct daemon *d, struct capture *c)
 {
-	char err[512];
-	struct capture *c;
-
 	if (d->ncap >= MAX_CAPTURES)
-		fatalx("too many interfaces (at most %d)", MAX_CAPTURES);
-	c = capture_open(ifname, filter, err, sizeof(err));
-	if (!c)
-		fatalx("capture: %s", err);
+		fatalx("too many interfaces (at most %d)", MAX_CAPTURES / 2);
 	d->cap[d->ncap] = c;
 	ev_io_init(&d->cap_io[d->ncap], on_capture, capture_fd(c), EV_READ);
 	d->cap_io[d->ncap].data = d;
@@ -249,6 +244,45 @@ static void open_one_capture(struct daemon *d, const char *ifname, const char *f
 	ev_set_priority(&d->cap_io[d->ncap], EV_MAXPRI);
 	ev_io_start(d->loop, &d->cap_io[d->ncap]);
 	d->ncap++;
+}
+
+/* Replaces both, a capture whose link type carries no direction, by one capture per
+ * direction (pcap_setdirection). Returns 0, or -1 (both stays) when that fails. */
+static int split_directions(struct daemon *d, struct capture **both, const char *ifname,
+                            const char *filter)
+{
+	char err[512];
+	struct capture *in, *out;
+
+	in = capture_open(ifname, filter, CAPTURE_DIR_IN, err, sizeof(err));
+	out = in ? capture_open(ifname, filter, CAPTURE_DIR_OUT, err, sizeof(err)) : NULL;
+	if (!out) {
+		capture_close(in);
+		log_warnx("capture on %s: the direction of frames cannot be known (%s): a frame "
+		          "with this host's address as source is taken as its own",
+		          ifname, err);
+		return -1;
+	}
+	capture_close(*both);
+	*both = NULL;
+	watch_capture(d, in);
+	watch_capture(d, out);
+	return 0;
+}
+
+/* Opens the capture(s) of one interface: one where the link type gives each frame's
+ * direction ("any"), one per direction elsewhere (direction never from addresses alone). */
+static void open_one_capture(struct daemon *d, const char *ifname, const char *filter)
+{
+	char err[512];
+	struct capture *c;
+
+	c = capture_open(ifname, filter, CAPTURE_DIR_UNKNOWN, err, sizeof(err));
+	if (!c)
+		fatalx("capture: %s", err);
+	if (!capture_link_has_direction(c) && split_directions(d, &c, ifname, filter) == 0)
+		return;
+	watch_capture(d, c);
 }
 
 /* The capture filter text for cfg's rules (a static buffer). */

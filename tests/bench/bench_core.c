@@ -78,7 +78,7 @@ static void bench_decode(void)
 	long i, ok = 0;
 
 	for (i = 0; i < NDECODE; i++)
-		ok += codec_decode(CODEC_DLT_RAW, f, len, &p) == CODEC_TCP;
+		ok += codec_decode(CODEC_DLT_RAW, f, len, len, &p) == CODEC_TCP;
 	dt = now_sec() - t0;
 	printf("decode: %.1f ns per packet (%ld packets, %ld TCP)\n", dt / NDECODE * 1e9,
 	       (long)NDECODE, ok);
@@ -115,12 +115,12 @@ static void bench_state(struct engine *e)
 static void feed(struct engine *e, uint32_t n, double when)
 {
 	uint8_t f[64];
-	size_t len;
+	struct capture_frame fr = {.dlt = CODEC_DLT_RAW, .data = f, .when = when};
 
-	len = make_frame(f, n, 1, 1000, 5000);
-	engine_on_frame(e, CODEC_DLT_RAW, f, len, when);
-	len = make_frame(f, n, 0, 5000, 1000);
-	engine_on_frame(e, CODEC_DLT_RAW, f, len, when);
+	fr.caplen = fr.wirelen = make_frame(f, n, 1, 1000, 5000);
+	engine_on_frame(e, &fr);
+	fr.caplen = fr.wirelen = make_frame(f, n, 0, 5000, 1000);
+	engine_on_frame(e, &fr);
 }
 
 int main(void)

@@ -58,8 +58,10 @@ static void load(const char *name, struct capture_file *f)
 	pcap_close(p);
 }
 
-/* Decodes an exact-size heap copy of the first caplen bytes. */
-static int decode(int dlt, const uint8_t *data, size_t caplen, struct codec_packet *out)
+/* Decodes an exact-size heap copy of the first caplen bytes of a frame that was wirelen
+ * bytes long on the wire. */
+static int decode_wire(int dlt, const uint8_t *data, size_t caplen, size_t wirelen,
+                       struct codec_packet *out)
 {
 	uint8_t *copy = malloc(caplen ? caplen : 1);
 	int r;
@@ -67,9 +69,16 @@ static int decode(int dlt, const uint8_t *data, size_t caplen, struct codec_pack
 	assert_non_null(copy);
 	if (caplen)
 		memcpy(copy, data, caplen);
-	r = codec_decode(dlt, caplen ? copy : NULL, caplen, out);
+	r = codec_decode(dlt, caplen ? copy : NULL, caplen, wirelen, out);
 	free(copy);
 	return r;
+}
+
+/* Decodes the first caplen bytes of a frame whose wire length covers whatever its IP
+ * header claims (the capture cut it, not the wire). */
+static int decode(int dlt, const uint8_t *data, size_t caplen, struct codec_packet *out)
+{
+	return decode_wire(dlt, data, caplen, SIZE_MAX, out);
 }
 
 static const struct codec_tcp *decode_tcp(int dlt, const uint8_t *data, size_t caplen,
@@ -791,13 +800,23 @@ static void test_tcp_options(void **state)
 	static const uint8_t other[12] = {30, 2, 8, 10, 0, 0, 0, 5, 0, 0, 0, 6};
 	static const uint8_t tslen[12] = {1, 1, 8, 8, 0, 0, 0, 1, 0, 0, 1, 1};
 	static const uint8_t fill[12] = {2, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+	static const uint8_t ts_bad[12] = {8, 10, 0, 0, 0, 7, 0, 0, 0, 8, 30, 1};
 	struct codec_packet out;
 
 	(void)state;
-	assert_int_equal(decode_opts(len0, &out), CODEC_E_MALFORMED);
-	assert_int_equal(decode_opts(len1, &out), CODEC_E_MALFORMED);
-	assert_int_equal(decode_opts(past, &out), CODEC_E_MALFORMED);
-	assert_int_equal(decode_opts(last, &out), CODEC_E_MALFORMED);
+	/* A malformed option ends the option parsing, not the segment (as Linux). */
+	assert_int_equal(decode_opts(len0, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.has_ts, 0);
+	assert_int_equal(out.tcp.seq, 1000);
+	assert_int_equal(decode_opts(len1, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.has_ts, 0);
+	assert_int_equal(decode_opts(past, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.has_ts, 0);
+	assert_int_equal(decode_opts(last, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.has_ts, 0);
+	assert_int_equal(decode_opts(ts_bad, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.has_ts, 1); /* read before the bad option: kept */
+	assert_int_equal(out.tcp.tsval, 7);
 	assert_int_equal(decode_opts(eol, &out), CODEC_TCP);
 	assert_int_equal(out.tcp.has_ts, 0);
 	assert_int_equal(decode_opts(other, &out), CODEC_TCP);
@@ -808,6 +827,40 @@ static void test_tcp_options(void **state)
 	assert_int_equal(out.tcp.has_ts, 0);
 	assert_int_equal(decode_opts(fill, &out), CODEC_TCP);
 	assert_int_equal(out.tcp.has_ts, 0);
+}
+
+/* The payload length is the IP header's, cut to what the wire length allows: a 54-byte
+ * frame whose IP header claims 65 000 bytes carries no payload. */
+static void test_wire_length(void **state)
+{
+	uint8_t b[BUF];
+	size_t n = pkt_eth4(b, 0, 0);
+	struct codec_packet out;
+
+	(void)state;
+	assert_int_equal(n, 54);
+	put16(b + 14 + 2, 65000);
+	assert_int_equal(decode_wire(CODEC_DLT_EN10MB, b, n, n, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.payload_len, 0);
+	assert_int_equal(decode_wire(CODEC_DLT_EN10MB, b, n, 60, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.payload_len, 6); /* 6 more bytes on the wire */
+	assert_int_equal(decode_wire(CODEC_DLT_EN10MB, b, n, 0, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.payload_len, 0); /* below caplen: caplen */
+	/* Ethernet padding: the wire holds more than the IP length; the IP length wins. */
+	n = pkt_eth4(b, 0, 2);
+	assert_int_equal(decode_wire(CODEC_DLT_EN10MB, b, n, 60, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.payload_len, 2);
+	/* IPv6: the payload length field is cut the same way. */
+	n = pkt_eth6(b, 0, 0);
+	put16(b + 14 + 4, 65000);
+	assert_int_equal(decode_wire(CODEC_DLT_EN10MB, b, n, n, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.payload_len, 0);
+	assert_int_equal(decode_wire(CODEC_DLT_EN10MB, b, n, n + 100, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.payload_len, 100);
+	/* A TCP header longer than the wire allows is malformed. */
+	n = pkt_eth4(b, 1, 0);
+	assert_int_equal(decode_wire(CODEC_DLT_EN10MB, b, n, n, &out), CODEC_TCP);
+	assert_int_equal(decode_wire(CODEC_DLT_EN10MB, b, 54, 54, &out), CODEC_E_MALFORMED);
 }
 
 /* ---- byte arrays: unsupported ---- */
@@ -1176,6 +1229,8 @@ static void test_fixture_snaplen_cut(void **state)
 	assert_int_equal(f.pkt[3].caplen, 256);
 	assert_int_equal(f.pkt[3].len, 14 + 20 + 32 + 2006);
 	assert_int_equal(decode_tcp(f.dlt, f.pkt[3].data, 256, &out)->payload_len, 2006);
+	assert_int_equal(decode_wire(f.dlt, f.pkt[3].data, 256, f.pkt[3].len, &out), CODEC_TCP);
+	assert_int_equal(out.tcp.payload_len, 2006);
 }
 
 static void check_icmp_fixture(const char *file, int family, const char *router, const char *client,
@@ -1373,6 +1428,7 @@ int main(void)
 	    cmocka_unit_test(test_fixture_ipv6_sll2),
 	    cmocka_unit_test(test_fixture_no_timestamps),
 	    cmocka_unit_test(test_fixture_snaplen_cut),
+	    cmocka_unit_test(test_wire_length),
 	    cmocka_unit_test(test_fixture_icmp4),
 	    cmocka_unit_test(test_fixture_icmp6),
 	    cmocka_unit_test(test_fixture_truncation),

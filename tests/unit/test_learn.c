@@ -44,7 +44,8 @@ static int load(struct seg *out, int max)
 	if (!p)
 		fail_msg("%s: %s", FIXTURE, errbuf);
 	while (n < max && pcap_next_ex(p, &h, &bytes) == 1) {
-		assert_int_equal(codec_decode(pcap_datalink(p), bytes, h->caplen, &pkt), CODEC_TCP);
+		assert_int_equal(codec_decode(pcap_datalink(p), bytes, h->caplen, h->len, &pkt),
+		                 CODEC_TCP);
 		out[n].tcp = pkt.tcp;
 		out[n].t = (double)h->ts.tv_sec + h->ts.tv_usec / 1e6;
 		out[n].ours = memcmp(pkt.tcp.src, local_ip, 4) == 0;
