@@ -28,21 +28,26 @@
  * state). Returns the length (ACTMSG_DIAG_LEN), or 0 when len is too small. */
 size_t actmsg_diag_get(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len);
 
-/* Reads the answer to get request seq in buf: 0 with cookie[] set when it names connection
- * t itself (not a listener), ENOENT when it does not or the kernel found nothing, another
- * errno value when the kernel refused, or -1 when buf holds no answer to seq. */
-int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, const struct addr_tuple *t,
-                      uint32_t cookie[2]);
+/* Answers are believed only from the kernel: sender is the netlink port id (nl_pid) of the
+ * datagram's source address, and any other than 0 (a local program's) is no answer. An
+ * error code outside the kernel's range (-4095..-1) is reported as EPROTO. */
+
+/* Reads the answer to get request seq in buf (a datagram from port sender): 0 with
+ * cookie[] set when it names connection t itself (not a listener), ENOENT when it does
+ * not or the kernel found nothing, another errno value when the kernel refused, or -1 when
+ * buf holds no answer to seq from the kernel. */
+int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender,
+                      const struct addr_tuple *t, uint32_t cookie[2]);
 
 /* Writes a SOCK_DESTROY request (NLM_F_REQUEST | NLM_F_ACK, sequence seq) for the socket
  * of connection t with that cookie. Returns ACTMSG_DIAG_LEN, or 0 when len is too small. */
 size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, const uint32_t cookie[2],
                            uint8_t *buf, size_t len);
 
-/* Reads netlink messages in buf for the ack of request seq. Returns 0 (success), a
- * positive errno value (the kernel refused: ENOENT when no such socket), or -1 when buf
- * holds no ack for seq. */
-int actmsg_diag_ack(const uint8_t *buf, size_t len, uint32_t seq);
+/* Reads netlink messages in buf (a datagram from port sender) for the ack of request seq.
+ * Returns 0 (success), a positive errno value (the kernel refused: ENOENT when no such
+ * socket), or -1 when buf holds no ack for seq from the kernel. */
+int actmsg_diag_ack(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender);
 
 /* The fields of a verdict passed to an exec: program. NULL or empty: left out. */
 struct actmsg_fields {

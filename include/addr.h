@@ -51,19 +51,28 @@ char *addr_format_ip(int family, const uint8_t *ip, char *buf, size_t len);
 /* Writes "a.b.c.d:port" or "[v6]:port"; returns buf. */
 char *addr_format_endpoint(int family, const uint8_t *ip, uint16_t port, char *buf, size_t len);
 
-/* The set of this host's addresses: decides which end of a segment is local. */
-struct addr_set {
-	size_t n;
-	struct addr_ip items[64];
+/* One address of this host on one interface. */
+struct addr_local {
+	struct addr_ip ip;
+	int ifindex;
 };
 
-/* Adds an address (ignored when full or already present); returns 0, or -1 when full. */
-int addr_set_add(struct addr_set *s, int family, const uint8_t *ip);
+/* The set of this host's addresses: decides which end of a segment is local. An address
+ * is kept once per interface that has it, so that it stays local while one still does. */
+struct addr_set {
+	size_t n;
+	struct addr_local items[64];
+};
 
-/* Removes an address; returns 0, or -1 when it was not in the set. */
-int addr_set_remove(struct addr_set *s, int family, const uint8_t *ip);
+/* Adds an address of interface ifindex (ignored when already present for it); returns 0,
+ * or -1 when full. */
+int addr_set_add(struct addr_set *s, int family, const uint8_t *ip, int ifindex);
 
-/* True when ip is one of this host's addresses. */
+/* Removes an address from interface ifindex; returns 0, or -1 when it was not in the set
+ * for it. The address stays local while another interface has it. */
+int addr_set_remove(struct addr_set *s, int family, const uint8_t *ip, int ifindex);
+
+/* True when ip is one of this host's addresses (on any interface). */
 bool addr_set_contains(const struct addr_set *s, int family, const uint8_t *ip);
 
 #endif

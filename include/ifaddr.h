@@ -9,12 +9,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Called for each address added (add true) or removed. */
-typedef void (*ifaddr_fn)(void *arg, bool add, int family, const uint8_t *ip);
+/* One address added or removed. */
+struct ifaddr_event {
+	bool add;          /* RTM_NEWADDR (true) or RTM_DELADDR */
+	int family;        /* AF_INET or AF_INET6 */
+	int ifindex;       /* the interface that gained or lost it */
+	const uint8_t *ip; /* 4 or 16 bytes, valid during the call only */
+};
 
-/* Parses one rtnetlink datagram. Returns the number of address messages used, or -1 when
- * a message is cut or inconsistent (the rest of the datagram is skipped). */
-int ifaddr_parse(const uint8_t *buf, size_t len, ifaddr_fn fn, void *arg);
+/* Called for each address added or removed. */
+typedef void (*ifaddr_fn)(void *arg, const struct ifaddr_event *ev);
+
+/* Parses one rtnetlink datagram received from netlink port id sender (the nl_pid of its
+ * source address): only the kernel's (0) are read, a datagram from another port (a local
+ * program's) is ignored whole (returns 0). Returns the number of address messages used,
+ * or -1 when a message is cut or inconsistent (the rest of the datagram is skipped). */
+int ifaddr_parse(const uint8_t *buf, size_t len, uint32_t sender, ifaddr_fn fn, void *arg);
 
 /* Opens a non-blocking rtnetlink socket subscribed to address changes. -1 on error. */
 int ifaddr_open(void);

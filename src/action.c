@@ -104,21 +104,39 @@ static void log_result(const struct who *w, const char *action, const char *path
 
 /* ---- close: SOCK_DESTROY --------------------------------------------------- */
 
+/* Reads one datagram into buf; *sender gets its source's netlink port id. */
+static ssize_t nl_recv(int fd, uint8_t *buf, size_t size, uint32_t *sender)
+{
+	struct sockaddr_nl from;
+	socklen_t flen;
+	ssize_t n;
+
+	do {
+		memset(&from, 0, sizeof(from));
+		flen = sizeof(from);
+		n = recvfrom(fd, buf, size, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
+	} while (n < 0 && errno == EINTR);
+	*sender = n >= 0 && flen >= sizeof(from) && from.nl_family == AF_NETLINK ? from.nl_pid
+	                                                                         : UINT32_MAX;
+	return n;
+}
+
 /* Sends one request and reads the kernel's answer into buf (the kernel handles sock_diag
- * requests inside sendto(), so the answer is already queued). Returns its length or -1
- * with errno set. */
-static ssize_t nl_ask(struct action *a, const uint8_t *req, size_t len, uint8_t *buf, size_t size)
+ * requests inside sendto(), so the answer is already queued); datagrams from other ports
+ * are skipped. Returns its length (*sender: its port id) or -1 with errno set. */
+static ssize_t nl_ask(struct action *a, const uint8_t *req, size_t len, uint8_t *buf, size_t size,
+                      uint32_t *sender)
 {
 	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
 	ssize_t n;
 
-	while (recv(a->nl, buf, size, MSG_DONTWAIT) > 0)
+	while (nl_recv(a->nl, buf, size, sender) > 0)
 		; /* a late answer to an earlier request, if any */
 	if (sendto(a->nl, req, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
 		return -1;
 	do
-		n = recv(a->nl, buf, size, MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
+		n = nl_recv(a->nl, buf, size, sender);
+	while (n > 0 && *sender != 0);
 	if (n == 0) {
 		errno = EPROTO;
 		return -1;
@@ -131,27 +149,28 @@ static int close_lookup(struct action *a, const struct addr_tuple *t, uint32_t c
 {
 	uint8_t req[ACTMSG_DIAG_LEN], buf[8192];
 	size_t len = actmsg_diag_get(t, ++a->seq, req, sizeof(req));
-	ssize_t n = nl_ask(a, req, len, buf, sizeof(buf));
+	uint32_t sender;
+	ssize_t n = nl_ask(a, req, len, buf, sizeof(buf), &sender);
 	int rc;
 
 	if (n < 0)
 		return errno;
-	rc = actmsg_diag_found(buf, (size_t)n, a->seq, t, cookie);
+	rc = actmsg_diag_found(buf, (size_t)n, a->seq, sender, t, cookie);
 	return rc < 0 ? EPROTO : rc;
 }
 
 static void do_close(struct action *a, const struct engine_verdict *v, const struct who *w)
 {
 	uint8_t req[ACTMSG_DIAG_LEN], buf[8192];
-	uint32_t cookie[2];
+	uint32_t cookie[2], sender;
 	size_t len;
 	ssize_t n;
 	int rc = close_lookup(a, v->key, cookie);
 
 	if (rc == 0) {
 		len = actmsg_diag_destroy(v->key, ++a->seq, cookie, req, sizeof(req));
-		n = nl_ask(a, req, len, buf, sizeof(buf));
-		rc = n < 0 ? errno : actmsg_diag_ack(buf, (size_t)n, a->seq);
+		n = nl_ask(a, req, len, buf, sizeof(buf), &sender);
+		rc = n < 0 ? errno : actmsg_diag_ack(buf, (size_t)n, a->seq, sender);
 		if (rc < 0)
 			rc = EPROTO;
 	}

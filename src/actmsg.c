@@ -17,6 +17,9 @@ _Static_assert(NLMSG_HDRLEN + sizeof(struct inet_diag_req_v2) == ACTMSG_DIAG_LEN
 
 /* TCP_LISTEN in the kernel's socket states. */
 #define ACTMSG_TCP_LISTEN 10
+/* The kernel's netlink port id, and its largest errno (MAX_ERRNO). */
+#define ACTMSG_KERNEL_PORT 0
+#define ACTMSG_MAX_ERRNO   4095
 
 static size_t diag_request(const struct addr_tuple *t, uint16_t type, uint16_t flags, uint32_t seq,
                            const uint32_t cookie[2], uint8_t *buf, size_t len)
@@ -71,19 +74,21 @@ static bool same_conn(const struct inet_diag_msg *m, const struct addr_tuple *t)
 	return m->idiag_state != ACTMSG_TCP_LISTEN && addr_tuple_equal(&got, t);
 }
 
-int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, const struct addr_tuple *t,
-                      uint32_t cookie[2])
+int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender,
+                      const struct addr_tuple *t, uint32_t cookie[2])
 {
 	struct inet_diag_msg m;
 	struct nlmsghdr nh;
 	size_t off = 0;
 
+	if (sender != ACTMSG_KERNEL_PORT)
+		return -1;
 	while (len - off >= sizeof(nh)) {
 		memcpy(&nh, buf + off, sizeof(nh));
 		if (nh.nlmsg_len < sizeof(nh) || nh.nlmsg_len > len - off)
 			return -1;
 		if (nh.nlmsg_seq == seq && nh.nlmsg_type == NLMSG_ERROR)
-			return actmsg_diag_ack(buf + off, nh.nlmsg_len, seq);
+			return actmsg_diag_ack(buf + off, nh.nlmsg_len, seq, sender);
 		if (nh.nlmsg_seq == seq && nh.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
 			if (nh.nlmsg_len < NLMSG_HDRLEN + sizeof(m))
 				return -1;
@@ -101,12 +106,25 @@ int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, const struct
 	return -1;
 }
 
-int actmsg_diag_ack(const uint8_t *buf, size_t len, uint32_t seq)
+/* The errno value of a netlink error code: 0, 1..4095, or EPROTO for anything else (a
+ * kernel never sends it; negating INT_MIN would overflow). */
+static int nl_errno(int code)
+{
+	if (code == 0)
+		return 0;
+	if (code < 0 && code >= -ACTMSG_MAX_ERRNO)
+		return -code;
+	return EPROTO;
+}
+
+int actmsg_diag_ack(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender)
 {
 	struct nlmsghdr nh;
 	struct nlmsgerr err;
 	size_t off = 0;
 
+	if (sender != ACTMSG_KERNEL_PORT)
+		return -1;
 	while (len - off >= sizeof(nh)) {
 		memcpy(&nh, buf + off, sizeof(nh));
 		if (nh.nlmsg_len < sizeof(nh) || nh.nlmsg_len > len - off)
@@ -114,7 +132,7 @@ int actmsg_diag_ack(const uint8_t *buf, size_t len, uint32_t seq)
 		if (nh.nlmsg_type == NLMSG_ERROR && nh.nlmsg_seq == seq &&
 		    nh.nlmsg_len >= NLMSG_HDRLEN + sizeof(err)) {
 			memcpy(&err, buf + off + NLMSG_HDRLEN, sizeof(err));
-			return err.error < 0 ? -err.error : err.error;
+			return nl_errno(err.error);
 		}
 		off += NLMSG_ALIGN(nh.nlmsg_len);
 		if (off > len)

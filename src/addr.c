@@ -96,21 +96,37 @@ char *addr_format_endpoint(int family, const uint8_t *ip, uint16_t port, char *b
 	return buf;
 }
 
-int addr_set_add(struct addr_set *s, int family, const uint8_t *ip)
+/* The index of (family, ip, ifindex) in s, or -1. */
+static long set_find(const struct addr_set *s, int family, const uint8_t *ip, int ifindex)
 {
-	struct addr_ip *a;
+	size_t n = addr_len(family);
+
+	for (size_t i = 0; n && i < s->n; i++) {
+		const struct addr_local *a = &s->items[i];
+
+		if (a->ip.family == family && a->ifindex == ifindex &&
+		    memcmp(a->ip.bytes, ip, n) == 0)
+			return (long)i;
+	}
+	return -1;
+}
+
+int addr_set_add(struct addr_set *s, int family, const uint8_t *ip, int ifindex)
+{
+	struct addr_local *a;
 	size_t n = addr_len(family);
 
 	if (n == 0)
 		return -1;
-	if (addr_set_contains(s, family, ip))
+	if (set_find(s, family, ip, ifindex) >= 0)
 		return 0;
 	if (s->n >= sizeof(s->items) / sizeof(s->items[0]))
 		return -1;
 	a = &s->items[s->n++];
 	memset(a, 0, sizeof(*a));
-	a->family = (uint8_t)family;
-	memcpy(a->bytes, ip, n);
+	a->ip.family = (uint8_t)family;
+	memcpy(a->ip.bytes, ip, n);
+	a->ifindex = ifindex;
 	return 0;
 }
 
@@ -121,23 +137,20 @@ bool addr_set_contains(const struct addr_set *s, int family, const uint8_t *ip)
 	if (n == 0)
 		return false;
 	for (size_t i = 0; i < s->n; i++) {
-		if (s->items[i].family == family && memcmp(s->items[i].bytes, ip, n) == 0)
+		if (s->items[i].ip.family == family && memcmp(s->items[i].ip.bytes, ip, n) == 0)
 			return true;
 	}
 	return false;
 }
 
-int addr_set_remove(struct addr_set *s, int family, const uint8_t *ip)
+int addr_set_remove(struct addr_set *s, int family, const uint8_t *ip, int ifindex)
 {
-	size_t n = addr_len(family);
+	long i = set_find(s, family, ip, ifindex);
 
-	for (size_t i = 0; n && i < s->n; i++) {
-		if (s->items[i].family == family && memcmp(s->items[i].bytes, ip, n) == 0) {
-			s->items[i] = s->items[--s->n];
-			return 0;
-		}
-	}
-	return -1;
+	if (i < 0)
+		return -1;
+	s->items[i] = s->items[--s->n];
+	return 0;
 }
 
 void addr_tuple_from_socket(struct addr_tuple *t, int family, const uint8_t *local, uint16_t lport,

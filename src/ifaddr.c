@@ -39,7 +39,7 @@ static int one_message(uint16_t type, const uint8_t *p, size_t len, ifaddr_fn fn
 {
 	const size_t head = NLMSG_ALIGN(sizeof(struct ifaddrmsg));
 	struct ifaddrmsg m;
-	const uint8_t *ip;
+	struct ifaddr_event ev;
 	size_t alen;
 
 	if (len < sizeof(m))
@@ -48,17 +48,22 @@ static int one_message(uint16_t type, const uint8_t *p, size_t len, ifaddr_fn fn
 	alen = m.ifa_family == AF_INET ? 4 : m.ifa_family == AF_INET6 ? 16 : 0;
 	if (alen == 0)
 		return 0;
-	ip = len > head ? msg_address(p + head, len - head, alen) : NULL;
-	if (!ip)
+	ev.ip = len > head ? msg_address(p + head, len - head, alen) : NULL;
+	if (!ev.ip)
 		return -1;
-	fn(arg, type == RTM_NEWADDR, m.ifa_family, ip);
+	ev.add = type == RTM_NEWADDR;
+	ev.family = m.ifa_family;
+	ev.ifindex = (int)m.ifa_index;
+	fn(arg, &ev);
 	return 1;
 }
 
-int ifaddr_parse(const uint8_t *buf, size_t len, ifaddr_fn fn, void *arg)
+int ifaddr_parse(const uint8_t *buf, size_t len, uint32_t sender, ifaddr_fn fn, void *arg)
 {
 	int used = 0;
 
+	if (sender != 0)
+		return 0; /* not the kernel's */
 	while (len >= NLMSG_HDRLEN) {
 		struct nlmsghdr h;
 		int rc = 0;
@@ -103,14 +108,20 @@ int ifaddr_drain(int fd, ifaddr_fn fn, void *arg)
 	static uint8_t buf[IFADDR_BUF];
 
 	for (;;) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct sockaddr_nl from;
+		socklen_t flen = sizeof(from);
+		ssize_t n;
 
+		memset(&from, 0, sizeof(from));
+		n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
 		if (n == 0)
 			return 0;
-		ifaddr_parse(buf, (size_t)n, fn, arg);
+		if (flen < sizeof(from) || from.nl_family != AF_NETLINK)
+			continue;
+		ifaddr_parse(buf, (size_t)n, from.nl_pid, fn, arg);
 	}
 }

@@ -9,6 +9,7 @@
  * state file now. */
 #include <errno.h>
 #include <ifaddrs.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -156,6 +157,16 @@ static int load_config(const char *path, struct config *cfg)
 	return rc;
 }
 
+/* The index of interface name, as rtnetlink names it: an IPv4 label ("eth0:1") is its
+ * interface's. 0 when unknown. */
+static int if_index(const char *name)
+{
+	char base[IF_NAMESIZE];
+
+	snprintf(base, sizeof(base), "%.*s", (int)strcspn(name, ":"), name);
+	return (int)if_nametoindex(base);
+}
+
 /* This host's addresses; -1 (errno set) when they cannot be read. */
 static int load_local_addresses(struct addr_set *set)
 {
@@ -173,25 +184,25 @@ static int load_local_addresses(struct addr_set *set)
 			ip = (const uint8_t *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
 		else
 			continue;
-		if (addr_set_add(set, i->ifa_addr->sa_family, ip) < 0)
+		if (addr_set_add(set, i->ifa_addr->sa_family, ip, if_index(i->ifa_name)) < 0)
 			log_warnx("more than %zu local addresses: %s ignored", set->n, i->ifa_name);
 	}
 	freeifaddrs(ifa);
 	return 0;
 }
 
-static void on_address(void *arg, bool add, int family, const uint8_t *ip)
+static void on_address(void *arg, const struct ifaddr_event *ev)
 {
 	struct daemon *d = arg;
 	char buf[ADDR_ENDPOINT_STRLEN];
 
-	if (add && addr_set_add(&d->local, family, ip) < 0)
-		log_warnx("more than %zu local addresses: %s ignored", d->local.n,
-		          addr_format_ip(family, ip, buf, sizeof(buf)));
-	else if (!add)
-		addr_set_remove(&d->local, family, ip);
-	log_debug("local address %s %s", add ? "added" : "removed",
-	          addr_format_ip(family, ip, buf, sizeof(buf)));
+	addr_format_ip(ev->family, ev->ip, buf, sizeof(buf));
+	if (ev->add && addr_set_add(&d->local, ev->family, ev->ip, ev->ifindex) < 0)
+		log_warnx("more than %zu local addresses: %s ignored", d->local.n, buf);
+	else if (!ev->add)
+		addr_set_remove(&d->local, ev->family, ev->ip, ev->ifindex);
+	log_debug("local address %s %s on interface %d%s", ev->add ? "added" : "removed", buf,
+	          ev->ifindex, addr_set_contains(&d->local, ev->family, ev->ip) ? " (local)" : "");
 }
 
 static void on_address_change(struct ev_loop *loop, ev_io *w, int revents)

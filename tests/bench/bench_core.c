@@ -142,7 +142,7 @@ int main(void)
 		return 1;
 	log_init(CONFIG_LOG_ERROR);
 	log_open_status("/dev/null");
-	addr_set_add(&local, 2, me);
+	addr_set_add(&local, 2, me, 1);
 	rss0 = rss_kib();
 	e = engine_new(EV_DEFAULT, &cfg, &local, NULL, 1000000);
 	t0 = now_sec();

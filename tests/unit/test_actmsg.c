@@ -1,6 +1,7 @@
 /* test_actmsg.c: SOCK_DESTROY request bytes, ack parsing, exec: environment. */
 #include <setjmp.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -90,16 +91,18 @@ static void test_found(void **state)
 
 	(void)state;
 	n = diag_answer(buf, 5, 1 /* ESTABLISHED */, &t, 0xabcd);
-	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), 0);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, 0, &t, cookie), 0);
 	assert_int_equal(cookie[0], 0xabcd);
-	assert_int_equal(actmsg_diag_found(buf, n, 6, &t, cookie), -1);
+	assert_int_equal(actmsg_diag_found(buf, n, 6, 0, &t, cookie), -1);
+	/* the same bytes from another netlink port (a local program): no answer */
+	assert_int_equal(actmsg_diag_found(buf, n, 5, 4242, &t, cookie), -1);
 	/* the kernel fell back to the listener: never destroy that */
 	n = diag_answer(buf, 5, 10 /* LISTEN */, &t, 1);
-	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), ENOENT);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, 0, &t, cookie), ENOENT);
 	memset(listener.remote, 0, sizeof(listener.remote));
 	listener.rport = 0;
 	n = diag_answer(buf, 5, 1, &listener, 1);
-	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), ENOENT);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, 0, &t, cookie), ENOENT);
 	/* a dual-stack ([::]) socket's IPv4 connection: answered as IPv6, v4-mapped */
 	{
 		struct addr_tuple m;
@@ -110,7 +113,7 @@ static void test_found(void **state)
 		memcpy(r + 12, t.remote, 4);
 		addr_tuple_make(&m, AF_INET6, l, t.lport, r, t.rport);
 		n = diag_answer(buf, 5, 1, &m, 0x77);
-		assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), 0);
+		assert_int_equal(actmsg_diag_found(buf, n, 5, 0, &t, cookie), 0);
 		assert_int_equal(cookie[0], 0x77);
 	}
 	/* the kernel's own error */
@@ -121,7 +124,7 @@ static void test_found(void **state)
 	buf[8] = 5;
 	buf[16] = 0xfe; /* -2 */
 	memset(buf + 17, 0xff, 3);
-	assert_int_equal(actmsg_diag_found(buf, n, 5, &t, cookie), ENOENT);
+	assert_int_equal(actmsg_diag_found(buf, n, 5, 0, &t, cookie), ENOENT);
 }
 
 static void test_destroy_v6_addresses(void **state)
@@ -160,20 +163,29 @@ static void test_ack(void **state)
 
 	(void)state;
 	n = ack_msg(buf, 9, 0);
-	assert_int_equal(actmsg_diag_ack(buf, n, 9), 0);
-	assert_int_equal(actmsg_diag_ack(buf, n, 8), -1); /* another request's */
+	assert_int_equal(actmsg_diag_ack(buf, n, 9, 0), 0);
+	assert_int_equal(actmsg_diag_ack(buf, n, 8, 0), -1); /* another request's */
 	n = ack_msg(buf, 9, -2);
-	assert_int_equal(actmsg_diag_ack(buf, n, 9), 2); /* ENOENT */
+	assert_int_equal(actmsg_diag_ack(buf, n, 9, 0), 2);   /* ENOENT */
+	assert_int_equal(actmsg_diag_ack(buf, n, 9, 77), -1); /* not from the kernel */
+	n = ack_msg(buf, 9, INT_MIN);                         /* -INT_MIN would overflow */
+	assert_int_equal(actmsg_diag_ack(buf, n, 9, 0), EPROTO);
+	n = ack_msg(buf, 9, -4096);
+	assert_int_equal(actmsg_diag_ack(buf, n, 9, 0), EPROTO);
+	n = ack_msg(buf, 9, 5); /* positive: no kernel errno */
+	assert_int_equal(actmsg_diag_ack(buf, n, 9, 0), EPROTO);
+	n = ack_msg(buf, 9, -4095);
+	assert_int_equal(actmsg_diag_ack(buf, n, 9, 0), 4095);
 	/* two messages: an old ack, then ours */
 	n = ack_msg(buf, 3, 0);
 	n += ack_msg(buf + n, 4, -1);
-	assert_int_equal(actmsg_diag_ack(buf, n, 4), 1);
+	assert_int_equal(actmsg_diag_ack(buf, n, 4, 0), 1);
 	/* truncated or lying lengths */
-	assert_int_equal(actmsg_diag_ack(buf, 10, 3), -1);
+	assert_int_equal(actmsg_diag_ack(buf, 10, 3, 0), -1);
 	buf[0] = 200;
-	assert_int_equal(actmsg_diag_ack(buf, n, 3), -1);
+	assert_int_equal(actmsg_diag_ack(buf, n, 3, 0), -1);
 	buf[0] = 4;
-	assert_int_equal(actmsg_diag_ack(buf, n, 3), -1);
+	assert_int_equal(actmsg_diag_ack(buf, n, 3, 0), -1);
 }
 
 static const char *env_get(const struct actmsg_env *e, const char *name)

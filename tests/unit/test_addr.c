@@ -219,8 +219,8 @@ static void test_set(void **state)
 	(void)state;
 	memset(&s, 0, sizeof(s));
 	assert_false(addr_set_contains(&s, AF_INET, v4a));
-	assert_int_equal(addr_set_add(&s, AF_INET, v4a), 0);
-	assert_int_equal(addr_set_add(&s, AF_INET, v4a), 0); /* already there */
+	assert_int_equal(addr_set_add(&s, AF_INET, v4a, 1), 0);
+	assert_int_equal(addr_set_add(&s, AF_INET, v4a, 1), 0); /* already there */
 	assert_int_equal(s.n, 1);
 	assert_true(addr_set_contains(&s, AF_INET, v4a));
 	assert_false(addr_set_contains(&s, AF_INET, v4b));
@@ -228,11 +228,30 @@ static void test_set(void **state)
 	memset(ip, 0, sizeof(ip));
 	memcpy(ip, v4a, 4);
 	assert_false(addr_set_contains(&s, AF_INET6, ip));
-	assert_int_equal(addr_set_add(&s, AF_INET6, ip), 0);
+	assert_int_equal(addr_set_add(&s, AF_INET6, ip, 1), 0);
 	assert_true(addr_set_contains(&s, AF_INET6, ip));
 	assert_int_equal(s.n, 2);
-	assert_int_equal(addr_set_add(&s, 0, ip), -1);
+	assert_int_equal(addr_set_add(&s, 0, ip, 1), -1);
 	assert_false(addr_set_contains(&s, 0, ip));
+}
+
+/* An address on two interfaces stays local until both lost it (RTM_DELADDR on one). */
+static void test_set_two_interfaces(void **state)
+{
+	static struct addr_set s;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(addr_set_add(&s, AF_INET, v4a, 2), 0);
+	assert_int_equal(addr_set_add(&s, AF_INET, v4a, 3), 0);
+	assert_int_equal(addr_set_add(&s, AF_INET, v4a, 3), 0); /* again: no second entry */
+	assert_int_equal(s.n, 2);
+	assert_int_equal(addr_set_remove(&s, AF_INET, v4a, 2), 0);
+	assert_true(addr_set_contains(&s, AF_INET, v4a));
+	assert_int_equal(addr_set_remove(&s, AF_INET, v4a, 2), -1); /* not on 2 any more */
+	assert_true(addr_set_contains(&s, AF_INET, v4a));
+	assert_int_equal(addr_set_remove(&s, AF_INET, v4a, 3), 0);
+	assert_false(addr_set_contains(&s, AF_INET, v4a));
 }
 
 static void test_set_full(void **state)
@@ -245,13 +264,13 @@ static void test_set_full(void **state)
 	memset(&s, 0, sizeof(s));
 	for (size_t i = 0; i < cap; i++) {
 		ip[3] = (uint8_t)i;
-		assert_int_equal(addr_set_add(&s, AF_INET, ip), 0);
+		assert_int_equal(addr_set_add(&s, AF_INET, ip, 1), 0);
 	}
 	ip[3] = 200;
-	assert_int_equal(addr_set_add(&s, AF_INET, ip), -1);
+	assert_int_equal(addr_set_add(&s, AF_INET, ip, 1), -1);
 	assert_false(addr_set_contains(&s, AF_INET, ip));
 	ip[3] = 5;
-	assert_int_equal(addr_set_add(&s, AF_INET, ip), 0); /* present: not an error */
+	assert_int_equal(addr_set_add(&s, AF_INET, ip, 1), 0); /* present: not an error */
 	assert_int_equal(s.n, cap);
 }
 
@@ -288,6 +307,7 @@ int main(void)
 	    cmocka_unit_test(test_format_endpoint),
 	    cmocka_unit_test(test_format_endpoint_truncates_safely),
 	    cmocka_unit_test(test_set),
+	    cmocka_unit_test(test_set_two_interfaces),
 	    cmocka_unit_test(test_set_full),
 	};
 

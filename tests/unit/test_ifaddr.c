@@ -21,16 +21,16 @@ struct seen {
 	struct addr_set set;
 };
 
-static void apply(void *arg, bool add, int family, const uint8_t *ip)
+static void apply(void *arg, const struct ifaddr_event *ev)
 {
 	struct seen *s = arg;
 
 	s->n++;
-	s->adds += add;
-	if (add)
-		addr_set_add(&s->set, family, ip);
+	s->adds += ev->add;
+	if (ev->add)
+		addr_set_add(&s->set, ev->family, ev->ip, ev->ifindex);
 	else
-		addr_set_remove(&s->set, family, ip);
+		addr_set_remove(&s->set, ev->family, ev->ip, ev->ifindex);
 }
 
 static size_t put_attr(uint8_t *p, uint16_t type, int family, const char *ip)
@@ -44,12 +44,13 @@ static size_t put_attr(uint8_t *p, uint16_t type, int family, const char *ip)
 	return RTA_ALIGN(a.rta_len);
 }
 
-/* One address message at buf+at with IFA_ADDRESS (and IFA_LOCAL when local). */
-static size_t put_msg(uint8_t *buf, size_t at, uint16_t type, int family, const char *address,
-                      const char *local)
+/* One address message of interface ifindex at buf+at with IFA_ADDRESS (and IFA_LOCAL when
+ * local). */
+static size_t put_msg_if(uint8_t *buf, size_t at, uint16_t type, int family, const char *address,
+                         const char *local, int ifindex)
 {
 	struct nlmsghdr h = {.nlmsg_type = type};
-	struct ifaddrmsg m = {.ifa_family = (uint8_t)family, .ifa_index = 2};
+	struct ifaddrmsg m = {.ifa_family = (uint8_t)family, .ifa_index = (uint32_t)ifindex};
 	size_t n = NLMSG_HDRLEN;
 	uint8_t *p = buf + at;
 
@@ -61,6 +62,13 @@ static size_t put_msg(uint8_t *buf, size_t at, uint16_t type, int family, const 
 	h.nlmsg_len = (uint32_t)n;
 	memcpy(p, &h, sizeof(h));
 	return at + NLMSG_ALIGN(n);
+}
+
+/* The same on interface 2. */
+static size_t put_msg(uint8_t *buf, size_t at, uint16_t type, int family, const char *address,
+                      const char *local)
+{
+	return put_msg_if(buf, at, type, family, address, local, 2);
 }
 
 static bool has(const struct addr_set *s, int family, const char *ip)
@@ -82,13 +90,13 @@ static void test_new_and_del(void **state)
 	at = put_msg(buf, at, RTM_NEWADDR, AF_INET, "192.0.2.1", NULL);
 	at = put_msg(buf, at, RTM_NEWADDR, AF_INET, "10.9.9.9", "10.0.0.1"); /* p-t-p: local */
 	at = put_msg(buf, at, RTM_NEWADDR, AF_INET6, "2001:db8::1", NULL);
-	assert_int_equal(ifaddr_parse(buf, at, apply, &s), 3);
+	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), 3);
 	assert_true(has(&s.set, AF_INET, "192.0.2.1"));
 	assert_true(has(&s.set, AF_INET, "10.0.0.1"));
 	assert_false(has(&s.set, AF_INET, "10.9.9.9"));
 	assert_true(has(&s.set, AF_INET6, "2001:db8::1"));
 	at = put_msg(buf, 0, RTM_DELADDR, AF_INET, "192.0.2.1", NULL);
-	assert_int_equal(ifaddr_parse(buf, at, apply, &s), 1);
+	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), 1);
 	assert_false(has(&s.set, AF_INET, "192.0.2.1"));
 	assert_int_equal(s.set.n, 2);
 	assert_int_equal(s.adds, 3);
@@ -104,16 +112,53 @@ static void test_bad_messages(void **state)
 	memset(&s, 0, sizeof(s));
 	at = put_msg(buf, 0, RTM_NEWADDR, AF_INET6, "2001:db8::1", NULL);
 	for (cut = NLMSG_HDRLEN; cut < at; cut++)
-		assert_int_equal(ifaddr_parse(buf, cut, apply, &s), -1);
+		assert_int_equal(ifaddr_parse(buf, cut, 0, apply, &s), -1);
 	assert_int_equal(s.n, 0);
 	buf[NLMSG_HDRLEN] = 99; /* unknown family: skipped, not an error */
-	assert_int_equal(ifaddr_parse(buf, at, apply, &s), 0);
+	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), 0);
 	at = put_msg(buf, 0, RTM_NEWADDR, AF_INET, "192.0.2.1", NULL);
 	buf[NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct ifaddrmsg))] = 6; /* attr length != 4+4 */
-	assert_int_equal(ifaddr_parse(buf, at, apply, &s), -1);
+	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), -1);
 	at = put_msg(buf, 0, RTM_NEWLINK, AF_INET, "192.0.2.1", NULL); /* other type */
-	assert_int_equal(ifaddr_parse(buf, at, apply, &s), 0);
+	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), 0);
 	assert_int_equal(s.n, 0);
+}
+
+/* An address on two interfaces: RTM_DELADDR on one leaves it local. */
+static void test_del_on_one_interface(void **state)
+{
+	uint8_t buf[1024];
+	struct seen s;
+	size_t at = 0;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	at = put_msg_if(buf, at, RTM_NEWADDR, AF_INET, "192.0.2.1", NULL, 2);
+	at = put_msg_if(buf, at, RTM_NEWADDR, AF_INET, "192.0.2.1", NULL, 3);
+	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), 2);
+	at = put_msg_if(buf, 0, RTM_DELADDR, AF_INET, "192.0.2.1", NULL, 2);
+	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), 1);
+	assert_true(has(&s.set, AF_INET, "192.0.2.1"));
+	at = put_msg_if(buf, 0, RTM_DELADDR, AF_INET, "192.0.2.1", NULL, 3);
+	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), 1);
+	assert_false(has(&s.set, AF_INET, "192.0.2.1"));
+}
+
+/* Only the kernel (port id 0) is believed: a local program may send to our port. */
+static void test_foreign_sender(void **state)
+{
+	uint8_t buf[1024];
+	struct seen s;
+	size_t at;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	at = put_msg(buf, 0, RTM_NEWADDR, AF_INET, "192.0.2.9", NULL);
+	assert_int_equal(ifaddr_parse(buf, at, 4242, apply, &s), 0);
+	assert_int_equal(s.n, 0);
+	assert_false(has(&s.set, AF_INET, "192.0.2.9"));
+	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), 1);
+	assert_true(has(&s.set, AF_INET, "192.0.2.9"));
 }
 
 static void test_set_remove(void **state)
@@ -123,21 +168,21 @@ static void test_set_remove(void **state)
 
 	(void)state;
 	memset(&set, 0, sizeof(set));
-	assert_int_equal(addr_set_remove(&set, AF_INET, a), -1);
-	addr_set_add(&set, AF_INET, a);
-	addr_set_add(&set, AF_INET, b);
-	assert_int_equal(addr_set_remove(&set, AF_INET, a), 0);
+	assert_int_equal(addr_set_remove(&set, AF_INET, a, 2), -1);
+	addr_set_add(&set, AF_INET, a, 2);
+	addr_set_add(&set, AF_INET, b, 2);
+	assert_int_equal(addr_set_remove(&set, AF_INET, a, 2), 0);
 	assert_false(addr_set_contains(&set, AF_INET, a));
 	assert_true(addr_set_contains(&set, AF_INET, b));
-	assert_int_equal(addr_set_remove(&set, AF_INET6, b), -1);
+	assert_int_equal(addr_set_remove(&set, AF_INET6, b, 2), -1);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_new_and_del),
-	    cmocka_unit_test(test_bad_messages),
-	    cmocka_unit_test(test_set_remove),
+	    cmocka_unit_test(test_new_and_del),    cmocka_unit_test(test_bad_messages),
+	    cmocka_unit_test(test_set_remove),     cmocka_unit_test(test_del_on_one_interface),
+	    cmocka_unit_test(test_foreign_sender),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
