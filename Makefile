@@ -1,4 +1,5 @@
-# kaprobe: see README.md. `make demo`, `make check`, `make bench`; SANITIZE=1 for ASan+UBSan.
+# kaprobe: see README.md. `make demo`, `make check`, `make bench`, `make fuzz`; SANITIZE=1 for
+# ASan+UBSan.
 .SUFFIXES:
 
 CC      ?= cc
@@ -63,7 +64,7 @@ UNIT_LIBS_log     := $(SYSTEMD_LIBS)
 UNIT_LIBS_notify  := $(SYSTEMD_LIBS) $(EV_LIBS)
 UNIT_BINS := $(addprefix $(BUILD)/tests/test_,$(UNIT_TESTS))
 
-.PHONY: all deps check unit integration demo bench format clean install uninstall
+.PHONY: all deps check unit integration demo bench fuzz format clean install uninstall
 
 all: $(BUILD)/kaprobed build/kaprobed
 
@@ -118,8 +119,52 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BINS)
 	@sh tests/bench/run.sh $(BUILD)
 
+# ---- fuzzing ------------------------------------------------------------------------
+# make fuzz [FUZZ_SECONDS=20]: builds the libFuzzer targets of tests/fuzz with Debian's
+# clang (ASan + UBSan), writes their seeds (tests/fuzz/make-seeds.py: the frames of
+# tests/fixtures, the test configurations, netlink answers), and runs each target for
+# FUZZ_SECONDS s; a crash fails it (the input is left in build/fuzz/crash-TARGET-*).
+# Each target links only the modules it fuzzes, like the unit tests.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 20
+FUZZ_BUILD   := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSION)\" -O1 -g \
+                -Wall -Wextra -Werror -Iinclude $(PCAP_CFLAGS) $(FUZZ_SAN)
+FUZZ_TARGETS := codec config diag ifaddr actmsg statusview
+# The state machine's target (decoded segments in, invariants checked) comes with the fsm
+# rewrite: add fsm to FUZZ_TARGETS, FUZZ_DEPS_fsm := fsm codec, and tests/fuzz/fuzz_fsm.c
+# (seeds: make-seeds.py writes them to $(FUZZ_BUILD)/seeds/fsm).
+FUZZ_DEPS_codec      := codec
+FUZZ_DEPS_config     := config rule addr
+FUZZ_DEPS_diag       := diag addr
+FUZZ_DEPS_ifaddr     := ifaddr
+FUZZ_DEPS_actmsg     := actmsg addr
+FUZZ_DEPS_statusview := statusview
+FUZZ_LIBS_config     := $(INIH_LIBS)
+FUZZ_BINS := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+
+$(FUZZ_BUILD)/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+define fuzz_rule
+$(FUZZ_BUILD)/fuzz_$(1): tests/fuzz/fuzz_$(1).c $(addprefix $(FUZZ_BUILD)/,$(addsuffix .o,$(FUZZ_DEPS_$(1))))
+	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -fsanitize=fuzzer -o $$@ $$^ $(FUZZ_LIBS_$(1)) -lm
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call fuzz_rule,$(t))))
+
+$(FUZZ_BUILD)/seeds/.done: tests/fuzz/make-seeds.py $(wildcard tests/fixtures/*.pcap tests/configs/*/*.ini conf/*.ini)
+	@mkdir -p $(dir $@)
+	python3 tests/fuzz/make-seeds.py $(FUZZ_BUILD)/seeds
+	@touch $@
+
+fuzz: deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS) $(FUZZ_BUILD)/seeds/.done
+	@sh tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 format:
-	clang-format -i src/*.c include/*.h tests/unit/*.c tests/bench/*.c
+	clang-format -i src/*.c include/*.h tests/unit/*.c tests/bench/*.c tests/fuzz/*.c
 
 clean:
 	rm -rf build
@@ -180,4 +225,4 @@ uninstall:
 		systemctl daemon-reload; \
 	fi
 
--include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d)
+-include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d $(FUZZ_BUILD)/*.d)

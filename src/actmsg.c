@@ -181,7 +181,7 @@ int actmsg_env(struct actmsg_env *env, const struct actmsg_fields *f)
 		if (env_add(env, &n, &used, "KAPROBE_IDLE", idle) < 0)
 			return -1;
 	}
-	if (env_add(env, &n, &used, "PATH", ACTMSG_PATH + 5) < 0)
+	if (env_add(env, &n, &used, "PATH", &ACTMSG_PATH[5]) < 0)
 		return -1;
 	return n;
 }

@@ -1,0 +1,27 @@
+/* fuzz_config.c: libFuzzer target for the configuration parser (config_parse): the input
+ * is the file's text. Seeds: the .ini files of tests/configs and conf. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const struct fsm_params host = {7200, 75, 9, 1};
+	static struct config_errors errs;
+	struct config cfg;
+	char *text = malloc(size + 1);
+
+	if (!text)
+		return 0;
+	memcpy(text, data, size);
+	text[size] = '\0';
+	if (config_parse("fuzz.ini", text, &host, &cfg, &errs) == 0)
+		config_free(&cfg);
+	free(text);
+	return 0;
+}
