@@ -69,6 +69,13 @@ struct config_errors {
 int config_parse(const char *name, const char *text, const struct fsm_params *host_defaults,
                  struct config *out, struct config_errors *errs);
 
+/* Like config_parse, for len bytes of text that may hold NUL bytes (a file as read): a
+ * line with a NUL byte is an error "FILE:LINE: NUL byte in the line ...", never the end
+ * of the text. */
+int config_parse_len(const char *name, const char *text, size_t len,
+                     const struct fsm_params *host_defaults, struct config *out,
+                     struct config_errors *errs);
+
 /* Parses a duration: "30", "1.5s", "500ms", "2m", "1h". Returns 0 or -1. */
 int config_parse_duration(const char *text, double *seconds);
 

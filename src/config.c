@@ -119,6 +119,7 @@ struct pend_rule {
 struct parser {
 	const char *file;
 	const char *pos; /* next unread byte of the text */
+	const char *end; /* the byte after its last */
 	int line;        /* line being handled */
 	enum sect_kind kind;
 	size_t cur; /* rule being filled when kind == S_RULE */
@@ -868,7 +869,8 @@ static void too_long(struct parser *p, const char *start, int max)
 	}
 }
 
-/* inih's fgets: hands over one line of the text (with '\n'), or NULL at its end. */
+/* inih's fgets: hands over one line of the text (with '\n'), or NULL at its end. A line
+ * holding a NUL byte is an error (and handed over blank), not the end of the file. */
 static char *cfg_reader(char *str, int num, void *stream)
 {
 	struct parser *p = stream;
@@ -876,15 +878,18 @@ static char *cfg_reader(char *str, int num, void *stream)
 	const char *eol;
 	size_t len;
 
-	if (!*start || num < 2)
+	if (start >= p->end || num < 2)
 		return NULL;
-	eol = strchr(start, '\n');
-	len = eol ? (size_t)(eol - start) : strlen(start);
+	eol = memchr(start, '\n', (size_t)(p->end - start));
+	len = eol ? (size_t)(eol - start) : (size_t)(p->end - start);
 	p->pos = start + len + (eol != NULL);
 	p->line++;
 	if (len > 0 && start[len - 1] == '\r')
 		len--;
-	if (len > (size_t)num - 2) {
+	if (memchr(start, '\0', len)) {
+		cfg_err(p, p->line, "NUL byte in the line (the file is not text)");
+		len = 0;
+	} else if (len > (size_t)num - 2) {
 		too_long(p, start, num - 2);
 		len = 0;
 	}
@@ -1049,12 +1054,13 @@ static void config_init(struct config *c)
 	c->on_reset.mask = RULE_ACT_LOG;
 }
 
-static int parse_all(struct parser *p, const char *text, const struct fsm_params *host,
+static int parse_all(struct parser *p, const char *text, size_t len, const struct fsm_params *host,
                      struct config *out)
 {
 	int rc;
 
 	p->pos = text;
+	p->end = text + len;
 	rc = run_inih(p);
 	if (rc == -2)
 		cfg_err(p, 0, "out of memory");
@@ -1077,6 +1083,13 @@ static void oom_error(const char *name, struct config_errors *e)
 int config_parse(const char *name, const char *text, const struct fsm_params *host_defaults,
                  struct config *out, struct config_errors *errs)
 {
+	return config_parse_len(name, text, text ? strlen(text) : 0, host_defaults, out, errs);
+}
+
+int config_parse_len(const char *name, const char *text, size_t len,
+                     const struct fsm_params *host_defaults, struct config *out,
+                     struct config_errors *errs)
+{
 	struct config_errors *e = errs ? errs : malloc(sizeof(*e));
 	struct parser *p = calloc(1, sizeof(*p));
 	struct config *c = malloc(sizeof(*c));
@@ -1090,7 +1103,7 @@ int config_parse(const char *name, const char *text, const struct fsm_params *ho
 		p->file = name;
 		p->c = c;
 		p->errs = e;
-		rc = parse_all(p, text ? text : "", host_defaults, out);
+		rc = parse_all(p, text ? text : "", text ? len : 0, host_defaults, out);
 		free(p->rules);
 	} else if (e) {
 		oom_error(name, e);

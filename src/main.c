@@ -77,7 +77,9 @@ static void usage(FILE *f)
 }
 
 /* Reads a whole file (at most MAX_CONFIG_SIZE) into a NUL-terminated buffer. */
-static char *read_file(const char *path)
+/* The whole file at path (at most MAX_CONFIG_SIZE bytes, NUL bytes kept: *len says how
+ * many), NUL-terminated; NULL with errno set on failure. */
+static char *read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "r");
 	char *buf;
@@ -98,6 +100,7 @@ static char *read_file(const char *path)
 		return NULL;
 	}
 	buf[n] = '\0';
+	*len = n;
 	return buf;
 }
 
@@ -127,7 +130,8 @@ static void host_defaults(struct fsm_params *p)
 static int parse_config(const char *path, struct config *cfg, struct config_errors *errs)
 {
 	struct fsm_params defaults;
-	char *text = read_file(path);
+	size_t len = 0;
+	char *text = read_file(path, &len);
 	int rc;
 
 	memset(errs, 0, sizeof(*errs));
@@ -138,7 +142,7 @@ static int parse_config(const char *path, struct config *cfg, struct config_erro
 		return -1;
 	}
 	host_defaults(&defaults);
-	rc = config_parse(path, text, &defaults, cfg, errs);
+	rc = config_parse_len(path, text, len, &defaults, cfg, errs);
 	free(text);
 	return rc;
 }

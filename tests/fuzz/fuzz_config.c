@@ -1,5 +1,6 @@
-/* fuzz_config.c: libFuzzer target for the configuration parser (config_parse): the input
- * is the file's text. Seeds: the .ini files of tests/configs and conf. */
+/* fuzz_config.c: libFuzzer target for the configuration parser (config_parse_len): the
+ * input is the file's bytes, NUL bytes and all, in an exact-size buffer. Seeds: the .ini files of
+ * tests/configs and conf. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,13 +15,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const struct fsm_params host = {7200, 75, 9, 1};
 	static struct config_errors errs;
 	struct config cfg;
-	char *text = malloc(size + 1);
+	char *text = malloc(size ? size : 1);
 
 	if (!text)
 		return 0;
 	memcpy(text, data, size);
-	text[size] = '\0';
-	if (config_parse("fuzz.ini", text, &host, &cfg, &errs) == 0)
+	if (config_parse_len("fuzz.ini", text, size, &host, &cfg, &errs) == 0)
 		config_free(&cfg);
 	free(text);
 	return 0;

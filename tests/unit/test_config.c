@@ -27,6 +27,13 @@ static int parse_as(const char *name, const char *text)
 	return config_parse(name, text, &host, &cfg, &errs);
 }
 
+/* The same for len bytes that may hold NUL bytes (a file as read). */
+static int parse_len_as(const char *name, const char *text, size_t len)
+{
+	config_free(&cfg);
+	return config_parse_len(name, text, len, &host, &cfg, &errs);
+}
+
 static int parse(const char *text)
 {
 	return parse_as("t.ini", text);
@@ -543,7 +550,8 @@ static void test_service_keys(void **state)
 
 /* ---- the files under tests/configs and conf/ ---------------------------------- */
 
-static char *read_file(const char *path)
+/* The file at path, NUL-terminated; *len (when not NULL) gets its length. */
+static char *read_file_len(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
 	char *buf;
@@ -560,7 +568,14 @@ static char *read_file(const char *path)
 	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
 	buf[n] = '\0';
 	fclose(f);
+	if (len)
+		*len = (size_t)n;
 	return buf;
+}
+
+static char *read_file(const char *path)
+{
+	return read_file_len(path, NULL);
 }
 
 /* Compares the errors with the lines of the .expected file, reporting every difference. */
@@ -609,10 +624,11 @@ static int for_each_ini(const char *dir, void (*fn)(const char *path))
 static void check_bad_file(const char *path)
 {
 	char expected[1024];
-	char *text = read_file(path);
+	size_t len;
+	char *text = read_file_len(path, &len);
 
 	snprintf(expected, sizeof(expected), "%.*s.expected", (int)(strlen(path) - 4), path);
-	assert_int_equal(parse_as(path, text), -1);
+	assert_int_equal(parse_len_as(path, text, len), -1);
 	assert_int_equal(errs.dropped, 0);
 	compare_expected(path, expected);
 	free(text);
@@ -628,6 +644,25 @@ static void check_good_file(const char *path)
 	}
 	assert_true(cfg.nrules > 0);
 	free(text);
+}
+
+/* A NUL byte is an error on its line, not the end of the file (which would silently drop
+ * the rest: here a rule). */
+static void test_nul_byte(void **state)
+{
+	static const char text[] = "[global]\nidle = 30s ; \0 cut\n[r]\nlocal = *:22\n"
+	                           "remote = *\n";
+	static const char rule[] = "[r]\nlocal = *:22\nremote = *\n\0";
+
+	(void)state;
+	assert_int_equal(parse_len_as("t.ini", text, sizeof(text) - 1), -1);
+	assert_int_equal(errs.n, 1);
+	assert_string_equal(errs.msg[0], "t.ini:2: NUL byte in the line (the file is not text)");
+	assert_int_equal(parse_len_as("t.ini", text, 14), -1);              /* "[global]\nidle" */
+	assert_int_equal(parse_len_as("t.ini", rule, sizeof(rule) - 2), 0); /* no NUL */
+	assert_int_equal(cfg.nrules, 1);
+	assert_int_equal(parse_len_as("t.ini", rule, sizeof(rule) - 1), -1);
+	assert_string_equal(errs.msg[0], "t.ini:4: NUL byte in the line (the file is not text)");
 }
 
 static void test_bad_files(void **state)
@@ -682,6 +717,7 @@ int main(void)
 	    cmocka_unit_test(test_odd_inputs),
 	    cmocka_unit_test(test_inih_settings_restored),
 	    cmocka_unit_test(test_service_keys),
+	    cmocka_unit_test(test_nul_byte),
 	    cmocka_unit_test(test_bad_files),
 	    cmocka_unit_test(test_good_files),
 	    cmocka_unit_test(test_shipped_config),
