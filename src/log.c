@@ -55,9 +55,42 @@ void log_set_level(int level)
 /* ---------------------------------------------------------------------------------- */
 /* Status file */
 
+/* Is the object open on fd one we may append to: a regular file with no other name (a
+ * hard link to another file would have more), or a character device (/dev/null)? */
+static bool status_file_ok(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return false;
+	return (S_ISREG(st.st_mode) && st.st_nlink == 1) || S_ISCHR(st.st_mode);
+}
+
+/* Opens the status file for appending. kaprobed may run this as root, in a directory the
+ * run user owns (/var/log/kaprobe): a symlink there (O_NOFOLLOW: ELOOP), a FIFO (no hang:
+ * O_NONBLOCK, then refused), or a hard link to some other file (refused) must not make
+ * root append to, or create, a file elsewhere. -1 with errno set on failure. */
 static int open_status_file(const char *path)
 {
-	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+	int fd = open(
+	    path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK,
+	    0640);
+
+	if (fd < 0)
+		return -1;
+	if (!status_file_ok(fd)) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	if (fcntl(fd, F_SETFL, O_APPEND) < 0) { /* O_NONBLOCK off again */
+		int err = errno;
+
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	return fd;
 }
 
 /* Makes fd the status file: onto the old descriptor's number when there is one. */

@@ -1,5 +1,7 @@
 /* test_log.c: status lines as logfmt and JSON (escaping, long values, UTF-8), syslog
  * priorities, journald fields, whole lines in the status file, reopen after rotation. */
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -313,6 +315,48 @@ static void test_reopen_after_rename(void **state)
 	rmdir(dir);
 }
 
+/* The status file is never a symlink, a FIFO or a second name of another file: in a
+ * directory the run user owns, those would make root write elsewhere. */
+static void test_open_refuses_links(void **state)
+{
+	static struct config c;
+	char dir[] = "/tmp/kaprobe-test-lnk-XXXXXX", target[128], path[128], buf[4096];
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(target, sizeof(target), "%s/precious", dir);
+	snprintf(path, sizeof(path), "%s/status.log", dir);
+	fd = open(target, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(symlink(target, path), 0);
+	config_for(&c, path, CONFIG_FMT_LOGFMT);
+	assert_int_equal(log_configure(&c), -1);
+	assert_int_equal(errno, ELOOP);
+	unlink(path);
+	assert_int_equal(link(target, path), 0);
+	assert_int_equal(log_configure(&c), -1);
+	assert_int_equal(errno, EPERM);
+	unlink(path);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(log_configure(&c), -1); /* no reader: ENXIO, never a hang */
+	unlink(path);
+	read_all(target, buf, sizeof(buf));
+	assert_string_equal(buf, "");
+	/* A plain file, and /dev/null, are fine. */
+	assert_int_equal(log_configure(&c), 0);
+	emit_event("close", "ok");
+	snprintf(c.log_file, sizeof(c.log_file), "/dev/null");
+	assert_int_equal(log_configure(&c), 0);
+	log_close();
+	read_all(path, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "reason=ok\n"));
+	unlink(path);
+	unlink(target);
+	rmdir(dir);
+}
+
 static void test_reopen_failure_keeps_old_file(void **state)
 {
 	static struct config c;
@@ -358,6 +402,7 @@ int main(void)
 	    cmocka_unit_test(test_emit_logfmt_and_json),
 	    cmocka_unit_test(test_reopen_after_rename),
 	    cmocka_unit_test(test_reopen_failure_keeps_old_file),
+	    cmocka_unit_test(test_open_refuses_links),
 	};
 
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
