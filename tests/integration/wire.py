@@ -18,11 +18,17 @@ Commands:
   syn SRC SPORT DST DPORT SEQ     send one SYN (raw socket, IP header written here, so
                                   SRC may be any address): delivered locally when DST is
                                   ours
+  frames IFACE DSTMAC SRC SPORT DST DPORT FLAGS COUNT GAP
+                                  send COUNT Ethernet frames out of IFACE to DSTMAC, each a
+                                  TCP segment SRC:SPORT -> DST:DPORT with FLAGS (letters of
+                                  FSRPA) and random SEQ and ACK, GAP s apart: an attacker on
+                                  the same L2 segment, with any source address
   quit
 Addresses are written as the status log and ss write them, without brackets.
 """
 
 import ipaddress
+import random
 import socket
 import struct
 import sys
@@ -115,7 +121,16 @@ def checksum(data):
 
 def syn_packet(src, sport, dst, dport, seq):
     """The whole IP packet of a bare SYN (window 65535, no options)."""
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x02, 65535, 0, 0)
+    return tcp_packet(src, sport, dst, dport, seq, 0, 0x02)
+
+
+def flags_bits(letters):
+    return sum(1 << FLAG_NAMES.index(c) for c in letters)
+
+
+def tcp_packet(src, sport, dst, dport, seq, ack, flags):
+    """The whole IP packet of a TCP segment without options or payload."""
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
     s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
     if s.version == 4:
         pseudo = s.packed + d.packed + struct.pack("!BBH", 0, 6, len(tcp))
@@ -164,6 +179,9 @@ class Wire:
                     raise RuntimeError("timeout no-segment")
                 sn.cond.wait(left)
 
+    def c_frames(self, *args):
+        return send_frames(*args)
+
     def c_syn(self, src, sport, dst, dport, seq):
         pkt = syn_packet(src, int(sport), dst, int(dport), int(seq))
         fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
@@ -174,6 +192,30 @@ class Wire:
         finally:
             s.close()
         return "sent=%d" % len(pkt)
+
+
+def mac_bytes(text):
+    return bytes(int(x, 16) for x in text.split(":"))
+
+
+def send_frames(iface, dstmac, src, sport, dst, dport, flags, count, gap):
+    """Sends count frames (see the docstring); returns how many."""
+    ethertype = 0x86DD if ":" in dst else 0x0800
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    try:
+        s.bind((iface, 0))
+        with open("/sys/class/net/%s/address" % iface) as f:
+            srcmac = mac_bytes(f.read().strip())
+        head = mac_bytes(dstmac) + srcmac + struct.pack("!H", ethertype)
+        for i in range(int(count)):
+            pkt = tcp_packet(src, int(sport), dst, int(dport), random.getrandbits(32),
+                             random.getrandbits(32), flags_bits(flags))
+            s.send(head + pkt)
+            if i + 1 < int(count):
+                time.sleep(float(gap))
+    finally:
+        s.close()
+    return "sent=%d" % int(count)
 
 
 def main():
