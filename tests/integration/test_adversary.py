@@ -108,8 +108,30 @@ def case_adv_impersonate6(ctx):
     return impersonation(ctx, 6)
 
 
+def case_adv_loopback_named(ctx):
+    """interface = lo (named, Ethernet link type too): per-direction captures there see
+    each loopback packet once, arriving, with both ends local: both ends are tracked and
+    a probe from either end is answered."""
+    ns = ctx.topo.netns("local")
+    if ctx.netcheck:
+        return "loopback only"
+    conf = conf_text("{log}", [svc_rule()], interface="lo")
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, ns, conf)
+    log = kap.log
+    net = {"local": ns, "peer": ns, 4: {"local": "127.0.0.1", "peer": "127.0.0.1"}}
+    c = connect(ctx, net, 4)
+    c.exchange()
+    a = log.wait_conn(c.local, c.remote, "alive", IDLE + DEAD_AFTER + 3)
+    bad = [e for e in log.events if e.get("event") in ("reset", "close", "dead")]
+    check(not bad, "verdicts on a loopback connection:\n%s" % fmt_events(bad))
+    no_errors(ctx)
+    kap.stop_ok()
+    return "loopback connection probed and alive (rtt %s ms) on interface = lo" % a["rtt"]
+
+
 # In run order: (name, function)
 CASES = [
     ("adv_impersonate", case_adv_impersonate),
     ("adv_impersonate6", case_adv_impersonate6),
+    ("adv_loopback_named", case_adv_loopback_named),
 ]
