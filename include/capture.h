@@ -42,9 +42,6 @@ struct capture *capture_open(const char *ifname, const char *filter, int dir, ch
  * frames from frames that claim our address. */
 int capture_link_has_direction(const struct capture *c);
 
-/* The direction c was opened for (enum capture_dir). */
-int capture_direction(const struct capture *c);
-
 /* The descriptor to watch for readability. */
 int capture_fd(const struct capture *c);
 

@@ -104,11 +104,6 @@ int capture_link_has_direction(const struct capture *c)
 	return c->dlt == DLT_LINUX_SLL || c->dlt == DLT_LINUX_SLL2;
 }
 
-int capture_direction(const struct capture *c)
-{
-	return c->dir;
-}
-
 static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes)
 {
 	struct capture *c = (struct capture *)user;

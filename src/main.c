@@ -76,7 +76,6 @@ static void usage(FILE *f)
 	           "  -h       this help\n");
 }
 
-/* Reads a whole file (at most MAX_CONFIG_SIZE) into a NUL-terminated buffer. */
 /* The whole file at path (at most MAX_CONFIG_SIZE bytes, NUL bytes kept: *len says how
  * many), NUL-terminated; NULL with errno set on failure. */
 static char *read_file(const char *path, size_t *len)
