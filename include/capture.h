@@ -31,19 +31,26 @@ struct capture_frame {
 /* Called for every captured frame. */
 typedef void (*capture_fn)(void *arg, const struct capture_frame *f);
 
-/* Opens ifname ("any" or a name) with the filter, capturing only the frames going the
- * way dir says (CAPTURE_DIR_UNKNOWN: both). NULL with errbuf filled on failure, also
- * when the direction cannot be set. */
-struct capture *capture_open(const char *ifname, const char *filter, int dir, char *errbuf,
-                             size_t errlen);
+/* Most handles (descriptors) of one capture. */
+#define CAPTURE_MAX_HANDLES 2
+
+/* Opens ifname ("any" or a name) with the filter, both directions on one handle. NULL with
+ * errbuf filled on failure. */
+struct capture *capture_open(const char *ifname, const char *filter, char *errbuf, size_t errlen);
 
 /* Does the link type of c tell every frame's direction by itself (Linux cooked SLL and
- * SLL2 captures, i.e. "any")? When not, a direction-less capture cannot tell our own
- * frames from frames that claim our address. */
+ * SLL2 captures, i.e. "any")? When not, a capture on both directions cannot tell our own
+ * frames from frames that claim our address: capture_split() it. */
 int capture_link_has_direction(const struct capture *c);
 
-/* The descriptor to watch for readability. */
-int capture_fd(const struct capture *c);
+/* Replaces c's handle by two, one per direction (pcap_setdirection IN and OUT): each frame
+ * then carries its direction, and capture_drain() merges the two in capture time order.
+ * Returns 0, or -1 with errbuf filled (c unchanged: the direction cannot be known). */
+int capture_split(struct capture *c, const char *filter, char *errbuf, size_t errlen);
+
+/* The descriptors to watch for readability (any of them: capture_drain); returns how many
+ * (1 or 2). */
+int capture_fds(const struct capture *c, int fds[CAPTURE_MAX_HANDLES]);
 
 /* Reads every frame available now, calling fn for each. Returns frames read, -1 on error. */
 int capture_drain(struct capture *c, capture_fn fn, void *arg);

@@ -1,7 +1,9 @@
-/* capture.c: libpcap edge. Non-blocking handle with a kernel BPF filter and a small
- * snaplen (headers only); the caller watches capture_fd() with an ev_io and calls
- * capture_drain(). pcap_dispatch() in blocking mode can hang once traffic stops on
+/* capture.c: libpcap edge. Non-blocking handles with a kernel BPF filter and a small
+ * snaplen (headers only): one for both directions, or one per direction (capture_split)
+ * merged back in time order; the caller watches capture_fds() with ev_io watchers and
+ * calls capture_drain(). pcap_dispatch() in blocking mode can hang once traffic stops on
  * this libpcap (PLATFORM.md), hence pcap_setnonblock(). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,15 +15,18 @@
 
 #define CAPTURE_BUFFER     (8 << 20) /* kernel ring: 8 MiB */
 #define CAPTURE_MAX_ROUNDS 64        /* dispatch rounds per drain, for fairness */
+#define CAPTURE_MAX_FRAMES 65536     /* frames per merged drain, for fairness */
 
 struct capture {
-	pcap_t *p;
+	pcap_t *p[CAPTURE_MAX_HANDLES];
+	int dir[CAPTURE_MAX_HANDLES]; /* enum capture_dir of each handle */
+	int fd[CAPTURE_MAX_HANDLES];
+	int n; /* handles: 1 (both directions), or 2 (in, out) */
 	int dlt;
-	int dir; /* enum capture_dir */
-	int fd;
 	double mono_minus_real; /* converts packet wall-clock stamps to monotonic time */
 	capture_fn fn;
 	void *arg;
+	int cur; /* handle being dispatched (on_packet) */
 	char name[64];
 };
 
@@ -61,10 +66,28 @@ static int set_direction(pcap_t *p, int dir)
 	return pcap_setdirection(p, dir == CAPTURE_DIR_IN ? PCAP_D_IN : PCAP_D_OUT);
 }
 
-struct capture *capture_open(const char *ifname, const char *filter, int dir, char *errbuf,
-                             size_t errlen)
+/* One activated, filtered, non-blocking handle for dir; NULL with errbuf filled. */
+static pcap_t *open_handle(const char *ifname, const char *filter, int dir, int *fd, char *errbuf,
+                           size_t errlen)
 {
 	char pe[PCAP_ERRBUF_SIZE] = "";
+	pcap_t *p = pcap_create(ifname, pe);
+
+	if (!p) {
+		snprintf(errbuf, errlen, "%s: %s", ifname, pe);
+		return NULL;
+	}
+	if (configure(p) < 0 || set_direction(p, dir) < 0 || apply_filter(p, filter) < 0 ||
+	    pcap_setnonblock(p, 1, pe) < 0 || (*fd = pcap_get_selectable_fd(p)) < 0) {
+		snprintf(errbuf, errlen, "%s: %s", ifname, pe[0] ? pe : pcap_geterr(p));
+		pcap_close(p);
+		return NULL;
+	}
+	return p;
+}
+
+struct capture *capture_open(const char *ifname, const char *filter, char *errbuf, size_t errlen)
+{
 	struct capture *c = calloc(1, sizeof(*c));
 
 	if (!c) {
@@ -72,26 +95,51 @@ struct capture *capture_open(const char *ifname, const char *filter, int dir, ch
 		return NULL;
 	}
 	snprintf(c->name, sizeof(c->name), "%s", ifname);
-	c->dir = dir;
-	c->p = pcap_create(ifname, pe);
-	if (!c->p) {
-		snprintf(errbuf, errlen, "%s: %s", ifname, pe);
+	c->p[0] = open_handle(ifname, filter, CAPTURE_DIR_UNKNOWN, &c->fd[0], errbuf, errlen);
+	if (!c->p[0]) {
 		free(c);
 		return NULL;
 	}
-	if (configure(c->p) < 0 || set_direction(c->p, dir) < 0 || apply_filter(c->p, filter) < 0 ||
-	    pcap_setnonblock(c->p, 1, pe) < 0 || (c->fd = pcap_get_selectable_fd(c->p)) < 0) {
-		snprintf(errbuf, errlen, "%s: %s", ifname, pe[0] ? pe : pcap_geterr(c->p));
-		capture_close(c);
-		return NULL;
-	}
-	c->dlt = pcap_datalink(c->p);
+	c->n = 1;
+	c->dir[0] = CAPTURE_DIR_UNKNOWN;
+	c->dlt = pcap_datalink(c->p[0]);
 	return c;
 }
 
-int capture_fd(const struct capture *c)
+int capture_split(struct capture *c, const char *filter, char *errbuf, size_t errlen)
 {
-	return c->fd;
+	static const int dirs[CAPTURE_MAX_HANDLES] = {CAPTURE_DIR_IN, CAPTURE_DIR_OUT};
+	pcap_t *p[CAPTURE_MAX_HANDLES] = {NULL, NULL};
+	int fd[CAPTURE_MAX_HANDLES], i;
+
+	if (c->n != 1)
+		return 0;
+	for (i = 0; i < CAPTURE_MAX_HANDLES; i++) {
+		p[i] = open_handle(c->name, filter, dirs[i], &fd[i], errbuf, errlen);
+		if (!p[i] || pcap_datalink(p[i]) != c->dlt) {
+			if (p[i])
+				snprintf(errbuf, errlen, "%s: link type changed", c->name);
+			while (i >= 0)
+				if (p[i--])
+					pcap_close(p[i + 1]);
+			return -1;
+		}
+	}
+	pcap_close(c->p[0]);
+	for (i = 0; i < CAPTURE_MAX_HANDLES; i++) {
+		c->p[i] = p[i];
+		c->fd[i] = fd[i];
+		c->dir[i] = dirs[i];
+	}
+	c->n = CAPTURE_MAX_HANDLES;
+	return 0;
+}
+
+int capture_fds(const struct capture *c, int fds[CAPTURE_MAX_HANDLES])
+{
+	for (int i = 0; i < c->n; i++)
+		fds[i] = c->fd[i];
+	return c->n;
 }
 
 const char *capture_name(const struct capture *c)
@@ -104,31 +152,37 @@ int capture_link_has_direction(const struct capture *c)
 	return c->dlt == DLT_LINUX_SLL || c->dlt == DLT_LINUX_SLL2;
 }
 
-static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes)
+/* Hands one frame of handle i to the callback. */
+static void deliver(struct capture *c, int i, const struct pcap_pkthdr *h, const u_char *bytes)
 {
-	struct capture *c = (struct capture *)user;
 	double real = (double)h->ts.tv_sec + h->ts.tv_usec / 1e6;
 	struct capture_frame f = {
 	    .dlt = c->dlt,
 	    .data = bytes,
 	    .caplen = h->caplen,
 	    .wirelen = h->len < h->caplen ? h->caplen : h->len,
-	    .dir = c->dir,
+	    .dir = c->dir[i],
 	    .when = real + c->mono_minus_real,
 	};
 
 	c->fn(c->arg, &f);
 }
 
-int capture_drain(struct capture *c, capture_fn fn, void *arg)
+static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *bytes)
+{
+	struct capture *c = (struct capture *)user;
+
+	deliver(c, c->cur, h, bytes);
+}
+
+/* One handle: everything available now, in rounds. */
+static int drain_one(struct capture *c)
 {
 	int total = 0, n, round;
 
-	c->fn = fn;
-	c->arg = arg;
-	c->mono_minus_real = clock_sec(CLOCK_MONOTONIC) - clock_sec(CLOCK_REALTIME);
+	c->cur = 0;
 	for (round = 0; round < CAPTURE_MAX_ROUNDS; round++) {
-		n = pcap_dispatch(c->p, -1, on_packet, (u_char *)c);
+		n = pcap_dispatch(c->p[0], -1, on_packet, (u_char *)c);
 		if (n < 0)
 			return total > 0 ? total : -1;
 		if (n == 0)
@@ -138,21 +192,69 @@ int capture_drain(struct capture *c, capture_fn fn, void *arg)
 	return total;
 }
 
+static bool older(const struct pcap_pkthdr *a, const struct pcap_pkthdr *b)
+{
+	return a->ts.tv_sec < b->ts.tv_sec ||
+	       (a->ts.tv_sec == b->ts.tv_sec && a->ts.tv_usec <= b->ts.tv_usec);
+}
+
+/* Two handles (in, out): their frames merged in capture time order, as one handle on
+ * both directions would give them (a reply is never judged before the segment it answers
+ * was seen leaving). A frame taken from a handle is always delivered. */
+static int drain_merged(struct capture *c)
+{
+	struct pcap_pkthdr *h[2];
+	const u_char *b[2];
+	bool have[2] = {false, false}, failed = false;
+	int total = 0, i, r;
+
+	for (;;) {
+		/* Each handle whose frame was delivered gives its next, while the budget lasts. */
+		for (i = 0; i < 2 && total < CAPTURE_MAX_FRAMES; i++) {
+			if (have[i])
+				continue;
+			r = pcap_next_ex(c->p[i], &h[i], &b[i]);
+			have[i] = r == 1;
+			failed = failed || r < 0;
+		}
+		if (!have[0] && !have[1])
+			break;
+		i = have[0] && (!have[1] || older(h[0], h[1])) ? 0 : 1;
+		deliver(c, i, h[i], b[i]);
+		have[i] = false;
+		total++;
+	}
+	return failed && total == 0 ? -1 : total;
+}
+
+int capture_drain(struct capture *c, capture_fn fn, void *arg)
+{
+	c->fn = fn;
+	c->arg = arg;
+	c->mono_minus_real = clock_sec(CLOCK_MONOTONIC) - clock_sec(CLOCK_REALTIME);
+	return c->n == 1 ? drain_one(c) : drain_merged(c);
+}
+
 void capture_stats(struct capture *c, unsigned *received, unsigned *dropped)
 {
 	struct pcap_stat st;
 
-	memset(&st, 0, sizeof(st));
-	pcap_stats(c->p, &st);
-	*received = st.ps_recv;
-	*dropped = st.ps_drop + st.ps_ifdrop;
+	*received = *dropped = 0;
+	for (int i = 0; i < c->n; i++) {
+		memset(&st, 0, sizeof(st));
+		pcap_stats(c->p[i], &st);
+		*received += st.ps_recv;
+		*dropped += st.ps_drop + st.ps_ifdrop;
+	}
 }
 
 int capture_set_filter(struct capture *c, const char *filter, char *errbuf, size_t errlen)
 {
-	if (apply_filter(c->p, filter) < 0) {
-		snprintf(errbuf, errlen, "%s: %s", c->name, pcap_geterr(c->p));
-		return -1;
+	for (int i = 0; i < c->n; i++) {
+		if (apply_filter(c->p[i], filter) < 0) {
+			snprintf(errbuf, errlen, "%s: %s", c->name, pcap_geterr(c->p[i]));
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -161,7 +263,7 @@ void capture_close(struct capture *c)
 {
 	if (!c)
 		return;
-	if (c->p)
-		pcap_close(c->p);
+	for (int i = 0; i < c->n; i++)
+		pcap_close(c->p[i]);
 	free(c);
 }

@@ -35,7 +35,7 @@
 #include "sender.h"
 #include "statusview.h"
 
-#define MAX_CAPTURES    32 /* two per named interface (one per direction) */
+#define MAX_CAPTURES    16
 #define MAX_CONFIG_SIZE (1 << 20)
 #define FILTER_MAX      (64 * 1024)
 #define NOTIFY_EVERY    10.0 /* s between STATUS= updates to systemd */
@@ -53,7 +53,7 @@ struct daemon {
 	struct sender *sender;
 	struct engine *engine;
 	struct capture *cap[MAX_CAPTURES];
-	ev_io cap_io[MAX_CAPTURES];
+	ev_io cap_io[MAX_CAPTURES][CAPTURE_MAX_HANDLES]; /* one per handle */
 	int ncap;
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	ev_signal sig_usr2; /* write the state file now */
@@ -238,7 +238,7 @@ static void watch_addresses(struct daemon *d)
 static void on_capture(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct daemon *d = w->data;
-	struct capture *c = d->cap[w - d->cap_io];
+	struct capture *c = d->cap[(w - &d->cap_io[0][0]) / CAPTURE_MAX_HANDLES];
 
 	(void)loop;
 	(void)revents;
@@ -246,56 +246,41 @@ static void on_capture(struct ev_loop *loop, ev_io *w, int revents)
 		log_warnx("capture on %s: read error", capture_name(c));
 }
 
-/* Watches capture c (opened for ifname) on the loop. */
+/* Watches every descriptor of capture c on the loop. */
 static void watch_capture(struct daemon *d, struct capture *c)
 {
-	if (d->ncap >= MAX_CAPTURES)
-		fatalx("too many interfaces (at most %d)", MAX_CAPTURES / 2);
+	int fds[CAPTURE_MAX_HANDLES], n = capture_fds(c, fds);
+
 	d->cap[d->ncap] = c;
-	ev_io_init(&d->cap_io[d->ncap], on_capture, capture_fd(c), EV_READ);
-	d->cap_io[d->ncap].data = d;
-	/* Before timers: a reply already captured must be seen before a dead verdict. */
-	ev_set_priority(&d->cap_io[d->ncap], EV_MAXPRI);
-	ev_io_start(d->loop, &d->cap_io[d->ncap]);
+	for (int i = 0; i < n; i++) {
+		ev_io *w = &d->cap_io[d->ncap][i];
+
+		ev_io_init(w, on_capture, fds[i], EV_READ);
+		w->data = d;
+		/* Before timers: a reply already captured must be seen before a dead verdict. */
+		ev_set_priority(w, EV_MAXPRI);
+		ev_io_start(d->loop, w);
+	}
 	d->ncap++;
 }
 
-/* Replaces both, a capture whose link type carries no direction, by one capture per
- * direction (pcap_setdirection). Returns 0, or -1 (both stays) when that fails. */
-static int split_directions(struct daemon *d, struct capture **both, const char *ifname,
-                            const char *filter)
-{
-	char err[512];
-	struct capture *in, *out;
-
-	in = capture_open(ifname, filter, CAPTURE_DIR_IN, err, sizeof(err));
-	out = in ? capture_open(ifname, filter, CAPTURE_DIR_OUT, err, sizeof(err)) : NULL;
-	if (!out) {
-		capture_close(in);
-		log_warnx("capture on %s: the direction of frames cannot be known (%s): a frame "
-		          "with this host's address as source is taken as its own",
-		          ifname, err);
-		return -1;
-	}
-	capture_close(*both);
-	*both = NULL;
-	watch_capture(d, in);
-	watch_capture(d, out);
-	return 0;
-}
-
-/* Opens the capture(s) of one interface: one where the link type gives each frame's
- * direction ("any"), one per direction elsewhere (direction never from addresses alone). */
+/* Opens the capture of one interface: one handle where the link type gives each frame's
+ * direction ("any"), one per direction elsewhere (direction never from addresses alone);
+ * a warning when the direction cannot be set. */
 static void open_one_capture(struct daemon *d, const char *ifname, const char *filter)
 {
 	char err[512];
 	struct capture *c;
 
-	c = capture_open(ifname, filter, CAPTURE_DIR_UNKNOWN, err, sizeof(err));
+	if (d->ncap >= MAX_CAPTURES)
+		fatalx("too many interfaces (at most %d)", MAX_CAPTURES);
+	c = capture_open(ifname, filter, err, sizeof(err));
 	if (!c)
 		fatalx("capture: %s", err);
-	if (!capture_link_has_direction(c) && split_directions(d, &c, ifname, filter) == 0)
-		return;
+	if (!capture_link_has_direction(c) && capture_split(c, filter, err, sizeof(err)) < 0)
+		log_warnx("capture on %s: the direction of frames cannot be known (%s): a frame "
+		          "with this host's address as source is taken as its own",
+		          ifname, err);
 	watch_capture(d, c);
 }
 
