@@ -25,6 +25,7 @@ struct capture_frame {
 	size_t caplen;       /* bytes captured */
 	size_t wirelen;      /* bytes the frame had on the wire (>= caplen) */
 	int dir;             /* enum capture_dir */
+	int loopback;        /* the interface is loopback: 1, is not: 0, unknown ("any"): -1 */
 	double when;         /* capture time, monotonic s */
 };
 

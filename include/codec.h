@@ -36,6 +36,9 @@ enum codec_result {
 	CODEC_E_UNSUPPORTED = -3, /* link type, protocol or ICMP type we do not handle */
 };
 
+/* The kernel's loopback interface index (LOOPBACK_IFINDEX: "lo" in every namespace). */
+#define CODEC_LOOPBACK_IFINDEX 1
+
 /* SLL packet types (Linux "any" capture); CODEC_PKT_UNKNOWN for other links. */
 enum codec_pkttype {
 	CODEC_PKT_HOST = 0,
@@ -52,6 +55,7 @@ struct codec_tcp {
 	uint16_t sport, dport;
 	uint16_t window;      /* raw 16-bit field, unscaled */
 	uint16_t ip_id;       /* IPv4 identification; 0 for IPv6 */
+	uint32_t ifindex;     /* interface index of an SLL2 frame; 0 when the link has none */
 	uint32_t payload_len; /* from the IP length, at most what the wire length allows */
 	uint32_t seq, ack;
 	uint32_t tsval, tsecr;

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <net/if.h>
+
 #include <pcap/pcap.h>
 
 #include "capture.h"
@@ -16,6 +18,7 @@
 #define CAPTURE_BUFFER     (8 << 20) /* kernel ring: 8 MiB */
 #define CAPTURE_MAX_ROUNDS 64        /* dispatch rounds per drain, for fairness */
 #define CAPTURE_MAX_FRAMES 65536     /* frames per merged drain, for fairness */
+#define LOOPBACK_IFINDEX   1         /* the kernel's, for "lo" in every namespace */
 
 struct capture {
 	pcap_t *p[CAPTURE_MAX_HANDLES];
@@ -23,6 +26,7 @@ struct capture {
 	int fd[CAPTURE_MAX_HANDLES];
 	int n; /* handles: 1 (both directions), or 2 (in, out) */
 	int dlt;
+	int loopback;           /* struct capture_frame.loopback */
 	double mono_minus_real; /* converts packet wall-clock stamps to monotonic time */
 	capture_fn fn;
 	void *arg;
@@ -66,6 +70,26 @@ static int set_direction(pcap_t *p, int dir)
 	return pcap_setdirection(p, dir == CAPTURE_DIR_IN ? PCAP_D_IN : PCAP_D_OUT);
 }
 
+/* On a cooked capture ("any"), asks for SLL2 rather than SLL: it also names the interface
+ * of each frame, so that a frame that arrived with a local source is known to have come
+ * from loopback or not. Kept as is when not offered. Before the filter is compiled: it
+ * depends on the link type. */
+static void prefer_sll2(pcap_t *p)
+{
+	int *dlts, n, i;
+
+	if (pcap_datalink(p) != DLT_LINUX_SLL)
+		return;
+	n = pcap_list_datalinks(p, &dlts);
+	for (i = 0; i < n; i++)
+		if (dlts[i] == DLT_LINUX_SLL2)
+			break;
+	if (n > 0 && i < n)
+		pcap_set_datalink(p, DLT_LINUX_SLL2);
+	if (n >= 0)
+		pcap_free_datalinks(dlts);
+}
+
 /* One activated, filtered, non-blocking handle for dir; NULL with errbuf filled. */
 static pcap_t *open_handle(const char *ifname, const char *filter, int dir, int *fd, char *errbuf,
                            size_t errlen)
@@ -77,13 +101,26 @@ static pcap_t *open_handle(const char *ifname, const char *filter, int dir, int 
 		snprintf(errbuf, errlen, "%s: %s", ifname, pe);
 		return NULL;
 	}
-	if (configure(p) < 0 || set_direction(p, dir) < 0 || apply_filter(p, filter) < 0 ||
-	    pcap_setnonblock(p, 1, pe) < 0 || (*fd = pcap_get_selectable_fd(p)) < 0) {
-		snprintf(errbuf, errlen, "%s: %s", ifname, pe[0] ? pe : pcap_geterr(p));
-		pcap_close(p);
-		return NULL;
-	}
+	if (configure(p) < 0)
+		goto fail;
+	prefer_sll2(p);
+	if (set_direction(p, dir) < 0 || apply_filter(p, filter) < 0 ||
+	    pcap_setnonblock(p, 1, pe) < 0 || (*fd = pcap_get_selectable_fd(p)) < 0)
+		goto fail;
 	return p;
+fail:
+	snprintf(errbuf, errlen, "%s: %s", ifname, pe[0] ? pe : pcap_geterr(p));
+	pcap_close(p);
+	return NULL;
+}
+
+/* Is ifname the loopback interface (the kernel gives it index 1 in every namespace)? -1
+ * for "any" (every interface). */
+static int is_loopback(const char *ifname)
+{
+	if (strcmp(ifname, "any") == 0)
+		return -1;
+	return if_nametoindex(ifname) == LOOPBACK_IFINDEX;
 }
 
 struct capture *capture_open(const char *ifname, const char *filter, char *errbuf, size_t errlen)
@@ -103,6 +140,7 @@ struct capture *capture_open(const char *ifname, const char *filter, char *errbu
 	c->n = 1;
 	c->dir[0] = CAPTURE_DIR_UNKNOWN;
 	c->dlt = pcap_datalink(c->p[0]);
+	c->loopback = is_loopback(ifname);
 	return c;
 }
 
@@ -162,6 +200,7 @@ static void deliver(struct capture *c, int i, const struct pcap_pkthdr *h, const
 	    .caplen = h->caplen,
 	    .wirelen = h->len < h->caplen ? h->caplen : h->len,
 	    .dir = c->dir[i],
+	    .loopback = c->loopback,
 	    .when = real + c->mono_minus_real,
 	};
 

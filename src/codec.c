@@ -59,6 +59,7 @@ struct l3 {
 	uint8_t proto;
 	uint8_t pkttype;
 	uint16_t ip_id;
+	uint32_t ifindex; /* SLL2's, or 0 */
 	const uint8_t *src, *dst;
 	const uint8_t *l4;
 	size_t l4_cap; /* captured bytes of the upper protocol */
@@ -137,47 +138,57 @@ static int raw_etype(const uint8_t *data, size_t caplen, uint16_t *etype)
 	}
 }
 
+/* What the link header says: the network protocol, and on a cooked capture the packet
+ * type (which way the frame went) and, SLL2 only, the interface index. */
+struct link {
+	size_t off; /* offset of the network header */
+	uint16_t etype;
+	int pkttype; /* PKT_NONE when the link has none */
+	uint32_t ifindex;
+};
+
 /* Reads the Ethernet type and packet type of a link header already known to fit. */
-static void link_fields(int dlt, const uint8_t *data, uint16_t *etype, int *pkttype)
+static void link_fields(int dlt, const uint8_t *data, struct link *lk)
 {
 	if (dlt == CODEC_DLT_EN10MB) {
-		*etype = rd16(data + 12);
+		lk->etype = rd16(data + 12);
 	} else if (dlt == CODEC_DLT_LINUX_SLL) {
-		*etype = rd16(data + 14);
-		*pkttype = rd16(data);
+		lk->etype = rd16(data + 14);
+		lk->pkttype = rd16(data);
 	} else {
-		*etype = rd16(data);
-		*pkttype = data[10];
+		lk->etype = rd16(data);
+		lk->ifindex = rd32(data + 4);
+		lk->pkttype = data[10];
 	}
 }
 
-/* Finds the network header: its offset, Ethernet type and SLL packet type. */
-static int link_decode(int dlt, const uint8_t *data, size_t caplen, size_t *off, uint16_t *etype,
-                       int *pkttype)
+/* Finds the network header: its offset, Ethernet type, SLL packet type and interface. */
+static int link_decode(int dlt, const uint8_t *data, size_t caplen, struct link *lk)
 {
-	*pkttype = PKT_NONE;
-	*off = 0;
+	lk->pkttype = PKT_NONE;
+	lk->off = 0;
+	lk->ifindex = 0;
 	switch (dlt) {
 	case CODEC_DLT_RAW:
 	case DLT_RAW_ALT:
 	case LINKTYPE_RAW:
-		return raw_etype(data, caplen, etype);
+		return raw_etype(data, caplen, &lk->etype);
 	case CODEC_DLT_EN10MB:
-		*off = ETH_HLEN;
+		lk->off = ETH_HLEN;
 		break;
 	case CODEC_DLT_LINUX_SLL:
-		*off = SLL_HLEN;
+		lk->off = SLL_HLEN;
 		break;
 	case CODEC_DLT_LINUX_SLL2:
-		*off = SLL2_HLEN;
+		lk->off = SLL2_HLEN;
 		break;
 	default:
 		return CODEC_E_UNSUPPORTED;
 	}
-	if (caplen < *off)
+	if (caplen < lk->off)
 		return CODEC_E_TRUNCATED;
-	link_fields(dlt, data, etype, pkttype);
-	return skip_vlan(data, caplen, off, etype);
+	link_fields(dlt, data, lk);
+	return skip_vlan(data, caplen, &lk->off, &lk->etype);
 }
 
 /* ---- network layer ---- */
@@ -348,6 +359,7 @@ static int tcp_decode(const struct l3 *l3, struct codec_tcp *t)
 	t->ack = rd32(p + 8);
 	t->window = rd16(p + 14);
 	t->ip_id = l3->ip_id;
+	t->ifindex = l3->ifindex;
 	t->payload_len = (uint32_t)(l3->l4_lim - hlen);
 	copy_addr(t->src, l3->src, l3->family);
 	copy_addr(t->dst, l3->dst, l3->family);
@@ -457,23 +469,23 @@ static int net_decode(uint16_t etype, const uint8_t *p, size_t cap, size_t wire,
 int codec_decode(int dlt, const uint8_t *data, size_t caplen, size_t wirelen,
                  struct codec_packet *out)
 {
+	struct link lk;
 	struct l3 l3;
-	size_t off;
-	uint16_t etype;
-	int pkttype, r;
+	int r;
 
 	memset(out, 0, sizeof(*out));
 	if (!data)
 		caplen = 0;
 	if (wirelen < caplen)
 		wirelen = caplen; /* a capture never holds more than the wire carried */
-	r = link_decode(dlt, data, caplen, &off, &etype, &pkttype);
+	r = link_decode(dlt, data, caplen, &lk);
 	if (!r)
-		r = net_decode(etype, data + off, caplen - off, wirelen - off, &l3);
+		r = net_decode(lk.etype, data + lk.off, caplen - lk.off, wirelen - lk.off, &l3);
 	if (r)
 		return r;
-	l3.pkttype =
-	    pkttype >= 0 && pkttype < CODEC_PKT_UNKNOWN ? (uint8_t)pkttype : CODEC_PKT_UNKNOWN;
+	l3.pkttype = lk.pkttype >= 0 && lk.pkttype < CODEC_PKT_UNKNOWN ? (uint8_t)lk.pkttype
+	                                                               : CODEC_PKT_UNKNOWN;
+	l3.ifindex = lk.ifindex;
 	if (l3.proto == PROTO_TCP)
 		r = tcp_decode(&l3, &out->tcp);
 	else if ((l3.family == AF_INET && l3.proto == PROTO_ICMP4) ||

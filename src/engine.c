@@ -461,10 +461,12 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 /* Which way a segment goes: from this host (ours), to it (the peer's), or both on loopback.
  * Where the capture knows the direction (the SLL packet type on "any", or a per-direction
  * capture on a named interface) it decides, never the source address alone: a frame that
- * arrived with our address as source is not ours. libpcap does not capture the outgoing
- * copies of loopback packets, so an incoming one with both ends local is seen from both
- * ends. Only a capture without direction falls back to the addresses. */
-static void on_tcp(struct engine *e, const struct codec_tcp *seg, double now)
+ * arrived with our address as source is not ours, except on loopback (lo is 1: where it
+ * is not known, a frame with both ends local counts as loopback). libpcap does not
+ * capture the outgoing copies of loopback packets, so an incoming one with both ends
+ * local is seen from both ends. Only a capture without direction falls back to the
+ * addresses. */
+static void on_tcp(struct engine *e, const struct codec_tcp *seg, int lo, double now)
 {
 	bool src_local = addr_set_contains(e->local, seg->family, seg->src);
 	bool dst_local = addr_set_contains(e->local, seg->family, seg->dst);
@@ -472,7 +474,7 @@ static void on_tcp(struct engine *e, const struct codec_tcp *seg, double now)
 	if (seg->pkttype == CODEC_PKT_OUTGOING)
 		dst_local = false;
 	else if (seg->pkttype != CODEC_PKT_UNKNOWN)
-		src_local = src_local && dst_local; /* arrived here: ours only on loopback */
+		src_local = src_local && dst_local && lo != 0; /* arrived: ours only on loopback */
 	if (!src_local && !dst_local) {
 		e->st.not_local++;
 		return;
@@ -511,6 +513,17 @@ static uint8_t dir_pkttype(uint8_t pkttype, int dir)
 	return CODEC_PKT_UNKNOWN;
 }
 
+/* Did the frame pass the loopback interface: 1, 0, or -1 when not known (an "any"
+ * capture with SLL, which names no interface; SLL2 does). */
+static int frame_loopback(const struct capture_frame *f, const struct codec_tcp *seg)
+{
+	if (f->loopback >= 0)
+		return f->loopback;
+	if (seg->ifindex != 0)
+		return seg->ifindex == CODEC_LOOPBACK_IFINDEX;
+	return -1;
+}
+
 void engine_on_frame(void *arg, const struct capture_frame *f)
 {
 	struct engine *e = arg;
@@ -521,7 +534,7 @@ void engine_on_frame(void *arg, const struct capture_frame *f)
 	rc = codec_decode(f->dlt, f->data, f->caplen, f->wirelen, &pkt);
 	if (rc == CODEC_TCP) {
 		pkt.tcp.pkttype = dir_pkttype(pkt.tcp.pkttype, f->dir);
-		on_tcp(e, &pkt.tcp, f->when);
+		on_tcp(e, &pkt.tcp, frame_loopback(f, &pkt.tcp), f->when);
 	} else if (rc == CODEC_ICMP) {
 		pkt.icmp.pkttype = dir_pkttype(pkt.icmp.pkttype, f->dir);
 		on_icmp(e, &pkt.icmp, f->when);

@@ -115,7 +115,7 @@ static void bench_state(struct engine *e)
 static void feed(struct engine *e, uint32_t n, double when)
 {
 	uint8_t f[64];
-	struct capture_frame fr = {.dlt = CODEC_DLT_RAW, .data = f, .when = when};
+	struct capture_frame fr = {.dlt = CODEC_DLT_RAW, .data = f, .loopback = -1, .when = when};
 
 	fr.caplen = fr.wirelen = make_frame(f, n, 1, 1000, 5000);
 	engine_on_frame(e, &fr);

@@ -129,9 +129,42 @@ def case_adv_loopback_named(ctx):
     return "loopback connection probed and alive (rtt %s ms) on interface = lo" % a["rtt"]
 
 
+def case_adv_loopback_spoof(ctx):
+    """interface = any: frames from the attacker claiming to be loopback traffic
+    (127.0.0.1 -> 127.0.0.1, the 4-tuple of a real loopback connection) arrive on eth0. Only
+    a frame that came through lo has both ends ours: SLL2 names the interface."""
+    net = one_segment(ctx.topo)
+    if ctx.netcheck:
+        return "bridge of three namespaces built (the attack needs kaprobed)"
+    conf = conf_text("{log}", [svc_rule()], interface="any")
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["local"], conf)
+    log = kap.log
+    lo = {"local": net["local"], "peer": net["local"],
+          4: {"local": "127.0.0.1", "peer": "127.0.0.1"}}
+    c = connect(ctx, lo, 4)
+    c.exchange()
+    first = log.wait_conn(c.local, c.remote, "alive", IDLE + DEAD_AFTER + 3)
+    attacker = Attacker(ctx, net["attacker"])
+    mac = mac_of(net["local"])
+    sent = 0
+    for flags in ("R", "A", "FA", "RA", "R"):
+        attacker.frames(mac, c.local, c.remote, flags, 8, 0.1)
+        sent += 8
+    later = log.wait_conn(c.local, c.remote, "alive", DEAD_AFTER + 3, after=first)
+    bad = [e for e in c.events(log) if e.idx > first.idx and
+           e.get("event") in ("reset", "close", "dead", "unreachable")]
+    check(not bad, "spoofed loopback frames from eth0 changed the verdict:\n%s" %
+          fmt_events(bad))
+    no_errors(ctx)
+    kap.stop_ok()
+    return "%d spoofed 127.0.0.1 frames arriving on eth0 ignored on any; loopback connection " \
+           "alive again (rtt %s ms)" % (sent, later["rtt"])
+
+
 # In run order: (name, function)
 CASES = [
     ("adv_impersonate", case_adv_impersonate),
     ("adv_impersonate6", case_adv_impersonate6),
     ("adv_loopback_named", case_adv_loopback_named),
+    ("adv_loopback_spoof", case_adv_loopback_spoof),
 ]

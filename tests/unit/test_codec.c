@@ -527,9 +527,14 @@ static void test_sll2(void **state)
 	memcpy(b + put_sll2(b, CODEC_PKT_OUTGOING, 0x86dd), ip + ETH_LEN, n);
 	check_builder_tcp(decode_tcp(CODEC_DLT_LINUX_SLL2, b, n + 20, &out), AF_INET6, 1, 9);
 	assert_int_equal(out.tcp.pkttype, CODEC_PKT_OUTGOING);
+	assert_int_equal(out.tcp.ifindex, 7);
 	put_sll2(b, CODEC_PKT_HOST, 0x86dd);
 	decode_tcp(CODEC_DLT_LINUX_SLL2, b, n + 20, &out);
 	assert_int_equal(out.tcp.pkttype, CODEC_PKT_HOST);
+	memcpy(b + put_sll(b, CODEC_PKT_HOST, 0x86dd), ip + ETH_LEN, n);
+	decode_tcp(CODEC_DLT_LINUX_SLL, b, n + 16, &out);
+	assert_int_equal(out.tcp.ifindex, 0); /* SLL carries none */
+	memcpy(b + put_sll2(b, CODEC_PKT_HOST, 0x86dd), ip + ETH_LEN, n);
 	for (size_t len = 0; len < 20 + 40 + 20; len++)
 		assert_int_equal(expect(CODEC_DLT_LINUX_SLL2, b, len), CODEC_E_TRUNCATED);
 	put_sll2(b, CODEC_PKT_HOST, 0x0800); /* says IPv4, holds IPv6 */
