@@ -41,6 +41,12 @@ enum fsm_known {
 	FSM_K_QUIET = 1 << 5,    /* the kernel said nothing was in flight (discovery) */
 };
 
+/* Bits of struct fsm_conn.round: what happened in the current probe round. */
+enum fsm_round {
+	FSM_R_SOFT_ERROR = 1 << 0, /* ICMP/send error heard since the round began */
+	FSM_R_UNCERTAIN = 1 << 1,  /* the round was restarted: the capture may have been deaf */
+};
+
 /* Learning the numbers of a discovered connection (struct fsm_conn.learn). */
 enum fsm_learn {
 	FSM_LEARN_NONE = 0, /* nothing asked */
@@ -48,6 +54,9 @@ enum fsm_learn {
 	FSM_LEARN_ASKED2,   /* the retry (after the kernel's 500 ms challenge-ACK limit) */
 	FSM_LEARN_BLOCKED,  /* no challenge ACK came: wait for traffic (logged once) */
 };
+
+/* The capture never missed a packet (the `blind` argument of fsm_on_timer). */
+#define FSM_NEVER_BLIND 0.0
 
 /* How long before a discovered connection's first probe its numbers are asked for. */
 #define FSM_LEARN_LEAD 1.0
@@ -68,10 +77,12 @@ struct fsm_conn {
 	uint8_t ts_on;      /* our last segment carried a timestamp */
 	uint8_t state;      /* enum fsm_state */
 	uint8_t probes_out; /* probes sent this round */
-	uint8_t soft_error; /* ICMP/send error heard since the last probe round began */
+	uint8_t round;      /* FSM_R_* of the current probe round */
 	uint8_t learn;      /* enum fsm_learn */
 	double last_rx;     /* time of the last segment from the peer (or first sight) */
 	double last_probe;  /* time the last probe was sent */
+	double round_at;    /* when this probe round (or learning) began: a capture blind
+	                       after it may have hidden the answer */
 	double timer_at;    /* when the machine wants its timer to fire; 0 = never */
 };
 
@@ -94,7 +105,10 @@ enum fsm_event_type {
 	FSM_EV_DEAD,        /* probes, idle, reason */
 	FSM_EV_RESET,       /* probes */
 	FSM_EV_CLOSE,       /* reason */
-	FSM_EV_LEARN,       /* reason: "blocked" (no challenge ACK to two SYNs) */
+	FSM_EV_LEARN,       /* reason: "blocked" (no challenge ACK to two SYNs), "retry" (the
+	                       capture may have missed it: asked again) */
+	FSM_EV_UNCERTAIN,   /* probes, reason: the round may have been heard deaf
+	                       ("capture-drops", "capture-down"): no verdict, probed again */
 };
 
 /* Why a packet was ignored (counted by the caller). */
@@ -104,7 +118,8 @@ enum fsm_ignore {
 	FSM_IGN_BAD_ACK,    /* peer segment acking data we never sent (spoofed or stale) */
 	FSM_IGN_BAD_RST,    /* RST whose SEQ is not exact */
 	FSM_IGN_ICMP_MATCH, /* ICMP quote that is not one of our probes */
-	FSM_IGN_SYN,        /* SYN on a synchronized connection (the kernel challenges it) */
+	FSM_IGN_SYN,        /* a peer's SYN (the kernel challenges it; never wipes a record) */
+	FSM_IGN_NO_ACK,     /* peer segment without ACK on a synchronized connection */
 	FSM_IGN_COUNT,
 };
 
@@ -112,6 +127,8 @@ struct fsm_event {
 	uint8_t type;   /* enum fsm_event_type */
 	uint8_t probes; /* probes out when the event happened */
 	uint8_t icmp_type, icmp_code;
+	uint8_t notable;     /* FSM_EV_ALIVE after a missed probe, a dead verdict or an
+	                        uncertain round: a change worth logging */
 	int send_errno;      /* FSM_EV_UNREACHABLE from a local send error; 0 for ICMP */
 	double idle;         /* s since the last segment from the peer */
 	double rtt;          /* s from the last probe to the reply */
@@ -123,11 +140,12 @@ struct fsm_event {
 struct fsm_out {
 	int nev;
 	struct fsm_event ev[4];
-	bool send_probe; /* send out.probe now */
+	bool send_probe; /* send a probe (now or, paced, soon: fsm_probe_now, fsm_on_sent) */
 	struct fsm_probe probe;
 	bool rearm;  /* conn.timer_at moved earlier: re-arm the timer */
 	bool forget; /* drop the connection now (its closed linger is over) */
-	bool learn;  /* inject a SYN (peer -> us, SEQ learn_seq) into our stack */
+	bool learn;  /* inject a SYN (peer -> us, SEQ learn_seq) into our stack (now or soon:
+	                fsm_learn_now, fsm_on_sent) */
 	uint32_t learn_seq;
 	enum fsm_ignore ignored; /* the input was ignored, and why */
 };
@@ -152,8 +170,27 @@ void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct
 void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct codec_icmp *icmp,
                  double now, struct fsm_out *out);
 
-/* The connection's timer fired (at or after c->timer_at). */
-void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out);
+/* The connection's timer fired (at or after c->timer_at). blind is the latest time at
+ * which the caller's capture may have missed packets (drops counted by the kernel; INFINITY
+ * while the capture is down; FSM_NEVER_BLIND when never): a round that it overlaps gives no
+ * verdict but FSM_EV_UNCERTAIN and a new round, and learning asks again instead of giving
+ * up. */
+void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
+                  struct fsm_out *out);
+
+/* Paced sending: the probe asked for by out.send_probe is about to go out now. Fills *pr
+ * from the numbers known now; false when it is no longer wanted (a reply came meanwhile, or
+ * our data is in flight): then it is not counted. */
+bool fsm_probe_now(struct fsm_conn *c, const struct fsm_params *p, struct fsm_probe *pr);
+
+/* Paced sending: true while the learning SYN asked for by out.learn is still wanted; *seq
+ * is its SEQ. */
+bool fsm_learn_now(const struct fsm_conn *c, uint32_t *seq);
+
+/* The probe or learning SYN went out at sent_at (after its pacing delay): the RTT counts
+ * from there, a learning retry waits FSM_LEARN_RETRY from there, and the last probe of a
+ * round gets a whole interval to be answered. The caller re-arms the timer. */
+void fsm_on_sent(struct fsm_conn *c, const struct fsm_params *p, bool learn, double sent_at);
 
 /* Sending the probe asked for failed locally with errno err. A routing or firewall error
  * (no route, prohibited) is a soft error, like ICMP; a resource error (ENOBUFS, ENOMEM,

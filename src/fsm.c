@@ -6,6 +6,7 @@
  * last_rx + idle + interval * probes. Probes are scheduled from last_rx, not from
  * the moment the timer ran, so timer slack does not accumulate. */
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 #include "fsm.h"
@@ -94,6 +95,9 @@ static uint32_t seg_end(const struct codec_tcp *seg)
 	return end;
 }
 
+static bool numbers_unknown(const struct fsm_conn *c);
+static bool can_learn(const struct fsm_conn *c);
+
 /* Ends probing; the record lingers briefly so trailing segments do not re-track it. */
 static void enter_closed(struct fsm_conn *c, double now, struct fsm_out *out)
 {
@@ -113,17 +117,13 @@ static bool is_own_probe(const struct fsm_conn *c, const struct codec_tcp *seg)
 	       seg->ack == c->probe_ack && seg->payload_len <= 1;
 }
 
-/* A SYN: a new connection on this 4-tuple, unless the one we know is synchronized (then
- * the kernel answers with a challenge ACK, and a spoofed SYN must not wipe what we know). */
-static bool on_syn(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out)
+/* Our own SYN or SYN-ACK: our kernel starts a new connection on this 4-tuple (it answers a
+ * SYN on an established one with a challenge ACK instead), so what we knew is void. */
+static void on_our_syn(struct fsm_conn *c, const struct fsm_params *p, double now,
+                       struct fsm_out *out)
 {
-	if ((c->known & (FSM_K_SND_UNA | FSM_K_SND_NXT)) == (FSM_K_SND_UNA | FSM_K_SND_NXT)) {
-		out->ignored = FSM_IGN_SYN;
-		return false;
-	}
 	fsm_init(c, now, p);
 	out->rearm = true;
-	return true;
 }
 
 /* Our own SYN, injected to learn the numbers, seen arriving as if from the peer. */
@@ -194,8 +194,8 @@ static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct
 		close_conn(c, "rst", now, out);
 		return;
 	}
-	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN && !on_syn(c, p, now, out))
-		return;
+	if (seg->flags & CODEC_TH_SYN)
+		on_our_syn(c, p, now, out);
 	learn_ours(c, seg);
 	learned(c, p, now, out);
 	if (seg->flags & CODEC_TH_FIN)
@@ -214,7 +214,7 @@ static void on_peer_rst(struct fsm_conn *c, const struct codec_tcp *seg, double 
 		enter_closed(c, now, out);
 		return;
 	}
-	if ((c->known & FSM_K_RCV_NXT) && seg->seq != c->rcv_nxt) {
+	if (!(c->known & FSM_K_RCV_NXT) || seg->seq != c->rcv_nxt) {
 		out->ignored = FSM_IGN_BAD_RST; /* RFC 5961: only an exact RST counts */
 		return;
 	}
@@ -266,6 +266,22 @@ static void learn_peer(struct fsm_conn *c, const struct codec_tcp *seg)
 		c->peer_tsval = seg->tsval;
 }
 
+/* Arms the watch timer after a sign of life: at last_rx + idle, or FSM_LEARN_LEAD before that
+ * when the numbers must be asked for first. Later than armed needs no re-arm (the timer
+ * catches up lazily); earlier, or after a stopped timer (dead), does. */
+static void watch_until(struct fsm_conn *c, const struct fsm_params *p, bool stopped,
+                        struct fsm_out *out)
+{
+	double at = c->last_rx + p->idle;
+
+	if (numbers_unknown(c) && can_learn(c))
+		at -= FSM_LEARN_LEAD;
+	if (stopped || at < c->timer_at)
+		rearm_at(c, at, out);
+	else
+		c->timer_at = at;
+}
+
 static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double now,
                           struct fsm_out *out)
 {
@@ -277,14 +293,13 @@ static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double
 		ev->rtt = now - c->last_probe;
 		ev = out_event(out, FSM_EV_ALIVE, c);
 		ev->rtt = now - c->last_probe;
+		ev->notable = was_dead || c->probes_out > 1 || (c->round & FSM_R_UNCERTAIN);
 	}
 	c->state = FSM_WATCH;
 	c->probes_out = 0;
-	c->soft_error = 0;
+	c->round = 0;
 	c->last_rx = now;
-	c->timer_at = now + p->idle; /* later than armed: the timer catches up lazily */
-	if (was_dead)
-		out->rearm = true; /* the timer was stopped: start it again */
+	watch_until(c, p, was_dead, out);
 }
 
 static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
@@ -298,10 +313,15 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 		out->ignored = FSM_IGN_OWN_PROBE;
 		return;
 	}
-	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN) {
-		if (!on_syn(c, p, now, out))
-			return;
-	} else if (!peer_plausible(c, seg)) {
+	if (seg->flags & CODEC_TH_SYN) {
+		out->ignored = FSM_IGN_SYN; /* our own SYN-ACK or SYN tells of a new connection */
+		return;
+	}
+	if (!(seg->flags & CODEC_TH_ACK)) {
+		out->ignored = FSM_IGN_NO_ACK; /* Linux drops it once synchronized (RFC 9293) */
+		return;
+	}
+	if (!peer_plausible(c, seg)) {
 		out->ignored = FSM_IGN_BAD_ACK;
 		return;
 	}
@@ -335,7 +355,7 @@ void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct co
 		out->ignored = FSM_IGN_ICMP_MATCH;
 		return;
 	}
-	c->soft_error = 1;
+	c->round |= FSM_R_SOFT_ERROR;
 	ev = out_event(out, FSM_EV_UNREACHABLE, c);
 	ev->icmp_type = icmp->type;
 	ev->icmp_code = icmp->code;
@@ -355,18 +375,13 @@ void fsm_on_send_error(struct fsm_conn *c, int err, double now, struct fsm_out *
 		rearm_at(c, now + FSM_RESOURCE_RETRY, out);
 		return;
 	}
-	c->soft_error = 1;
+	c->round |= FSM_R_SOFT_ERROR;
 	out_event(out, FSM_EV_UNREACHABLE, c)->send_errno = err;
 }
 
-static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double now,
-                       struct fsm_out *out)
+/* The fields of a probe from the numbers known now (SEQ = SND.UNA - 1, ACK = RCV.NXT). */
+static void fill_probe(struct fsm_conn *c, const struct fsm_params *p, struct fsm_probe *pr)
 {
-	struct fsm_probe *pr = &out->probe;
-	double next;
-
-	c->probes_out++;
-	c->last_probe = now;
 	c->probe_seq = c->snd_una - 1;
 	c->probe_ack = c->rcv_nxt;
 	pr->seq = c->probe_seq;
@@ -377,6 +392,17 @@ static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double no
 	pr->tsecr = c->peer_tsval;
 	pr->payload_len = p->probe_bytes ? 1 : 0;
 	pr->n = c->probes_out;
+}
+
+static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double now,
+                       struct fsm_out *out)
+{
+	double next;
+
+	if (c->probes_out++ == 0)
+		c->round_at = now;
+	c->last_probe = now;
+	fill_probe(c, p, &out->probe);
 	out->send_probe = true;
 	out_event(out, FSM_EV_PROBE, c);
 	next = c->last_rx + p->idle + c->probes_out * p->interval;
@@ -385,26 +411,81 @@ static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double no
 	rearm_at(c, next, out);
 }
 
+bool fsm_probe_now(struct fsm_conn *c, const struct fsm_params *p, struct fsm_probe *pr)
+{
+	if (c->state != FSM_PROBING || c->probes_out == 0)
+		return false; /* answered (or closed) while it waited */
+	if (!fsm_can_probe(c)) {
+		c->probes_out--; /* our data went out meanwhile: the kernel's turn, not sent */
+		return false;
+	}
+	fill_probe(c, p, pr);
+	return true;
+}
+
+bool fsm_learn_now(const struct fsm_conn *c, uint32_t *seq)
+{
+	if ((c->learn != FSM_LEARN_ASKED1 && c->learn != FSM_LEARN_ASKED2) ||
+	    c->state == FSM_CLOSED)
+		return false;
+	*seq = c->probe_seq;
+	return true;
+}
+
+void fsm_on_sent(struct fsm_conn *c, const struct fsm_params *p, bool learn, double sent_at)
+{
+	double floor;
+
+	if (learn) {
+		floor = sent_at + FSM_LEARN_RETRY; /* the challenge ACK gets its time */
+	} else {
+		c->last_probe = sent_at;
+		if (c->probes_out < p->probes || c->state != FSM_PROBING)
+			return;
+		floor = sent_at + p->interval; /* the last probe gets a whole interval */
+	}
+	if (c->timer_at > 0 && c->timer_at < floor)
+		c->timer_at = floor;
+}
+
 /* True when a number a probe needs is unknown (not merely data in flight). */
 static bool numbers_unknown(const struct fsm_conn *c)
 {
 	return (c->known & FSM_K_NEEDED) != FSM_K_NEEDED;
 }
 
-/* Asks for the numbers (a SYN into our own stack), or gives up after two tries.
- * Returns false when there is nothing left to ask (then wait for traffic). */
-static bool ask_numbers(struct fsm_conn *c, double now, double due, struct fsm_out *out)
+/* The challenge ACK to a SYN into our own stack would complete the numbers: the kernel said
+ * nothing was in flight (discovery), or the peer has acknowledged all we sent (a connection
+ * seen from its handshake, whose window we have not seen yet). */
+static bool can_learn(const struct fsm_conn *c)
+{
+	const uint8_t both = FSM_K_SND_UNA | FSM_K_SND_NXT;
+
+	if (c->known & FSM_K_QUIET)
+		return true;
+	return (c->known & both) == both && c->snd_una == c->snd_nxt;
+}
+
+/* Asks for the numbers (a SYN into our own stack), or gives up after two tries heard with
+ * a clear capture (a capture blind since the first try asks again). Returns false when
+ * there is nothing left to ask (then wait for traffic). */
+static bool ask_numbers(struct fsm_conn *c, double now, double due, double blind,
+                        struct fsm_out *out)
 {
 	double next = now + FSM_LEARN_RETRY;
 
 	if (c->learn == FSM_LEARN_BLOCKED)
 		return false;
-	if (c->learn == FSM_LEARN_ASKED2) {
+	if (c->learn == FSM_LEARN_ASKED2 && blind >= c->round_at) {
+		c->learn = FSM_LEARN_NONE; /* the answer may have been lost to us: ask again */
+		out_event(out, FSM_EV_LEARN, c)->reason = "retry";
+	} else if (c->learn == FSM_LEARN_ASKED2) {
 		c->learn = FSM_LEARN_BLOCKED;
 		out_event(out, FSM_EV_LEARN, c)->reason = "blocked";
 		return false;
 	}
-	c->learn++;
+	if (c->learn++ == FSM_LEARN_NONE)
+		c->round_at = now;
 	c->probe_seq = (uint32_t)(uint64_t)(now * 1e6) ^ 0x6b617072u; /* any SEQ: it goes to us */
 	out->learn = true;
 	out->learn_seq = c->probe_seq;
@@ -422,13 +503,13 @@ static uint8_t missed_probes(const struct fsm_conn *c, const struct fsm_params *
 	return (uint8_t)(n < p->probes - 1 ? n : p->probes - 1);
 }
 
-static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double now,
+static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
                         struct fsm_out *out)
 {
 	double due = c->last_rx + p->idle;
 
-	if (numbers_unknown(c) && now + FSM_EPSILON >= due - FSM_LEARN_LEAD &&
-	    (c->known & FSM_K_QUIET) && ask_numbers(c, now, due, out))
+	if (numbers_unknown(c) && now + FSM_EPSILON >= due - FSM_LEARN_LEAD && can_learn(c) &&
+	    ask_numbers(c, now, due, blind, out))
 		return;
 	if (now + FSM_EPSILON < due) {
 		rearm_at(c, due, out);
@@ -442,11 +523,27 @@ static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double n
 	c->state = FSM_PROBING;
 	c->probes_out = (c->known & FSM_K_QUIET) ? missed_probes(c, p, now) : 0;
 	c->known &= (uint8_t)~FSM_K_QUIET; /* only a discovered connection's first round */
-	c->soft_error = 0;
+	c->round = 0;
+	if (c->probes_out > 0)
+		c->round_at = now; /* the probes counted as missed were never ours to hear */
 	send_probe(c, p, now, out);
 }
 
-static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double now,
+/* The round's probes went unanswered, but the capture may have been deaf since the round
+ * began: no verdict (an accusation needs a round heard whole); a new round starts now. */
+static void round_uncertain(struct fsm_conn *c, const struct fsm_params *p, double now,
+                            double blind, struct fsm_out *out)
+{
+	struct fsm_event *ev = out_event(out, FSM_EV_UNCERTAIN, c);
+
+	ev->reason = isinf(blind) ? "capture-down" : "capture-drops";
+	ev->idle = now - c->last_rx;
+	c->round = FSM_R_UNCERTAIN;
+	c->probes_out = 0;
+	send_probe(c, p, now, out);
+}
+
+static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
                           struct fsm_out *out)
 {
 	struct fsm_event *ev;
@@ -455,18 +552,23 @@ static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double
 		rearm_at(c, now + p->interval, out); /* our side sent data: the kernel's turn */
 		return;
 	}
-	if (c->probes_out >= p->probes) {
-		ev = out_event(out, FSM_EV_DEAD, c);
-		ev->idle = now - c->last_rx;
-		ev->reason = c->soft_error ? "unreachable" : "no-reply";
-		c->state = FSM_DEAD;
-		c->timer_at = 0;
+	if (c->probes_out < p->probes) {
+		send_probe(c, p, now, out);
 		return;
 	}
-	send_probe(c, p, now, out);
+	if (blind >= c->round_at) {
+		round_uncertain(c, p, now, blind, out);
+		return;
+	}
+	ev = out_event(out, FSM_EV_DEAD, c);
+	ev->idle = now - c->last_rx;
+	ev->reason = (c->round & FSM_R_SOFT_ERROR) ? "unreachable" : "no-reply";
+	c->state = FSM_DEAD;
+	c->timer_at = 0;
 }
 
-void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out)
+void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
+                  struct fsm_out *out)
 {
 	out_clear(out);
 	if (c->state == FSM_DEAD || c->timer_at == 0)
@@ -481,9 +583,9 @@ void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, st
 		return;
 	}
 	if (c->state == FSM_WATCH)
-		timer_watch(c, p, now, out);
+		timer_watch(c, p, now, blind, out);
 	else
-		timer_probing(c, p, now, out);
+		timer_probing(c, p, now, blind, out);
 }
 
 const char *fsm_event_name(int type)
@@ -498,9 +600,10 @@ const char *fsm_event_name(int type)
 	    [FSM_EV_RESET] = "reset",
 	    [FSM_EV_CLOSE] = "close",
 	    [FSM_EV_LEARN] = "learn",
+	    [FSM_EV_UNCERTAIN] = "uncertain",
 	};
 
-	if (type <= 0 || type > FSM_EV_LEARN)
+	if (type <= 0 || type > FSM_EV_UNCERTAIN)
 		return "unknown";
 	return names[type];
 }
@@ -527,6 +630,8 @@ const char *fsm_ignore_name(int reason)
 	    [FSM_IGN_BAD_ACK] = "bad-ack",
 	    [FSM_IGN_BAD_RST] = "bad-rst",
 	    [FSM_IGN_ICMP_MATCH] = "icmp-nomatch",
+	    [FSM_IGN_SYN] = "syn",
+	    [FSM_IGN_NO_ACK] = "no-ack",
 	};
 
 	if (reason < 0 || reason >= FSM_IGN_COUNT)

@@ -64,6 +64,8 @@ struct daemon {
 	ev_io addr_io;
 };
 
+static unsigned long long pcap_drops(void *arg);
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kaprobed [-c FILE] [-n] [-s] [-d] [-V] [-h]\n"
@@ -239,7 +241,7 @@ static void open_one_capture(struct daemon *d, const char *ifname, const char *f
 
 	if (d->ncap >= MAX_CAPTURES)
 		fatalx("too many interfaces (at most %d)", MAX_CAPTURES);
-	c = capture_open(ifname, filter, err, sizeof(err));
+	c = capture_open(ifname, filter, (size_t)d->cfg.capture_buffer, err, sizeof(err));
 	if (!c)
 		fatalx("capture: %s", err);
 	d->cap[d->ncap] = c;
@@ -397,6 +399,19 @@ static void on_usr2(struct ev_loop *loop, ev_signal *w, int revents)
 	report_state_now(d->report);
 }
 
+/* The engine's capture sync: every frame captured so far is handed over, then the drop
+ * count (an engine_sync_fn). */
+static unsigned long long capture_sync(void *arg)
+{
+	struct daemon *d = arg;
+	int i;
+
+	for (i = 0; i < d->ncap; i++)
+		if (capture_drain(d->cap[i], engine_on_frame, d->engine) < 0)
+			log_warnx("capture on %s: read error", capture_name(d->cap[i]));
+	return pcap_drops(d);
+}
+
 /* Kernel drop counters of every capture, summed (for the summary and the metrics). */
 static unsigned long long pcap_drops(void *arg)
 {
@@ -443,13 +458,15 @@ static void log_totals(const struct daemon *d)
 	log_info("totals: packets=%llu decode_errors=%llu tracked=%llu probes_sent=%llu "
 	         "send_errors=%llu replies=%llu alive=%llu dead=%llu reset=%llu "
 	         "unreachable=%llu closed=%llu ignored_own=%llu ignored_bad_ack=%llu "
-	         "ignored_bad_rst=%llu ignored_icmp=%llu ignored_syn=%llu pcap_received=%u "
-	         "pcap_drops=%u",
+	         "ignored_bad_rst=%llu ignored_icmp=%llu ignored_syn=%llu ignored_no_ack=%llu "
+	         "pcap_received=%u pcap_drops=%u uncertain=%llu learn_retries=%llu "
+	         "probe_late_max_ms=%.1f probe_rate=%.0f",
 	         s->packets, s->decode_errors, s->tracked, s->probes_sent, s->send_errors,
 	         s->replies, s->alive, s->dead, s->reset, s->unreachable, s->closed,
 	         s->ignored[FSM_IGN_OWN_PROBE], s->ignored[FSM_IGN_BAD_ACK],
 	         s->ignored[FSM_IGN_BAD_RST], s->ignored[FSM_IGN_ICMP_MATCH],
-	         s->ignored[FSM_IGN_SYN], recv, drop);
+	         s->ignored[FSM_IGN_SYN], s->ignored[FSM_IGN_NO_ACK], recv, drop, s->uncertain,
+	         s->learn_retries, s->probe_late_max * 1000.0, s->probe_rate);
 }
 
 /* systemd's STATUS= line (a notify_status_fn). */
@@ -498,7 +515,8 @@ static void start_unprivileged(struct daemon *d)
 	d->report = report_new(d->loop, &d->cfg, d->engine, pcap_drops, d);
 	if (!d->report)
 		fatalx("out of memory");
-	start_signals(d);          /* before the first dump, which may take a while */
+	start_signals(d); /* before the first dump, which may take a while */
+	engine_set_sync(d->engine, capture_sync, d);
 	discover_run(d->discover); /* after the captures: nothing falls between the two */
 	log_info("started");
 	log_info("kaprobed %s: %zu rules, interface %s, %zu local addresses", KAPROBE_VERSION,
