@@ -29,6 +29,9 @@ int capture_drain(struct capture *c, capture_fn fn, void *arg);
 /* Kernel counters: received and dropped. */
 void capture_stats(struct capture *c, unsigned *received, unsigned *dropped);
 
+/* The last error of the handle (after capture_drain returned -1). */
+const char *capture_error(struct capture *c);
+
 /* Name of the interface. */
 const char *capture_name(const struct capture *c);
 

@@ -26,9 +26,10 @@ struct engine_stats {
 	unsigned long long tracked, probes_sent, send_errors, replies;
 	unsigned long long alive, dead, reset, unreachable, closed, table_full;
 	unsigned long long discovered, gone, kernel_keepalive, learn_asked, learn_blocked;
-	unsigned long long uncertain;     /* rounds that gave no verdict: the capture was blind */
-	unsigned long long learn_retries; /* learning asked again: the capture was blind */
-	unsigned long long blind_polls;   /* drop checks that found new capture drops */
+	unsigned long long uncertain;       /* rounds that gave no verdict: the capture was blind */
+	unsigned long long learn_retries;   /* learning asked again: the capture was blind */
+	unsigned long long blind_polls;     /* drop checks that found new capture drops */
+	unsigned long long capture_reopens; /* captures reopened after failing at run time */
 	double probe_late_max; /* s: the longest a probe waited for the pacer (since start) */
 	double probe_rate;     /* probes/s the pacer allows now (max_probe_rate, lower after
 	                          capture drops) */

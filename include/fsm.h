@@ -58,7 +58,8 @@ enum fsm_learn {
 /* The capture never missed a packet (the `blind` argument of fsm_on_timer). */
 #define FSM_NEVER_BLIND 0.0
 
-/* How long before a discovered connection's first probe its numbers are asked for. */
+/* How long before a connection's first probe its numbers are asked for (at most half its
+ * idle time), when they are not complete: discovered, or seen only from a handshake. */
 #define FSM_LEARN_LEAD 1.0
 /* Wait between the two SYNs (Linux: one challenge ACK per 500 ms per socket). */
 #define FSM_LEARN_RETRY 0.6
@@ -155,9 +156,9 @@ void fsm_init(struct fsm_conn *c, double now, const struct fsm_params *p);
 
 /* Starts watching a connection found in the kernel's socket list at now: idle s since
  * its last segment from the peer (the kernel's clock), quiet when nothing is in flight.
- * Its numbers are asked for (out.learn) FSM_LEARN_LEAD s before its first probe. A
- * connection found overdue is probed at once, with the probes the kernel would already
- * have sent counted (at most probes - 1): its verdict comes when it would have come. */
+ * Its numbers are asked for (out.learn) FSM_LEARN_LEAD s (at most idle / 2) before its first probe.
+ * A connection found overdue is probed at once, with the probes the kernel would already have sent
+ * counted (at most probes - 1): its verdict comes when it would have come. */
 void fsm_init_discovered(struct fsm_conn *c, double now, double idle, bool quiet,
                          const struct fsm_params *p);
 

@@ -83,6 +83,11 @@ int capture_fd(const struct capture *c)
 	return c->fd;
 }
 
+const char *capture_error(struct capture *c)
+{
+	return pcap_geterr(c->p);
+}
+
 const char *capture_name(const struct capture *c)
 {
 	return c->name;

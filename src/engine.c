@@ -666,6 +666,8 @@ void engine_set_sync(struct engine *e, engine_sync_fn fn, void *arg)
 
 void engine_set_capture_down(struct engine *e, bool down)
 {
+	if (e->down && !down)
+		e->st.capture_reopens++;
 	e->down = down;
 	e->blind = mono_now();
 }

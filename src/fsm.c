@@ -26,6 +26,14 @@
 /* Retry after a local resource error, as Linux's TCP_RESOURCE_PROBE_INTERVAL. */
 #define FSM_RESOURCE_RETRY 0.5
 
+/* How long before its first probe a connection's numbers are asked for: FSM_LEARN_LEAD, or
+ * half the idle time when that is shorter (not at once after a handshake, when the traffic
+ * that usually follows tells them anyway). */
+static double learn_lead(const struct fsm_params *p)
+{
+	return p->idle / 2 < FSM_LEARN_LEAD ? p->idle / 2 : FSM_LEARN_LEAD;
+}
+
 static void out_clear(struct fsm_out *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -68,7 +76,7 @@ void fsm_init_discovered(struct fsm_conn *c, double now, double idle, bool quiet
 	c->last_rx = now - (idle > 0 ? idle : 0);
 	if (quiet)
 		c->known |= FSM_K_QUIET;
-	learn_at = c->last_rx + p->idle - FSM_LEARN_LEAD;
+	learn_at = c->last_rx + p->idle - learn_lead(p);
 	c->timer_at = learn_at > now ? learn_at : now;
 }
 
@@ -266,7 +274,7 @@ static void learn_peer(struct fsm_conn *c, const struct codec_tcp *seg)
 		c->peer_tsval = seg->tsval;
 }
 
-/* Arms the watch timer after a sign of life: at last_rx + idle, or FSM_LEARN_LEAD before that
+/* Arms the watch timer after a sign of life: at last_rx + idle, or learn_lead() before that
  * when the numbers must be asked for first. Later than armed needs no re-arm (the timer
  * catches up lazily); earlier, or after a stopped timer (dead), does. */
 static void watch_until(struct fsm_conn *c, const struct fsm_params *p, bool stopped,
@@ -275,7 +283,7 @@ static void watch_until(struct fsm_conn *c, const struct fsm_params *p, bool sto
 	double at = c->last_rx + p->idle;
 
 	if (numbers_unknown(c) && can_learn(c))
-		at -= FSM_LEARN_LEAD;
+		at -= learn_lead(p);
 	if (stopped || at < c->timer_at)
 		rearm_at(c, at, out);
 	else
@@ -508,7 +516,7 @@ static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double n
 {
 	double due = c->last_rx + p->idle;
 
-	if (numbers_unknown(c) && now + FSM_EPSILON >= due - FSM_LEARN_LEAD && can_learn(c) &&
+	if (numbers_unknown(c) && now + FSM_EPSILON >= due - learn_lead(p) && can_learn(c) &&
 	    ask_numbers(c, now, due, blind, out))
 		return;
 	if (now + FSM_EPSILON < due) {

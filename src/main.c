@@ -38,6 +38,8 @@
 #define MAX_CONFIG_SIZE (1 << 20)
 #define FILTER_MAX      (64 * 1024)
 #define NOTIFY_EVERY    10.0 /* s between STATUS= updates to systemd */
+#define REOPEN_EVERY    1.0  /* s between tries to reopen a failed capture */
+#define REOPEN_GIVE_UP  30.0 /* s after which kaprobed exits (systemd restarts it) */
 /* Past this many rules libpcap's compiled filter nears the kernel's 4096-instruction
  * limit (and takes seconds to build): capture all TCP and ICMP errors instead. */
 #define FILTER_MAX_RULES 64
@@ -51,9 +53,14 @@ struct daemon {
 	struct addr_set local;
 	struct sender *sender;
 	struct engine *engine;
-	struct capture *cap[MAX_CAPTURES];
+	struct capture *cap[MAX_CAPTURES]; /* NULL while that capture is down */
 	ev_io cap_io[MAX_CAPTURES];
-	int ncap;
+	char cap_name[MAX_CAPTURES][64];
+	double cap_down_since[MAX_CAPTURES];
+	unsigned long long cap_drops_before[MAX_CAPTURES]; /* drops of handles since closed */
+	int ncap, ndown;
+	ev_timer reopen_t;
+	int exit_status;
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	ev_signal sig_usr2; /* write the state file now */
 	struct report *report;
@@ -223,15 +230,48 @@ static void watch_addresses(struct daemon *d)
 	ev_io_start(d->loop, &d->addr_io);
 }
 
+static const char *capture_filter(const struct config *cfg);
+
+/* A capture failed at run time (its interface went away): it is closed, the engine gives no
+ * verdict while any capture is down, and it is reopened every REOPEN_EVERY s. */
+static void capture_lost(struct daemon *d, int i)
+{
+	unsigned recv, drop;
+
+	log_warnx("capture on %s failed: %s; no verdict until it is reopened", d->cap_name[i],
+	          capture_error(d->cap[i]));
+	capture_stats(d->cap[i], &recv, &drop);
+	d->cap_drops_before[i] += drop;
+	ev_io_stop(d->loop, &d->cap_io[i]);
+	capture_close(d->cap[i]);
+	d->cap[i] = NULL;
+	d->cap_down_since[i] = ev_now(d->loop);
+	if (d->ndown++ == 0)
+		engine_set_capture_down(d->engine, true);
+	if (!ev_is_active(&d->reopen_t))
+		ev_timer_again(d->loop, &d->reopen_t);
+}
+
 static void on_capture(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct daemon *d = w->data;
-	struct capture *c = d->cap[w - d->cap_io];
+	int i = (int)(w - d->cap_io);
 
 	(void)loop;
 	(void)revents;
-	if (capture_drain(c, engine_on_frame, d->engine) < 0)
-		log_warnx("capture on %s: read error", capture_name(c));
+	if (capture_drain(d->cap[i], engine_on_frame, d->engine) < 0)
+		capture_lost(d, i);
+}
+
+/* Starts reading capture i. */
+static void watch_capture(struct daemon *d, int i, struct capture *c)
+{
+	d->cap[i] = c;
+	ev_io_init(&d->cap_io[i], on_capture, capture_fd(c), EV_READ);
+	d->cap_io[i].data = d;
+	/* Before timers: a reply already captured must be seen before a dead verdict. */
+	ev_set_priority(&d->cap_io[i], EV_MAXPRI);
+	ev_io_start(d->loop, &d->cap_io[i]);
 }
 
 static void open_one_capture(struct daemon *d, const char *ifname, const char *filter)
@@ -244,13 +284,45 @@ static void open_one_capture(struct daemon *d, const char *ifname, const char *f
 	c = capture_open(ifname, filter, (size_t)d->cfg.capture_buffer, err, sizeof(err));
 	if (!c)
 		fatalx("capture: %s", err);
-	d->cap[d->ncap] = c;
-	ev_io_init(&d->cap_io[d->ncap], on_capture, capture_fd(c), EV_READ);
-	d->cap_io[d->ncap].data = d;
-	/* Before timers: a reply already captured must be seen before a dead verdict. */
-	ev_set_priority(&d->cap_io[d->ncap], EV_MAXPRI);
-	ev_io_start(d->loop, &d->cap_io[d->ncap]);
-	d->ncap++;
+	snprintf(d->cap_name[d->ncap], sizeof(d->cap_name[0]), "%s", ifname);
+	watch_capture(d, d->ncap++, c);
+}
+
+/* One try at reopening capture i; exits the loop (status 1) once REOPEN_GIVE_UP is past. */
+static void reopen_one(struct daemon *d, int i, double now)
+{
+	char err[512];
+	struct capture *c = capture_open(d->cap_name[i], capture_filter(&d->cfg),
+	                                 (size_t)d->cfg.capture_buffer, err, sizeof(err));
+
+	if (c) {
+		log_info("capture on %s reopened after %.1f s", d->cap_name[i],
+		         now - d->cap_down_since[i]);
+		watch_capture(d, i, c);
+		if (--d->ndown == 0)
+			engine_set_capture_down(d->engine, false);
+		return;
+	}
+	if (now - d->cap_down_since[i] < REOPEN_GIVE_UP)
+		return;
+	log_errorx("capture on %s cannot be reopened (%s) after %.0f s: exiting so that it is "
+	           "restarted",
+	           d->cap_name[i], err, REOPEN_GIVE_UP);
+	d->exit_status = 1;
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+static void on_reopen(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+	int i;
+
+	(void)revents;
+	for (i = 0; i < d->ncap && d->exit_status == 0; i++)
+		if (!d->cap[i])
+			reopen_one(d, i, ev_now(loop));
+	if (d->ndown == 0)
+		ev_timer_stop(loop, w);
 }
 
 /* The capture filter text for cfg's rules (a static buffer). */
@@ -314,7 +386,7 @@ static void refilter_captures(struct daemon *d)
 	int i;
 
 	for (i = 0; i < d->ncap; i++)
-		if (capture_set_filter(d->cap[i], filter, err, sizeof(err)) < 0)
+		if (d->cap[i] && capture_set_filter(d->cap[i], filter, err, sizeof(err)) < 0)
 			log_warnx("reload: capture filter not changed: %s", err);
 }
 
@@ -407,8 +479,8 @@ static unsigned long long capture_sync(void *arg)
 	int i;
 
 	for (i = 0; i < d->ncap; i++)
-		if (capture_drain(d->cap[i], engine_on_frame, d->engine) < 0)
-			log_warnx("capture on %s: read error", capture_name(d->cap[i]));
+		if (d->cap[i] && capture_drain(d->cap[i], engine_on_frame, d->engine) < 0)
+			capture_lost(d, i);
 	return pcap_drops(d);
 }
 
@@ -421,6 +493,9 @@ static unsigned long long pcap_drops(void *arg)
 	int i;
 
 	for (i = 0; i < d->ncap; i++) {
+		sum += d->cap_drops_before[i];
+		if (!d->cap[i])
+			continue;
 		capture_stats(d->cap[i], &recv, &drop);
 		sum += drop;
 	}
@@ -451,6 +526,9 @@ static void log_totals(const struct daemon *d)
 	int i;
 
 	for (i = 0; i < d->ncap; i++) {
+		drop += (unsigned)d->cap_drops_before[i];
+		if (!d->cap[i])
+			continue;
 		capture_stats(d->cap[i], &r, &dr);
 		recv += r;
 		drop += dr;
@@ -505,6 +583,8 @@ static void open_privileged(struct daemon *d)
 	d->discover = discover_new(d->loop, d->engine, &d->cfg);
 	if (!d->discover)
 		fatal("NETLINK_SOCK_DIAG");
+	ev_timer_init(&d->reopen_t, on_reopen, REOPEN_EVERY, REOPEN_EVERY);
+	d->reopen_t.data = d;
 	open_captures(d);
 }
 
@@ -537,6 +617,7 @@ static void shut_down(struct daemon *d)
 	close(d->addr_io.fd);
 	engine_free(d->engine);
 	action_close(d->action);
+	ev_timer_stop(d->loop, &d->reopen_t);
 	for (i = 0; i < d->ncap; i++)
 		capture_close(d->cap[i]);
 	sender_close(d->sender);
@@ -605,5 +686,5 @@ int main(int argc, char **argv)
 	run(&d);
 	log_close();
 	config_free(&d.cfg);
-	return 0;
+	return d.exit_status;
 }
