@@ -39,6 +39,8 @@ enum fsm_known {
 	FSM_K_PEER_END = 1 << 3, /* one of the peer's segments seen (peer_end valid) */
 	FSM_K_WINDOW = 1 << 4,   /* one of our non-SYN segments seen (our_window valid) */
 	FSM_K_QUIET = 1 << 5,    /* the kernel said nothing was in flight (discovery) */
+	FSM_K_CONFIRMED = 1 << 6, /* a real connection: listed by the kernel, or the peer sent a
+	                             segment only the real peer could (exact numbers) */
 };
 
 /* Bits of struct fsm_conn.round: what happened in the current probe round. */
@@ -121,6 +123,8 @@ enum fsm_ignore {
 	FSM_IGN_ICMP_MATCH, /* ICMP quote that is not one of our probes */
 	FSM_IGN_SYN,        /* a peer's SYN (the kernel challenges it; never wipes a record) */
 	FSM_IGN_NO_ACK,     /* peer segment without ACK on a synchronized connection */
+	FSM_IGN_BAD_SEQ,    /* peer segment whose SEQ is not the one expected (RCV.NXT) */
+	FSM_IGN_UNVERIFIED, /* peer segment before our numbers are known: cannot be checked */
 	FSM_IGN_COUNT,
 };
 

@@ -18,8 +18,10 @@
 
 /* Slack when comparing times: a timer that fires a hair early still counts. */
 #define FSM_EPSILON 0.0005
-/* A peer's SEQ further than this from RCV.NXT cannot belong to the connection. */
-#define FSM_MAX_SEQ_DRIFT 0x40000000u
+/* The largest window a peer can advertise (65535 << 14): bounds how old an acceptable ACK
+ * may be (RFC 5961 MAX.SND.WND, which we cannot see scaled) and how far a stale SND.NXT
+ * may lag. */
+#define FSM_MAX_SND_WND 0x3fffc000u
 
 /* Never probe with window 0: the peer would apply it and stall (SEQ = its SND.WL1). */
 #define FSM_K_NEEDED (FSM_K_SND_UNA | FSM_K_SND_NXT | FSM_K_RCV_NXT | FSM_K_WINDOW)
@@ -74,6 +76,7 @@ void fsm_init_discovered(struct fsm_conn *c, double now, double idle, bool quiet
 
 	fsm_init(c, now, p);
 	c->last_rx = now - (idle > 0 ? idle : 0);
+	c->known |= FSM_K_CONFIRMED; /* the kernel lists it */
 	if (quiet)
 		c->known |= FSM_K_QUIET;
 	learn_at = c->last_rx + p->idle - learn_lead(p);
@@ -229,27 +232,57 @@ static void on_peer_rst(struct fsm_conn *c, const struct codec_tcp *seg, double 
 	close_conn(c, "rst", now, out);
 }
 
-/* Is the peer's segment plausible for what we know? Spoofed ones must not count. */
-/* A peer segment (a reply to our probe, or any other) that ACKs beyond the SND.NXT we know,
- * carrying exactly the SEQ we expect next (RCV.NXT): one of our data segments was lost to the
- * capture (a pcap drop) and SND.NXT is stale, not the peer dead. Guessing RCV.NXT is as hard as
- * guessing SND.NXT (32 bits), so this is no easier to spoof than an exact ACK. */
-static bool stale_snd_nxt(const struct fsm_conn *c, const struct codec_tcp *seg)
+/* Acceptance of a peer segment (RFC 9293 3.10.7.4, RFC 5961), as strict as Linux's or
+ * stricter. Our own segments are trusted (their direction comes from the kernel, see
+ * ARCHITECTURE.md "Trust"); a peer segment counts only against numbers they taught:
+ * - its SEQ is exactly RCV.NXT (the peer's next byte as our last ACK said), or RCV.NXT - 1
+ *   with at most one byte (the peer's own keepalive probe): 32 bits an off-path sender must
+ *   guess. In-window data beyond RCV.NXT counts once our ACK has moved RCV.NXT to it.
+ * - its ACK is within SND.UNA - FSM_MAX_SND_WND .. SND.NXT; while probing exactly SND.NXT.
+ *   An ACK beyond the SND.NXT we know, with the exact SEQ, is a reply too: one of our
+ *   segments was lost to the capture (a pcap drop) and SND.NXT is stale; it is set right.
+ * Nothing counts before RCV.NXT and SND.NXT are known (a discovered connection before its
+ * challenge ACK): what arrives then cannot be checked. */
+static bool seq_exact(const struct fsm_conn *c, const struct codec_tcp *seg)
 {
-	return (c->known & FSM_K_RCV_NXT) && seg->seq == c->rcv_nxt &&
-	       SEQ_GT(seg->ack, c->snd_nxt) && SEQ_DIST(seg->ack, c->snd_nxt) < FSM_MAX_SEQ_DRIFT;
+	return seg->seq == c->rcv_nxt || (seg->seq == c->rcv_nxt - 1 && seg->payload_len <= 1);
 }
 
-static bool peer_plausible(const struct fsm_conn *c, const struct codec_tcp *seg)
+static bool stale_snd_nxt(const struct fsm_conn *c, const struct codec_tcp *seg)
 {
-	if ((c->known & FSM_K_RCV_NXT) && SEQ_DIST(seg->seq, c->rcv_nxt) > FSM_MAX_SEQ_DRIFT)
-		return false;
-	if (!(seg->flags & CODEC_TH_ACK) || !(c->known & FSM_K_SND_NXT))
-		return true;
+	return seg->seq == c->rcv_nxt && SEQ_GT(seg->ack, c->snd_nxt) &&
+	       SEQ_DIST(seg->ack, c->snd_nxt) < FSM_MAX_SND_WND;
+}
+
+static bool ack_acceptable(const struct fsm_conn *c, const struct codec_tcp *seg)
+{
 	if ((c->state == FSM_PROBING || c->state == FSM_DEAD) && c->probes_out > 0 &&
 	    c->snd_una == c->snd_nxt)
 		return seg->ack == c->snd_nxt || stale_snd_nxt(c, seg); /* acks what we sent */
+	if ((c->known & FSM_K_SND_UNA) && SEQ_LT(seg->ack, c->snd_una - FSM_MAX_SND_WND))
+		return false; /* RFC 5961 5.2: acks data long acknowledged */
 	return SEQ_LEQ(seg->ack, c->snd_nxt) || stale_snd_nxt(c, seg);
+}
+
+/* Why a peer segment with ACK does not count, or FSM_IGN_NONE when it does. */
+static enum fsm_ignore peer_rejected(const struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	const uint8_t ours = FSM_K_RCV_NXT | FSM_K_SND_NXT;
+
+	if ((c->known & ours) != ours)
+		return FSM_IGN_UNVERIFIED;
+	if (!seq_exact(c, seg))
+		return FSM_IGN_BAD_SEQ;
+	if (!ack_acceptable(c, seg))
+		return FSM_IGN_BAD_ACK;
+	return FSM_IGN_NONE;
+}
+
+/* The peer's SYN-ACK to our SYN: it acks exactly our ISS + 1 (we have sent nothing else). */
+static bool syn_ack_answers_ours(const struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	return (seg->flags & CODEC_TH_ACK) && (c->known & FSM_K_SND_NXT) &&
+	       !(c->known & FSM_K_RCV_NXT) && seg->ack == c->snd_nxt;
 }
 
 static void learn_peer(struct fsm_conn *c, const struct codec_tcp *seg)
@@ -322,17 +355,20 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 		return;
 	}
 	if (seg->flags & CODEC_TH_SYN) {
-		out->ignored = FSM_IGN_SYN; /* our own SYN-ACK or SYN tells of a new connection */
-		return;
-	}
-	if (!(seg->flags & CODEC_TH_ACK)) {
+		if (!syn_ack_answers_ours(c, seg)) {
+			out->ignored = FSM_IGN_SYN; /* our own SYN or SYN-ACK tells of a new one */
+			return;
+		}
+	} else if (!(seg->flags & CODEC_TH_ACK)) {
 		out->ignored = FSM_IGN_NO_ACK; /* Linux drops it once synchronized (RFC 9293) */
 		return;
+	} else {
+		out->ignored = peer_rejected(c, seg);
+		if (out->ignored != FSM_IGN_NONE)
+			return;
 	}
-	if (!peer_plausible(c, seg)) {
-		out->ignored = FSM_IGN_BAD_ACK;
-		return;
-	}
+	c->known |= FSM_K_CONFIRMED; /* the peer knows the numbers: a real connection */
+
 	learn_peer(c, seg);
 	peer_is_alive(c, p, now, out);
 	if (seg->flags & CODEC_TH_FIN)
@@ -516,6 +552,10 @@ static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double n
 {
 	double due = c->last_rx + p->idle;
 
+	if (!(c->known & FSM_K_CONFIRMED)) {
+		rearm_at(c, now + p->interval, out); /* never probe what may not exist */
+		return;
+	}
 	if (numbers_unknown(c) && now + FSM_EPSILON >= due - learn_lead(p) && can_learn(c) &&
 	    ask_numbers(c, now, due, blind, out))
 		return;
@@ -640,6 +680,8 @@ const char *fsm_ignore_name(int reason)
 	    [FSM_IGN_ICMP_MATCH] = "icmp-nomatch",
 	    [FSM_IGN_SYN] = "syn",
 	    [FSM_IGN_NO_ACK] = "no-ack",
+	    [FSM_IGN_BAD_SEQ] = "bad-seq",
+	    [FSM_IGN_UNVERIFIED] = "unverified",
 	};
 
 	if (reason < 0 || reason >= FSM_IGN_COUNT)

@@ -265,13 +265,13 @@ static void test_spoofed_ack_while_probing_is_no_reply(void **state)
 	/* ACK ahead of SND.NXT: only with exactly RCV.NXT as SEQ is it a reply (a pcap drop
 	 * left SND.NXT stale); with any other SEQ it is spoofed */
 	peer_raw(&w, segment(w.peers + 1, w.ours + 12345, 0, CODEC_TH_ACK));
-	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_SEQ);
 	peer_raw(&w, segment(w.peers - 100, w.ours + 12345, 0, CODEC_TH_ACK));
-	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_SEQ);
 	peer_raw(&w, segment(w.peers, w.ours - 1, 0, CODEC_TH_ACK));
 	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
 	peer_raw(&w, segment(w.peers + 0x50000000u, w.ours, 0, CODEC_TH_ACK));
-	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_SEQ);
 	assert_int_equal(w.events[FSM_EV_ALIVE], 0);
 	assert_int_equal(w.c.state, FSM_PROBING);
 }
@@ -737,7 +737,7 @@ static void test_stale_snd_nxt_after_capture_drop(void **state)
 	w.ours += 100; /* our data, never seen by the capture */
 	s = segment(w.peers + 7, w.ours, 0, CODEC_TH_ACK);
 	peer_raw(&w, s);
-	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK); /* SEQ not exact: not learnt */
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_SEQ); /* SEQ not exact: not learnt */
 	w.now += 0.2;
 	peers(&w, 0); /* the peer's ACK of the lost data: SEQ exact */
 	assert_int_equal(w.out.ignored, FSM_IGN_NONE);
@@ -1059,6 +1059,165 @@ static void test_names_cover_every_value(void **state)
 	assert_string_equal(fsm_event_name(FSM_EV_UNCERTAIN), "uncertain");
 }
 
+/* Random 32-bit numbers for the spoofing tests (xorshift, fixed seed: reproducible). */
+static uint32_t rnd(void)
+{
+	static uint32_t x = 2463534242u;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return x;
+}
+
+/* Issue 9 item 3: off-path ACKs with random SEQ/ACK never restart the idle clock (Linux would
+ * accept about none of them; the old +-2^30 window took one in four). */
+static void test_spoofed_acks_never_restart_idle(void **state)
+{
+	struct world w;
+	double last_rx;
+	int i;
+
+	(void)state;
+	last_rx = quiet_peer(&w);
+	for (i = 0; i < 20000; i++) {
+		w.now = last_rx + 0.00001 * i;
+		peer_raw(&w, segment(rnd(), rnd(), rnd() % 2,
+		                     CODEC_TH_ACK | (rnd() % 2 ? CODEC_TH_FIN : 0)));
+		assert_int_not_equal(w.out.ignored, FSM_IGN_NONE);
+	}
+	assert_true(w.c.last_rx == last_rx);
+	assert_int_equal(w.events[FSM_EV_CLOSE], 0);
+	run_until(&w, last_rx + 10);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+	assert_true(w.last_event_at[FSM_EV_DEAD] ==
+	            last_rx + params.idle + params.interval * params.probes);
+}
+
+/* Issue 9 item 1: a dead peer stays dead whatever off-path segments say. */
+static void test_spoofed_segments_never_revive_dead(void **state)
+{
+	struct world w;
+	double last_rx;
+	int i;
+
+	(void)state;
+	last_rx = quiet_peer(&w);
+	run_until(&w, last_rx + params.idle + params.interval);
+	for (i = 0; i < 5000; i++) /* during the round, then after the verdict */
+		peer_raw(&w, segment(rnd(), rnd(), rnd() % 3, (uint8_t)(rnd() & 0x3b)));
+	run_until(&w, last_rx + 10);
+	for (i = 0; i < 5000; i++)
+		peer_raw(&w, segment(rnd(), rnd(), rnd() % 3, (uint8_t)(rnd() & 0x3b)));
+	assert_int_equal(w.events[FSM_EV_ALIVE], 0);
+	assert_int_equal(w.events[FSM_EV_RESET], 0);
+	assert_int_equal(w.events[FSM_EV_CLOSE], 0);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+	assert_int_equal(w.c.state, FSM_DEAD);
+}
+
+/* Issue 9 item 4: before the challenge ACK taught our numbers, nothing from the peer's side
+ * sets SND.UNA (one spoofed ACK used to leave SND.UNA != SND.NXT for good). */
+static void test_nothing_counts_before_our_numbers(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup_discovered(&w, 0.5);
+	peer_raw(&w, segment(rnd(), w.ours + 777, 0, CODEC_TH_ACK));
+	assert_int_equal(w.out.ignored, FSM_IGN_UNVERIFIED);
+	assert_false(w.c.known & FSM_K_SND_UNA);
+	assert_true(w.c.last_rx == 99.5);
+	run_until(&w, w.now);
+	assert_true(w.out.learn);
+	challenge_ack(&w);
+	assert_true(fsm_can_probe(&w.c));
+	run_until(&w, 99.5 + params.idle);
+	assert_int_equal(w.probes_sent, 1);
+}
+
+/* The peer's own keepalive probe (SEQ = RCV.NXT - 1, 0 or 1 byte) is a sign of life. */
+static void test_peer_keepalive_is_life(void **state)
+{
+	struct world w;
+	double last_rx;
+
+	(void)state;
+	last_rx = quiet_peer(&w);
+	w.now = last_rx + 0.7;
+	peer_raw(&w, segment(w.peers - 1, w.ours, 0, CODEC_TH_ACK));
+	assert_int_equal(w.out.ignored, FSM_IGN_NONE);
+	assert_true(w.c.last_rx == w.now);
+	w.now += 0.1;
+	peer_raw(&w, segment(w.peers - 1, w.ours, 1, CODEC_TH_ACK));
+	assert_true(w.c.last_rx == w.now);
+	peer_raw(&w, segment(w.peers - 2, w.ours, 2, CODEC_TH_ACK)); /* not a probe */
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_SEQ);
+}
+
+/* RFC 5961 5.2: an ACK older than SND.UNA - MAX.SND.WND is not acceptable. */
+static void test_ancient_ack_rejected(void **state)
+{
+	struct world w;
+
+	(void)state;
+	quiet_peer(&w);
+	peer_raw(&w, segment(w.peers, w.ours - 0x40000000u, 0, CODEC_TH_ACK));
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
+	peer_raw(&w, segment(w.peers, w.ours + 0x50000000u, 0, CODEC_TH_ACK)); /* far future */
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_ACK);
+}
+
+/* A record seen only from our side is never probed until the peer proves it exists. */
+static void test_unconfirmed_never_probed(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	ours(&w, 10);
+	ours(&w, 0);
+	run_until(&w, w.now + 20);
+	assert_int_equal(w.probes_sent, 0);
+	assert_false(w.out.learn);
+	assert_false(w.c.known & FSM_K_CONFIRMED);
+	w.now += 0.001;
+	peers(&w, 0); /* exact: the real peer */
+	assert_true(w.c.known & FSM_K_CONFIRMED);
+	run_until(&w, w.now + params.idle);
+	assert_int_equal(w.probes_sent, 1);
+}
+
+/* Our connect(): our SYN, the peer's SYN-ACK (exactly our ISS + 1), our ACK, then nothing:
+ * probed at last-received + idle (issue 8, the connecting side). */
+static void test_client_handshake_only(void **state)
+{
+	struct world w;
+	struct codec_tcp s;
+	double last_rx;
+
+	(void)state;
+	setup(&w);
+	s = segment(w.ours - 1, 0, 0, CODEC_TH_SYN); /* our SYN */
+	fsm_on_segment(&w.c, &params, &s, false, w.now, &w.out);
+	w.now += 0.001;
+	s = segment(w.peers - 1, w.ours + 1, 0, CODEC_TH_SYN | CODEC_TH_ACK); /* wrong ACK */
+	peer_raw(&w, s);
+	assert_int_equal(w.out.ignored, FSM_IGN_SYN);
+	s.ack = w.ours;
+	peer_raw(&w, s);
+	assert_int_equal(w.out.ignored, FSM_IGN_NONE);
+	assert_true(w.c.known & FSM_K_CONFIRMED);
+	last_rx = w.now;
+	w.now += 0.0001;
+	ours(&w, 0); /* the handshake's last ACK: window, RCV.NXT */
+	run_until(&w, last_rx + params.idle);
+	assert_int_equal(w.probes_sent, 1);
+	assert_true(w.last_event_at[FSM_EV_PROBE] == last_rx + params.idle);
+	assert_int_equal(w.last_probe.seq, w.ours - 1);
+	assert_int_equal(w.last_probe.ack, w.peers);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1111,6 +1270,13 @@ int main(void)
 	    cmocka_unit_test(test_peer_segment_without_ack_ignored),
 	    cmocka_unit_test(test_rst_before_numbers_ignored),
 	    cmocka_unit_test(test_names_cover_every_value),
+	    cmocka_unit_test(test_spoofed_acks_never_restart_idle),
+	    cmocka_unit_test(test_spoofed_segments_never_revive_dead),
+	    cmocka_unit_test(test_nothing_counts_before_our_numbers),
+	    cmocka_unit_test(test_peer_keepalive_is_life),
+	    cmocka_unit_test(test_ancient_ack_rejected),
+	    cmocka_unit_test(test_unconfirmed_never_probed),
+	    cmocka_unit_test(test_client_handshake_only),
 	};
 
 	return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);
