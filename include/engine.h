@@ -30,6 +30,8 @@ struct engine_stats {
 	unsigned long long learn_retries;   /* learning asked again: the capture was blind */
 	unsigned long long blind_polls;     /* drop checks that found new capture drops */
 	unsigned long long capture_reopens; /* captures reopened after failing at run time */
+	unsigned long long unconfirmed_dropped; /* records seen only from our side, dropped
+	                                           unconfirmed (a SYN flood shows here) */
 	double probe_late_max; /* s: the longest a probe waited for the pacer (since start) */
 	double probe_rate;     /* probes/s the pacer allows now (max_probe_rate, lower after
 	                          capture drops) */
@@ -58,6 +60,7 @@ struct engine_view {
 struct engine_counts {
 	size_t tracked;
 	size_t by_state[FSM_STATE_COUNT]; /* by enum fsm_state */
+	size_t unconfirmed; /* records seen only from our side yet (not in tracked, by_state) */
 };
 
 /* A new engine on loop with cfg's rules (cfg must outlive it), local addresses, and a

@@ -33,14 +33,15 @@ enum fsm_state {
 
 /* Bits of struct fsm_conn.known: which numbers we have seen. */
 enum fsm_known {
-	FSM_K_SND_UNA = 1 << 0,  /* peer's ACK seen */
-	FSM_K_SND_NXT = 1 << 1,  /* one of our segments seen */
-	FSM_K_RCV_NXT = 1 << 2,  /* one of our ACKs seen */
-	FSM_K_PEER_END = 1 << 3, /* one of the peer's segments seen (peer_end valid) */
-	FSM_K_WINDOW = 1 << 4,   /* one of our non-SYN segments seen (our_window valid) */
-	FSM_K_QUIET = 1 << 5,    /* the kernel said nothing was in flight (discovery) */
+	FSM_K_SND_UNA = 1 << 0,   /* peer's ACK seen */
+	FSM_K_SND_NXT = 1 << 1,   /* one of our segments seen */
+	FSM_K_RCV_NXT = 1 << 2,   /* one of our ACKs seen */
+	FSM_K_PEER_END = 1 << 3,  /* one of the peer's segments seen (peer_end valid) */
+	FSM_K_WINDOW = 1 << 4,    /* one of our non-SYN segments seen (our_window valid) */
+	FSM_K_QUIET = 1 << 5,     /* the kernel said nothing was in flight (discovery) */
 	FSM_K_CONFIRMED = 1 << 6, /* a real connection: listed by the kernel, or the peer sent a
 	                             segment only the real peer could (exact numbers) */
+	FSM_K_PENDING = 1 << 7,   /* pend_end/pend_dt: peer data not checkable when it came */
 };
 
 /* Bits of struct fsm_conn.round: what happened in the current probe round. */
@@ -75,6 +76,10 @@ struct fsm_conn {
 	uint32_t our_tsval, peer_tsval;
 	uint32_t probe_seq, probe_ack; /* fields of the probes of this round (while learning,
 	                                  probe_seq is the SEQ of our injected SYN) */
+	uint32_t pend_end; /* end of the last peer data segment that could not be checked when it
+	                      came (numbers unknown, or beyond RCV.NXT): our own ACK of exactly
+	                      that end proves it real, and its time becomes last_rx */
+	float pend_dt;     /* when it came, s after last_rx */
 	uint16_t our_window;
 	uint8_t known;      /* FSM_K_* */
 	uint8_t ts_on;      /* our last segment carried a timestamp */

@@ -22,14 +22,23 @@
 
 /* struct conn.flags */
 enum {
-	CONN_F_GEN = 1 << 0,        /* parity of the last dump that listed it (or made it) */
-	CONN_F_DISCOVERED = 1 << 1, /* first found in the kernel's socket list */
-	CONN_F_KERNEL_KA = 1 << 2,  /* left to the kernel's keepalive: not probed */
-	CONN_F_LISTED = 1 << 3,     /* some dump listed its socket (so a dump can miss it) */
-	CONN_F_ANNOUNCED = 1 << 4,  /* its track line was written at info (log_alive policy) */
-	CONN_F_QUEUED = 1 << 5,     /* waits in the pacer's queue */
-	CONN_F_Q_LEARN = 1 << 6,    /* ... for a learning SYN (else a probe) */
+	CONN_F_GEN = 1 << 0,         /* parity of the last dump that listed it (or made it) */
+	CONN_F_DISCOVERED = 1 << 1,  /* first found in the kernel's socket list */
+	CONN_F_KERNEL_KA = 1 << 2,   /* left to the kernel's keepalive: not probed */
+	CONN_F_LISTED = 1 << 3,      /* some dump listed its socket (so a dump can miss it) */
+	CONN_F_ANNOUNCED = 1 << 4,   /* its track line was written at info (log_alive policy) */
+	CONN_F_QUEUED = 1 << 5,      /* waits in the pacer's queue */
+	CONN_F_Q_LEARN = 1 << 6,     /* ... for a learning SYN (else a probe) */
+	CONN_F_UNCONFIRMED = 1 << 7, /* seen only from our side so far: may be a SYN flood */
 };
+
+/* Records seen only from our side (our SYN-ACK to a SYN that may be spoofed, our first
+ * segment of a connection found mid-stream) are "unconfirmed" until the peer proves it exists
+ * (an exact segment) or the kernel lists the socket. They are never probed, never logged at
+ * info, hold no max_connections slot, and live at most UNCONF_TTL s in a pool of UNCONF_MAX
+ * where the oldest goes first: a flood cannot crowd out real connections. */
+#define UNCONF_MAX 4096
+#define UNCONF_TTL 10.0
 
 /* The pacer: probes and learning SYNs wait in a FIFO and go out at most `rate` per second,
  * in batches, so that a burst of connections falling due at once never outruns the capture
@@ -70,6 +79,9 @@ struct engine {
 	unsigned long sync_iter;  /* loop iteration of the last sync */
 	double last_drop_log;
 	ev_timer sync_t;
+	struct conn **unconf; /* FIFO ring of unconfirmed records (stale entries skipped) */
+	size_t unconf_head, unconf_len, n_unconf;
+	size_t max_conns; /* confirmed records at most (max_connections) */
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -115,6 +127,8 @@ static int counts_resize(struct engine *e, size_t n)
 
 static void count_add(struct engine *e, const struct conn *c, long d)
 {
+	if (c->flags & CONN_F_UNCONFIRMED)
+		return; /* counted once it proves real */
 	e->by_state[c->counted] += (size_t)d;
 	if (c->rule < e->rule_state_n)
 		e->rule_state[c->rule * FSM_STATE_COUNT + c->counted] += (unsigned long long)d;
@@ -137,8 +151,12 @@ struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
 
 	if (!e)
 		return NULL;
-	e->tab = conntab_new(max_conns, random_seed());
-	if (!e->tab) {
+	e->tab = conntab_new(max_conns + UNCONF_MAX, random_seed());
+	e->max_conns = max_conns;
+	e->unconf = calloc(UNCONF_MAX, sizeof(*e->unconf));
+	if (!e->tab || !e->unconf) {
+		conntab_free(e->tab);
+		free(e->unconf);
 		free(e);
 		return NULL;
 	}
@@ -180,6 +198,7 @@ void engine_free(struct engine *e)
 	}
 	free(e->pace.q);
 	free(e->rule_state);
+	free(e->unconf);
 	free(e);
 }
 
@@ -190,7 +209,7 @@ const struct engine_stats *engine_stats(const struct engine *e)
 
 size_t engine_count(const struct engine *e)
 {
-	return conntab_count(e->tab);
+	return conntab_count(e->tab) - e->n_unconf;
 }
 
 static const struct rule *rule_of(const struct engine *e, const struct conn *c)
@@ -421,7 +440,9 @@ static void arm_timer(struct engine *e, struct conn *c)
 static void drop_record(struct engine *e, struct conn *c)
 {
 	ev_timer_stop(e->loop, &c->timer);
-	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN);
+	if (c->flags & CONN_F_UNCONFIRMED)
+		e->n_unconf--;
+	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED);
 	conntab_remove(e->tab, c);
 }
 
@@ -429,6 +450,92 @@ static void forget(struct engine *e, struct conn *c)
 {
 	count_add(e, c, -1);
 	drop_record(e, c);
+}
+
+/* ---- unconfirmed records --------------------------------------------------------- */
+
+/* The oldest live unconfirmed record (stale ring entries are skipped), or NULL. */
+static struct conn *unconf_oldest(struct engine *e)
+{
+	struct conn *c;
+
+	while (e->unconf_len > 0) {
+		c = e->unconf[e->unconf_head];
+		if (c->flags & CONN_F_UNCONFIRMED)
+			return c;
+		e->unconf_head = (e->unconf_head + 1) % UNCONF_MAX;
+		e->unconf_len--;
+	}
+	return NULL;
+}
+
+/* Forgets an unconfirmed record quietly (debug line): it never was a connection to us. */
+static void unconf_drop(struct engine *e, struct conn *c)
+{
+	struct log_line l;
+
+	e->st.unconfirmed_dropped++;
+	if (log_level() >= CONFIG_LOG_DEBUG) {
+		line_start(&l, "untrack", e, c);
+		log_line_str(&l, "reason", "unconfirmed");
+		log_line_emit(&l);
+	}
+	forget(e, c);
+}
+
+/* Drops unconfirmed records older than UNCONF_TTL (from the sync timer). */
+static void unconf_expire(struct engine *e, double now)
+{
+	struct conn *c;
+
+	while ((c = unconf_oldest(e)) && c->fsm.last_rx + UNCONF_TTL <= now)
+		unconf_drop(e, c);
+}
+
+/* Makes c an unconfirmed record. The ring holds every live one (at most UNCONF_MAX, see
+ * track()) and stale entries, which are compacted away from its head when it is full. */
+static void unconf_add(struct engine *e, struct conn *c)
+{
+	size_t i, n = 0;
+	struct conn *x;
+
+	if (e->unconf_len == UNCONF_MAX) { /* compact: keep only the live entries, in order */
+		for (i = 0; i < e->unconf_len; i++) {
+			x = e->unconf[(e->unconf_head + i) % UNCONF_MAX];
+			if (x->flags & CONN_F_UNCONFIRMED)
+				e->unconf[(e->unconf_head + n++) % UNCONF_MAX] = x;
+		}
+		e->unconf_len = n;
+	}
+	e->unconf[(e->unconf_head + e->unconf_len++) % UNCONF_MAX] = c;
+	c->flags |= CONN_F_UNCONFIRMED;
+	e->n_unconf++;
+}
+
+/* Confirmed records (real connections), the ones max_connections counts. */
+static size_t n_confirmed(const struct engine *e)
+{
+	return conntab_count(e->tab) - e->n_unconf;
+}
+
+static void refuse(struct engine *e, const struct rule *r, const struct addr_tuple *key);
+
+/* An unconfirmed record proved real: it takes a max_connections slot (or is refused). Returns
+ * false when it was refused (and forgotten). */
+static bool confirmed(struct engine *e, struct conn *c)
+{
+	c->flags &= (uint16_t)~CONN_F_UNCONFIRMED;
+	e->n_unconf--;
+	c->counted = c->fsm.state;
+	count_add(e, c, 1);
+	if (n_confirmed(e) > e->max_conns) {
+		refuse(e, rule_of(e, c), &c->key);
+		forget(e, c);
+		return false;
+	}
+	if (log_routine(e))
+		announce(e, c);
+	return true;
 }
 
 /* ---- the pacer ------------------------------------------------------------------- */
@@ -646,6 +753,7 @@ static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	sync_capture(e, now);
+	unconf_expire(e, now);
 	if (e->pace.rate < max && now - e->blind >= 1.0) {
 		e->pace.rate =
 		    e->pace.rate * PACE_RECOVER < max ? e->pace.rate * PACE_RECOVER : max;
@@ -701,6 +809,8 @@ static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double 
 		verdict_hook(e, c, &out->ev[i], now);
 	}
 	count_update(e, c);
+	if ((c->flags & CONN_F_UNCONFIRMED) && (c->fsm.known & FSM_K_CONFIRMED) && !confirmed(e, c))
+		return; /* refused: over max_connections */
 	if (out->send_probe)
 		pace_push(e, c, false);
 	if (out->learn)
@@ -768,6 +878,12 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 		e->st.unmatched++;
 		return NULL;
 	}
+	if (how->discovered && n_confirmed(e) >= e->max_conns) {
+		refuse(e, r, key);
+		return NULL;
+	}
+	if (!how->discovered && e->n_unconf >= UNCONF_MAX && (c = unconf_oldest(e)))
+		unconf_drop(e, c); /* the pool is full: the oldest goes */
 	c = conntab_insert(e->tab, key);
 	if (!c) {
 		refuse(e, r, key);
@@ -780,12 +896,14 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 		fsm_init_discovered(&c->fsm, now, how->idle, how->quiet, &r->params);
 	else
 		fsm_init(&c->fsm, now, &r->params);
+	if (!how->discovered)
+		unconf_add(e, c); /* until the peer proves it exists */
 	c->counted = c->fsm.state;
 	count_add(e, c, 1);
 	ev_timer_init(&c->timer, on_timer, 0.0, 0.0);
 	c->timer.data = e;
 	arm_timer(e, c);
-	if (log_routine(e))
+	if (how->discovered && log_routine(e))
 		announce(e, c);
 	return c;
 }
@@ -808,10 +926,10 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 		c = NULL;
 	}
 	if (!c) {
-		/* Only a synchronized segment starts tracking: not the end of something we
-		 * never tracked (FIN, RST), nor a bare SYN (a SYN flood must not fill the table).
-		 */
-		if (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN) || !(seg->flags & CODEC_TH_ACK))
+		/* Only our own segment starts a record (the peer's may be spoofed: one-way
+		 * traffic never holds a slot), and not the end of something we never tracked. */
+		if (from_peer || (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN)) ||
+		    !(seg->flags & (CODEC_TH_ACK | CODEC_TH_SYN)))
 			return FSM_IGN_NONE;
 		c = track(e, &key, now, &(struct track_how){false, false, 0});
 		if (!c)
@@ -918,7 +1036,8 @@ void engine_foreach(const struct engine *e, double now,
 void engine_counts(const struct engine *e, struct engine_counts *out)
 {
 	memcpy(out->by_state, e->by_state, sizeof(out->by_state));
-	out->tracked = conntab_count(e->tab);
+	out->tracked = conntab_count(e->tab) - e->n_unconf;
+	out->unconfirmed = e->n_unconf;
 }
 
 void engine_rule_counts(const struct engine *e, size_t i, unsigned long long *by_state)
@@ -1041,6 +1160,11 @@ void engine_discovered(struct engine *e, const struct addr_tuple *key, double id
 	c->flags = (uint16_t)((c->flags & ~CONN_F_GEN) | e->gen | CONN_F_LISTED);
 	if (c->fsm.state == FSM_CLOSED)
 		return;
+	if (c->flags & CONN_F_UNCONFIRMED) {
+		c->fsm.known |= FSM_K_CONFIRMED; /* the kernel lists it */
+		if (!confirmed(e, c))
+			return;
+	}
 	if (skip && !(c->flags & CONN_F_KERNEL_KA))
 		leave_to_kernel(e, c);
 	else if (!skip && (c->flags & CONN_F_KERNEL_KA))

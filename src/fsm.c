@@ -159,6 +159,30 @@ static void assume_quiet(struct fsm_conn *c, const struct codec_tcp *seg)
 		c->peer_tsval = seg->tsecr; /* TS.Recent: the peer's last TSval */
 }
 
+/* Peer data we could not check when it came (our numbers unknown, or beyond RCV.NXT): kept,
+ * so that our kernel's ACK of exactly its end can vouch for it later. */
+static void note_pending(struct fsm_conn *c, const struct codec_tcp *seg, double now)
+{
+	if (!seg->payload_len && !(seg->flags & CODEC_TH_FIN))
+		return; /* our kernel never ACKs a pure ACK: nothing could vouch for it */
+	c->pend_end = seg_end(seg);
+	c->pend_dt = (float)(now - c->last_rx);
+	c->known |= FSM_K_PENDING;
+}
+
+/* Our ACK of exactly the pending segment's end: our kernel accepted it, so the peer sent it
+ * (a real, live peer): its time is the last segment received. */
+static bool vouch_pending(struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	if (!(c->known & FSM_K_PENDING) || !(seg->flags & CODEC_TH_ACK) || seg->ack != c->pend_end)
+		return false;
+	c->known &= (uint8_t)~FSM_K_PENDING;
+	c->known |= FSM_K_CONFIRMED;
+	if (c->pend_dt > 0)
+		c->last_rx += c->pend_dt;
+	return true;
+}
+
 static void learn_ours(struct fsm_conn *c, const struct codec_tcp *seg)
 {
 	uint32_t end = seg_end(seg);
@@ -193,6 +217,9 @@ static void learned(struct fsm_conn *c, const struct fsm_params *p, double now, 
 		rearm_at(c, due > now ? due : now, out);
 }
 
+static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double now,
+                          struct fsm_out *out);
+
 static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
                     double now, struct fsm_out *out)
 {
@@ -207,6 +234,8 @@ static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct
 	}
 	if (seg->flags & CODEC_TH_SYN)
 		on_our_syn(c, p, now, out);
+	if (vouch_pending(c, seg) && (c->state == FSM_PROBING || c->state == FSM_DEAD))
+		peer_is_alive(c, p, now, out); /* our kernel took the peer's data: alive */
 	learn_ours(c, seg);
 	learned(c, p, now, out);
 	if (seg->flags & CODEC_TH_FIN)
@@ -339,6 +368,8 @@ static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double
 	c->state = FSM_WATCH;
 	c->probes_out = 0;
 	c->round = 0;
+	if (c->known & FSM_K_PENDING)
+		c->pend_dt -= (float)(now - c->last_rx); /* kept relative to last_rx */
 	c->last_rx = now;
 	watch_until(c, p, was_dead, out);
 }
@@ -364,6 +395,8 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 		return;
 	} else {
 		out->ignored = peer_rejected(c, seg);
+		if (out->ignored == FSM_IGN_UNVERIFIED || out->ignored == FSM_IGN_BAD_SEQ)
+			note_pending(c, seg, now);
 		if (out->ignored != FSM_IGN_NONE)
 			return;
 	}

@@ -48,6 +48,10 @@ static void blindness(FILE *f, const struct engine_stats *st)
 	counter(f, "kaprobe_capture_reopens_total",
 	        "Captures reopened after failing at run time (no verdict while one is down).",
 	        st->capture_reopens);
+	counter(f, "kaprobe_unconfirmed_dropped_total",
+	        "Records seen only from this host's side, dropped before the peer proved them real "
+	        "(a SYN flood shows here).",
+	        st->unconfirmed_dropped);
 	gauge(f, "kaprobe_probe_rate", "Probes and learning SYNs per second the pacer allows now.",
 	      st->probe_rate);
 	gauge(f, "kaprobe_probe_lateness_max_seconds",

@@ -1218,6 +1218,49 @@ static void test_client_handshake_only(void **state)
 	assert_int_equal(w.last_probe.ack, w.peers);
 }
 
+/* Peer data that came before our numbers were known is vouched for by our kernel's ACK of
+ * exactly its end: its time is the last segment received (a discovered connection whose
+ * learning was blocked, then traffic). */
+static void test_unverified_data_vouched_by_our_ack(void **state)
+{
+	struct world w;
+	double t1;
+
+	(void)state;
+	setup_discovered(&w, 5.0); /* overdue, numbers unknown */
+	w.c.learn = FSM_LEARN_BLOCKED;
+	w.now += 0.5;
+	t1 = w.now;
+	peer_raw(&w, segment(w.peers, w.ours, 100, CODEC_TH_ACK | CODEC_TH_PUSH));
+	assert_int_equal(w.out.ignored, FSM_IGN_UNVERIFIED);
+	w.peers += 100;
+	w.now += 0.002;
+	ours(&w, 0); /* our kernel ACKs exactly its end */
+	assert_true(w.c.last_rx > t1 - 0.0001 && w.c.last_rx < t1 + 0.0001);
+	run_until(&w, t1 + params.idle - 0.01);
+	assert_int_equal(w.probes_sent, 0); /* not overdue any more */
+	run_until(&w, t1 + params.idle + 0.001);
+	assert_int_equal(w.probes_sent, 1);
+}
+
+/* A spoofed data segment is never vouched for: our kernel does not ACK its end. */
+static void test_spoofed_data_not_vouched(void **state)
+{
+	struct world w;
+	double last_rx;
+
+	(void)state;
+	last_rx = quiet_peer(&w);
+	w.now += 0.3;
+	peer_raw(&w, segment(w.peers + 5000, w.ours, 100, CODEC_TH_ACK));
+	assert_int_equal(w.out.ignored, FSM_IGN_BAD_SEQ);
+	w.now += 0.001;
+	ours(&w, 0); /* our ACK stays at RCV.NXT */
+	assert_true(w.c.last_rx == last_rx);
+	run_until(&w, last_rx + 10);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1277,6 +1320,8 @@ int main(void)
 	    cmocka_unit_test(test_ancient_ack_rejected),
 	    cmocka_unit_test(test_unconfirmed_never_probed),
 	    cmocka_unit_test(test_client_handshake_only),
+	    cmocka_unit_test(test_unverified_data_vouched_by_our_ack),
+	    cmocka_unit_test(test_spoofed_data_not_vouched),
 	};
 
 	return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);
