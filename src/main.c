@@ -537,15 +537,16 @@ static void log_totals(const struct daemon *d)
 	         "send_errors=%llu replies=%llu alive=%llu dead=%llu reset=%llu "
 	         "unreachable=%llu closed=%llu ignored_own=%llu ignored_bad_ack=%llu "
 	         "ignored_bad_rst=%llu ignored_icmp=%llu ignored_syn=%llu ignored_no_ack=%llu "
+	         "ignored_bad_seq=%llu ignored_unverified=%llu "
 	         "pcap_received=%u pcap_drops=%u uncertain=%llu learn_retries=%llu "
 	         "probe_late_max_ms=%.1f probe_rate=%.0f unconfirmed_dropped=%llu",
 	         s->packets, s->decode_errors, s->tracked, s->probes_sent, s->send_errors,
 	         s->replies, s->alive, s->dead, s->reset, s->unreachable, s->closed,
 	         s->ignored[FSM_IGN_OWN_PROBE], s->ignored[FSM_IGN_BAD_ACK],
 	         s->ignored[FSM_IGN_BAD_RST], s->ignored[FSM_IGN_ICMP_MATCH],
-	         s->ignored[FSM_IGN_SYN], s->ignored[FSM_IGN_NO_ACK], recv, drop, s->uncertain,
-	         s->learn_retries, s->probe_late_max * 1000.0, s->probe_rate,
-	         s->unconfirmed_dropped);
+	         s->ignored[FSM_IGN_SYN], s->ignored[FSM_IGN_NO_ACK], s->ignored[FSM_IGN_BAD_SEQ],
+	         s->ignored[FSM_IGN_UNVERIFIED], recv, drop, s->uncertain, s->learn_retries,
+	         s->probe_late_max * 1000.0, s->probe_rate, s->unconfirmed_dropped);
 }
 
 /* systemd's STATUS= line (a notify_status_fn). */

@@ -113,6 +113,8 @@ static void ignored(FILE *f, const struct engine_stats *st)
 	    {FSM_IGN_ICMP_MATCH, "icmp_match"},
 	    {FSM_IGN_SYN, "syn"},
 	    {FSM_IGN_NO_ACK, "no_ack"},
+	    {FSM_IGN_BAD_SEQ, "bad_seq"},
+	    {FSM_IGN_UNVERIFIED, "unverified"},
 	};
 	size_t i;
 
