@@ -76,6 +76,7 @@ struct engine {
 	unsigned long long drops; /* the capture's drop count at the last sync */
 	double blind;             /* latest time the capture may have missed packets */
 	bool down;                /* the capture is down: blind until it is back */
+	const char *blind_why;    /* "capture-drops" or "capture-down": the last blindness */
 	unsigned long sync_iter;  /* loop iteration of the last sync */
 	double last_drop_log;
 	ev_timer sync_t;
@@ -720,6 +721,7 @@ static void went_blind(struct engine *e, unsigned long long n, double now)
 	    PACE_MIN_RATE < e->cfg->max_probe_rate ? PACE_MIN_RATE : (double)e->cfg->max_probe_rate;
 
 	e->blind = now;
+	e->blind_why = "capture-drops";
 	e->st.blind_polls++;
 	e->pace.rate = e->pace.rate / 2 > floor ? e->pace.rate / 2 : floor;
 	e->st.probe_rate = e->pace.rate;
@@ -778,6 +780,7 @@ void engine_set_capture_down(struct engine *e, bool down)
 		e->st.capture_reopens++;
 	e->down = down;
 	e->blind = mono_now();
+	e->blind_why = "capture-down";
 }
 
 /* Hands a dead or reset verdict to the hook (the actions). */
@@ -804,6 +807,8 @@ static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double 
 	if (out->ignored != FSM_IGN_NONE)
 		e->st.ignored[out->ignored]++;
 	for (i = 0; i < out->nev; i++) {
+		if (out->ev[i].type == FSM_EV_UNCERTAIN && e->blind_why)
+			out->ev[i].reason = e->blind_why; /* the engine knows why it was blind */
 		note_event(e, c, &out->ev[i], now);
 		log_event(e, c, &out->ev[i]);
 		verdict_hook(e, c, &out->ev[i], now);

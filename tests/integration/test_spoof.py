@@ -190,9 +190,61 @@ def case_spoof_flood(ctx):
         "connection tracked, dead %+.0f ms; no limit line" % (err * 1000)
 
 
+# kaprobed never probes blind: a capture that fails at run time (its interface deleted) is
+# reopened, and no round heard while it was down gives a verdict.
+def case_capture_reopen(ctx):
+    from netns import run
+    from test_cases import INTERVAL, PROBES, nft_drop_all
+    net = two_hosts(ctx.topo)
+    lns, pns = net["local"], net["peer"]
+
+    def relink():
+        ctx.topo.link(lns, "eth0", pns, "eth0")
+        ctx.topo.addr(lns, "eth0", "192.0.2.1/24")
+        ctx.topo.addr(pns, "eth0", "192.0.2.2/24")
+
+    if ctx.netcheck:
+        run(["ip", "-n", lns, "link", "del", "eth0"])
+        relink()
+        return "the link deleted and made again with its addresses"
+    ctx.kap = ctx.topo.kaprobed(ctx.binary, lns, conf_text("{log}", [svc_rule(PORT)],
+                                                            interface="eth0"))
+    log = ctx.kap.log
+    c = connect(ctx, net, 4, PORT)
+    c.exchange()
+    nft_drop_all(ctx, pns)
+    log.wait_conn(c.local, c.remote, "probe", IDLE + 2)
+    run(["ip", "-n", lns, "link", "del", "eth0"])
+    t_down = time.time()
+    ctx.kap.proc.wait_line(lambda l: "capture on eth0 failed" in l, 3, "capture failed",
+                           stream="err")
+    time.sleep(DEAD_AFTER + 0.5)  # the round's verdict falls while the capture is down
+    relink()
+    ctx.kap.proc.wait_line(lambda l: "capture on eth0 reopened" in l, 3, "capture reopened",
+                           stream="err")
+    t_up = time.time()
+    dead = log.wait_conn(c.local, c.remote, "dead", 2 * INTERVAL * PROBES + 3)
+    evs = c.events(log)
+    unc = [e for e in evs if e["event"] == "uncertain"]
+    check(unc and all(e.get("reason") == "capture-down" for e in unc),
+          "no uncertain reason=capture-down while the capture was down: %s" %
+          [e.raw for e in evs][-8:])
+    early = [e.raw for e in evs if e["event"] == "dead" and e.t < t_up]
+    check(not early, "a verdict while the capture was down: %s" % early)
+    # The round under way at the reopening was blind too: the verdict comes from the next,
+    # heard whole.
+    check(dead.t - t_up <= 2 * INTERVAL * PROBES + 0.3,
+          "dead %.3f s after the reopening (two rounds are %.1f s)" % (
+              dead.t - t_up, 2 * INTERVAL * PROBES))
+    ctx.kap.stop_ok()
+    return "down %.1f s: %d uncertain (capture-down), no verdict; reopened, dead %.2f s " \
+        "later" % (t_up - t_down, len(unc), dead.t - t_up)
+
+
 CASES = [
     ("spoof_noack", case_spoof_noack),
     ("spoof_rst", case_spoof_rst),
     ("spoof_idle", case_spoof_idle),
     ("spoof_flood", case_spoof_flood),
+    ("capture_reopen", case_capture_reopen),
 ]
