@@ -404,8 +404,8 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 
 	learn_peer(c, seg);
 	peer_is_alive(c, p, now, out);
-	if (seg->flags & CODEC_TH_FIN)
-		close_conn(c, "fin", now, out);
+	if ((seg->flags & (CODEC_TH_FIN | CODEC_TH_SYN)) == CODEC_TH_FIN)
+		close_conn(c, "fin", now, out); /* (a FIN on a SYN-ACK is no close) */
 }
 
 void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
