@@ -1018,6 +1018,8 @@ static void view_one(struct conn *c, void *arg)
 	struct foreach_ctx *x = arg;
 	struct engine_view v;
 
+	if (c->flags & CONN_F_UNCONFIRMED)
+		return; /* not (yet) a connection: not shown */
 	v.key = &c->key;
 	v.rule = rule_of(x->e, c)->name;
 	v.rule_index = c->rule;
