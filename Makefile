@@ -131,11 +131,9 @@ FUZZ_BUILD   := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSION)\" -O1 -g \
                 -Wall -Wextra -Werror -Iinclude $(PCAP_CFLAGS) $(FUZZ_SAN)
-FUZZ_TARGETS := codec config diag ifaddr actmsg statusview
-# The state machine's target (decoded segments in, invariants checked) comes with the fsm
-# rewrite: add fsm to FUZZ_TARGETS, FUZZ_DEPS_fsm := fsm codec, and tests/fuzz/fuzz_fsm.c
-# (seeds: make-seeds.py writes them to $(FUZZ_BUILD)/seeds/fsm).
+FUZZ_TARGETS := codec fsm config diag ifaddr actmsg statusview
 FUZZ_DEPS_codec      := codec
+FUZZ_DEPS_fsm        := fsm
 FUZZ_DEPS_config     := config rule addr
 FUZZ_DEPS_diag       := diag addr
 FUZZ_DEPS_ifaddr     := ifaddr

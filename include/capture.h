@@ -7,7 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CAPTURE_SNAPLEN 256
+/* Headers only: SLL2 (20) + IPv4 with options (60) + TCP with options (60) = 140; an ICMP
+ * error quoting IPv4 with options: 20 + 60 + 8 + 60 + 8 (ports, SEQ) = 156. */
+#define CAPTURE_SNAPLEN 160
 
 struct capture;
 
@@ -35,9 +37,10 @@ typedef void (*capture_fn)(void *arg, const struct capture_frame *f);
 /* Most handles (descriptors) of one capture. */
 #define CAPTURE_MAX_HANDLES 2
 
-/* Opens ifname ("any" or a name) with the filter, both directions on one handle. NULL with
- * errbuf filled on failure. */
-struct capture *capture_open(const char *ifname, const char *filter, char *errbuf, size_t errlen);
+/* Opens ifname ("any" or a name) with the filter and a kernel ring of buffer bytes, both
+ * directions on one handle. NULL with errbuf filled on failure. */
+struct capture *capture_open(const char *ifname, const char *filter, size_t buffer, char *errbuf,
+                             size_t errlen);
 
 /* Does the link type of c tell every frame's direction by itself (Linux cooked SLL and
  * SLL2 captures, i.e. "any")? When not, a capture on both directions cannot tell our own
@@ -58,6 +61,9 @@ int capture_drain(struct capture *c, capture_fn fn, void *arg);
 
 /* Kernel counters: received and dropped. */
 void capture_stats(struct capture *c, unsigned *received, unsigned *dropped);
+
+/* The last error of the handle that failed (after capture_drain returned -1). */
+const char *capture_error(struct capture *c);
 
 /* Name of the interface. */
 const char *capture_name(const struct capture *c);

@@ -15,10 +15,9 @@
 
 #include "capture.h"
 
-#define CAPTURE_BUFFER     (8 << 20) /* kernel ring: 8 MiB */
-#define CAPTURE_MAX_ROUNDS 64        /* dispatch rounds per drain, for fairness */
-#define CAPTURE_MAX_FRAMES 65536     /* frames per merged drain, for fairness */
-#define LOOPBACK_IFINDEX   1         /* the kernel's, for "lo" in every namespace */
+#define CAPTURE_MAX_ROUNDS 64    /* dispatch rounds per drain, for fairness */
+#define CAPTURE_MAX_FRAMES 65536 /* frames per merged drain, for fairness */
+#define LOOPBACK_IFINDEX   1     /* the kernel's, for "lo" in every namespace */
 
 struct capture {
 	pcap_t *p[CAPTURE_MAX_HANDLES];
@@ -27,6 +26,8 @@ struct capture {
 	int n; /* handles: 1 (both directions), or 2 (in, out) */
 	int dlt;
 	int loopback;           /* struct capture_frame.loopback */
+	int failed;             /* the handle whose read failed last */
+	size_t buffer;          /* kernel ring bytes of each handle */
 	double mono_minus_real; /* converts packet wall-clock stamps to monotonic time */
 	capture_fn fn;
 	void *arg;
@@ -42,10 +43,10 @@ static double clock_sec(clockid_t id)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int configure(pcap_t *p)
+static int configure(pcap_t *p, size_t buffer)
 {
 	if (pcap_set_snaplen(p, CAPTURE_SNAPLEN) || pcap_set_promisc(p, 0) ||
-	    pcap_set_immediate_mode(p, 1) || pcap_set_buffer_size(p, CAPTURE_BUFFER))
+	    pcap_set_immediate_mode(p, 1) || pcap_set_buffer_size(p, (int)buffer))
 		return -1;
 	return pcap_activate(p) < 0 ? -1 : 0;
 }
@@ -91,8 +92,8 @@ static void prefer_sll2(pcap_t *p)
 }
 
 /* One activated, filtered, non-blocking handle for dir; NULL with errbuf filled. */
-static pcap_t *open_handle(const char *ifname, const char *filter, int dir, int *fd, char *errbuf,
-                           size_t errlen)
+static pcap_t *open_handle(const char *ifname, const char *filter, size_t buffer, int dir, int *fd,
+                           char *errbuf, size_t errlen)
 {
 	char pe[PCAP_ERRBUF_SIZE] = "";
 	pcap_t *p = pcap_create(ifname, pe);
@@ -101,7 +102,7 @@ static pcap_t *open_handle(const char *ifname, const char *filter, int dir, int 
 		snprintf(errbuf, errlen, "%s: %s", ifname, pe);
 		return NULL;
 	}
-	if (configure(p) < 0)
+	if (configure(p, buffer) < 0)
 		goto fail;
 	prefer_sll2(p);
 	if (set_direction(p, dir) < 0 || apply_filter(p, filter) < 0 ||
@@ -123,7 +124,8 @@ static int is_loopback(const char *ifname)
 	return if_nametoindex(ifname) == LOOPBACK_IFINDEX;
 }
 
-struct capture *capture_open(const char *ifname, const char *filter, char *errbuf, size_t errlen)
+struct capture *capture_open(const char *ifname, const char *filter, size_t buffer, char *errbuf,
+                             size_t errlen)
 {
 	struct capture *c = calloc(1, sizeof(*c));
 
@@ -132,7 +134,9 @@ struct capture *capture_open(const char *ifname, const char *filter, char *errbu
 		return NULL;
 	}
 	snprintf(c->name, sizeof(c->name), "%s", ifname);
-	c->p[0] = open_handle(ifname, filter, CAPTURE_DIR_UNKNOWN, &c->fd[0], errbuf, errlen);
+	c->buffer = buffer;
+	c->p[0] =
+	    open_handle(ifname, filter, buffer, CAPTURE_DIR_UNKNOWN, &c->fd[0], errbuf, errlen);
 	if (!c->p[0]) {
 		free(c);
 		return NULL;
@@ -153,7 +157,7 @@ int capture_split(struct capture *c, const char *filter, char *errbuf, size_t er
 	if (c->n != 1)
 		return 0;
 	for (i = 0; i < CAPTURE_MAX_HANDLES; i++) {
-		p[i] = open_handle(c->name, filter, dirs[i], &fd[i], errbuf, errlen);
+		p[i] = open_handle(c->name, filter, c->buffer, dirs[i], &fd[i], errbuf, errlen);
 		if (!p[i] || pcap_datalink(p[i]) != c->dlt) {
 			if (p[i])
 				snprintf(errbuf, errlen, "%s: link type changed", c->name);
@@ -222,8 +226,10 @@ static int drain_one(struct capture *c)
 	c->cur = 0;
 	for (round = 0; round < CAPTURE_MAX_ROUNDS; round++) {
 		n = pcap_dispatch(c->p[0], -1, on_packet, (u_char *)c);
-		if (n < 0)
+		if (n < 0) {
+			c->failed = 0;
 			return total > 0 ? total : -1;
+		}
 		if (n == 0)
 			break;
 		total += n;
@@ -254,7 +260,10 @@ static int drain_merged(struct capture *c)
 				continue;
 			r = pcap_next_ex(c->p[i], &h[i], &b[i]);
 			have[i] = r == 1;
-			failed = failed || r < 0;
+			if (r < 0) {
+				failed = true;
+				c->failed = i;
+			}
 		}
 		if (!have[0] && !have[1])
 			break;
@@ -285,6 +294,11 @@ void capture_stats(struct capture *c, unsigned *received, unsigned *dropped)
 		*received += st.ps_recv;
 		*dropped += st.ps_drop + st.ps_ifdrop;
 	}
+}
+
+const char *capture_error(struct capture *c)
+{
+	return pcap_geterr(c->p[c->failed]);
 }
 
 int capture_set_filter(struct capture *c, const char *filter, char *errbuf, size_t errlen)
