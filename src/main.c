@@ -54,7 +54,7 @@ struct daemon {
 	struct addr_set local;
 	struct sender *sender;
 	struct engine *engine;
-	struct capture *cap[MAX_CAPTURES]; /* NULL while that capture is down */
+	struct capture *cap[MAX_CAPTURES];               /* NULL while that capture is down */
 	ev_io cap_io[MAX_CAPTURES][CAPTURE_MAX_HANDLES]; /* one per handle */
 	char cap_name[MAX_CAPTURES][64];
 	double cap_down_since[MAX_CAPTURES];
@@ -336,8 +336,8 @@ static void open_one_capture(struct daemon *d, const char *ifname, const char *f
 static void reopen_one(struct daemon *d, int i, double now)
 {
 	char err[512];
-	struct capture *c = open_capture(d, d->cap_name[i], capture_filter(&d->cfg), err,
-	                                 sizeof(err));
+	struct capture *c =
+	    open_capture(d, d->cap_name[i], capture_filter(&d->cfg), err, sizeof(err));
 
 	if (c) {
 		log_info("capture on %s reopened after %.1f s", d->cap_name[i],
