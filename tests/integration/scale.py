@@ -78,8 +78,8 @@ def port_range(n):
 class Conns:
     """The held connections: one server and one client holdconns.py process per port."""
 
-    def __init__(self, topo, net, n, srcs=(LIVE, SILENT), hello=True):
-        self.topo, self.net, self.n = topo, net, n
+    def __init__(self, topo, net, n, srcs=(LIVE, SILENT), hello=True, port=BASE_PORT):
+        self.topo, self.net, self.n, self.port = topo, net, n, port
         self.sizes = group_sizes(n)
         self.srcs = srcs
         self.hello = ["--hello"] if hello else []
@@ -88,8 +88,8 @@ class Conns:
     def listen(self):
         for i, k in enumerate(self.sizes):
             p = self.topo.spawn(self.net["srv"], [sys.executable, "-u", HOLDCONNS, "listen", SRV,
-                                                  str(BASE_PORT + i), str(k)] + self.hello,
-                                "holdconns-srv%d" % i)
+                                                  str(self.port + i), str(k)] + self.hello,
+                                "holdconns-srv%d" % (self.port + i))
             self.servers.append(p)
         for p in self.servers:
             p.wait_line(lambda l: l.startswith("listening"), 10, "listening")
@@ -99,8 +99,8 @@ class Conns:
         for i, k in enumerate(self.sizes):
             self.clients.append(self.topo.spawn(
                 self.net["cli"], [sys.executable, "-u", HOLDCONNS, "connect", SRV,
-                                  str(BASE_PORT + i), str(k), "--src", ",".join(self.srcs)]
-                + self.hello, "holdconns-cli%d" % i))
+                                  str(self.port + i), str(k), "--src", ",".join(self.srcs)]
+                + self.hello, "holdconns-cli%d" % (self.port + i)))
         last = 0.0
         for p in self.clients + self.servers:
             _, l = p.wait_line(lambda l: l.startswith(("ready", "err")), timeout, "ready")
@@ -317,11 +317,13 @@ class Samples:
 
 
 def scale_run(topo, binary, n, mode, say=print, extra=None, round1_grace=10.0,
-              dead_grace=5.0):
-    """One run (mode "disc" or "cap"); returns a dict of figures (see format_figures).
+              dead_grace=5.0, F=None):
+    """One run (mode "disc" or "cap"); returns a dict of figures (see format_figures), filled
+    in as they come (pass F to see a run that failed half-way; F["kap"] is kaprobed).
     binary None: the network side only (connections, kernel view, silence)."""
     assert mode in ("disc", "cap")
-    F = {"mode": mode, "n": n}
+    F = {} if F is None else F
+    F.update(mode=mode, n=n)
     net = topology(topo)
     conns = Conns(topo, net, n)
     conns.listen()
@@ -336,7 +338,7 @@ def scale_run(topo, binary, n, mode, say=print, extra=None, round1_grace=10.0,
         rss0 = proc_rss(empty.proc.pid)
         empty.stop()
     if binary and mode == "cap":
-        kap = topo.kaprobed(binary, net["srv"], conf, name="kaprobed")
+        kap = F["kap"] = topo.kaprobed(binary, net["srv"], conf, name="kaprobed")
         time.sleep(0.3)
         rss0 = proc_rss(kap.proc.pid)
     t_open = time.time()
@@ -358,7 +360,7 @@ def scale_run(topo, binary, n, mode, say=print, extra=None, round1_grace=10.0,
                         " the last; %s" % (len(k0), spread, t_d0 - t_up, F["silence"])
         return F
     if mode == "disc":
-        kap = topo.kaprobed(binary, net["srv"], conf, name="kaprobed")
+        kap = F["kap"] = topo.kaprobed(binary, net["srv"], conf, name="kaprobed")
     pid = kap.proc.pid
     scan = LogScan(kap.log_path)
     cpu, size = Samples(), Samples()
@@ -394,8 +396,12 @@ def scale_run(topo, binary, n, mode, say=print, extra=None, round1_grace=10.0,
     silence(topo, net["cli"])
     k1, _ = diag(net["srv"])
     F["silence_s"] = time.time() - t_sil
+    # Answered since the first dump: the server kernel saw a reply. A reply within one idle
+    # period of its due time is round 1's; a later one may be round 1's, late, or round 2's
+    # (a dump keeps only the latest): those are counted apart and left out of round 1.
     moved = {k: k1[k][0] - k0[k][0] for k in k0 if k in k1}
     r1 = {k: k1[k][0] for k, d in moved.items() if 0.5 < d < 2 * IDLE}
+    F["answered"] = sum(1 for d in moved.values() if d > 0.5)
     F["answered_r1"] = len(r1)
     F["round1_s"] = max(r1.values()) - min(r1.values()) if r1 else None
     late = [k1[k][0] - due[k] for k in r1]
@@ -464,8 +470,9 @@ def format_figures(F):
     n = F["n"]
     fd = F["false_dead"]
     return [
-        "  tracked: %s of %d (summary line); answered in round 1 (server kernel saw the "
-        "reply): %d" % (_na(F["tracked"], "%d"), n, F["answered_r1"]),
+        "  tracked: %s of %d (summary line); probed and answered (server kernel saw the "
+        "reply): %d, %d of them within one idle period of their due time" % (
+            _na(F["tracked"], "%d"), n, F["answered"], F["answered_r1"]),
         "  round 1 (first reply to last reply, server kernel): %s s; probe lateness (reply -"
         " due): p50 %s p99 %s max %s ms; kaprobed probe_late_max_ms=%s" % (
             _na(F["round1_s"], "%.3f"), _ms(F["late_p50"]), _ms(F["late_p99"]),
