@@ -208,6 +208,7 @@ class LogScan:
         self.tail = LineTail(path, errors="replace")
         self.counts = {}
         self.alive = set()          # (local, remote) with an alive line
+        self.tracked = set()        # (local, remote) with a track line
         self.dead = {}              # (local, remote) -> first dead line (parsed)
         self.dead_lines = 0
         self.uncertain = []
@@ -233,6 +234,10 @@ class LogScan:
                 m = _ENDS.search(l)
                 if m:
                     self.alive.add(m.groups())
+            elif ev == "track":
+                m = _ENDS.search(l)
+                if m:
+                    self.tracked.add(m.groups())
             elif ev == "dead":
                 e = parse_logfmt(l)
                 e["t"] = parse_ts(e.get("ts"))
@@ -435,6 +440,9 @@ def scale_run(topo, binary, n, mode, say=print, extra=None, round1_grace=10.0,
     F["log_r2"] = size.delta(t_sil, t_end)
     F["log_total"] = scan.size()
     F["errors"] = scan.errors[:5]
+    F["track_distinct"] = len(scan.tracked)
+    F["last_summary"] = " ".join("%s=%s" % kv for kv in scan.summaries[-1].items()
+                                 if kv[0] not in ("ts", "event")) if scan.summaries else None
     F["events"] = dict(scan.counts)
     F["exit"] = kap.stop()
     scan.poll()
@@ -470,9 +478,11 @@ def format_figures(F):
     n = F["n"]
     fd = F["false_dead"]
     return [
-        "  tracked: %s of %d (summary line); probed and answered (server kernel saw the "
+        "  connections up in %.1f s; silence + server kernel dump after round 1: %.1f s" % (
+            F["open_s"], F["silence_s"]),
+        "  tracked: %s of %d (summary line; track lines for %d distinct connections); probed and answered (server kernel saw the "
         "reply): %d, %d of them within one idle period of their due time" % (
-            _na(F["tracked"], "%d"), n, F["answered"], F["answered_r1"]),
+            _na(F["tracked"], "%d"), n, F["track_distinct"], F["answered"], F["answered_r1"]),
         "  round 1 (first reply to last reply, server kernel): %s s; probe lateness (reply -"
         " due): p50 %s p99 %s max %s ms; kaprobed probe_late_max_ms=%s" % (
             _na(F["round1_s"], "%.3f"), _ms(F["late_p50"]), _ms(F["late_p99"]),
@@ -493,4 +503,6 @@ def format_figures(F):
         "  status log at info: round 1 %s B, round 2 %s B, %d B in all; events %s" % (
             _na(F["log_r1"], "%d"), _na(F["log_r2"], "%d"), F["log_total"],
             " ".join("%s=%d" % kv for kv in sorted(F["events"].items()))),
+        "  last summary: %s" % _na(F["last_summary"]),
+        "  totals: %s" % (" ".join("%s=%s" % kv for kv in F["totals"].items()) or "n/a"),
     ]
