@@ -251,7 +251,8 @@ class LogScan:
                 e = parse_logfmt(l)
                 if e.get("result") == "blocked":
                     self.learn_blocked += 1
-                elif e.get("result") == "asked" and e.get("n", "1") not in ("1", ""):
+                elif e.get("result") == "retry" or (
+                        e.get("result") == "asked" and e.get("n", "1") not in ("1", "")):
                     self.learn_retry_lines += 1
 
     def summary(self, key, default=None):

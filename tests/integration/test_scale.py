@@ -347,7 +347,8 @@ def case_capture_drops(ctx):
             by_conn.setdefault((e.get("local"), e.get("remote")), []).append(e)
     rp = reprobes(by_conn)
     retries = sum(1 for e in log.events if e.get("event") == "learn" and
-                  e.get("result") == "asked" and e.get("n") not in (None, "1"))
+                  (e.get("result") == "retry" or
+                   e.get("result") == "asked" and e.get("n") not in (None, "1")))
     retries_ctr = tot.get("learn_retries") or (summ[-1].get("learn_retries") if summ else None)
     blocked = [e for e in log.events if e.get("event") == "learn" and e.get("result") == "blocked"]
     false_dead = [e for k, e in dead.items() if k in live_keys]
