@@ -43,6 +43,10 @@ def main():
         print("  %s: not built: scale benchmark skipped" % binary)
         return 0
     netns.install_signal_handlers()
+    print("  (one rule: idle %gs, interval %gs, probes %d; log_level info, summary_interval "
+          "%ds, state_file none, every other key at its default; half the peers, those of "
+          "%s, silenced after round 1)" % (scale.IDLE, scale.INTERVAL, scale.PROBES,
+                                           scale.SUMMARY_INTERVAL, scale.SILENT))
     for mode in modes:
         print("-- %d connections, %s" % (n, MODES[mode]))
         sys.stdout.flush()
