@@ -384,8 +384,8 @@ def case_capture_drops(ctx):
         bad.append("kaprobed exited with status %s after SIGTERM" % st)
     check(not bad, "; ".join(bad))
     last = max(e.t for e in dead.values())
-    return "%s pcap drops; 0 false dead; %d uncertain lines, %d re-probed rounds, %d learning " \
-           "retries (counter %s); %d/%d live alive, %d/%d silenced dead (last %.1f s after " \
+    return "%s pcap drops; 0 false dead; %d uncertain lines, %d re-probed rounds, %d learn retry " \
+           "lines (learn_retries=%s); %d/%d live alive, %d/%d silenced dead (last %.1f s after " \
            "start)" % (drops, len(unc), rp, retries, retries_ctr or "n/a",
                        len(live_keys) - len(missing), len(live_keys), len(quiet_keys),
                        len(quiet_keys), last - t0)
