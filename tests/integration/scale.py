@@ -33,7 +33,6 @@ pcap_drops.
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import time

@@ -23,7 +23,7 @@ import signal
 import time
 
 import scale
-from netns import check, conf_text, endpoint, fail, parse_logfmt, two_hosts
+from netns import check, conf_text, endpoint, two_hosts
 from test_cases import Conn, connect, fmt_events
 from test_discover import kernel_last
 
