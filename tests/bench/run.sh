@@ -1,7 +1,8 @@
 #!/bin/sh
 # make bench: prints figures, never fails the build. Sends only inside namespaces it makes
 # (sender: 192.0.2.1 -> 192.0.2.2, whose namespace drops everything; discovery: N idle
-# connections between two namespaces, see discover.py) and removes them after.
+# connections between two namespaces, see discover.py; scale: N connections between two
+# namespaces, see scale.py) and removes them after.
 BUILD=${1:-build/rel}
 A=kpbench$$a
 B=kpbench$$b
@@ -21,7 +22,9 @@ else
 	echo "could not make namespaces (root needed): sender benchmark skipped"
 fi
 cleanup
-N=${KAPROBE_BENCH_CONNS:-10000}
-echo "== discovery ($N idle connections: dump time, learning rate)"
-python3 tests/bench/discover.py "$BUILD/kaprobed" "$N" || echo "discovery benchmark failed"
+echo "== discovery (10000 idle connections: dump time, learning rate)"
+python3 tests/bench/discover.py "$BUILD/kaprobed" 10000 || echo "discovery benchmark failed"
+N=${KAPROBE_BENCH_CONNS:-100000}
+echo "== scale ($N connections, half the peers silenced after round 1; see tests/bench/scale.py)"
+python3 tests/bench/scale.py "$BUILD/kaprobed" "$N" || echo "scale benchmark failed"
 exit 0
