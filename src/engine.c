@@ -637,7 +637,8 @@ static void pace_result(struct engine *e, struct conn *c, const struct sender_pk
 		fsm_on_send_error(&c->fsm, err, now, &out);
 		apply(e, c, &out, now);
 	}
-	arm_timer(e, c);
+	if (!ev_is_active(&c->timer))
+		arm_timer(e, c); /* it fired while c waited (a later timer_at is caught lazily) */
 }
 
 /* Sends packets one by one (sender_send_batch where the sender has it). */
@@ -672,7 +673,7 @@ static size_t pace_send(struct engine *e, size_t budget)
 				continue; /* forgotten while it waited */
 			if (pace_packet(e, c, &pkts[n]))
 				conns[n++] = c;
-			else
+			else if (!ev_is_active(&c->timer))
 				arm_timer(e, c); /* answered meanwhile: its timer goes on */
 		}
 		pace_write(e, pkts, n, errs);
