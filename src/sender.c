@@ -194,9 +194,9 @@ static size_t put_ip(const struct sender_seg *g, uint16_t ip_id, size_t tcplen, 
 }
 
 /* The TCP header, options and payload at t (zeroed), then the checksum over the pseudo
- * header (source and destination addresses at addrs, alen bytes each) and the segment. */
-static void put_tcp(const struct sender_seg *g, uint8_t *t, size_t tcplen, const uint8_t *addrs,
-                    size_t alen)
+ * header and the segment. In both IP headers the source and destination addresses (alen
+ * bytes each) end where the TCP header starts: one libnet_in_cksum sums them both. */
+static void put_tcp(const struct sender_seg *g, uint8_t *t, size_t tcplen, size_t alen)
 {
 	int sum;
 
@@ -209,8 +209,7 @@ static void put_tcp(const struct sender_seg *g, uint8_t *t, size_t tcplen, const
 	wr16(t + 14, g->window);
 	if (g->optlen)
 		codec_ts_option(g->tsval, g->tsecr, t + LIBNET_TCP_H);
-	sum = libnet_in_cksum((uint16_t *)addrs, (int)(2 * alen));
-	sum += libnet_in_cksum((uint16_t *)t, (int)tcplen);
+	sum = libnet_in_cksum((uint16_t *)(t - 2 * alen), (int)(2 * alen + tcplen));
 	sum += htons(IPPROTO_TCP) + htons((uint16_t)tcplen);
 	put_cksum(t + 16, sum);
 }
@@ -229,7 +228,7 @@ size_t sender_build(const struct sender_pkt *p, uint16_t ip_id, uint8_t *buf, si
 		return 0;
 	memset(buf, 0, iplen + tcplen);
 	put_ip(&g, ip_id, tcplen, buf);
-	put_tcp(&g, buf + iplen, tcplen, buf + iplen - 2 * alen, alen);
+	put_tcp(&g, buf + iplen, tcplen, alen);
 	return iplen + tcplen;
 }
 
