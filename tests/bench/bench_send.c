@@ -20,7 +20,7 @@
 #include "sender.h"
 
 #define BATCH  64
-#define ROUNDS 8
+#define ROUNDS 20
 
 static const struct fsm_probe probe = {.seq = 1000, .ack = 2000, .window = 502, .payload_len = 1};
 
