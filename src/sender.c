@@ -235,14 +235,16 @@ size_t sender_build(const struct sender_pkt *p, uint16_t ip_id, uint8_t *buf, si
 /* ---- sending ---- */
 
 /* Sends the queued packets: sendmmsg stops at the first one that fails, so its error is
- * that packet's, and the rest are sent again from the one after. Returns how many went. */
+ * that packet's, and the rest are sent again from the one after. Never blocks (the event
+ * loop must not stall on a full socket buffer): EAGAIN is reported like ENOBUFS, and
+ * neither is retried here. Returns how many went. */
 static size_t queue_flush(struct sender_queue *q, int *errs)
 {
 	size_t done = 0, sent = 0;
 	int r, err;
 
 	while (done < q->n) {
-		r = sendmmsg(q->fd, q->msgs + done, (unsigned)(q->n - done), 0);
+		r = sendmmsg(q->fd, q->msgs + done, (unsigned)(q->n - done), MSG_DONTWAIT);
 		if (r > 0) {
 			for (; r > 0; r--, done++, sent++)
 				errs[q->idx[done]] = 0;
@@ -266,10 +268,11 @@ static bool queue_add(struct sender *s, struct sender_queue *q, const struct sen
 {
 	size_t k = q->n, len = sender_build(p, s->ip_id, q->buf[k], SENDER_BUF);
 	const struct addr_tuple *t = p->key;
-	const uint8_t *dst = p->kind == SENDER_SYN ? t->local : t->remote;
+	const uint8_t *dst;
 
 	if (!len)
-		return false;
+		return false; /* (a NULL key among them) */
+	dst = p->kind == SENDER_SYN ? t->local : t->remote;
 	q->iov[k].iov_len = len;
 	if (t->family == AF_INET) {
 		memcpy(&q->dst[k].v4.sin_addr, dst, 4);

@@ -445,6 +445,19 @@ static void test_batch_in_netns(void **state)
 		if (errs[i] != pl.want[i])
 			fail_msg("packet %zu: errno %d, want %d", i, errs[i], pl.want[i]);
 	check_wire(fd, &pl);
+	/* a NULL key or one of no family: EPROTO, and the packet after still goes */
+	pl.pkts[1] = (struct sender_pkt){.kind = SENDER_PROBE, .key = &pl.ok4};
+	pl.pkts[0] = pl.pkts[1];
+	pl.pkts[0].key = NULL;
+	assert_int_equal(sender_send_batch(s, pl.pkts, 2, errs), 1);
+	assert_int_equal(errs[0], EPROTO);
+	assert_int_equal(errs[1], 0);
+	pl.bad4.family = 0;
+	pl.pkts[0].key = &pl.bad4;
+	assert_int_equal(sender_send_batch(s, pl.pkts, 2, errs), 1);
+	assert_int_equal(errs[0], EPROTO);
+	assert_int_equal(errs[1], 0);
+	pl.bad4.family = AF_INET;
 	/* the single-packet calls are batches of one */
 	assert_int_equal(sender_send(s, &pl.ok4, &pl.pkts[0].probe), 0);
 	assert_int_equal(sender_send(s, &pl.bad6, &pl.pkts[0].probe), ENETUNREACH);
