@@ -36,10 +36,10 @@ size_t sender_build(const struct sender_pkt *p, uint16_t ip_id, uint8_t *buf, si
 
 /* Sends n packets, sendmmsg in batches (per address family, order kept within a family).
  * errs[i] = 0 when packet i went out, or the errno of packet i (EHOSTUNREACH, ENETUNREACH,
- * EACCES, EINVAL, ..., EPROTO when it could not be built). ENOBUFS and EAGAIN (a full
- * queue) are not retried: the packet that got one and every later packet of its family
- * in this call are not sent and get that errno (the caller retries them later). Returns
- * how many went out. */
+ * EACCES, EINVAL, ..., EPROTO when it could not be built). Never blocks: ENOBUFS and
+ * EAGAIN (a full queue or socket buffer) are not retried: the packet that got one and
+ * every later packet of its family in this call are not sent and get that errno (the
+ * caller retries them later). errs has n entries. Returns how many went out. */
 size_t sender_send_batch(struct sender *s, const struct sender_pkt *pkts, size_t n, int *errs);
 
 /* Opens the raw contexts (needs CAP_NET_RAW). NULL with errbuf filled on failure. */
