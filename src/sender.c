@@ -287,14 +287,15 @@ static bool queue_add(struct sender *s, struct sender_queue *q, const struct sen
 
 size_t sender_send_batch(struct sender *s, const struct sender_pkt *pkts, size_t n, int *errs)
 {
+	_Alignas(8) uint8_t scratch[SENDER_BUF];
 	struct sender_queue *q;
 	size_t i, sent = 0;
 
 	s->q4.stop = s->q6.stop = 0;
 	for (i = 0; i < n; i++) {
 		q = pkts[i].key && pkts[i].key->family == AF_INET6 ? &s->q6 : &s->q4;
-		if (q->stop)
-			errs[i] = q->stop;
+		if (q->stop) /* not sent; EPROTO still when it could not have been built */
+			errs[i] = sender_build(&pkts[i], 0, scratch, SENDER_BUF) ? q->stop : EPROTO;
 		else if (!queue_add(s, q, &pkts[i], i))
 			errs[i] = EPROTO; /* not a packet we can build: not a routing error */
 		else if (q->n == SENDER_BATCH)
