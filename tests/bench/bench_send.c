@@ -44,8 +44,10 @@ static double run_batch(struct sender *s, const struct addr_tuple *k, long n, lo
 	for (i = 0; i < BATCH; i++)
 		pkts[i] = (struct sender_pkt){.kind = SENDER_PROBE, .key = k, .probe = probe};
 	while (sent < n) {
-		r = sender_send_batch(s, pkts, BATCH, errs);
-		*fails += (long)(BATCH - r);
+		size_t want = n - sent < BATCH ? (size_t)(n - sent) : BATCH;
+
+		r = sender_send_batch(s, pkts, want, errs);
+		*fails += (long)(want - r);
 		if (!r)
 			break;
 		sent += (long)r;
@@ -147,7 +149,8 @@ static double run_bare(struct bare *b, long n)
 	double t0 = now_sec();
 
 	while (sent < n) {
-		int r = sendmmsg(b->fd, b->msgs, BATCH, 0);
+		int r =
+		    sendmmsg(b->fd, b->msgs, n - sent < BATCH ? (unsigned)(n - sent) : BATCH, 0);
 		if (r < 0 && errno != ENOBUFS)
 			break;
 		sent += r > 0 ? r : 0;
