@@ -38,7 +38,7 @@ DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) m
 
 # Each unit test links only the module it tests (and the pure modules that module uses).
 UNIT_TESTS        := addr codec fsm rule config conntab log notify state metrics statusview \
-                     atomicfile actmsg diag ifaddr learn
+                     atomicfile actmsg diag ifaddr learn sender
 UNIT_DEPS_addr    := addr
 UNIT_DEPS_codec   := codec
 UNIT_DEPS_fsm     := fsm
@@ -55,7 +55,9 @@ UNIT_DEPS_actmsg  := actmsg addr
 UNIT_DEPS_diag    := diag addr
 UNIT_DEPS_ifaddr  := ifaddr addr
 UNIT_DEPS_learn   := fsm codec
+UNIT_DEPS_sender  := sender codec addr
 UNIT_LIBS_learn   := $(PCAP_LIBS)
+UNIT_LIBS_sender  := $(NET_LIBS)
 UNIT_LIBS_codec   := $(PCAP_LIBS)
 UNIT_LIBS_rule    := $(PCAP_LIBS)
 UNIT_LIBS_config  := $(INIH_LIBS)

@@ -17,7 +17,7 @@ if ip netns add "$A" && ip netns add "$B" &&
 	ip -n "$A" link set va$$ up && ip -n "$B" link set vb$$ up &&
 	printf 'table inet t {\nchain c {\ntype filter hook prerouting priority -300; policy drop;\n}\n}\n' |
 	ip netns exec "$B" nft -f -; then
-	ip netns exec "$A" "$BUILD/bench/bench_send" 192.0.2.1 192.0.2.2 200000 || echo "bench_send failed"
+	ip netns exec "$A" "$BUILD/bench/bench_send" 192.0.2.1 192.0.2.2 1000000 || echo "bench_send failed"
 else
 	echo "could not make namespaces (root needed): sender benchmark skipped"
 fi
