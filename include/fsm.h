@@ -207,6 +207,10 @@ void fsm_on_sent(struct fsm_conn *c, const struct fsm_params *p, bool learn, dou
  * EPROTO) does not count the probe, which is retried in 500 ms as the kernel does. */
 void fsm_on_send_error(struct fsm_conn *c, int err, double now, struct fsm_out *out);
 
+/* The learning SYN asked for could not be sent (errno from the sender): it does not count
+ * as a try; it is asked again FSM_RESOURCE_RETRY s later. */
+void fsm_on_learn_error(struct fsm_conn *c, double now, struct fsm_out *out);
+
 /* True when every number a probe needs is known and nothing is in flight. */
 bool fsm_can_probe(const struct fsm_conn *c);
 

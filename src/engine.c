@@ -625,7 +625,12 @@ static void pace_result(struct engine *e, struct conn *c, const struct sender_pk
 
 	if (pkt->kind == SENDER_SYN) {
 		learn_sent(e, c, err);
-		fsm_on_sent(&c->fsm, p, true, now);
+		if (err) {
+			fsm_on_learn_error(&c->fsm, now, &out); /* not asked: asked again soon */
+			apply(e, c, &out, now);
+		} else {
+			fsm_on_sent(&c->fsm, p, true, now);
+		}
 	} else if (err == 0) {
 		e->st.probes_sent++;
 		if (late > e->st.probe_late_max)
@@ -641,19 +646,13 @@ static void pace_result(struct engine *e, struct conn *c, const struct sender_pk
 		arm_timer(e, c); /* it fired while c waited (a later timer_at is caught lazily) */
 }
 
-/* Sends packets one by one (sender_send_batch where the sender has it). */
+/* Sends a batch (sendmmsg); without a sender (tests, benchmarks) every packet "goes out". */
 static void pace_write(struct engine *e, struct sender_pkt *pkts, size_t n, int *errs)
 {
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (!e->sender)
-			errs[i] = 0;
-		else if (pkts[i].kind == SENDER_SYN)
-			errs[i] = sender_send_syn(e->sender, pkts[i].key, pkts[i].seq);
-		else
-			errs[i] = sender_send(e->sender, pkts[i].key, &pkts[i].probe);
-	}
+	if (e->sender)
+		sender_send_batch(e->sender, pkts, n, errs);
+	else
+		memset(errs, 0, n * sizeof(*errs));
 }
 
 /* Sends up to budget queued packets in batches; returns how many were sent. */

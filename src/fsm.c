@@ -471,6 +471,15 @@ static void fill_probe(struct fsm_conn *c, const struct fsm_params *p, struct fs
 	pr->n = c->probes_out;
 }
 
+void fsm_on_learn_error(struct fsm_conn *c, double now, struct fsm_out *out)
+{
+	out_clear(out);
+	if (c->learn != FSM_LEARN_ASKED1 && c->learn != FSM_LEARN_ASKED2)
+		return;
+	c->learn--; /* never left this host: not a try the kernel ignored */
+	rearm_at(c, now + FSM_RESOURCE_RETRY, out);
+}
+
 static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double now,
                        struct fsm_out *out)
 {
