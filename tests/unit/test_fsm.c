@@ -1280,6 +1280,25 @@ static void test_learn_send_error_is_no_try(void **state)
 	assert_int_equal(w.c.learn, FSM_LEARN_NONE);
 }
 
+/* A probe the pacer held longer than an interval is not followed at once by the next. */
+static void test_paced_late_probe_not_doubled(void **state)
+{
+	struct world w;
+	double last_rx, sent;
+
+	(void)state;
+	last_rx = quiet_peer(&w);
+	run_until(&w, last_rx + params.idle);
+	assert_int_equal(w.probes_sent, 1);
+	sent = w.now + 2 * params.interval; /* held two intervals */
+	fsm_on_sent(&w.c, &params, false, sent);
+	run_until(&w, sent - 0.001);
+	assert_int_equal(w.probes_sent, 1);
+	w.now = sent + 0.0002;
+	peers(&w, 0); /* the answer to the (late) first probe */
+	assert_true(w.out.ev[1].type == FSM_EV_ALIVE && !w.out.ev[1].notable);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1342,6 +1361,7 @@ int main(void)
 	    cmocka_unit_test(test_unverified_data_vouched_by_our_ack),
 	    cmocka_unit_test(test_spoofed_data_not_vouched),
 	    cmocka_unit_test(test_learn_send_error_is_no_try),
+	    cmocka_unit_test(test_paced_late_probe_not_doubled),
 	};
 
 	return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);
