@@ -6,8 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <ev.h> /* only for the ev_timer type embedded in a record */
-
 #include "addr.h"
 #include "fsm.h"
 
@@ -15,14 +13,14 @@
 struct conn {
 	struct conn *next; /* hash chain, or free list */
 	struct addr_tuple key;
-	uint16_t rule;     /* index into the active rules */
-	uint16_t flags;    /* CONN_F_* (the engine's) */
-	uint8_t verdict;   /* last verdict: FSM_EV_ALIVE, _DEAD, _RESET, _UNREACHABLE; 0 = none */
-	uint8_t counted;   /* the fsm state the engine's counts hold it under */
-	float rtt;         /* s from the last answered probe to its reply; 0 = none measured */
-	double verdict_at; /* when the last verdict was given (the fsm's clock) */
+	uint16_t rule;      /* index into the active rules */
+	uint16_t flags;     /* CONN_F_* (the engine's) */
+	uint8_t verdict;    /* last verdict: FSM_EV_ALIVE, _DEAD, _RESET, _UNREACHABLE; 0 = none */
+	uint8_t counted;    /* the fsm state the engine's counts hold it under */
+	float rtt;          /* s from the last answered probe to its reply; 0 = none measured */
+	double verdict_at;  /* when the last verdict was given (the fsm's clock) */
+	uint32_t timer_pos; /* its place in the engine's timer heap (1-based; 0: not armed) */
 	struct fsm_conn fsm;
-	ev_timer timer; /* armed by the engine; the table never touches it */
 };
 
 struct conntab;

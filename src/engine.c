@@ -19,6 +19,7 @@
 #include "fsm.h"
 #include "log.h"
 #include "rule.h"
+#include "timerheap.h"
 
 /* struct conn.flags */
 enum {
@@ -49,6 +50,10 @@ enum {
 #define PACE_MIN_RATE  1000.0 /* the rate never falls below this after drops */
 #define PACE_RECOVER   1.25   /* rate x this per drop-free poll, up to max_probe_rate */
 #define SYNC_EVERY     0.1    /* s between capture drop checks */
+/* Timers fired per loop iteration at most: a burst of connections falling due at once is
+ * handled in chunks, with the captures read between them. */
+#define TICK_MAX   1024
+#define TICK_SLACK 0.0005 /* s: a timer due this soon fires now (as fsm's epsilon) */
 
 struct pacer {
 	struct conn **q; /* ring of queued records; a stale entry has lost CONN_F_QUEUED */
@@ -71,6 +76,9 @@ struct engine {
 	unsigned long long *rule_state;           /* [rule][state] counts, cfg's rules */
 	size_t rule_state_n;                      /* rules rule_state is sized for */
 	struct pacer pace;
+	struct timerheap timers; /* every connection's timer (fsm.timer_at) */
+	ev_timer tick;           /* fires at the earliest of them */
+	double tick_at;          /* the time the tick is armed for */
 	engine_sync_fn sync;
 	void *sync_arg;
 	unsigned long long drops; /* the capture's drop count at the last sync */
@@ -90,7 +98,7 @@ const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
     0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0,
 };
 
-static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents);
 static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double now);
 static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
@@ -109,6 +117,11 @@ static uint32_t random_seed(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint32_t)(ts.tv_nsec ^ (ts.tv_sec << 16) ^ (uint32_t)getpid());
+}
+
+static uint32_t *timer_pos_of(void *item)
+{
+	return &((struct conn *)item)->timer_pos;
 }
 
 /* ---- counts by state and rule (kept on every change: reports never walk the table) ---- */
@@ -171,18 +184,14 @@ struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
 	e->pace.t.data = e;
 	ev_timer_init(&e->sync_t, on_sync_timer, SYNC_EVERY, SYNC_EVERY);
 	e->sync_t.data = e;
+	timerheap_init(&e->timers, timer_pos_of);
+	ev_timer_init(&e->tick, on_tick, 0.0, 0.0);
+	e->tick.data = e;
 	if (counts_resize(e, cfg->nrules) < 0) {
 		engine_free(e);
 		return NULL;
 	}
 	return e;
-}
-
-static void stop_timer(struct conn *c, void *arg)
-{
-	struct engine *e = arg;
-
-	ev_timer_stop(e->loop, &c->timer);
 }
 
 void engine_free(struct engine *e)
@@ -192,11 +201,10 @@ void engine_free(struct engine *e)
 	if (e->loop) {
 		ev_timer_stop(e->loop, &e->pace.t);
 		ev_timer_stop(e->loop, &e->sync_t);
+		ev_timer_stop(e->loop, &e->tick);
 	}
-	if (e->tab) {
-		conntab_foreach(e->tab, stop_timer, e);
-		conntab_free(e->tab);
-	}
+	timerheap_free(&e->timers);
+	conntab_free(e->tab);
 	free(e->pace.q);
 	free(e->rule_state);
 	free(e->unconf);
@@ -425,22 +433,42 @@ static void log_event(struct engine *e, struct conn *c, const struct fsm_event *
 	log_line_emit(&l);
 }
 
-static void arm_timer(struct engine *e, struct conn *c)
+/* The tick fires at the earliest connection timer (at once when one is due). */
+static void schedule_tick(struct engine *e)
 {
-	double delay;
+	double at, delay;
 
-	ev_timer_stop(e->loop, &c->timer);
-	if (c->fsm.timer_at <= 0)
+	if (!timerheap_top(&e->timers, &at)) {
+		ev_timer_stop(e->loop, &e->tick);
 		return;
-	delay = c->fsm.timer_at - mono_now();
-	ev_timer_set(&c->timer, delay > 0 ? delay : 0.0, 0.0);
-	ev_timer_start(e->loop, &c->timer);
+	}
+	if (ev_is_active(&e->tick) && at == e->tick_at)
+		return; /* the earliest timer did not change */
+	e->tick_at = at;
+	delay = at - mono_now();
+	ev_timer_stop(e->loop, &e->tick);
+	ev_timer_set(&e->tick, delay > 0 ? delay : 0.0, 0.0);
+	ev_timer_start(e->loop, &e->tick);
 }
 
+/* (Re)arms c's timer at fsm.timer_at (disarmed when 0). */
+static void arm_timer(struct engine *e, struct conn *c)
+{
+	if (c->fsm.timer_at <= 0)
+		timerheap_remove(&e->timers, c);
+	else if (timerheap_set(&e->timers, c, c->fsm.timer_at) < 0)
+		log_warnx("out of memory: a connection's timer is not armed");
+	schedule_tick(e);
+}
+
+static void disarm_timer(struct engine *e, struct conn *c)
+{
+	timerheap_remove(&e->timers, c);
+}
 /* Removes a record without touching the counts (a stale pacer entry is skipped). */
 static void drop_record(struct engine *e, struct conn *c)
 {
-	ev_timer_stop(e->loop, &c->timer);
+	disarm_timer(e, c);
 	if (c->flags & CONN_F_UNCONFIRMED)
 		e->n_unconf--;
 	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED);
@@ -642,7 +670,7 @@ static void pace_result(struct engine *e, struct conn *c, const struct sender_pk
 		fsm_on_send_error(&c->fsm, err, now, &out);
 		apply(e, c, &out, now);
 	}
-	if (!ev_is_active(&c->timer))
+	if (!c->timer_pos)
 		arm_timer(e, c); /* it fired while c waited (a later timer_at is caught lazily) */
 }
 
@@ -672,7 +700,7 @@ static size_t pace_send(struct engine *e, size_t budget)
 				continue; /* forgotten while it waited */
 			if (pace_packet(e, c, &pkts[n]))
 				conns[n++] = c;
-			else if (!ev_is_active(&c->timer))
+			else if (!c->timer_pos)
 				arm_timer(e, c); /* answered meanwhile: its timer goes on */
 		}
 		pace_write(e, pkts, n, errs);
@@ -833,15 +861,12 @@ static bool may_judge(const struct fsm_conn *f, const struct fsm_params *p)
 	       f->learn == FSM_LEARN_ASKED2;
 }
 
-static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+/* c's timer fired: the machine decides (after reading the capture when it may judge). */
+static void on_conn_timer(struct engine *e, struct conn *c)
 {
-	struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, timer));
-	struct engine *e = w->data;
 	struct fsm_out out;
 	double now = mono_now();
 
-	(void)loop;
-	(void)revents;
 	if (c->flags & (CONN_F_KERNEL_KA | CONN_F_QUEUED))
 		return; /* the kernel's keepalive watches it, or the pacer re-arms it */
 	if (may_judge(&c->fsm, &rule_of(e, c)->params))
@@ -850,6 +875,23 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	apply(e, c, &out, now);
 }
 
+/* Fires the due connection timers, at most TICK_MAX per loop iteration. */
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct engine *e = w->data;
+	struct conn *c;
+	double at, now = mono_now();
+	int n;
+
+	(void)loop;
+	(void)revents;
+	for (n = 0; n < TICK_MAX && (c = timerheap_top(&e->timers, &at)) && at <= now + TICK_SLACK;
+	     n++) {
+		timerheap_remove(&e->timers, c);
+		on_conn_timer(e, c);
+	}
+	schedule_tick(e);
+}
 /* The table is full: one untrack line per rule, then silence. */
 static void refuse(struct engine *e, const struct rule *r, const struct addr_tuple *key)
 {
@@ -905,8 +947,6 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 		unconf_add(e, c); /* until the peer proves it exists */
 	c->counted = c->fsm.state;
 	count_add(e, c, 1);
-	ev_timer_init(&c->timer, on_timer, 0.0, 0.0);
-	c->timer.data = e;
 	arm_timer(e, c);
 	if (how->discovered && log_routine(e))
 		announce(e, c);
@@ -1126,7 +1166,7 @@ static void leave_to_kernel(struct engine *e, struct conn *c)
 {
 	struct log_line l;
 
-	ev_timer_stop(e->loop, &c->timer);
+	disarm_timer(e, c);
 	c->fsm.timer_at = 0;
 	c->flags |= CONN_F_KERNEL_KA;
 	e->st.kernel_keepalive++;
