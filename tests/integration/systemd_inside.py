@@ -117,13 +117,22 @@ def main_pid():
 
 
 def running_pid(other_than=None):
-    """MainPID once the unit is active/running again with a pid other than other_than."""
+    """MainPID once the unit is active/running again with a pid other than other_than;
+    -1 when it has failed for good (no restart coming)."""
     s = show("MainPID", "ActiveState", "SubState")
     pid = int(s.get("MainPID", "0") or 0)
     if pid and pid != other_than and s.get("ActiveState") == "active" and \
             s.get("SubState") == "running":
         return pid
+    if s.get("ActiveState") in ("failed", "inactive"):
+        return -1
     return None
+
+
+def restarted(old, timeout):
+    """The new MainPID after old went away, or None (not restarted within timeout)."""
+    new = wait_for(lambda: running_pid(old), timeout, 0.1)
+    return new if new and new > 0 else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -193,7 +202,9 @@ def check_reload(pid):
     n = len(log_lines())
     p = sh(["systemctl", "reload", UNIT])
     got = wait_log(r'msg="configuration reloaded"', 5, n)
-    after = running_pid()
+    # ExecReload= is kill -HUP: systemctl reload can return before kaprobed's RELOADING=1
+    # arrives; the unit is back to running after its READY=1.
+    after = wait_for(running_pid, 3)
     result("reload", p.returncode == 0 and got and after == pid,
            "systemctl reload: exit %d; %s; main pid %s -> %s" % (
                p.returncode, got[1] if got else "no 'configuration reloaded' line", pid, after))
@@ -209,8 +220,7 @@ def check_reload(pid):
         p = sh(["systemctl", "reload", UNIT])
         err = wait_log(r"level=error.*kaprobed\.ini:\d+:", 5, n)
         kept = wait_log(r"reload failed: the old configuration is kept", 5, n)
-        time.sleep(0.2)
-        after = running_pid()
+        after = wait_for(running_pid, 3)
         jerr = [e.get("MESSAGE") for e in journal("_SYSTEMD_UNIT=%s.service" % UNIT)
                 if "reload failed" in str(e.get("MESSAGE"))]
         result("reload_bad", p.returncode == 0 and err and kept and after == pid and jerr,
@@ -329,10 +339,12 @@ def check_verdict(pid):
 
 
 def check_watchdog(pid):
+    if pid <= 0:
+        raise Abort("no main pid to stop")
     before = int(show("NRestarts")["NRestarts"])
     t = time.monotonic()
     os.kill(pid, signal.SIGSTOP)
-    new = wait_for(lambda: running_pid(pid), 20, 0.1)
+    new = restarted(pid, 20)
     took = time.monotonic() - t
     msgs = [m for m in unit_messages() if "atchdog" in m]
     after = int(show("NRestarts")["NRestarts"])
@@ -341,16 +353,21 @@ def check_watchdog(pid):
                pid, "running again as %d" % new if new else "not restarted", took, before,
                after, msgs[-1] if msgs else "no watchdog message in the journal"))
     if not new:  # let it run on, so that the later checks still say something
-        os.kill(pid, signal.SIGCONT)
-        return running_pid() or pid
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        return ensure_running()
     return new
 
 
 def check_crash(pid, sig):
+    if pid <= 0:  # never kill(0, ...): that is our own process group
+        raise Abort("no main pid to crash")
     before = int(show("NRestarts")["NRestarts"])
     t = time.monotonic()
     os.kill(pid, sig)
-    new = wait_for(lambda: running_pid(pid), 15, 0.1)
+    new = restarted(pid, 15)
     took = time.monotonic() - t
     after = int(show("NRestarts")["NRestarts"])
     msgs = [m for m in unit_messages() if "Main process exited" in m]
@@ -360,11 +377,19 @@ def check_crash(pid, sig):
                "running again as %d" % new if new else "not restarted", took, before, after,
                msgs[-1] if msgs else "no 'Main process exited' message"))
     if not new:  # start it again by hand for the stop check
-        sh(["systemctl", "reset-failed", UNIT])
-        if sh(["systemctl", "start", UNIT], timeout=20).returncode != 0:
-            raise Abort("not restarted, and systemctl start failed")
-        return main_pid()
+        return ensure_running()
     return new
+
+
+def ensure_running():
+    """The MainPID of the running unit, started again by hand if it is down."""
+    pid = running_pid()
+    if pid and pid > 0:
+        return pid
+    sh(["systemctl", "reset-failed", UNIT])
+    if sh(["systemctl", "start", UNIT], timeout=20).returncode != 0 or main_pid() <= 0:
+        raise Abort("kaprobed is down and systemctl start failed")
+    return main_pid()
 
 
 def check_stop(pid):
