@@ -338,6 +338,32 @@ def check_verdict(pid):
         srv.close()
 
 
+def seconds(text):
+    """systemd's time span ("15s", "500ms", "1min 30s") in seconds, or None."""
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1, "min": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(us|ms|s|min|h)", text or "")
+    return sum(float(n) * units[u] for n, u in parts) if parts else None
+
+
+def check_alive_pings(pid):
+    """1.5 x WatchdogSec after it became active, the first daemon still runs: it pings."""
+    s = show("WatchdogUSec", "ActiveEnterTimestampMonotonic")
+    wd = seconds(s.get("WatchdogUSec"))
+    if not wd:
+        result("watchdog_ping", False, "the unit has no watchdog (WatchdogUSec=%s)" %
+               s.get("WatchdogUSec"))
+        return
+    until = int(s.get("ActiveEnterTimestampMonotonic", "0")) / 1e6 + 1.5 * wd
+    time.sleep(max(0.0, until - time.monotonic()))
+    now = show("MainPID", "NRestarts", "ActiveState")
+    msgs = [m for m in unit_messages() if "atchdog" in m]
+    result("watchdog_ping", now.get("MainPID") == str(pid) and now.get("NRestarts") == "0"
+           and now.get("ActiveState") == "active" and not msgs,
+           "%.1f s (1.5 x WatchdogSec=%s) after start: main pid %s -> %s, NRestarts %s%s" % (
+               1.5 * wd, s.get("WatchdogUSec"), pid, now.get("MainPID"), now.get("NRestarts"),
+               ("; " + msgs[-1]) if msgs else ""))
+
+
 def check_watchdog(pid):
     if pid <= 0:
         raise Abort("no main pid to stop")
@@ -398,8 +424,7 @@ def check_stop(pid):
     took = time.monotonic() - t
     s = show("ActiveState", "Result", "ExecMainCode", "ExecMainStatus", "TimeoutStopUSec")
     limit = s.get("TimeoutStopUSec", "?")
-    m = re.fullmatch(r"(?:(\d+)min ?)?(?:(\d+)s)?", limit)
-    secs = int(m.group(1) or 0) * 60 + int(m.group(2) or 0) if m and limit else 0
+    secs = seconds(limit) or 0
     result("stop", p.returncode == 0 and s.get("ActiveState") == "inactive" and
            s.get("Result") == "success" and s.get("ExecMainCode") == "1" and
            s.get("ExecMainStatus") == "0" and took < secs,
@@ -428,7 +453,8 @@ def main():
         check_process(pid)
         check_reload(pid)
         check_verdict(pid)
-        pid = check_watchdog(pid)
+        check_alive_pings(pid)
+        pid = check_watchdog(ensure_running())
         pid = check_crash(pid, signal.SIGSEGV)
         check_stop(pid)
     except Abort as e:

@@ -219,7 +219,8 @@ def case_systemd_unit(ctx):
             "" if done else ": the script did not finish", lines, "\n".join(diag)))
     ctx.details = lambda: lines  # what run.py -v prints for a passing case
     want = {"start", "ready", "user", "caps", "nnp_seccomp", "logsdir", "reload",
-            "reload_bad", "track", "verdict", "close", "exec", "journal", "watchdog", "crash",
+            "reload_bad", "track", "verdict", "close", "exec", "journal", "watchdog_ping",
+            "watchdog", "crash",
             "stop"}
     missing = want - {r["check"] for r in results}
     check(not missing, "checks that did not run: %s\n%s" % (sorted(missing), lines))
