@@ -316,12 +316,15 @@ def check_verdict(pid):
         result("exec", ex and re.search(r" status=0( |$)", ex[1]) and "result=" not in ex[1] and
                hook.get("KAPROBE_EVENT") == "dead" and
                hook.get("Uid", "").split()[:1] == status["Uid"].split()[:1] and caps_zero and
-               hook.get("NoNewPrivs") == "1",
-               "%s; hook saw event %s, Uid %s, CapEff %s CapPrm %s CapBnd %s CapAmb %s, "
-               "NoNewPrivs %s" % (
+               hook.get("NoNewPrivs") == "1" and hook.get("Pid") and
+               hook.get("Session") == hook.get("Pid") and
+               re.search(r" pid=%s " % hook.get("Pid"), ex[1]),
+               "%s; hook saw event %s, pid %s in session %s, Uid %s, CapEff %s CapPrm %s "
+               "CapBnd %s CapAmb %s, NoNewPrivs %s" % (
                    ex[1] if ex else "no action=exec line", hook.get("KAPROBE_EVENT"),
-                   hook.get("Uid"), hook.get("CapEff"), hook.get("CapPrm"),
-                   hook.get("CapBnd"), hook.get("CapAmb"), hook.get("NoNewPrivs")))
+                   hook.get("Pid"), hook.get("Session"), hook.get("Uid"), hook.get("CapEff"),
+                   hook.get("CapPrm"), hook.get("CapBnd"), hook.get("CapAmb"),
+                   hook.get("NoNewPrivs")))
 
         def journal_dead():
             return [e for e in journal("KAPROBE_EVENT=dead", "_SYSTEMD_UNIT=%s.service" % UNIT)

@@ -48,6 +48,8 @@ on_dead = log, close, exec:/opt/kaprobe-test/hook
 HOOK = """\
 #!/bin/sh
 { echo "KAPROBE_EVENT: $KAPROBE_EVENT"
+  echo "Pid: $$"
+  echo "Session: $(cut -d' ' -f6 /proc/$$/stat)"
   grep -E '^(Uid|Gid|Cap[A-Za-z]+|NoNewPrivs|Seccomp):' /proc/$$/status
 } > /run/kaprobe/hook.tmp && mv /run/kaprobe/hook.tmp /run/kaprobe/hook.out
 """
