@@ -198,6 +198,14 @@ def check_process(pid):
     result("no_cap_warning", not warn, "; ".join(warn) or "no CAP_NET_RAW warning")
 
 
+def check_security():
+    """systemd-analyze security's rating of the running unit (reported, not judged)."""
+    p = sh(["systemd-analyze", "security", "--no-pager", UNIT], timeout=30)
+    m = re.search(r"Overall exposure level for %s\.service: ([\d.]+ \w+)" % UNIT, p.stdout)
+    result("security", m, "systemd-analyze security: %s" % (
+        m.group(1) if m else "no rating (exit %d) %s" % (p.returncode, p.stderr[-200:])))
+
+
 def check_reload(pid):
     n = len(log_lines())
     p = sh(["systemctl", "reload", UNIT])
@@ -454,6 +462,7 @@ def main():
     try:
         pid = check_start()
         check_process(pid)
+        check_security()
         check_reload(pid)
         check_verdict(pid)
         check_alive_pings(pid)
