@@ -144,26 +144,90 @@ def make_root(ctx, root, build):
     os.chmod(os.path.join(tdir, "hook"), 0o755)
 
 
+def cgroup_dirs():
+    """This process's directories in the cgroup hierarchies nspawn uses (cgroup2, and the
+    named v1 hierarchy "systemd" of a hybrid setup)."""
+    mine = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrl, path = line.rstrip("\n").split(":", 2)
+            mine[ctrl] = path
+    dirs = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, opts = fields[sep + 1], fields[sep + 3].split(",")
+            if fstype == "cgroup2" and "" in mine:
+                path = mine[""]
+            elif fstype == "cgroup" and "name=systemd" in opts and "name=systemd" in mine:
+                path = mine["name=systemd"]
+            else:
+                continue
+            rel = os.path.relpath(path, fields[3])
+            if not rel.startswith(".."):
+                dirs.append(os.path.normpath(os.path.join(fields[4], rel)))
+    return dirs
+
+
+def private_cgroups(name):
+    """A new cgroup NAME under ours in each of those hierarchies. With --keep-unit, nspawn
+    puts itself and the container into subgroups of its own cgroup ("supervisor",
+    "payload"): without this, two tests booting at once (other worktrees' make check)
+    would share them. Returns the directories made (none where that is not allowed)."""
+    made = []
+    for d in cgroup_dirs():
+        try:
+            os.mkdir(os.path.join(d, name))
+            made.append(os.path.join(d, name))
+        except OSError:
+            pass
+    return made
+
+
+def remove_cgroups(dirs):
+    for top in dirs:
+        for d, _, _ in os.walk(top, topdown=False):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
 def boot(ctx, root, outdir):
     """One boot of the container running kaprobe-test.service; returns (rc, console)."""
     console = os.path.join(ctx.topo.tmp, "console.txt")
-    argv = [NSPAWN, "--quiet", "--register=no", "--keep-unit", "-D", root,
-            "--bind-ro=/usr", "--bind=%s:/out" % outdir, "--private-network",
+    name = "kpt%d-systemd" % os.getpid()
+    cgroups = private_cgroups(name)
+
+    def enter_cgroups():  # in the child, before exec
+        for d in cgroups:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write("0")
+
+    argv = [NSPAWN, "--quiet", "--register=no", "--keep-unit", "--machine=" + name,
+            "-D", root, "--bind-ro=/usr", "--bind=%s:/out" % outdir, "--private-network",
             "--link-journal=no", "--console=pipe", "--boot",
             "systemd.unit=kaprobe-test.service"]
-    with open(console, "w") as f:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-        try:
-            rc = p.wait(BOOT_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            p.send_signal(signal.SIGTERM)  # nspawn powers the container off
+    try:
+        with open(console, "w") as f:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f,
+                                 stderr=subprocess.STDOUT, start_new_session=True,
+                                 preexec_fn=enter_cgroups)
             try:
-                p.wait(10)
+                rc = p.wait(BOOT_TIMEOUT)
             except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-            rc = "timeout"
+                rc = "timeout"
+            finally:  # also on Ctrl-C: never leave the container running
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)  # nspawn powers the container off
+                    try:
+                        p.wait(10)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait(5)
+    finally:
+        remove_cgroups(cgroups)
     with open(console, errors="replace") as f:
         return rc, f.read()
 
