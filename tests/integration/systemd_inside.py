@@ -206,9 +206,19 @@ def check_security():
         m.group(1) if m else "no rating (exit %d) %s" % (p.returncode, p.stderr[-200:])))
 
 
+def reload(name):
+    """systemctl reload; a reload that never ends (RELOADING=1 without READY=1) aborts."""
+    try:
+        return sh(["systemctl", "reload", UNIT], timeout=10)
+    except subprocess.TimeoutExpired:
+        result(name, False, "systemctl reload did not return within 10 s (RELOADING=1 "
+               "without READY=1?); StatusText=%r" % show("StatusText").get("StatusText"))
+        raise Abort("reload hangs")
+
+
 def check_reload(pid):
     n = len(log_lines())
-    p = sh(["systemctl", "reload", UNIT])
+    p = reload("reload")
     got = wait_log(r'msg="configuration reloaded"', 5, n)
     # ExecReload= is kill -HUP: systemctl reload can return before kaprobed's RELOADING=1
     # arrives; the unit is back to running after its READY=1.
@@ -225,7 +235,7 @@ def check_reload(pid):
         f.write(bad)
     try:
         n = len(log_lines())
-        p = sh(["systemctl", "reload", UNIT])
+        p = reload("reload_bad")
         err = wait_log(r"level=error.*kaprobed\.ini:\d+:", 5, n)
         kept = wait_log(r"reload failed: the old configuration is kept", 5, n)
         after = wait_for(running_pid, 3)
