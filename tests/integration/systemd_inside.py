@@ -219,13 +219,15 @@ def reload(name):
 def check_reload(pid):
     n = len(log_lines())
     p = reload("reload")
+    s0 = show("ActiveState", "SubState")
     got = wait_log(r'msg="configuration reloaded"', 5, n)
     # ExecReload= is kill -HUP: systemctl reload can return before kaprobed's RELOADING=1
     # arrives; the unit is back to running after its READY=1.
     after = wait_for(running_pid, 3)
     result("reload", p.returncode == 0 and got and after == pid,
-           "systemctl reload: exit %d; %s; main pid %s -> %s" % (
-               p.returncode, got[1] if got else "no 'configuration reloaded' line", pid, after))
+           "systemctl reload: exit %d (then %s/%s); %s; main pid %s -> %s" % (
+               p.returncode, s0.get("ActiveState"), s0.get("SubState"),
+               got[1] if got else "no 'configuration reloaded' line", pid, after))
     # A bad file (an unknown key, and a rule on another port): refused, old rules kept.
     with open(CONF) as f:
         good = f.read()
