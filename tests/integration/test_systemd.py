@@ -286,14 +286,13 @@ def case_systemd_unit(ctx):
     ctx.details = lambda: lines  # what run.py -v prints for a passing case
     want = {"start", "ready", "user", "caps", "nnp_seccomp", "logsdir", "reload",
             "reload_bad", "track", "verdict", "close", "exec", "journal", "watchdog_ping",
-            "watchdog", "crash",
-            "stop"}
+            "watchdog", "crash", "stop", "quiet", "security"}
     missing = want - {r["check"] for r in results}
     check(not missing, "checks that did not run: %s\n%s" % (sorted(missing), lines))
     return "%d checks in one boot (%.1f s): notify start + StatusText, uid/CapEff 3000/" \
            "NoNewPrivs/Seccomp, LogsDirectory, reload (good, bad), dead verdict in status " \
            "log and journal, close + exec under the sandbox, watchdog and crash restarts, " \
-           "clean stop" % (len(results), took)
+           "clean stop, no stray warning" % (len(results), took)
 
 
 CASES = [
