@@ -125,6 +125,8 @@ def make_root(ctx, root, build):
                 os.path.join(sysd, "kaprobed.service"))
     with open(os.path.join(root, "etc/kaprobe/kaprobed.ini"), "w") as f:
         f.write(CONFIG)
+    # Only the test's drop-in (one the host may have is not copied along).
+    shutil.rmtree(os.path.join(sysd, "kaprobed.service.d"), ignore_errors=True)
     os.makedirs(os.path.join(sysd, "kaprobed.service.d"))
     with open(os.path.join(sysd, "kaprobed.service")) as f:
         keys = {l.split("=", 1)[0].strip() for l in f if "=" in l}
