@@ -10,6 +10,7 @@ the container's own loopback (its private network namespace).
 
 import json
 import os
+import pwd
 import re
 import signal
 import socket
@@ -169,7 +170,6 @@ def check_process(pid):
     st = proc_status(pid)
     uids = st.get("Uid", "").split()
     try:
-        import pwd
         pw = pwd.getpwnam("kaprobe")
         want_uid, want_gid = str(pw.pw_uid), str(pw.pw_gid)
     except KeyError:
@@ -228,7 +228,8 @@ def check_reload(pid):
            "systemctl reload: exit %d (then %s/%s); %s; main pid %s -> %s" % (
                p.returncode, s0.get("ActiveState"), s0.get("SubState"),
                got[1] if got else "no 'configuration reloaded' line", pid, after))
-    # A bad file (an unknown key, and a rule on another port): refused, old rules kept.
+    # A bad file (an unknown key, and the rule moved to another port): refused; the old
+    # rule stays (check_verdict, next, needs it: port PORT).
     with open(CONF) as f:
         good = f.read()
     bad = good.replace("127.0.0.1:%d" % PORT, "127.0.0.1:%d" % (PORT + 1)) + \

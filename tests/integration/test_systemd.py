@@ -26,7 +26,8 @@ NSPAWN = "systemd-nspawn"
 BOOT_TIMEOUT = 120
 
 # The test's configuration: a rule for the container's loopback port 5432, short timers,
-# every output and both actions that need the sandbox's help (CAP_NET_ADMIN, fork/exec).
+# the journal besides the status log, and the two actions that need something of the
+# sandbox (close: CAP_NET_ADMIN; exec: fork, setsid, capset, execve).
 CONFIG = """\
 [global]
 interface = any
@@ -54,8 +55,8 @@ HOOK = """\
 } > /run/kaprobe/hook.tmp && mv /run/kaprobe/hook.tmp /run/kaprobe/hook.out
 """
 
-# Shortened only where the shipped unit sets them: a unit that lost its WatchdogSec= or
-# Restart= must fail the watchdog or crash check, not be rescued by the drop-in.
+# Shortened only where the shipped unit sets them: a unit that lost its WatchdogSec= must
+# fail the watchdog checks, not be rescued by the drop-in.
 SHORTER = {"WatchdogSec": "3s", "RestartSec": "500ms"}
 
 BOOT_UNIT = """\
