@@ -6,15 +6,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CAPTURE_SNAPLEN 256
+/* Headers only: SLL2 (20) + IPv4 with options (60) + TCP with options (60) = 140; an ICMP
+ * error quoting IPv4 with options: 20 + 60 + 8 + 60 + 8 (ports, SEQ) = 156. */
+#define CAPTURE_SNAPLEN 160
 
 struct capture;
 
 /* Called for every captured frame: link type, bytes, capture time (monotonic seconds). */
 typedef void (*capture_fn)(void *arg, int dlt, const uint8_t *data, size_t caplen, double when);
 
-/* Opens ifname ("any" or a name) with the filter. NULL with errbuf filled on failure. */
-struct capture *capture_open(const char *ifname, const char *filter, char *errbuf, size_t errlen);
+/* Opens ifname ("any" or a name) with the filter and a kernel ring of buffer bytes. NULL with
+ * errbuf filled on failure. */
+struct capture *capture_open(const char *ifname, const char *filter, size_t buffer, char *errbuf,
+                             size_t errlen);
 
 /* The descriptor to watch for readability. */
 int capture_fd(const struct capture *c);
@@ -24,6 +28,9 @@ int capture_drain(struct capture *c, capture_fn fn, void *arg);
 
 /* Kernel counters: received and dropped. */
 void capture_stats(struct capture *c, unsigned *received, unsigned *dropped);
+
+/* The last error of the handle (after capture_drain returned -1). */
+const char *capture_error(struct capture *c);
 
 /* Name of the interface. */
 const char *capture_name(const struct capture *c);

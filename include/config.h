@@ -14,6 +14,14 @@
 #define CONFIG_MAX_EXEC        16 /* distinct exec:PATH actions in one file */
 #define CONFIG_USER_MAX        32
 #define CONFIG_MAX_CONNECTIONS 10000000
+/* max_probe_rate: probes and learning SYNs per second (see ARCHITECTURE.md, "Pacing"). */
+#define CONFIG_PROBE_RATE_MIN     10
+#define CONFIG_PROBE_RATE_MAX     10000000
+#define CONFIG_PROBE_RATE_DEFAULT 50000
+/* capture_buffer: bytes of kernel ring per capture. */
+#define CONFIG_CAPTURE_BUFFER_MIN     (64L << 10)
+#define CONFIG_CAPTURE_BUFFER_MAX     (1024L << 20)
+#define CONFIG_CAPTURE_BUFFER_DEFAULT (8L << 20)
 
 enum config_log_level {
 	CONFIG_LOG_ERROR = 0,
@@ -48,6 +56,9 @@ struct config {
 	double discover_interval;   /* s between socket list dumps; 0 = start/reload only */
 	long max_connections;       /* cap of the connection table */
 	bool skip_kernel_keepalive; /* leave sockets with SO_KEEPALIVE to the kernel */
+	long max_probe_rate;        /* probes and learning SYNs per second, at most */
+	long capture_buffer;        /* bytes of kernel capture ring per capture */
+	bool log_alive_every;       /* log_alive = every: idle and alive lines at info, as before */
 	struct fsm_params defaults;
 	struct rule *rules; /* in file order; heap, freed by config_free() */
 	size_t nrules;

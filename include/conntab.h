@@ -18,6 +18,7 @@ struct conn {
 	uint16_t rule;     /* index into the active rules */
 	uint16_t flags;    /* CONN_F_* (the engine's) */
 	uint8_t verdict;   /* last verdict: FSM_EV_ALIVE, _DEAD, _RESET, _UNREACHABLE; 0 = none */
+	uint8_t counted;   /* the fsm state the engine's counts hold it under */
 	float rtt;         /* s from the last answered probe to its reply; 0 = none measured */
 	double verdict_at; /* when the last verdict was given (the fsm's clock) */
 	struct fsm_conn fsm;

@@ -26,6 +26,15 @@ struct engine_stats {
 	unsigned long long tracked, probes_sent, send_errors, replies;
 	unsigned long long alive, dead, reset, unreachable, closed, table_full;
 	unsigned long long discovered, gone, kernel_keepalive, learn_asked, learn_blocked;
+	unsigned long long uncertain;       /* rounds that gave no verdict: the capture was blind */
+	unsigned long long learn_retries;   /* learning asked again: the capture was blind */
+	unsigned long long blind_polls;     /* drop checks that found new capture drops */
+	unsigned long long capture_reopens; /* captures reopened after failing at run time */
+	unsigned long long unconfirmed_dropped; /* records seen only from our side, dropped
+	                                           unconfirmed (a SYN flood shows here) */
+	double probe_late_max; /* s: the longest a probe waited for the pacer (since start) */
+	double probe_rate;     /* probes/s the pacer allows now (max_probe_rate, lower after
+	                          capture drops) */
 	unsigned long long ignored[FSM_IGN_COUNT]; /* by enum fsm_ignore */
 	/* RTT of every reply to a probe: rtt_hist[i] counts those <= engine_rtt_bounds[i]
 	 * (and above the previous bound; not cumulative), rtt_hist[ENGINE_RTT_BUCKETS] those
@@ -51,6 +60,7 @@ struct engine_view {
 struct engine_counts {
 	size_t tracked;
 	size_t by_state[FSM_STATE_COUNT]; /* by enum fsm_state */
+	size_t unconfirmed; /* records seen only from our side yet (not in tracked, by_state) */
 };
 
 /* A new engine on loop with cfg's rules (cfg must outlive it), local addresses, and a
@@ -76,8 +86,25 @@ double engine_clock(void);
 void engine_foreach(const struct engine *e, double now,
                     void (*fn)(const struct engine_view *v, void *arg), void *arg);
 
-/* Counts the tracked connections by state (O(n): once per report, never per packet). */
+/* Counts the tracked connections by state (O(1): the engine keeps the counts). */
 void engine_counts(const struct engine *e, struct engine_counts *out);
+
+/* The tracked connections of rule i of the config in force, by state (O(1)): adds them to
+ * by_state[FSM_STATE_COUNT]. */
+void engine_rule_counts(const struct engine *e, size_t i, unsigned long long *by_state);
+
+/* What the engine asks of the capture before a verdict and every 100 ms: read every frame
+ * already captured (through engine_on_frame), then return the kernel's drop count summed
+ * over every capture (cumulative). New drops make the capture "blind" at that time: no round
+ * that it overlaps gives a verdict, and the pacer halves its rate. */
+typedef unsigned long long (*engine_sync_fn)(void *arg);
+
+/* Sets the capture sync (NULL: none; the capture is then taken as never dropping). */
+void engine_set_sync(struct engine *e, engine_sync_fn fn, void *arg);
+
+/* The capture cannot hear anything from now on (down: being reopened), or again (down false):
+ * while down, no verdict is given (see fsm_on_timer's blind). */
+void engine_set_capture_down(struct engine *e, bool down);
 /* A verdict (dead or reset) just logged, for the actions (action.c). Every pointer is
  * valid during the hook's call only. */
 struct engine_verdict {

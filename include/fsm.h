@@ -33,12 +33,21 @@ enum fsm_state {
 
 /* Bits of struct fsm_conn.known: which numbers we have seen. */
 enum fsm_known {
-	FSM_K_SND_UNA = 1 << 0,  /* peer's ACK seen */
-	FSM_K_SND_NXT = 1 << 1,  /* one of our segments seen */
-	FSM_K_RCV_NXT = 1 << 2,  /* one of our ACKs seen */
-	FSM_K_PEER_END = 1 << 3, /* one of the peer's segments seen (peer_end valid) */
-	FSM_K_WINDOW = 1 << 4,   /* one of our non-SYN segments seen (our_window valid) */
-	FSM_K_QUIET = 1 << 5,    /* the kernel said nothing was in flight (discovery) */
+	FSM_K_SND_UNA = 1 << 0,   /* peer's ACK seen */
+	FSM_K_SND_NXT = 1 << 1,   /* one of our segments seen */
+	FSM_K_RCV_NXT = 1 << 2,   /* one of our ACKs seen */
+	FSM_K_PEER_END = 1 << 3,  /* one of the peer's segments seen (peer_end valid) */
+	FSM_K_WINDOW = 1 << 4,    /* one of our non-SYN segments seen (our_window valid) */
+	FSM_K_QUIET = 1 << 5,     /* the kernel said nothing was in flight (discovery) */
+	FSM_K_CONFIRMED = 1 << 6, /* a real connection: listed by the kernel, or the peer sent a
+	                             segment only the real peer could (exact numbers) */
+	FSM_K_PENDING = 1 << 7,   /* pend_end/pend_dt: peer data not checkable when it came */
+};
+
+/* Bits of struct fsm_conn.round: what happened in the current probe round. */
+enum fsm_round {
+	FSM_R_SOFT_ERROR = 1 << 0, /* ICMP/send error heard since the round began */
+	FSM_R_UNCERTAIN = 1 << 1,  /* the round was restarted: the capture may have been deaf */
 };
 
 /* Learning the numbers of a discovered connection (struct fsm_conn.learn). */
@@ -49,7 +58,11 @@ enum fsm_learn {
 	FSM_LEARN_BLOCKED,  /* no challenge ACK came: wait for traffic (logged once) */
 };
 
-/* How long before a discovered connection's first probe its numbers are asked for. */
+/* The capture never missed a packet (the `blind` argument of fsm_on_timer). */
+#define FSM_NEVER_BLIND 0.0
+
+/* How long before a connection's first probe its numbers are asked for (at most half its
+ * idle time), when they are not complete: discovered, or seen only from a handshake. */
 #define FSM_LEARN_LEAD 1.0
 /* Wait between the two SYNs (Linux: one challenge ACK per 500 ms per socket). */
 #define FSM_LEARN_RETRY 0.6
@@ -63,15 +76,21 @@ struct fsm_conn {
 	uint32_t our_tsval, peer_tsval;
 	uint32_t probe_seq, probe_ack; /* fields of the probes of this round (while learning,
 	                                  probe_seq is the SEQ of our injected SYN) */
+	uint32_t pend_end; /* end of the last peer data segment that could not be checked when it
+	                      came (numbers unknown, or beyond RCV.NXT): our own ACK of exactly
+	                      that end proves it real, and its time becomes last_rx */
+	float pend_dt;     /* when it came, s after last_rx */
 	uint16_t our_window;
 	uint8_t known;      /* FSM_K_* */
 	uint8_t ts_on;      /* our last segment carried a timestamp */
 	uint8_t state;      /* enum fsm_state */
 	uint8_t probes_out; /* probes sent this round */
-	uint8_t soft_error; /* ICMP/send error heard since the last probe round began */
+	uint8_t round;      /* FSM_R_* of the current probe round */
 	uint8_t learn;      /* enum fsm_learn */
 	double last_rx;     /* time of the last segment from the peer (or first sight) */
 	double last_probe;  /* time the last probe was sent */
+	double round_at;    /* when this probe round (or learning) began: a capture blind
+	                       after it may have hidden the answer */
 	double timer_at;    /* when the machine wants its timer to fire; 0 = never */
 };
 
@@ -94,7 +113,10 @@ enum fsm_event_type {
 	FSM_EV_DEAD,        /* probes, idle, reason */
 	FSM_EV_RESET,       /* probes */
 	FSM_EV_CLOSE,       /* reason */
-	FSM_EV_LEARN,       /* reason: "blocked" (no challenge ACK to two SYNs) */
+	FSM_EV_LEARN,       /* reason: "blocked" (no challenge ACK to two SYNs), "retry" (the
+	                       capture may have missed it: asked again) */
+	FSM_EV_UNCERTAIN,   /* probes, reason: the round may have been heard deaf
+	                       ("capture-drops", "capture-down"): no verdict, probed again */
 };
 
 /* Why a packet was ignored (counted by the caller). */
@@ -104,7 +126,10 @@ enum fsm_ignore {
 	FSM_IGN_BAD_ACK,    /* peer segment acking data we never sent (spoofed or stale) */
 	FSM_IGN_BAD_RST,    /* RST whose SEQ is not exact */
 	FSM_IGN_ICMP_MATCH, /* ICMP quote that is not one of our probes */
-	FSM_IGN_SYN,        /* SYN on a synchronized connection (the kernel challenges it) */
+	FSM_IGN_SYN,        /* a peer's SYN (the kernel challenges it; never wipes a record) */
+	FSM_IGN_NO_ACK,     /* peer segment without ACK on a synchronized connection */
+	FSM_IGN_BAD_SEQ,    /* peer segment whose SEQ is not the one expected (RCV.NXT) */
+	FSM_IGN_UNVERIFIED, /* peer segment before our numbers are known: cannot be checked */
 	FSM_IGN_COUNT,
 };
 
@@ -112,6 +137,8 @@ struct fsm_event {
 	uint8_t type;   /* enum fsm_event_type */
 	uint8_t probes; /* probes out when the event happened */
 	uint8_t icmp_type, icmp_code;
+	uint8_t notable;     /* FSM_EV_ALIVE after a missed probe, a dead verdict or an
+	                        uncertain round: a change worth logging */
 	int send_errno;      /* FSM_EV_UNREACHABLE from a local send error; 0 for ICMP */
 	double idle;         /* s since the last segment from the peer */
 	double rtt;          /* s from the last probe to the reply */
@@ -123,11 +150,12 @@ struct fsm_event {
 struct fsm_out {
 	int nev;
 	struct fsm_event ev[4];
-	bool send_probe; /* send out.probe now */
+	bool send_probe; /* send a probe (now or, paced, soon: fsm_probe_now, fsm_on_sent) */
 	struct fsm_probe probe;
 	bool rearm;  /* conn.timer_at moved earlier: re-arm the timer */
 	bool forget; /* drop the connection now (its closed linger is over) */
-	bool learn;  /* inject a SYN (peer -> us, SEQ learn_seq) into our stack */
+	bool learn;  /* inject a SYN (peer -> us, SEQ learn_seq) into our stack (now or soon:
+	                fsm_learn_now, fsm_on_sent) */
 	uint32_t learn_seq;
 	enum fsm_ignore ignored; /* the input was ignored, and why */
 };
@@ -137,9 +165,9 @@ void fsm_init(struct fsm_conn *c, double now, const struct fsm_params *p);
 
 /* Starts watching a connection found in the kernel's socket list at now: idle s since
  * its last segment from the peer (the kernel's clock), quiet when nothing is in flight.
- * Its numbers are asked for (out.learn) FSM_LEARN_LEAD s before its first probe. A
- * connection found overdue is probed at once, with the probes the kernel would already
- * have sent counted (at most probes - 1): its verdict comes when it would have come. */
+ * Its numbers are asked for (out.learn) FSM_LEARN_LEAD s (at most idle / 2) before its first probe.
+ * A connection found overdue is probed at once, with the probes the kernel would already have sent
+ * counted (at most probes - 1): its verdict comes when it would have come. */
 void fsm_init_discovered(struct fsm_conn *c, double now, double idle, bool quiet,
                          const struct fsm_params *p);
 
@@ -152,8 +180,27 @@ void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct
 void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct codec_icmp *icmp,
                  double now, struct fsm_out *out);
 
-/* The connection's timer fired (at or after c->timer_at). */
-void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out);
+/* The connection's timer fired (at or after c->timer_at). blind is the latest time at
+ * which the caller's capture may have missed packets (drops counted by the kernel; INFINITY
+ * while the capture is down; FSM_NEVER_BLIND when never): a round that it overlaps gives no
+ * verdict but FSM_EV_UNCERTAIN and a new round, and learning asks again instead of giving
+ * up. */
+void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
+                  struct fsm_out *out);
+
+/* Paced sending: the probe asked for by out.send_probe is about to go out now. Fills *pr
+ * from the numbers known now; false when it is no longer wanted (a reply came meanwhile, or
+ * our data is in flight): then it is not counted. */
+bool fsm_probe_now(struct fsm_conn *c, const struct fsm_params *p, struct fsm_probe *pr);
+
+/* Paced sending: true while the learning SYN asked for by out.learn is still wanted; *seq
+ * is its SEQ. */
+bool fsm_learn_now(const struct fsm_conn *c, uint32_t *seq);
+
+/* The probe or learning SYN went out at sent_at (after its pacing delay): the RTT counts
+ * from there, a learning retry waits FSM_LEARN_RETRY from there, and the last probe of a
+ * round gets a whole interval to be answered. The caller re-arms the timer. */
+void fsm_on_sent(struct fsm_conn *c, const struct fsm_params *p, bool learn, double sent_at);
 
 /* Sending the probe asked for failed locally with errno err. A routing or firewall error
  * (no route, prohibited) is a soft error, like ICMP; a resource error (ENOBUFS, ENOMEM,

@@ -10,6 +10,16 @@
 
 struct sender;
 
+enum sender_kind { SENDER_PROBE = 1, SENDER_SYN };
+
+/* One packet of a batch. */
+struct sender_pkt {
+	uint8_t kind;                 /* enum sender_kind */
+	const struct addr_tuple *key; /* the connection (key.local = our end) */
+	struct fsm_probe probe;       /* SENDER_PROBE: its fields */
+	uint32_t seq;                 /* SENDER_SYN: SEQ of the SYN injected into our own stack */
+};
+
 /* Opens the raw contexts (needs CAP_NET_RAW). NULL with errbuf filled on failure. */
 struct sender *sender_open(char *errbuf, size_t errlen);
 

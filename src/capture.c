@@ -11,8 +11,7 @@
 
 #include "capture.h"
 
-#define CAPTURE_BUFFER     (8 << 20) /* kernel ring: 8 MiB */
-#define CAPTURE_MAX_ROUNDS 64        /* dispatch rounds per drain, for fairness */
+#define CAPTURE_MAX_ROUNDS 64 /* dispatch rounds per drain, for fairness */
 
 struct capture {
 	pcap_t *p;
@@ -32,10 +31,10 @@ static double clock_sec(clockid_t id)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int configure(pcap_t *p)
+static int configure(pcap_t *p, size_t buffer)
 {
 	if (pcap_set_snaplen(p, CAPTURE_SNAPLEN) || pcap_set_promisc(p, 0) ||
-	    pcap_set_immediate_mode(p, 1) || pcap_set_buffer_size(p, CAPTURE_BUFFER))
+	    pcap_set_immediate_mode(p, 1) || pcap_set_buffer_size(p, (int)buffer))
 		return -1;
 	return pcap_activate(p) < 0 ? -1 : 0;
 }
@@ -52,7 +51,8 @@ static int apply_filter(pcap_t *p, const char *filter)
 	return rc;
 }
 
-struct capture *capture_open(const char *ifname, const char *filter, char *errbuf, size_t errlen)
+struct capture *capture_open(const char *ifname, const char *filter, size_t buffer, char *errbuf,
+                             size_t errlen)
 {
 	char pe[PCAP_ERRBUF_SIZE] = "";
 	struct capture *c = calloc(1, sizeof(*c));
@@ -68,7 +68,7 @@ struct capture *capture_open(const char *ifname, const char *filter, char *errbu
 		free(c);
 		return NULL;
 	}
-	if (configure(c->p) < 0 || apply_filter(c->p, filter) < 0 ||
+	if (configure(c->p, buffer) < 0 || apply_filter(c->p, filter) < 0 ||
 	    pcap_setnonblock(c->p, 1, pe) < 0 || (c->fd = pcap_get_selectable_fd(c->p)) < 0) {
 		snprintf(errbuf, errlen, "%s: %s", ifname, pe[0] ? pe : pcap_geterr(c->p));
 		capture_close(c);
@@ -81,6 +81,11 @@ struct capture *capture_open(const char *ifname, const char *filter, char *errbu
 int capture_fd(const struct capture *c)
 {
 	return c->fd;
+}
+
+const char *capture_error(struct capture *c)
+{
+	return pcap_geterr(c->p);
 }
 
 const char *capture_name(const struct capture *c)

@@ -59,6 +59,9 @@ enum key_id {
 	K_DISCOVER_INTERVAL,
 	K_MAX_CONNECTIONS,
 	K_SKIP_KERNEL_KEEPALIVE,
+	K_MAX_PROBE_RATE,
+	K_CAPTURE_BUFFER,
+	K_LOG_ALIVE,
 	K_COUNT,
 };
 
@@ -92,6 +95,9 @@ static const struct {
     [K_DISCOVER_INTERVAL] = {"discover_interval", IN_GLOBAL},
     [K_MAX_CONNECTIONS] = {"max_connections", IN_GLOBAL},
     [K_SKIP_KERNEL_KEEPALIVE] = {"skip_kernel_keepalive", IN_GLOBAL},
+    [K_MAX_PROBE_RATE] = {"max_probe_rate", IN_GLOBAL},
+    [K_CAPTURE_BUFFER] = {"capture_buffer", IN_GLOBAL},
+    [K_LOG_ALIVE] = {"log_alive", IN_GLOBAL},
 };
 
 static const char *const level_names[] = {
@@ -278,7 +284,9 @@ static void set_int(struct parser *p, const char *key, const char *v, long lo, l
 	*dst = (int)n;
 }
 
-static void set_count(struct parser *p, const char *key, const char *v, long *dst)
+/* A whole number in min..max. */
+static void set_long(struct parser *p, const char *key, const char *v, long min, long max,
+                     long *dst)
 {
 	char buf[VALUE_SHOW + 4];
 	long n;
@@ -286,11 +294,67 @@ static void set_count(struct parser *p, const char *key, const char *v, long *ds
 	if (parse_long(v, &n) < 0)
 		cfg_err(p, p->line, "%s: \"%s\" is not a whole number", key,
 		        shown(v, buf, sizeof(buf)));
-	else if (n < 1 || n > CONFIG_MAX_CONNECTIONS)
-		cfg_err(p, p->line, "%s: %s is out of range (1..%d)", key,
-		        shown(v, buf, sizeof(buf)), CONFIG_MAX_CONNECTIONS);
+	else if (n < min || n > max)
+		cfg_err(p, p->line, "%s: %s is out of range (%ld..%ld)", key,
+		        shown(v, buf, sizeof(buf)), min, max);
 	else
 		*dst = n;
+}
+
+/* The multiplier of a size suffix: k, M or G (powers of 1024); 0 when unknown. */
+static long size_suffix(char c)
+{
+	switch (c) {
+	case 'k':
+	case 'K':
+		return 1L << 10;
+	case 'm':
+	case 'M':
+		return 1L << 20;
+	case 'g':
+	case 'G':
+		return 1L << 30;
+	default:
+		return 0;
+	}
+}
+
+/* A size in bytes: a whole number with an optional k, M or G (powers of 1024). */
+static void set_size(struct parser *p, const char *key, const char *v, long min, long max,
+                     long *dst)
+{
+	char buf[VALUE_SHOW + 4], *end;
+	long long val;
+	long mult = 1;
+
+	errno = 0;
+	val = strtoll(v, &end, 10);
+	if (end != v && *end && !end[1] && size_suffix(*end))
+		mult = size_suffix(*end++);
+	if (end == v || *end || errno || !isdigit((unsigned char)v[0])) {
+		cfg_err(p, p->line, "%s: \"%s\" is not a size (e.g. 8M, 64k, 65536)", key,
+		        shown(v, buf, sizeof(buf)));
+		return;
+	}
+	if (val > max / mult || val * mult < min) {
+		cfg_err(p, p->line, "%s: %s is out of range (%ldk..%ldM)", key,
+		        shown(v, buf, sizeof(buf)), min >> 10, max >> 20);
+		return;
+	}
+	*dst = (long)(val * mult);
+}
+
+static void set_log_alive(struct parser *p, const char *v)
+{
+	char buf[VALUE_SHOW + 4];
+
+	if (strcmp(v, "changes") == 0)
+		p->c->log_alive_every = false;
+	else if (strcmp(v, "every") == 0)
+		p->c->log_alive_every = true;
+	else
+		cfg_err(p, p->line, "log_alive: \"%s\" is not changes or every",
+		        shown(v, buf, sizeof(buf)));
 }
 
 static void set_log_level(struct parser *p, const char *v)
@@ -645,10 +709,21 @@ static void set_value(struct parser *p, enum key_id k, const char *v)
 		set_period(p, "discover_interval", v, &c->discover_interval);
 		break;
 	case K_MAX_CONNECTIONS:
-		set_count(p, "max_connections", v, &c->max_connections);
+		set_long(p, "max_connections", v, 1, CONFIG_MAX_CONNECTIONS, &c->max_connections);
 		break;
 	case K_SKIP_KERNEL_KEEPALIVE:
 		set_bool(p, "skip_kernel_keepalive", v, &c->skip_kernel_keepalive);
+		break;
+	case K_MAX_PROBE_RATE:
+		set_long(p, "max_probe_rate", v, CONFIG_PROBE_RATE_MIN, CONFIG_PROBE_RATE_MAX,
+		         &c->max_probe_rate);
+		break;
+	case K_CAPTURE_BUFFER:
+		set_size(p, "capture_buffer", v, CONFIG_CAPTURE_BUFFER_MIN,
+		         CONFIG_CAPTURE_BUFFER_MAX, &c->capture_buffer);
+		break;
+	case K_LOG_ALIVE:
+		set_log_alive(p, v);
 		break;
 	case K_COUNT:
 		break;
@@ -1045,6 +1120,8 @@ static void config_init(struct config *c)
 	c->discover_interval = 30.0;
 	c->max_connections = 1000000;
 	c->skip_kernel_keepalive = true;
+	c->max_probe_rate = CONFIG_PROBE_RATE_DEFAULT;
+	c->capture_buffer = CONFIG_CAPTURE_BUFFER_DEFAULT;
 	c->on_dead.mask = RULE_ACT_LOG;
 	c->on_reset.mask = RULE_ACT_LOG;
 }

@@ -5,6 +5,7 @@
  * connection's state machine (fsm). The machine's actions are carried out here:
  * status lines (log), probes (sender), and the connection's ev_timer. */
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +22,40 @@
 
 /* struct conn.flags */
 enum {
-	CONN_F_GEN = 1 << 0,        /* parity of the last dump that listed it (or made it) */
-	CONN_F_DISCOVERED = 1 << 1, /* first found in the kernel's socket list */
-	CONN_F_KERNEL_KA = 1 << 2,  /* left to the kernel's keepalive: not probed */
-	CONN_F_LISTED = 1 << 3,     /* some dump listed its socket (so a dump can miss it) */
+	CONN_F_GEN = 1 << 0,         /* parity of the last dump that listed it (or made it) */
+	CONN_F_DISCOVERED = 1 << 1,  /* first found in the kernel's socket list */
+	CONN_F_KERNEL_KA = 1 << 2,   /* left to the kernel's keepalive: not probed */
+	CONN_F_LISTED = 1 << 3,      /* some dump listed its socket (so a dump can miss it) */
+	CONN_F_ANNOUNCED = 1 << 4,   /* its track line was written at info (log_alive policy) */
+	CONN_F_QUEUED = 1 << 5,      /* waits in the pacer's queue */
+	CONN_F_Q_LEARN = 1 << 6,     /* ... for a learning SYN (else a probe) */
+	CONN_F_UNCONFIRMED = 1 << 7, /* seen only from our side so far: may be a SYN flood */
 };
 
+/* Records seen only from our side (our SYN-ACK to a SYN that may be spoofed, our first
+ * segment of a connection found mid-stream) are "unconfirmed" until the peer proves it exists
+ * (an exact segment) or the kernel lists the socket. They are never probed, never logged at
+ * info, hold no max_connections slot, and live at most UNCONF_TTL s in a pool of UNCONF_MAX
+ * where the oldest goes first: a flood cannot crowd out real connections. */
+#define UNCONF_MAX 4096
+#define UNCONF_TTL 10.0
+
+/* The pacer: probes and learning SYNs wait in a FIFO and go out at most `rate` per second,
+ * in batches, so that a burst of connections falling due at once never outruns the capture
+ * (ARCHITECTURE.md, "Pacing"). */
+#define PACE_BATCH     64     /* packets per sender_send call round */
+#define PACE_MAX_BATCH 1024   /* packets per pacer run, at most (then the loop runs) */
+#define PACE_BURST     0.002  /* s of rate the token bucket may hold */
+#define PACE_MIN_RATE  1000.0 /* the rate never falls below this after drops */
+#define PACE_RECOVER   1.25   /* rate x this per drop-free poll, up to max_probe_rate */
+#define SYNC_EVERY     0.1    /* s between capture drop checks */
+
+struct pacer {
+	struct conn **q; /* ring of queued records; a stale entry has lost CONN_F_QUEUED */
+	size_t cap, head, n;
+	double tokens, refill_at, rate;
+	ev_timer t;
+};
 struct engine {
 	struct ev_loop *loop;
 	const struct config *cfg;
@@ -38,6 +67,22 @@ struct engine {
 	void *hook_arg;
 	uint16_t gen;                             /* CONN_F_GEN of the current dump */
 	uint8_t limit_told[CONFIG_MAX_RULES / 8]; /* rules whose limit line was logged */
+	size_t by_state[FSM_STATE_COUNT];         /* records by their counted state */
+	unsigned long long *rule_state;           /* [rule][state] counts, cfg's rules */
+	size_t rule_state_n;                      /* rules rule_state is sized for */
+	struct pacer pace;
+	engine_sync_fn sync;
+	void *sync_arg;
+	unsigned long long drops; /* the capture's drop count at the last sync */
+	double blind;             /* latest time the capture may have missed packets */
+	bool down;                /* the capture is down: blind until it is back */
+	const char *blind_why;    /* "capture-drops" or "capture-down": the last blindness */
+	unsigned long sync_iter;  /* loop iteration of the last sync */
+	double last_drop_log;
+	ev_timer sync_t;
+	struct conn **unconf; /* FIFO ring of unconfirmed records (stale entries skipped) */
+	size_t unconf_head, unconf_len, n_unconf;
+	size_t max_conns; /* confirmed records at most (max_connections) */
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -47,6 +92,8 @@ const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double now);
+static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
 static double mono_now(void)
 {
@@ -64,6 +111,40 @@ static uint32_t random_seed(void)
 	return (uint32_t)(ts.tv_nsec ^ (ts.tv_sec << 16) ^ (uint32_t)getpid());
 }
 
+/* ---- counts by state and rule (kept on every change: reports never walk the table) ---- */
+
+/* Sizes the per-rule counts for n rules (zeroed). Returns 0 or -1. */
+static int counts_resize(struct engine *e, size_t n)
+{
+	unsigned long long *rs = calloc((n ? n : 1) * FSM_STATE_COUNT, sizeof(*rs));
+
+	if (!rs)
+		return -1;
+	free(e->rule_state);
+	e->rule_state = rs;
+	e->rule_state_n = n;
+	return 0;
+}
+
+static void count_add(struct engine *e, const struct conn *c, long d)
+{
+	if (c->flags & CONN_F_UNCONFIRMED)
+		return; /* counted once it proves real */
+	e->by_state[c->counted] += (size_t)d;
+	if (c->rule < e->rule_state_n)
+		e->rule_state[c->rule * FSM_STATE_COUNT + c->counted] += (unsigned long long)d;
+}
+
+/* The record's state may have changed: moves it in the counts. */
+static void count_update(struct engine *e, struct conn *c)
+{
+	if (c->counted == c->fsm.state)
+		return;
+	count_add(e, c, -1);
+	c->counted = c->fsm.state;
+	count_add(e, c, 1);
+}
+
 struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
                           const struct addr_set *local, struct sender *sender, size_t max_conns)
 {
@@ -71,8 +152,12 @@ struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
 
 	if (!e)
 		return NULL;
-	e->tab = conntab_new(max_conns, random_seed());
-	if (!e->tab) {
+	e->tab = conntab_new(max_conns + UNCONF_MAX, random_seed());
+	e->max_conns = max_conns;
+	e->unconf = calloc(UNCONF_MAX, sizeof(*e->unconf));
+	if (!e->tab || !e->unconf) {
+		conntab_free(e->tab);
+		free(e->unconf);
 		free(e);
 		return NULL;
 	}
@@ -80,6 +165,16 @@ struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
 	e->cfg = cfg;
 	e->local = local;
 	e->sender = sender;
+	e->pace.rate = (double)cfg->max_probe_rate;
+	e->st.probe_rate = e->pace.rate;
+	ev_timer_init(&e->pace.t, on_pace, 0.0, 0.0);
+	e->pace.t.data = e;
+	ev_timer_init(&e->sync_t, on_sync_timer, SYNC_EVERY, SYNC_EVERY);
+	e->sync_t.data = e;
+	if (counts_resize(e, cfg->nrules) < 0) {
+		engine_free(e);
+		return NULL;
+	}
 	return e;
 }
 
@@ -94,8 +189,17 @@ void engine_free(struct engine *e)
 {
 	if (!e)
 		return;
-	conntab_foreach(e->tab, stop_timer, e);
-	conntab_free(e->tab);
+	if (e->loop) {
+		ev_timer_stop(e->loop, &e->pace.t);
+		ev_timer_stop(e->loop, &e->sync_t);
+	}
+	if (e->tab) {
+		conntab_foreach(e->tab, stop_timer, e);
+		conntab_free(e->tab);
+	}
+	free(e->pace.q);
+	free(e->rule_state);
+	free(e->unconf);
 	free(e);
 }
 
@@ -106,7 +210,7 @@ const struct engine_stats *engine_stats(const struct engine *e)
 
 size_t engine_count(const struct engine *e)
 {
-	return conntab_count(e->tab);
+	return conntab_count(e->tab) - e->n_unconf;
 }
 
 static const struct rule *rule_of(const struct engine *e, const struct conn *c)
@@ -199,12 +303,17 @@ static void add_fields(struct log_line *l, const struct conn *c, const struct fs
 	case FSM_EV_LEARN:
 		log_line_str(l, "result", ev->reason);
 		break;
+	case FSM_EV_UNCERTAIN:
+		log_line_int(l, "probes", ev->probes);
+		log_line_fixed(l, "idle", ev->idle, 3);
+		log_line_str(l, "reason", ev->reason);
+		break;
 	}
 }
 
-static void count_event(struct engine_stats *st, int type)
+static void count_event(struct engine_stats *st, const struct fsm_event *ev)
 {
-	switch (type) {
+	switch (ev->type) {
 	case FSM_EV_REPLY:
 		st->replies++;
 		break;
@@ -224,7 +333,13 @@ static void count_event(struct engine_stats *st, int type)
 		st->closed++;
 		break;
 	case FSM_EV_LEARN:
-		st->learn_blocked++;
+		if (strcmp(ev->reason, "retry") == 0)
+			st->learn_retries++;
+		else
+			st->learn_blocked++;
+		break;
+	case FSM_EV_UNCERTAIN:
+		st->uncertain++;
 		break;
 	}
 }
@@ -252,13 +367,58 @@ static void note_event(struct engine *e, struct conn *c, const struct fsm_event 
 	}
 }
 
-static void log_event(struct engine *e, const struct conn *c, const struct fsm_event *ev)
+/* Writes c's track line unless already written. With log_alive = changes (and not at debug
+ * level) it is put off until the connection first goes idle or has news, so that short-lived
+ * connections write nothing at info. */
+static void announce(struct engine *e, struct conn *c)
 {
 	struct log_line l;
-	int debug_only = ev->type == FSM_EV_PROBE || ev->type == FSM_EV_REPLY;
 
-	count_event(&e->st, ev->type);
-	if (debug_only && log_level() < CONFIG_LOG_DEBUG)
+	if (c->flags & CONN_F_ANNOUNCED)
+		return;
+	c->flags |= CONN_F_ANNOUNCED;
+	line_start(&l, "track", e, c);
+	log_line_str(&l, "source", (c->flags & CONN_F_DISCOVERED) ? "discovered" : "capture");
+	log_line_emit(&l);
+}
+
+/* True when every routine line is written: log_alive = every, or the debug level. */
+static bool log_routine(const struct engine *e)
+{
+	return e->cfg->log_alive_every || log_level() >= CONFIG_LOG_DEBUG;
+}
+
+/* The level of an event's line: the log policy of README "Status log". */
+static int event_level(const struct engine *e, const struct conn *c, const struct fsm_event *ev)
+{
+	bool every = e->cfg->log_alive_every;
+
+	switch (ev->type) {
+	case FSM_EV_PROBE:
+	case FSM_EV_REPLY:
+		return CONFIG_LOG_DEBUG;
+	case FSM_EV_IDLE:
+		return every ? CONFIG_LOG_INFO : CONFIG_LOG_DEBUG;
+	case FSM_EV_ALIVE:
+		return every || ev->notable ? CONFIG_LOG_INFO : CONFIG_LOG_DEBUG;
+	case FSM_EV_LEARN:
+		return strcmp(ev->reason, "retry") == 0 ? CONFIG_LOG_DEBUG : CONFIG_LOG_INFO;
+	case FSM_EV_CLOSE:
+		return (c->flags & CONN_F_ANNOUNCED) ? CONFIG_LOG_INFO : CONFIG_LOG_DEBUG;
+	default:
+		return CONFIG_LOG_INFO;
+	}
+}
+
+static void log_event(struct engine *e, struct conn *c, const struct fsm_event *ev)
+{
+	struct log_line l;
+	int level = event_level(e, c, ev);
+
+	count_event(&e->st, ev);
+	if (ev->type == FSM_EV_IDLE || level <= CONFIG_LOG_INFO)
+		announce(e, c); /* first idle, or news: the operator hears of it now */
+	if (level > log_level())
 		return;
 	line_start(&l, fsm_event_name(ev->type), e, c);
 	add_fields(&l, c, ev);
@@ -277,27 +437,172 @@ static void arm_timer(struct engine *e, struct conn *c)
 	ev_timer_start(e->loop, &c->timer);
 }
 
-static void send_probe(struct engine *e, struct conn *c, const struct fsm_probe *p, double now)
+/* Removes a record without touching the counts (a stale pacer entry is skipped). */
+static void drop_record(struct engine *e, struct conn *c)
 {
-	struct fsm_out out;
-	int err;
-
-	e->st.probes_sent++;
-	if (!e->sender)
-		return;
-	err = sender_send(e->sender, &c->key, p);
-	if (err == 0)
-		return;
-	e->st.send_errors++;
-	fsm_on_send_error(&c->fsm, err, now, &out);
-	apply(e, c, &out, now);
+	ev_timer_stop(e->loop, &c->timer);
+	if (c->flags & CONN_F_UNCONFIRMED)
+		e->n_unconf--;
+	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED);
+	conntab_remove(e->tab, c);
 }
 
-/* Injects a SYN (peer -> us) into our own stack: its challenge ACK shows our numbers. */
-static void ask_numbers(struct engine *e, struct conn *c, uint32_t seq)
+static void forget(struct engine *e, struct conn *c)
+{
+	count_add(e, c, -1);
+	drop_record(e, c);
+}
+
+/* ---- unconfirmed records --------------------------------------------------------- */
+
+/* The oldest live unconfirmed record (stale ring entries are skipped), or NULL. */
+static struct conn *unconf_oldest(struct engine *e)
+{
+	struct conn *c;
+
+	while (e->unconf_len > 0) {
+		c = e->unconf[e->unconf_head];
+		if (c->flags & CONN_F_UNCONFIRMED)
+			return c;
+		e->unconf_head = (e->unconf_head + 1) % UNCONF_MAX;
+		e->unconf_len--;
+	}
+	return NULL;
+}
+
+/* Forgets an unconfirmed record quietly (debug line): it never was a connection to us. */
+static void unconf_drop(struct engine *e, struct conn *c)
 {
 	struct log_line l;
-	int err = e->sender ? sender_send_syn(e->sender, &c->key, seq) : 0;
+
+	e->st.unconfirmed_dropped++;
+	if (log_level() >= CONFIG_LOG_DEBUG) {
+		line_start(&l, "untrack", e, c);
+		log_line_str(&l, "reason", "unconfirmed");
+		log_line_emit(&l);
+	}
+	forget(e, c);
+}
+
+/* Drops unconfirmed records older than UNCONF_TTL (from the sync timer). */
+static void unconf_expire(struct engine *e, double now)
+{
+	struct conn *c;
+
+	while ((c = unconf_oldest(e)) && c->fsm.last_rx + UNCONF_TTL <= now)
+		unconf_drop(e, c);
+}
+
+/* Makes c an unconfirmed record. The ring holds every live one (at most UNCONF_MAX, see
+ * track()) and stale entries, which are compacted away from its head when it is full. */
+static void unconf_add(struct engine *e, struct conn *c)
+{
+	size_t i, n = 0;
+	struct conn *x;
+
+	if (e->unconf_len == UNCONF_MAX) { /* compact: keep only the live entries, in order */
+		for (i = 0; i < e->unconf_len; i++) {
+			x = e->unconf[(e->unconf_head + i) % UNCONF_MAX];
+			if (x->flags & CONN_F_UNCONFIRMED)
+				e->unconf[(e->unconf_head + n++) % UNCONF_MAX] = x;
+		}
+		e->unconf_len = n;
+	}
+	e->unconf[(e->unconf_head + e->unconf_len++) % UNCONF_MAX] = c;
+	c->flags |= CONN_F_UNCONFIRMED;
+	e->n_unconf++;
+}
+
+/* Confirmed records (real connections), the ones max_connections counts. */
+static size_t n_confirmed(const struct engine *e)
+{
+	return conntab_count(e->tab) - e->n_unconf;
+}
+
+static void refuse(struct engine *e, const struct rule *r, const struct addr_tuple *key);
+
+/* An unconfirmed record proved real: it takes a max_connections slot (or is refused). Returns
+ * false when it was refused (and forgotten). */
+static bool confirmed(struct engine *e, struct conn *c)
+{
+	c->flags &= (uint16_t)~CONN_F_UNCONFIRMED;
+	e->n_unconf--;
+	c->counted = c->fsm.state;
+	count_add(e, c, 1);
+	if (n_confirmed(e) > e->max_conns) {
+		refuse(e, rule_of(e, c), &c->key);
+		forget(e, c);
+		return false;
+	}
+	if (log_routine(e))
+		announce(e, c);
+	return true;
+}
+
+/* ---- the pacer ------------------------------------------------------------------- */
+
+static int pace_grow(struct pacer *pc)
+{
+	size_t cap = pc->cap ? pc->cap * 2 : 1024, i;
+	struct conn **q = malloc(cap * sizeof(*q));
+
+	if (!q)
+		return -1;
+	for (i = 0; i < pc->n; i++)
+		q[i] = pc->q[(pc->head + i) % pc->cap];
+	free(pc->q);
+	pc->q = q;
+	pc->cap = cap;
+	pc->head = 0;
+	return 0;
+}
+
+/* Queues c's probe (or learning SYN); the pacer sends it in FIFO order. */
+static void pace_push(struct engine *e, struct conn *c, bool learn)
+{
+	struct pacer *pc = &e->pace;
+
+	if (c->flags & CONN_F_QUEUED)
+		return;
+	if (pc->n == pc->cap && pace_grow(pc) < 0) {
+		log_warnx("out of memory: a probe is not sent");
+		return;
+	}
+	pc->q[(pc->head + pc->n++) % pc->cap] = c;
+	c->flags |= (uint16_t)(CONN_F_QUEUED | (learn ? CONN_F_Q_LEARN : 0));
+	if (!ev_is_active(&pc->t)) {
+		ev_timer_set(&pc->t, 0.0, 0.0);
+		ev_timer_start(e->loop, &pc->t);
+	}
+}
+
+static struct conn *pace_pop(struct pacer *pc)
+{
+	struct conn *c = pc->q[pc->head];
+
+	pc->head = (pc->head + 1) % pc->cap;
+	pc->n--;
+	return c;
+}
+
+/* The packet c waits for, from what its machine knows now; false when no longer wanted. */
+static bool pace_packet(struct engine *e, struct conn *c, struct sender_pkt *pkt)
+{
+	bool learn = c->flags & CONN_F_Q_LEARN;
+
+	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN);
+	memset(pkt, 0, sizeof(*pkt));
+	pkt->key = &c->key;
+	pkt->kind = learn ? SENDER_SYN : SENDER_PROBE;
+	if (learn)
+		return fsm_learn_now(&c->fsm, &pkt->seq);
+	return fsm_probe_now(&c->fsm, &rule_of(e, c)->params, &pkt->probe);
+}
+
+/* A learning SYN went out (err 0) or not: the debug line of the old unpaced path. */
+static void learn_sent(struct engine *e, struct conn *c, int err)
+{
+	struct log_line l;
 
 	e->st.learn_asked++;
 	if (log_level() < CONFIG_LOG_DEBUG)
@@ -310,10 +615,172 @@ static void ask_numbers(struct engine *e, struct conn *c, uint32_t seq)
 	log_line_emit(&l);
 }
 
-static void forget(struct engine *e, struct conn *c)
+/* The outcome of one paced packet: the machine hears when it went out, or why not. */
+static void pace_result(struct engine *e, struct conn *c, const struct sender_pkt *pkt, int err,
+                        double now)
 {
-	ev_timer_stop(e->loop, &c->timer);
-	conntab_remove(e->tab, c);
+	const struct fsm_params *p = &rule_of(e, c)->params;
+	struct fsm_out out;
+	double late = now - c->fsm.last_probe;
+
+	if (pkt->kind == SENDER_SYN) {
+		learn_sent(e, c, err);
+		fsm_on_sent(&c->fsm, p, true, now);
+	} else if (err == 0) {
+		e->st.probes_sent++;
+		if (late > e->st.probe_late_max)
+			e->st.probe_late_max = late;
+		fsm_on_sent(&c->fsm, p, false, now);
+	} else {
+		e->st.probes_sent++;
+		e->st.send_errors++;
+		fsm_on_send_error(&c->fsm, err, now, &out);
+		apply(e, c, &out, now);
+	}
+	arm_timer(e, c);
+}
+
+/* Sends packets one by one (sender_send_batch where the sender has it). */
+static void pace_write(struct engine *e, struct sender_pkt *pkts, size_t n, int *errs)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!e->sender)
+			errs[i] = 0;
+		else if (pkts[i].kind == SENDER_SYN)
+			errs[i] = sender_send_syn(e->sender, pkts[i].key, pkts[i].seq);
+		else
+			errs[i] = sender_send(e->sender, pkts[i].key, &pkts[i].probe);
+	}
+}
+
+/* Sends up to budget queued packets in batches; returns how many were sent. */
+static size_t pace_send(struct engine *e, size_t budget)
+{
+	struct sender_pkt pkts[PACE_BATCH];
+	struct conn *conns[PACE_BATCH];
+	int errs[PACE_BATCH];
+	size_t sent = 0, n, i;
+	struct conn *c;
+	double now;
+
+	while (sent < budget && e->pace.n > 0) {
+		for (n = 0; n < PACE_BATCH && sent + n < budget && e->pace.n > 0;) {
+			c = pace_pop(&e->pace);
+			if (!(c->flags & CONN_F_QUEUED))
+				continue; /* forgotten while it waited */
+			if (pace_packet(e, c, &pkts[n]))
+				conns[n++] = c;
+			else
+				arm_timer(e, c); /* answered meanwhile: its timer goes on */
+		}
+		pace_write(e, pkts, n, errs);
+		now = mono_now();
+		for (i = 0; i < n; i++)
+			pace_result(e, conns[i], &pkts[i], errs[i], now);
+		sent += n;
+	}
+	return sent;
+}
+
+static void on_pace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct engine *e = w->data;
+	struct pacer *pc = &e->pace;
+	double now = mono_now(), cap = pc->rate * PACE_BURST, want;
+	size_t budget;
+
+	(void)revents;
+	if (cap < PACE_BATCH)
+		cap = PACE_BATCH;
+	pc->tokens += (now - pc->refill_at) * pc->rate;
+	if (pc->tokens > cap || pc->refill_at == 0)
+		pc->tokens = cap;
+	pc->refill_at = now;
+	budget = pc->tokens >= PACE_MAX_BATCH ? PACE_MAX_BATCH : (size_t)pc->tokens;
+	pc->tokens -= (double)pace_send(e, budget);
+	if (pc->n == 0)
+		return;
+	want = pc->n < PACE_BATCH ? (double)pc->n : PACE_BATCH;
+	ev_timer_set(w, pc->tokens >= want ? 0.0 : (want - pc->tokens) / pc->rate, 0.0);
+	ev_timer_start(loop, w);
+}
+
+/* ---- what the capture heard: drops make it blind --------------------------------- */
+
+static double blind_at(const struct engine *e)
+{
+	return e->down ? INFINITY : e->blind;
+}
+
+/* New kernel drops: the capture was blind up to now; the pacer halves its rate. */
+static void went_blind(struct engine *e, unsigned long long n, double now)
+{
+	double floor =
+	    PACE_MIN_RATE < e->cfg->max_probe_rate ? PACE_MIN_RATE : (double)e->cfg->max_probe_rate;
+
+	e->blind = now;
+	e->blind_why = "capture-drops";
+	e->st.blind_polls++;
+	e->pace.rate = e->pace.rate / 2 > floor ? e->pace.rate / 2 : floor;
+	e->st.probe_rate = e->pace.rate;
+	if (now - e->last_drop_log < 5.0 && e->last_drop_log > 0)
+		return;
+	e->last_drop_log = now;
+	log_warnx("capture: the kernel dropped %llu packets: no verdict on rounds it may have "
+	          "hidden; probe rate now %.0f/s",
+	          n, e->pace.rate);
+}
+
+/* Reads what the capture holds, and its drop count (at most once per loop iteration). */
+static void sync_capture(struct engine *e, double now)
+{
+	unsigned long long d;
+
+	if (!e->sync || e->sync_iter == ev_iteration(e->loop) + 1)
+		return;
+	e->sync_iter = ev_iteration(e->loop) + 1;
+	d = e->sync(e->sync_arg);
+	if (d > e->drops)
+		went_blind(e, d - e->drops, now);
+	e->drops = d;
+}
+
+static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct engine *e = w->data;
+	double now = mono_now(), max = (double)e->cfg->max_probe_rate;
+
+	(void)loop;
+	(void)revents;
+	sync_capture(e, now);
+	unconf_expire(e, now);
+	if (e->pace.rate < max && now - e->blind >= 1.0) {
+		e->pace.rate =
+		    e->pace.rate * PACE_RECOVER < max ? e->pace.rate * PACE_RECOVER : max;
+		e->st.probe_rate = e->pace.rate;
+	}
+}
+
+void engine_set_sync(struct engine *e, engine_sync_fn fn, void *arg)
+{
+	e->sync = fn;
+	e->sync_arg = arg;
+	e->drops = fn ? fn(arg) : 0;
+	if (fn)
+		ev_timer_again(e->loop, &e->sync_t);
+	else
+		ev_timer_stop(e->loop, &e->sync_t);
+}
+
+void engine_set_capture_down(struct engine *e, bool down)
+{
+	if (e->down && !down)
+		e->st.capture_reopens++;
+	e->down = down;
+	e->blind = mono_now();
+	e->blind_why = "capture-down";
 }
 
 /* Hands a dead or reset verdict to the hook (the actions). */
@@ -340,18 +807,30 @@ static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double 
 	if (out->ignored != FSM_IGN_NONE)
 		e->st.ignored[out->ignored]++;
 	for (i = 0; i < out->nev; i++) {
+		if (out->ev[i].type == FSM_EV_UNCERTAIN && e->blind_why)
+			out->ev[i].reason = e->blind_why; /* the engine knows why it was blind */
 		note_event(e, c, &out->ev[i], now);
 		log_event(e, c, &out->ev[i]);
 		verdict_hook(e, c, &out->ev[i], now);
 	}
+	count_update(e, c);
+	if ((c->flags & CONN_F_UNCONFIRMED) && (c->fsm.known & FSM_K_CONFIRMED) && !confirmed(e, c))
+		return; /* refused: over max_connections */
 	if (out->send_probe)
-		send_probe(e, c, &out->probe, now);
+		pace_push(e, c, false);
 	if (out->learn)
-		ask_numbers(e, c, out->learn_seq);
+		pace_push(e, c, true);
 	if (out->forget)
 		forget(e, c);
 	else if (out->rearm)
 		arm_timer(e, c);
+}
+
+/* True when this timer may end a round or a learning try: the capture is read first. */
+static bool may_judge(const struct fsm_conn *f, const struct fsm_params *p)
+{
+	return (f->state == FSM_PROBING && f->probes_out >= p->probes) ||
+	       f->learn == FSM_LEARN_ASKED2;
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -363,9 +842,11 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (c->flags & CONN_F_KERNEL_KA)
-		return; /* the kernel's keepalive watches it */
-	fsm_on_timer(&c->fsm, &rule_of(e, c)->params, now, &out);
+	if (c->flags & (CONN_F_KERNEL_KA | CONN_F_QUEUED))
+		return; /* the kernel's keepalive watches it, or the pacer re-arms it */
+	if (may_judge(&c->fsm, &rule_of(e, c)->params))
+		sync_capture(e, now); /* a reply already captured is heard before a verdict */
+	fsm_on_timer(&c->fsm, &rule_of(e, c)->params, now, blind_at(e), &out);
 	apply(e, c, &out, now);
 }
 
@@ -396,13 +877,18 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
                           const struct track_how *how)
 {
 	const struct rule *r = rule_match(e->cfg->rules, e->cfg->nrules, key);
-	struct log_line l;
 	struct conn *c;
 
 	if (!r) {
 		e->st.unmatched++;
 		return NULL;
 	}
+	if (how->discovered && n_confirmed(e) >= e->max_conns) {
+		refuse(e, r, key);
+		return NULL;
+	}
+	if (!how->discovered && e->n_unconf >= UNCONF_MAX && (c = unconf_oldest(e)))
+		unconf_drop(e, c); /* the pool is full: the oldest goes */
 	c = conntab_insert(e->tab, key);
 	if (!c) {
 		refuse(e, r, key);
@@ -415,12 +901,15 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 		fsm_init_discovered(&c->fsm, now, how->idle, how->quiet, &r->params);
 	else
 		fsm_init(&c->fsm, now, &r->params);
+	if (!how->discovered)
+		unconf_add(e, c); /* until the peer proves it exists */
+	c->counted = c->fsm.state;
+	count_add(e, c, 1);
 	ev_timer_init(&c->timer, on_timer, 0.0, 0.0);
 	c->timer.data = e;
 	arm_timer(e, c);
-	line_start(&l, "track", e, c);
-	log_line_str(&l, "source", how->discovered ? "discovered" : "capture");
-	log_line_emit(&l);
+	if (how->discovered && log_routine(e))
+		announce(e, c);
 	return c;
 }
 
@@ -442,10 +931,10 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 		c = NULL;
 	}
 	if (!c) {
-		/* Only a synchronized segment starts tracking: not the end of something we
-		 * never tracked (FIN, RST), nor a bare SYN (a SYN flood must not fill the table).
-		 */
-		if (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN) || !(seg->flags & CODEC_TH_ACK))
+		/* Only our own segment starts a record (the peer's may be spoofed: one-way
+		 * traffic never holds a slot), and not the end of something we never tracked. */
+		if (from_peer || (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN)) ||
+		    !(seg->flags & (CODEC_TH_ACK | CODEC_TH_SYN)))
 			return FSM_IGN_NONE;
 		c = track(e, &key, now, &(struct track_how){false, false, 0});
 		if (!c)
@@ -529,6 +1018,8 @@ static void view_one(struct conn *c, void *arg)
 	struct foreach_ctx *x = arg;
 	struct engine_view v;
 
+	if (c->flags & CONN_F_UNCONFIRMED)
+		return; /* not (yet) a connection: not shown */
 	v.key = &c->key;
 	v.rule = rule_of(x->e, c)->name;
 	v.rule_index = c->rule;
@@ -549,19 +1040,19 @@ void engine_foreach(const struct engine *e, double now,
 	conntab_foreach(e->tab, view_one, &x);
 }
 
-static void count_one(struct conn *c, void *arg)
-{
-	struct engine_counts *n = arg;
-
-	n->tracked++;
-	if (c->fsm.state < FSM_STATE_COUNT)
-		n->by_state[c->fsm.state]++;
-}
-
 void engine_counts(const struct engine *e, struct engine_counts *out)
 {
-	memset(out, 0, sizeof(*out));
-	conntab_foreach(e->tab, count_one, out);
+	memcpy(out->by_state, e->by_state, sizeof(out->by_state));
+	out->tracked = conntab_count(e->tab) - e->n_unconf;
+	out->unconfirmed = e->n_unconf;
+}
+
+void engine_rule_counts(const struct engine *e, size_t i, unsigned long long *by_state)
+{
+	int s;
+
+	for (s = 0; i < e->rule_state_n && s < FSM_STATE_COUNT; s++)
+		by_state[s] += e->rule_state[i * FSM_STATE_COUNT + s];
 }
 
 void engine_set_verdict_hook(struct engine *e, engine_verdict_fn fn, void *arg)
@@ -587,14 +1078,17 @@ static void reload_one(struct conn *c, void *arg)
 	double due;
 
 	if (!r) {
-		line_start_rule(&l, "untrack", was, &c->key);
-		log_line_str(&l, "reason", "config");
-		log_line_emit(&l);
+		if ((c->flags & CONN_F_ANNOUNCED) || log_level() >= CONFIG_LOG_DEBUG) {
+			line_start_rule(&l, "untrack", was, &c->key);
+			log_line_str(&l, "reason", "config");
+			log_line_emit(&l);
+		}
 		rc->dropped++;
-		forget(e, c); /* conntab_foreach allows removing the current record */
+		drop_record(e, c); /* conntab_foreach allows removing the current record */
 		return;
 	}
 	c->rule = (uint16_t)(r - e->cfg->rules);
+	count_add(e, c, 1); /* the counts are made anew under the new rules */
 	if (c->flags & CONN_F_KERNEL_KA)
 		return; /* the kernel's keepalive watches it: no timer */
 	due = c->fsm.last_rx + r->params.idle;
@@ -611,6 +1105,11 @@ size_t engine_reload(struct engine *e, const struct config *cfg, const struct co
 
 	e->cfg = cfg;
 	memset(e->limit_told, 0, sizeof(e->limit_told)); /* rule indexes changed */
+	memset(e->by_state, 0, sizeof(e->by_state));
+	if (counts_resize(e, cfg->nrules) < 0)
+		e->rule_state_n = 0; /* per-rule counts lost (out of memory); totals go on */
+	e->pace.rate = (double)cfg->max_probe_rate;
+	e->st.probe_rate = e->pace.rate;
 	conntab_foreach(e->tab, reload_one, &rc);
 	return rc.dropped;
 }
@@ -631,6 +1130,8 @@ static void leave_to_kernel(struct engine *e, struct conn *c)
 	c->fsm.timer_at = 0;
 	c->flags |= CONN_F_KERNEL_KA;
 	e->st.kernel_keepalive++;
+	if (!(c->flags & CONN_F_ANNOUNCED))
+		return; /* never announced: nothing to take back in the log */
 	line_start(&l, "untrack", e, c);
 	log_line_str(&l, "reason", "kernel-keepalive");
 	log_line_emit(&l);
@@ -641,14 +1142,13 @@ static void leave_to_kernel(struct engine *e, struct conn *c)
  * its segments were not followed meanwhile. */
 static void take_back(struct engine *e, struct conn *c, const struct track_how *how, double now)
 {
-	struct log_line l;
-
-	c->flags &= (uint16_t)~CONN_F_KERNEL_KA;
+	c->flags &= (uint16_t) ~(CONN_F_KERNEL_KA | CONN_F_ANNOUNCED);
+	c->flags |= CONN_F_DISCOVERED;
 	fsm_init_discovered(&c->fsm, now, how->idle, how->quiet, &rule_of(e, c)->params);
+	count_update(e, c);
 	arm_timer(e, c);
-	line_start(&l, "track", e, c);
-	log_line_str(&l, "source", "discovered");
-	log_line_emit(&l);
+	if (log_routine(e))
+		announce(e, c);
 }
 
 void engine_discovered(struct engine *e, const struct addr_tuple *key, double idle, bool quiet,
@@ -667,6 +1167,11 @@ void engine_discovered(struct engine *e, const struct addr_tuple *key, double id
 	c->flags = (uint16_t)((c->flags & ~CONN_F_GEN) | e->gen | CONN_F_LISTED);
 	if (c->fsm.state == FSM_CLOSED)
 		return;
+	if (c->flags & CONN_F_UNCONFIRMED) {
+		c->fsm.known |= FSM_K_CONFIRMED; /* the kernel lists it */
+		if (!confirmed(e, c))
+			return;
+	}
 	if (skip && !(c->flags & CONN_F_KERNEL_KA))
 		leave_to_kernel(e, c);
 	else if (!skip && (c->flags & CONN_F_KERNEL_KA))
@@ -693,7 +1198,8 @@ static void sweep_one(struct conn *c, void *arg)
 	    !(c->flags & CONN_F_LISTED))
 		return; /* listed, closing on its own, or never listed (its socket is elsewhere,
 		           e.g. behind DNAT in another namespace: only traffic tells) */
-	if (!(c->flags & CONN_F_KERNEL_KA)) {
+	if (!(c->flags & CONN_F_KERNEL_KA) &&
+	    ((c->flags & CONN_F_ANNOUNCED) || log_level() >= CONFIG_LOG_DEBUG)) {
 		line_start(&l, "close", e, c);
 		log_line_str(&l, "reason", "gone");
 		log_line_emit(&l);

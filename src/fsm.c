@@ -6,6 +6,7 @@
  * last_rx + idle + interval * probes. Probes are scheduled from last_rx, not from
  * the moment the timer ran, so timer slack does not accumulate. */
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
 #include "fsm.h"
@@ -17,13 +18,23 @@
 
 /* Slack when comparing times: a timer that fires a hair early still counts. */
 #define FSM_EPSILON 0.0005
-/* A peer's SEQ further than this from RCV.NXT cannot belong to the connection. */
-#define FSM_MAX_SEQ_DRIFT 0x40000000u
+/* The largest window a peer can advertise (65535 << 14): bounds how old an acceptable ACK
+ * may be (RFC 5961 MAX.SND.WND, which we cannot see scaled) and how far a stale SND.NXT
+ * may lag. */
+#define FSM_MAX_SND_WND 0x3fffc000u
 
 /* Never probe with window 0: the peer would apply it and stall (SEQ = its SND.WL1). */
 #define FSM_K_NEEDED (FSM_K_SND_UNA | FSM_K_SND_NXT | FSM_K_RCV_NXT | FSM_K_WINDOW)
 /* Retry after a local resource error, as Linux's TCP_RESOURCE_PROBE_INTERVAL. */
 #define FSM_RESOURCE_RETRY 0.5
+
+/* How long before its first probe a connection's numbers are asked for: FSM_LEARN_LEAD, or
+ * half the idle time when that is shorter (not at once after a handshake, when the traffic
+ * that usually follows tells them anyway). */
+static double learn_lead(const struct fsm_params *p)
+{
+	return p->idle / 2 < FSM_LEARN_LEAD ? p->idle / 2 : FSM_LEARN_LEAD;
+}
 
 static void out_clear(struct fsm_out *out)
 {
@@ -65,9 +76,10 @@ void fsm_init_discovered(struct fsm_conn *c, double now, double idle, bool quiet
 
 	fsm_init(c, now, p);
 	c->last_rx = now - (idle > 0 ? idle : 0);
+	c->known |= FSM_K_CONFIRMED; /* the kernel lists it */
 	if (quiet)
 		c->known |= FSM_K_QUIET;
-	learn_at = c->last_rx + p->idle - FSM_LEARN_LEAD;
+	learn_at = c->last_rx + p->idle - learn_lead(p);
 	c->timer_at = learn_at > now ? learn_at : now;
 }
 
@@ -94,6 +106,9 @@ static uint32_t seg_end(const struct codec_tcp *seg)
 	return end;
 }
 
+static bool numbers_unknown(const struct fsm_conn *c);
+static bool can_learn(const struct fsm_conn *c);
+
 /* Ends probing; the record lingers briefly so trailing segments do not re-track it. */
 static void enter_closed(struct fsm_conn *c, double now, struct fsm_out *out)
 {
@@ -113,17 +128,13 @@ static bool is_own_probe(const struct fsm_conn *c, const struct codec_tcp *seg)
 	       seg->ack == c->probe_ack && seg->payload_len <= 1;
 }
 
-/* A SYN: a new connection on this 4-tuple, unless the one we know is synchronized (then
- * the kernel answers with a challenge ACK, and a spoofed SYN must not wipe what we know). */
-static bool on_syn(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out)
+/* Our own SYN or SYN-ACK: our kernel starts a new connection on this 4-tuple (it answers a
+ * SYN on an established one with a challenge ACK instead), so what we knew is void. */
+static void on_our_syn(struct fsm_conn *c, const struct fsm_params *p, double now,
+                       struct fsm_out *out)
 {
-	if ((c->known & (FSM_K_SND_UNA | FSM_K_SND_NXT)) == (FSM_K_SND_UNA | FSM_K_SND_NXT)) {
-		out->ignored = FSM_IGN_SYN;
-		return false;
-	}
 	fsm_init(c, now, p);
 	out->rearm = true;
-	return true;
 }
 
 /* Our own SYN, injected to learn the numbers, seen arriving as if from the peer. */
@@ -146,6 +157,30 @@ static void assume_quiet(struct fsm_conn *c, const struct codec_tcp *seg)
 	c->known |= FSM_K_SND_UNA;
 	if (seg->has_ts && !c->peer_tsval)
 		c->peer_tsval = seg->tsecr; /* TS.Recent: the peer's last TSval */
+}
+
+/* Peer data we could not check when it came (our numbers unknown, or beyond RCV.NXT): kept,
+ * so that our kernel's ACK of exactly its end can vouch for it later. */
+static void note_pending(struct fsm_conn *c, const struct codec_tcp *seg, double now)
+{
+	if (!seg->payload_len && !(seg->flags & CODEC_TH_FIN))
+		return; /* our kernel never ACKs a pure ACK: nothing could vouch for it */
+	c->pend_end = seg_end(seg);
+	c->pend_dt = (float)(now - c->last_rx);
+	c->known |= FSM_K_PENDING;
+}
+
+/* Our ACK of exactly the pending segment's end: our kernel accepted it, so the peer sent it
+ * (a real, live peer): its time is the last segment received. */
+static bool vouch_pending(struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	if (!(c->known & FSM_K_PENDING) || !(seg->flags & CODEC_TH_ACK) || seg->ack != c->pend_end)
+		return false;
+	c->known &= (uint8_t)~FSM_K_PENDING;
+	c->known |= FSM_K_CONFIRMED;
+	if (c->pend_dt > 0)
+		c->last_rx += c->pend_dt;
+	return true;
 }
 
 static void learn_ours(struct fsm_conn *c, const struct codec_tcp *seg)
@@ -182,6 +217,9 @@ static void learned(struct fsm_conn *c, const struct fsm_params *p, double now, 
 		rearm_at(c, due > now ? due : now, out);
 }
 
+static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double now,
+                          struct fsm_out *out);
+
 static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
                     double now, struct fsm_out *out)
 {
@@ -194,8 +232,10 @@ static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct
 		close_conn(c, "rst", now, out);
 		return;
 	}
-	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN && !on_syn(c, p, now, out))
-		return;
+	if (seg->flags & CODEC_TH_SYN)
+		on_our_syn(c, p, now, out);
+	if (vouch_pending(c, seg) && (c->state == FSM_PROBING || c->state == FSM_DEAD))
+		peer_is_alive(c, p, now, out); /* our kernel took the peer's data: alive */
 	learn_ours(c, seg);
 	learned(c, p, now, out);
 	if (seg->flags & CODEC_TH_FIN)
@@ -214,34 +254,64 @@ static void on_peer_rst(struct fsm_conn *c, const struct codec_tcp *seg, double 
 		enter_closed(c, now, out);
 		return;
 	}
-	if ((c->known & FSM_K_RCV_NXT) && seg->seq != c->rcv_nxt) {
+	if (!(c->known & FSM_K_RCV_NXT) || seg->seq != c->rcv_nxt) {
 		out->ignored = FSM_IGN_BAD_RST; /* RFC 5961: only an exact RST counts */
 		return;
 	}
 	close_conn(c, "rst", now, out);
 }
 
-/* Is the peer's segment plausible for what we know? Spoofed ones must not count. */
-/* A peer segment (a reply to our probe, or any other) that ACKs beyond the SND.NXT we know,
- * carrying exactly the SEQ we expect next (RCV.NXT): one of our data segments was lost to the
- * capture (a pcap drop) and SND.NXT is stale, not the peer dead. Guessing RCV.NXT is as hard as
- * guessing SND.NXT (32 bits), so this is no easier to spoof than an exact ACK. */
-static bool stale_snd_nxt(const struct fsm_conn *c, const struct codec_tcp *seg)
+/* Acceptance of a peer segment (RFC 9293 3.10.7.4, RFC 5961), as strict as Linux's or
+ * stricter. Our own segments are trusted (their direction comes from the kernel, see
+ * ARCHITECTURE.md "Trust"); a peer segment counts only against numbers they taught:
+ * - its SEQ is exactly RCV.NXT (the peer's next byte as our last ACK said), or RCV.NXT - 1
+ *   with at most one byte (the peer's own keepalive probe): 32 bits an off-path sender must
+ *   guess. In-window data beyond RCV.NXT counts once our ACK has moved RCV.NXT to it.
+ * - its ACK is within SND.UNA - FSM_MAX_SND_WND .. SND.NXT; while probing exactly SND.NXT.
+ *   An ACK beyond the SND.NXT we know, with the exact SEQ, is a reply too: one of our
+ *   segments was lost to the capture (a pcap drop) and SND.NXT is stale; it is set right.
+ * Nothing counts before RCV.NXT and SND.NXT are known (a discovered connection before its
+ * challenge ACK): what arrives then cannot be checked. */
+static bool seq_exact(const struct fsm_conn *c, const struct codec_tcp *seg)
 {
-	return (c->known & FSM_K_RCV_NXT) && seg->seq == c->rcv_nxt &&
-	       SEQ_GT(seg->ack, c->snd_nxt) && SEQ_DIST(seg->ack, c->snd_nxt) < FSM_MAX_SEQ_DRIFT;
+	return seg->seq == c->rcv_nxt || (seg->seq == c->rcv_nxt - 1 && seg->payload_len <= 1);
 }
 
-static bool peer_plausible(const struct fsm_conn *c, const struct codec_tcp *seg)
+static bool stale_snd_nxt(const struct fsm_conn *c, const struct codec_tcp *seg)
 {
-	if ((c->known & FSM_K_RCV_NXT) && SEQ_DIST(seg->seq, c->rcv_nxt) > FSM_MAX_SEQ_DRIFT)
-		return false;
-	if (!(seg->flags & CODEC_TH_ACK) || !(c->known & FSM_K_SND_NXT))
-		return true;
+	return seg->seq == c->rcv_nxt && SEQ_GT(seg->ack, c->snd_nxt) &&
+	       SEQ_DIST(seg->ack, c->snd_nxt) < FSM_MAX_SND_WND;
+}
+
+static bool ack_acceptable(const struct fsm_conn *c, const struct codec_tcp *seg)
+{
 	if ((c->state == FSM_PROBING || c->state == FSM_DEAD) && c->probes_out > 0 &&
 	    c->snd_una == c->snd_nxt)
 		return seg->ack == c->snd_nxt || stale_snd_nxt(c, seg); /* acks what we sent */
+	if ((c->known & FSM_K_SND_UNA) && SEQ_LT(seg->ack, c->snd_una - FSM_MAX_SND_WND))
+		return false; /* RFC 5961 5.2: acks data long acknowledged */
 	return SEQ_LEQ(seg->ack, c->snd_nxt) || stale_snd_nxt(c, seg);
+}
+
+/* Why a peer segment with ACK does not count, or FSM_IGN_NONE when it does. */
+static enum fsm_ignore peer_rejected(const struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	const uint8_t ours = FSM_K_RCV_NXT | FSM_K_SND_NXT;
+
+	if ((c->known & ours) != ours)
+		return FSM_IGN_UNVERIFIED;
+	if (!seq_exact(c, seg))
+		return FSM_IGN_BAD_SEQ;
+	if (!ack_acceptable(c, seg))
+		return FSM_IGN_BAD_ACK;
+	return FSM_IGN_NONE;
+}
+
+/* The peer's SYN-ACK to our SYN: it acks exactly our ISS + 1 (we have sent nothing else). */
+static bool syn_ack_answers_ours(const struct fsm_conn *c, const struct codec_tcp *seg)
+{
+	return (seg->flags & CODEC_TH_ACK) && (c->known & FSM_K_SND_NXT) &&
+	       !(c->known & FSM_K_RCV_NXT) && seg->ack == c->snd_nxt;
 }
 
 static void learn_peer(struct fsm_conn *c, const struct codec_tcp *seg)
@@ -266,6 +336,22 @@ static void learn_peer(struct fsm_conn *c, const struct codec_tcp *seg)
 		c->peer_tsval = seg->tsval;
 }
 
+/* Arms the watch timer after a sign of life: at last_rx + idle, or learn_lead() before that
+ * when the numbers must be asked for first. Later than armed needs no re-arm (the timer
+ * catches up lazily); earlier, or after a stopped timer (dead), does. */
+static void watch_until(struct fsm_conn *c, const struct fsm_params *p, bool stopped,
+                        struct fsm_out *out)
+{
+	double at = c->last_rx + p->idle;
+
+	if (numbers_unknown(c) && can_learn(c))
+		at -= learn_lead(p);
+	if (stopped || at < c->timer_at)
+		rearm_at(c, at, out);
+	else
+		c->timer_at = at;
+}
+
 static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double now,
                           struct fsm_out *out)
 {
@@ -277,14 +363,15 @@ static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double
 		ev->rtt = now - c->last_probe;
 		ev = out_event(out, FSM_EV_ALIVE, c);
 		ev->rtt = now - c->last_probe;
+		ev->notable = was_dead || c->probes_out > 1 || (c->round & FSM_R_UNCERTAIN);
 	}
 	c->state = FSM_WATCH;
 	c->probes_out = 0;
-	c->soft_error = 0;
+	c->round = 0;
+	if (c->known & FSM_K_PENDING)
+		c->pend_dt -= (float)(now - c->last_rx); /* kept relative to last_rx */
 	c->last_rx = now;
-	c->timer_at = now + p->idle; /* later than armed: the timer catches up lazily */
-	if (was_dead)
-		out->rearm = true; /* the timer was stopped: start it again */
+	watch_until(c, p, was_dead, out);
 }
 
 static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
@@ -298,17 +385,27 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 		out->ignored = FSM_IGN_OWN_PROBE;
 		return;
 	}
-	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK)) == CODEC_TH_SYN) {
-		if (!on_syn(c, p, now, out))
+	if (seg->flags & CODEC_TH_SYN) {
+		if (!syn_ack_answers_ours(c, seg)) {
+			out->ignored = FSM_IGN_SYN; /* our own SYN or SYN-ACK tells of a new one */
 			return;
-	} else if (!peer_plausible(c, seg)) {
-		out->ignored = FSM_IGN_BAD_ACK;
+		}
+	} else if (!(seg->flags & CODEC_TH_ACK)) {
+		out->ignored = FSM_IGN_NO_ACK; /* Linux drops it once synchronized (RFC 9293) */
 		return;
+	} else {
+		out->ignored = peer_rejected(c, seg);
+		if (out->ignored == FSM_IGN_UNVERIFIED || out->ignored == FSM_IGN_BAD_SEQ)
+			note_pending(c, seg, now);
+		if (out->ignored != FSM_IGN_NONE)
+			return;
 	}
+	c->known |= FSM_K_CONFIRMED; /* the peer knows the numbers: a real connection */
+
 	learn_peer(c, seg);
 	peer_is_alive(c, p, now, out);
-	if (seg->flags & CODEC_TH_FIN)
-		close_conn(c, "fin", now, out);
+	if ((seg->flags & (CODEC_TH_FIN | CODEC_TH_SYN)) == CODEC_TH_FIN)
+		close_conn(c, "fin", now, out); /* (a FIN on a SYN-ACK is no close) */
 }
 
 void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
@@ -335,7 +432,7 @@ void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct co
 		out->ignored = FSM_IGN_ICMP_MATCH;
 		return;
 	}
-	c->soft_error = 1;
+	c->round |= FSM_R_SOFT_ERROR;
 	ev = out_event(out, FSM_EV_UNREACHABLE, c);
 	ev->icmp_type = icmp->type;
 	ev->icmp_code = icmp->code;
@@ -355,18 +452,13 @@ void fsm_on_send_error(struct fsm_conn *c, int err, double now, struct fsm_out *
 		rearm_at(c, now + FSM_RESOURCE_RETRY, out);
 		return;
 	}
-	c->soft_error = 1;
+	c->round |= FSM_R_SOFT_ERROR;
 	out_event(out, FSM_EV_UNREACHABLE, c)->send_errno = err;
 }
 
-static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double now,
-                       struct fsm_out *out)
+/* The fields of a probe from the numbers known now (SEQ = SND.UNA - 1, ACK = RCV.NXT). */
+static void fill_probe(struct fsm_conn *c, const struct fsm_params *p, struct fsm_probe *pr)
 {
-	struct fsm_probe *pr = &out->probe;
-	double next;
-
-	c->probes_out++;
-	c->last_probe = now;
 	c->probe_seq = c->snd_una - 1;
 	c->probe_ack = c->rcv_nxt;
 	pr->seq = c->probe_seq;
@@ -377,6 +469,17 @@ static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double no
 	pr->tsecr = c->peer_tsval;
 	pr->payload_len = p->probe_bytes ? 1 : 0;
 	pr->n = c->probes_out;
+}
+
+static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double now,
+                       struct fsm_out *out)
+{
+	double next;
+
+	if (c->probes_out++ == 0)
+		c->round_at = now;
+	c->last_probe = now;
+	fill_probe(c, p, &out->probe);
 	out->send_probe = true;
 	out_event(out, FSM_EV_PROBE, c);
 	next = c->last_rx + p->idle + c->probes_out * p->interval;
@@ -385,26 +488,81 @@ static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double no
 	rearm_at(c, next, out);
 }
 
+bool fsm_probe_now(struct fsm_conn *c, const struct fsm_params *p, struct fsm_probe *pr)
+{
+	if (c->state != FSM_PROBING || c->probes_out == 0)
+		return false; /* answered (or closed) while it waited */
+	if (!fsm_can_probe(c)) {
+		c->probes_out--; /* our data went out meanwhile: the kernel's turn, not sent */
+		return false;
+	}
+	fill_probe(c, p, pr);
+	return true;
+}
+
+bool fsm_learn_now(const struct fsm_conn *c, uint32_t *seq)
+{
+	if ((c->learn != FSM_LEARN_ASKED1 && c->learn != FSM_LEARN_ASKED2) ||
+	    c->state == FSM_CLOSED)
+		return false;
+	*seq = c->probe_seq;
+	return true;
+}
+
+void fsm_on_sent(struct fsm_conn *c, const struct fsm_params *p, bool learn, double sent_at)
+{
+	double floor;
+
+	if (learn) {
+		floor = sent_at + FSM_LEARN_RETRY; /* the challenge ACK gets its time */
+	} else {
+		c->last_probe = sent_at;
+		if (c->probes_out < p->probes || c->state != FSM_PROBING)
+			return;
+		floor = sent_at + p->interval; /* the last probe gets a whole interval */
+	}
+	if (c->timer_at > 0 && c->timer_at < floor)
+		c->timer_at = floor;
+}
+
 /* True when a number a probe needs is unknown (not merely data in flight). */
 static bool numbers_unknown(const struct fsm_conn *c)
 {
 	return (c->known & FSM_K_NEEDED) != FSM_K_NEEDED;
 }
 
-/* Asks for the numbers (a SYN into our own stack), or gives up after two tries.
- * Returns false when there is nothing left to ask (then wait for traffic). */
-static bool ask_numbers(struct fsm_conn *c, double now, double due, struct fsm_out *out)
+/* The challenge ACK to a SYN into our own stack would complete the numbers: the kernel said
+ * nothing was in flight (discovery), or the peer has acknowledged all we sent (a connection
+ * seen from its handshake, whose window we have not seen yet). */
+static bool can_learn(const struct fsm_conn *c)
+{
+	const uint8_t both = FSM_K_SND_UNA | FSM_K_SND_NXT;
+
+	if (c->known & FSM_K_QUIET)
+		return true;
+	return (c->known & both) == both && c->snd_una == c->snd_nxt;
+}
+
+/* Asks for the numbers (a SYN into our own stack), or gives up after two tries heard with
+ * a clear capture (a capture blind since the first try asks again). Returns false when
+ * there is nothing left to ask (then wait for traffic). */
+static bool ask_numbers(struct fsm_conn *c, double now, double due, double blind,
+                        struct fsm_out *out)
 {
 	double next = now + FSM_LEARN_RETRY;
 
 	if (c->learn == FSM_LEARN_BLOCKED)
 		return false;
-	if (c->learn == FSM_LEARN_ASKED2) {
+	if (c->learn == FSM_LEARN_ASKED2 && blind >= c->round_at) {
+		c->learn = FSM_LEARN_NONE; /* the answer may have been lost to us: ask again */
+		out_event(out, FSM_EV_LEARN, c)->reason = "retry";
+	} else if (c->learn == FSM_LEARN_ASKED2) {
 		c->learn = FSM_LEARN_BLOCKED;
 		out_event(out, FSM_EV_LEARN, c)->reason = "blocked";
 		return false;
 	}
-	c->learn++;
+	if (c->learn++ == FSM_LEARN_NONE)
+		c->round_at = now;
 	c->probe_seq = (uint32_t)(uint64_t)(now * 1e6) ^ 0x6b617072u; /* any SEQ: it goes to us */
 	out->learn = true;
 	out->learn_seq = c->probe_seq;
@@ -422,13 +580,17 @@ static uint8_t missed_probes(const struct fsm_conn *c, const struct fsm_params *
 	return (uint8_t)(n < p->probes - 1 ? n : p->probes - 1);
 }
 
-static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double now,
+static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
                         struct fsm_out *out)
 {
 	double due = c->last_rx + p->idle;
 
-	if (numbers_unknown(c) && now + FSM_EPSILON >= due - FSM_LEARN_LEAD &&
-	    (c->known & FSM_K_QUIET) && ask_numbers(c, now, due, out))
+	if (!(c->known & FSM_K_CONFIRMED)) {
+		rearm_at(c, now + p->interval, out); /* never probe what may not exist */
+		return;
+	}
+	if (numbers_unknown(c) && now + FSM_EPSILON >= due - learn_lead(p) && can_learn(c) &&
+	    ask_numbers(c, now, due, blind, out))
 		return;
 	if (now + FSM_EPSILON < due) {
 		rearm_at(c, due, out);
@@ -442,11 +604,27 @@ static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double n
 	c->state = FSM_PROBING;
 	c->probes_out = (c->known & FSM_K_QUIET) ? missed_probes(c, p, now) : 0;
 	c->known &= (uint8_t)~FSM_K_QUIET; /* only a discovered connection's first round */
-	c->soft_error = 0;
+	c->round = 0;
+	if (c->probes_out > 0)
+		c->round_at = now; /* the probes counted as missed were never ours to hear */
 	send_probe(c, p, now, out);
 }
 
-static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double now,
+/* The round's probes went unanswered, but the capture may have been deaf since the round
+ * began: no verdict (an accusation needs a round heard whole); a new round starts now. */
+static void round_uncertain(struct fsm_conn *c, const struct fsm_params *p, double now,
+                            double blind, struct fsm_out *out)
+{
+	struct fsm_event *ev = out_event(out, FSM_EV_UNCERTAIN, c);
+
+	ev->reason = isinf(blind) ? "capture-down" : "capture-drops";
+	ev->idle = now - c->last_rx;
+	c->round = FSM_R_UNCERTAIN;
+	c->probes_out = 0;
+	send_probe(c, p, now, out);
+}
+
+static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
                           struct fsm_out *out)
 {
 	struct fsm_event *ev;
@@ -455,18 +633,23 @@ static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double
 		rearm_at(c, now + p->interval, out); /* our side sent data: the kernel's turn */
 		return;
 	}
-	if (c->probes_out >= p->probes) {
-		ev = out_event(out, FSM_EV_DEAD, c);
-		ev->idle = now - c->last_rx;
-		ev->reason = c->soft_error ? "unreachable" : "no-reply";
-		c->state = FSM_DEAD;
-		c->timer_at = 0;
+	if (c->probes_out < p->probes) {
+		send_probe(c, p, now, out);
 		return;
 	}
-	send_probe(c, p, now, out);
+	if (blind >= c->round_at) {
+		round_uncertain(c, p, now, blind, out);
+		return;
+	}
+	ev = out_event(out, FSM_EV_DEAD, c);
+	ev->idle = now - c->last_rx;
+	ev->reason = (c->round & FSM_R_SOFT_ERROR) ? "unreachable" : "no-reply";
+	c->state = FSM_DEAD;
+	c->timer_at = 0;
 }
 
-void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, struct fsm_out *out)
+void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
+                  struct fsm_out *out)
 {
 	out_clear(out);
 	if (c->state == FSM_DEAD || c->timer_at == 0)
@@ -481,9 +664,9 @@ void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, st
 		return;
 	}
 	if (c->state == FSM_WATCH)
-		timer_watch(c, p, now, out);
+		timer_watch(c, p, now, blind, out);
 	else
-		timer_probing(c, p, now, out);
+		timer_probing(c, p, now, blind, out);
 }
 
 const char *fsm_event_name(int type)
@@ -498,9 +681,10 @@ const char *fsm_event_name(int type)
 	    [FSM_EV_RESET] = "reset",
 	    [FSM_EV_CLOSE] = "close",
 	    [FSM_EV_LEARN] = "learn",
+	    [FSM_EV_UNCERTAIN] = "uncertain",
 	};
 
-	if (type <= 0 || type > FSM_EV_LEARN)
+	if (type <= 0 || type > FSM_EV_UNCERTAIN)
 		return "unknown";
 	return names[type];
 }
@@ -527,6 +711,10 @@ const char *fsm_ignore_name(int reason)
 	    [FSM_IGN_BAD_ACK] = "bad-ack",
 	    [FSM_IGN_BAD_RST] = "bad-rst",
 	    [FSM_IGN_ICMP_MATCH] = "icmp-nomatch",
+	    [FSM_IGN_SYN] = "syn",
+	    [FSM_IGN_NO_ACK] = "no-ack",
+	    [FSM_IGN_BAD_SEQ] = "bad-seq",
+	    [FSM_IGN_UNVERIFIED] = "unverified",
 	};
 
 	if (reason < 0 || reason >= FSM_IGN_COUNT)

@@ -38,6 +38,8 @@
 #define MAX_CONFIG_SIZE (1 << 20)
 #define FILTER_MAX      (64 * 1024)
 #define NOTIFY_EVERY    10.0 /* s between STATUS= updates to systemd */
+#define REOPEN_EVERY    1.0  /* s between tries to reopen a failed capture */
+#define REOPEN_GIVE_UP  30.0 /* s after which kaprobed exits (systemd restarts it) */
 /* Past this many rules libpcap's compiled filter nears the kernel's 4096-instruction
  * limit (and takes seconds to build): capture all TCP and ICMP errors instead. */
 #define FILTER_MAX_RULES 64
@@ -51,9 +53,14 @@ struct daemon {
 	struct addr_set local;
 	struct sender *sender;
 	struct engine *engine;
-	struct capture *cap[MAX_CAPTURES];
+	struct capture *cap[MAX_CAPTURES]; /* NULL while that capture is down */
 	ev_io cap_io[MAX_CAPTURES];
-	int ncap;
+	char cap_name[MAX_CAPTURES][64];
+	double cap_down_since[MAX_CAPTURES];
+	unsigned long long cap_drops_before[MAX_CAPTURES]; /* drops of handles since closed */
+	int ncap, ndown;
+	ev_timer reopen_t;
+	int exit_status;
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	ev_signal sig_usr2; /* write the state file now */
 	struct report *report;
@@ -63,6 +70,8 @@ struct daemon {
 	struct discover *discover;
 	ev_io addr_io;
 };
+
+static unsigned long long pcap_drops(void *arg);
 
 static void usage(FILE *f)
 {
@@ -221,15 +230,48 @@ static void watch_addresses(struct daemon *d)
 	ev_io_start(d->loop, &d->addr_io);
 }
 
+static const char *capture_filter(const struct config *cfg);
+
+/* A capture failed at run time (its interface went away): it is closed, the engine gives no
+ * verdict while any capture is down, and it is reopened every REOPEN_EVERY s. */
+static void capture_lost(struct daemon *d, int i)
+{
+	unsigned recv, drop;
+
+	log_warnx("capture on %s failed: %s; no verdict until it is reopened", d->cap_name[i],
+	          capture_error(d->cap[i]));
+	capture_stats(d->cap[i], &recv, &drop);
+	d->cap_drops_before[i] += drop;
+	ev_io_stop(d->loop, &d->cap_io[i]);
+	capture_close(d->cap[i]);
+	d->cap[i] = NULL;
+	d->cap_down_since[i] = ev_now(d->loop);
+	if (d->ndown++ == 0)
+		engine_set_capture_down(d->engine, true);
+	if (!ev_is_active(&d->reopen_t))
+		ev_timer_again(d->loop, &d->reopen_t);
+}
+
 static void on_capture(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct daemon *d = w->data;
-	struct capture *c = d->cap[w - d->cap_io];
+	int i = (int)(w - d->cap_io);
 
 	(void)loop;
 	(void)revents;
-	if (capture_drain(c, engine_on_frame, d->engine) < 0)
-		log_warnx("capture on %s: read error", capture_name(c));
+	if (capture_drain(d->cap[i], engine_on_frame, d->engine) < 0)
+		capture_lost(d, i);
+}
+
+/* Starts reading capture i. */
+static void watch_capture(struct daemon *d, int i, struct capture *c)
+{
+	d->cap[i] = c;
+	ev_io_init(&d->cap_io[i], on_capture, capture_fd(c), EV_READ);
+	d->cap_io[i].data = d;
+	/* Before timers: a reply already captured must be seen before a dead verdict. */
+	ev_set_priority(&d->cap_io[i], EV_MAXPRI);
+	ev_io_start(d->loop, &d->cap_io[i]);
 }
 
 static void open_one_capture(struct daemon *d, const char *ifname, const char *filter)
@@ -239,16 +281,48 @@ static void open_one_capture(struct daemon *d, const char *ifname, const char *f
 
 	if (d->ncap >= MAX_CAPTURES)
 		fatalx("too many interfaces (at most %d)", MAX_CAPTURES);
-	c = capture_open(ifname, filter, err, sizeof(err));
+	c = capture_open(ifname, filter, (size_t)d->cfg.capture_buffer, err, sizeof(err));
 	if (!c)
 		fatalx("capture: %s", err);
-	d->cap[d->ncap] = c;
-	ev_io_init(&d->cap_io[d->ncap], on_capture, capture_fd(c), EV_READ);
-	d->cap_io[d->ncap].data = d;
-	/* Before timers: a reply already captured must be seen before a dead verdict. */
-	ev_set_priority(&d->cap_io[d->ncap], EV_MAXPRI);
-	ev_io_start(d->loop, &d->cap_io[d->ncap]);
-	d->ncap++;
+	snprintf(d->cap_name[d->ncap], sizeof(d->cap_name[0]), "%s", ifname);
+	watch_capture(d, d->ncap++, c);
+}
+
+/* One try at reopening capture i; exits the loop (status 1) once REOPEN_GIVE_UP is past. */
+static void reopen_one(struct daemon *d, int i, double now)
+{
+	char err[512];
+	struct capture *c = capture_open(d->cap_name[i], capture_filter(&d->cfg),
+	                                 (size_t)d->cfg.capture_buffer, err, sizeof(err));
+
+	if (c) {
+		log_info("capture on %s reopened after %.1f s", d->cap_name[i],
+		         now - d->cap_down_since[i]);
+		watch_capture(d, i, c);
+		if (--d->ndown == 0)
+			engine_set_capture_down(d->engine, false);
+		return;
+	}
+	if (now - d->cap_down_since[i] < REOPEN_GIVE_UP)
+		return;
+	log_errorx("capture on %s cannot be reopened (%s) after %.0f s: exiting so that it is "
+	           "restarted",
+	           d->cap_name[i], err, REOPEN_GIVE_UP);
+	d->exit_status = 1;
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
+static void on_reopen(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+	int i;
+
+	(void)revents;
+	for (i = 0; i < d->ncap && d->exit_status == 0; i++)
+		if (!d->cap[i])
+			reopen_one(d, i, ev_now(loop));
+	if (d->ndown == 0)
+		ev_timer_stop(loop, w);
 }
 
 /* The capture filter text for cfg's rules (a static buffer). */
@@ -312,7 +386,7 @@ static void refilter_captures(struct daemon *d)
 	int i;
 
 	for (i = 0; i < d->ncap; i++)
-		if (capture_set_filter(d->cap[i], filter, err, sizeof(err)) < 0)
+		if (d->cap[i] && capture_set_filter(d->cap[i], filter, err, sizeof(err)) < 0)
 			log_warnx("reload: capture filter not changed: %s", err);
 }
 
@@ -397,6 +471,19 @@ static void on_usr2(struct ev_loop *loop, ev_signal *w, int revents)
 	report_state_now(d->report);
 }
 
+/* The engine's capture sync: every frame captured so far is handed over, then the drop
+ * count (an engine_sync_fn). */
+static unsigned long long capture_sync(void *arg)
+{
+	struct daemon *d = arg;
+	int i;
+
+	for (i = 0; i < d->ncap; i++)
+		if (d->cap[i] && capture_drain(d->cap[i], engine_on_frame, d->engine) < 0)
+			capture_lost(d, i);
+	return pcap_drops(d);
+}
+
 /* Kernel drop counters of every capture, summed (for the summary and the metrics). */
 static unsigned long long pcap_drops(void *arg)
 {
@@ -406,6 +493,9 @@ static unsigned long long pcap_drops(void *arg)
 	int i;
 
 	for (i = 0; i < d->ncap; i++) {
+		sum += d->cap_drops_before[i];
+		if (!d->cap[i])
+			continue;
 		capture_stats(d->cap[i], &recv, &drop);
 		sum += drop;
 	}
@@ -436,6 +526,9 @@ static void log_totals(const struct daemon *d)
 	int i;
 
 	for (i = 0; i < d->ncap; i++) {
+		drop += (unsigned)d->cap_drops_before[i];
+		if (!d->cap[i])
+			continue;
 		capture_stats(d->cap[i], &r, &dr);
 		recv += r;
 		drop += dr;
@@ -443,13 +536,17 @@ static void log_totals(const struct daemon *d)
 	log_info("totals: packets=%llu decode_errors=%llu tracked=%llu probes_sent=%llu "
 	         "send_errors=%llu replies=%llu alive=%llu dead=%llu reset=%llu "
 	         "unreachable=%llu closed=%llu ignored_own=%llu ignored_bad_ack=%llu "
-	         "ignored_bad_rst=%llu ignored_icmp=%llu ignored_syn=%llu pcap_received=%u "
-	         "pcap_drops=%u",
+	         "ignored_bad_rst=%llu ignored_icmp=%llu ignored_syn=%llu ignored_no_ack=%llu "
+	         "ignored_bad_seq=%llu ignored_unverified=%llu "
+	         "pcap_received=%u pcap_drops=%u uncertain=%llu learn_retries=%llu "
+	         "probe_late_max_ms=%.1f probe_rate=%.0f unconfirmed_dropped=%llu",
 	         s->packets, s->decode_errors, s->tracked, s->probes_sent, s->send_errors,
 	         s->replies, s->alive, s->dead, s->reset, s->unreachable, s->closed,
 	         s->ignored[FSM_IGN_OWN_PROBE], s->ignored[FSM_IGN_BAD_ACK],
 	         s->ignored[FSM_IGN_BAD_RST], s->ignored[FSM_IGN_ICMP_MATCH],
-	         s->ignored[FSM_IGN_SYN], recv, drop);
+	         s->ignored[FSM_IGN_SYN], s->ignored[FSM_IGN_NO_ACK], s->ignored[FSM_IGN_BAD_SEQ],
+	         s->ignored[FSM_IGN_UNVERIFIED], recv, drop, s->uncertain, s->learn_retries,
+	         s->probe_late_max * 1000.0, s->probe_rate, s->unconfirmed_dropped);
 }
 
 /* systemd's STATUS= line (a notify_status_fn). */
@@ -488,6 +585,8 @@ static void open_privileged(struct daemon *d)
 	d->discover = discover_new(d->loop, d->engine, &d->cfg);
 	if (!d->discover)
 		fatal("NETLINK_SOCK_DIAG");
+	ev_timer_init(&d->reopen_t, on_reopen, REOPEN_EVERY, REOPEN_EVERY);
+	d->reopen_t.data = d;
 	open_captures(d);
 }
 
@@ -498,7 +597,8 @@ static void start_unprivileged(struct daemon *d)
 	d->report = report_new(d->loop, &d->cfg, d->engine, pcap_drops, d);
 	if (!d->report)
 		fatalx("out of memory");
-	start_signals(d);          /* before the first dump, which may take a while */
+	start_signals(d); /* before the first dump, which may take a while */
+	engine_set_sync(d->engine, capture_sync, d);
 	discover_run(d->discover); /* after the captures: nothing falls between the two */
 	log_info("started");
 	log_info("kaprobed %s: %zu rules, interface %s, %zu local addresses", KAPROBE_VERSION,
@@ -519,6 +619,7 @@ static void shut_down(struct daemon *d)
 	close(d->addr_io.fd);
 	engine_free(d->engine);
 	action_close(d->action);
+	ev_timer_stop(d->loop, &d->reopen_t);
 	for (i = 0; i < d->ncap; i++)
 		capture_close(d->cap[i]);
 	sender_close(d->sender);
@@ -587,5 +688,5 @@ int main(int argc, char **argv)
 	run(&d);
 	log_close();
 	config_free(&d.cfg);
-	return 0;
+	return d.exit_status;
 }

@@ -30,6 +30,34 @@ static void counter(FILE *f, const char *name, const char *help, unsigned long l
 	fprintf(f, "%s %llu\n", name, v);
 }
 
+static void gauge(FILE *f, const char *name, const char *help, double v)
+{
+	family(f, name, "gauge", help);
+	fprintf(f, "%s %.9g\n", name, isfinite(v) ? v : 0.0);
+}
+
+/* The capture's blindness and the pacer (issue 8). */
+static void blindness(FILE *f, const struct engine_stats *st)
+{
+	counter(f, "kaprobe_uncertain_rounds_total",
+	        "Probe rounds that gave no verdict because the capture may have missed a reply.",
+	        st->uncertain);
+	counter(f, "kaprobe_learn_retries_total",
+	        "Sequence learning asked again because the capture may have missed the answer.",
+	        st->learn_retries);
+	counter(f, "kaprobe_capture_reopens_total",
+	        "Captures reopened after failing at run time (no verdict while one is down).",
+	        st->capture_reopens);
+	counter(f, "kaprobe_unconfirmed_dropped_total",
+	        "Records seen only from this host's side, dropped before the peer proved them real "
+	        "(a SYN flood shows here).",
+	        st->unconfirmed_dropped);
+	gauge(f, "kaprobe_probe_rate", "Probes and learning SYNs per second the pacer allows now.",
+	      st->probe_rate);
+	gauge(f, "kaprobe_probe_lateness_max_seconds",
+	      "Longest time a probe waited for the pacer since start.", st->probe_late_max);
+}
+
 static void connections(FILE *f, const struct metrics_input *in)
 {
 	size_t i;
@@ -84,6 +112,9 @@ static void ignored(FILE *f, const struct engine_stats *st)
 	    {FSM_IGN_BAD_RST, "bad_rst"},
 	    {FSM_IGN_ICMP_MATCH, "icmp_match"},
 	    {FSM_IGN_SYN, "syn"},
+	    {FSM_IGN_NO_ACK, "no_ack"},
+	    {FSM_IGN_BAD_SEQ, "bad_seq"},
+	    {FSM_IGN_UNVERIFIED, "unverified"},
 	};
 	size_t i;
 
@@ -105,6 +136,7 @@ void metrics_render(FILE *f, const struct metrics_input *in)
 	rtt_histogram(f, in);
 	counter(f, "kaprobe_pcap_drops_total", "Packets dropped by the captures (kernel count).",
 	        in->pcap_drops);
+	blindness(f, st);
 	ignored(f, st);
 	counter(f, "kaprobe_decode_errors_total", "Captured frames that could not be decoded.",
 	        st->decode_errors);

@@ -143,6 +143,10 @@ void report_summary_now(struct report *r)
 	log_line_int(&l, "probes_sent", (long long)st->probes_sent);
 	log_line_int(&l, "replies", (long long)st->replies);
 	log_line_int(&l, "pcap_drops", (long long)r->drops(r->drops_arg));
+	log_line_int(&l, "uncertain", (long long)st->uncertain);
+	log_line_int(&l, "learn_retries", (long long)st->learn_retries);
+	log_line_int(&l, "unconfirmed", (long long)n.unconfirmed);
+	log_line_fixed(&l, "probe_late_max_ms", st->probe_late_max * 1000.0, 1);
 	log_line_emit(&l);
 }
 

@@ -65,7 +65,8 @@ def measure(binary, n):
                             "interval": "30s", "probes": 3})]
         t0 = time.time()
         kap = topo.kaprobed(binary, net["local"],
-                            netns.conf_text("{log}", rules, log_level="info"))
+                            netns.conf_text("{log}", rules, log_level="info",
+                                            extra={"log_alive": "every"}))
         local = endpoint(net[4]["local"], 5432)
         track, idle, alive = [], [], 0
         seen, last_new = 0, time.monotonic()

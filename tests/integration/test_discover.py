@@ -663,7 +663,9 @@ def case_disc_10k(ctx):
             N_CONNS, N_CLIENTS, time.monotonic() - t_case)
     idle_until(t_up + 0.3)
     t0 = time.time()
-    kap = start(ctx, lns, [rule(idle=D_IDLE, interval=1.0)], log_level="info")
+    # log_alive = every: a track line at discovery and an alive line per round, at info.
+    kap = start(ctx, lns, [rule(idle=D_IDLE, interval=1.0)], log_level="info",
+                extra={"log_alive": "every"})
     log = kap.log
     tracked, alive, src_bad, bad = {}, set(), [], []
     seen = 0

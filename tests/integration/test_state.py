@@ -257,7 +257,14 @@ def case_state_atomic(ctx):
     check(seen["reads"] >= 100 and len(seen["written"]) >= 20,
           "too little overlap to judge: %d reads, %d distinct writes" % (
               seen["reads"], len(seen["written"])))
-    leftovers = [n for n in os.listdir(ctx.topo.tmp) if n.startswith(".state.json.")]
+    # The last SIGUSR2's write may still be under way: a temporary file left behind is
+    # one still there once writes have stopped.
+    deadline = time.monotonic() + 2.0
+    while True:
+        leftovers = [n for n in os.listdir(ctx.topo.tmp) if n.startswith(".state.json.")]
+        if not leftovers or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     check(not leftovers, "temporary files left behind: %s" % leftovers)
     kap.stop_ok()
     return "%d reads during %d rewrites of a %d-connection file (%d..%d bytes): all whole" % (
@@ -379,12 +386,15 @@ def case_state_summary(ctx):
     s = log.wait(lambda e: e.get("event") == "summary", 2.5, "event=summary after dead",
                  kap.proc.alive, after=dead)
     want = {"tracked": "1", "probing": "0", "dead": "1", "reset": "0",
-            "probes_sent": str(PROBES), "replies": "0", "pcap_drops": "0"}
+            "probes_sent": str(PROBES), "replies": "0", "pcap_drops": "0",
+            "uncertain": "0", "learn_retries": "0", "unconfirmed": "0"}
     wrong = ["%s=%s (expected %s)" % (k, s.get(k), v) for k, v in want.items()
              if s.get(k) != v]
     check(not wrong, "summary after dead: %s: %s" % (", ".join(wrong), s.raw))
+    check(0 <= s.num("probe_late_max_ms") < 1000.0,
+          "summary probe_late_max_ms out of range: %s" % s.raw)
     keys = list(s.keys())
-    check(keys[:2] == ["ts", "event"] and keys[2:] == list(want),
+    check(keys[:2] == ["ts", "event"] and keys[2:] == list(want) + ["probe_late_max_ms"],
           "summary fields not in the documented order: %s" % s.raw)
     n = sum(1 for e in log.events if e.get("event") == "summary" and e.idx < s.idx)
     span = s.t - first.t

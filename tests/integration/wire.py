@@ -18,11 +18,22 @@ Commands:
   syn SRC SPORT DST DPORT SEQ     send one SYN (raw socket, IP header written here, so
                                   SRC may be any address): delivered locally when DST is
                                   ours
+  seg SRC SPORT DST DPORT SEQ ACK FLAGS LEN [IPLEN]
+                                  send one segment: FLAGS as letters (S A F R P, "-" for
+                                  none), LEN bytes of payload; IPLEN (IPv4) writes that
+                                  total length in the IP header whatever the real size
+  spray SRC SPORT DST DPORT FLAGS LEN N
+                                  N segments with random SEQ and ACK (at most 100 000)
+  flood SRC DST DPORT FLAGS N     N segments from random source ports 1024..65535, random
+                                  SEQ and ACK (at most 100 000)
   quit
+Every injected packet has correct IP and TCP checksums, so the receiving kernel handles it
+as it would a real one (and answers it: RST, challenge ACK, SYN-ACK).
 Addresses are written as the status log and ss write them, without brackets.
 """
 
 import ipaddress
+import random
 import socket
 import struct
 import sys
@@ -130,6 +141,38 @@ def syn_packet(src, sport, dst, dport, seq):
     return ip + tcp
 
 
+def flag_bits(letters):
+    return sum(1 << FLAG_NAMES.index(c) for c in letters if c != "-")
+
+
+def tcp_packet(src, sport, dst, dport, seq, ack, flags, payload=b"", iplen=None):
+    """The whole IP packet of a TCP segment (window 502, no options)."""
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                      5 << 4, flags, 502, 0, 0) + payload
+    s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    if s.version == 4:
+        pseudo = s.packed + d.packed + struct.pack("!BBH", 0, 6, len(tcp))
+        tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, iplen or 20 + len(tcp), 0x6b71, 0, 64, 6,
+                         0, s.packed, d.packed)
+        ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+        return ip + tcp
+    pseudo = s.packed + d.packed + struct.pack("!I3xB", len(tcp), 6)
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, 64, s.packed, d.packed)
+    return ip + tcp
+
+
+def send_raw(pkts, dst):
+    fam = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    try:
+        for p in pkts:
+            s.sendto(p, (dst, 0))
+    finally:
+        s.close()
+
+
 class Wire:
     def __init__(self):
         self.sniffer = None
@@ -174,6 +217,36 @@ class Wire:
         finally:
             s.close()
         return "sent=%d" % len(pkt)
+
+
+def _c_seg(self, src, sport, dst, dport, seq, ack, flags, n, iplen=None):
+    pkt = tcp_packet(src, int(sport), dst, int(dport), int(seq), int(ack), flag_bits(flags),
+                     b"x" * int(n), int(iplen) if iplen else None)
+    send_raw([pkt], dst)
+    return "sent=%d" % len(pkt)
+
+
+def _c_spray(self, src, sport, dst, dport, flags, n, count):
+    r = random.Random(int(sport) * 7919 + int(dport))
+    f = flag_bits(flags)
+    pkts = [tcp_packet(src, int(sport), dst, int(dport), r.getrandbits(32), r.getrandbits(32),
+                       f, b"x" * int(n)) for _ in range(min(int(count), 100000))]
+    send_raw(pkts, dst)
+    return "sent=%d" % len(pkts)
+
+
+def _c_flood(self, src, dst, dport, flags, count):
+    r = random.Random(int(dport))
+    f = flag_bits(flags)
+    pkts = [tcp_packet(src, r.randint(1024, 65535), dst, int(dport), r.getrandbits(32),
+                       r.getrandbits(32), f) for _ in range(min(int(count), 100000))]
+    send_raw(pkts, dst)
+    return "sent=%d" % len(pkts)
+
+
+Wire.c_seg = _c_seg
+Wire.c_spray = _c_spray
+Wire.c_flood = _c_flood
 
 
 def main():

@@ -630,6 +630,41 @@ static void check_good_file(const char *path)
 	free(text);
 }
 
+/* Issue 8: the pacer's rate, the capture ring and the log policy. */
+static void test_scale_keys(void **state)
+{
+	(void)state;
+	parse_good(RULE);
+	assert_int_equal(cfg.max_probe_rate, CONFIG_PROBE_RATE_DEFAULT);
+	assert_int_equal(cfg.capture_buffer, CONFIG_CAPTURE_BUFFER_DEFAULT);
+	assert_false(cfg.log_alive_every);
+	parse_good("[global]\nmax_probe_rate = 2000\ncapture_buffer = 64k\nlog_alive = every\n" RULE);
+	assert_int_equal(cfg.max_probe_rate, 2000);
+	assert_int_equal(cfg.capture_buffer, 65536);
+	assert_true(cfg.log_alive_every);
+	parse_good("[global]\ncapture_buffer = 1G\nlog_alive = changes\n" RULE);
+	assert_int_equal(cfg.capture_buffer, 1L << 30);
+	assert_false(cfg.log_alive_every);
+	parse_good("[global]\ncapture_buffer = 8388608\n" RULE);
+	assert_int_equal(cfg.capture_buffer, 8L << 20);
+	parse_bad("[global]\nmax_probe_rate = 5\n" RULE,
+	          "t.ini:2: max_probe_rate: 5 is out of range (10..10000000)");
+	parse_bad("[global]\nmax_probe_rate = fast\n" RULE,
+	          "t.ini:2: max_probe_rate: \"fast\" is not a whole number");
+	parse_bad("[global]\ncapture_buffer = 2G\n" RULE,
+	          "t.ini:2: capture_buffer: 2G is out of range (64k..1024M)");
+	parse_bad("[global]\ncapture_buffer = 1k\n" RULE,
+	          "t.ini:2: capture_buffer: 1k is out of range (64k..1024M)");
+	parse_bad("[global]\ncapture_buffer = 8MB\n" RULE,
+	          "t.ini:2: capture_buffer: \"8MB\" is not a size (e.g. 8M, 64k, 65536)");
+	parse_bad("[global]\ncapture_buffer = -8M\n" RULE,
+	          "t.ini:2: capture_buffer: \"-8M\" is not a size (e.g. 8M, 64k, 65536)");
+	parse_bad("[global]\nlog_alive = sometimes\n" RULE,
+	          "t.ini:2: log_alive: \"sometimes\" is not changes or every");
+	parse_bad(RULE "max_probe_rate = 100\n",
+	          "t.ini:4: \"max_probe_rate\" belongs in [global], not in rule [r]");
+}
+
 static void test_bad_files(void **state)
 {
 	(void)state;
@@ -682,6 +717,7 @@ int main(void)
 	    cmocka_unit_test(test_odd_inputs),
 	    cmocka_unit_test(test_inih_settings_restored),
 	    cmocka_unit_test(test_service_keys),
+	    cmocka_unit_test(test_scale_keys),
 	    cmocka_unit_test(test_bad_files),
 	    cmocka_unit_test(test_good_files),
 	    cmocka_unit_test(test_shipped_config),

@@ -70,7 +70,7 @@ static void test_challenge_ack_teaches_the_real_probe(void **state)
 	/* Found 1.1 s idle, nothing in flight: due in 0.4 s, so the numbers are asked at once. */
 	fsm_init_discovered(&c, s[0].t, 1.1, true, &params);
 	due = c.last_rx + params.idle;
-	fsm_on_timer(&c, &params, s[0].t, &out);
+	fsm_on_timer(&c, &params, s[0].t, FSM_NEVER_BLIND, &out);
 	assert_true(out.learn);
 	c.probe_seq = syn->seq; /* the SEQ the daemon chose for the SYN it really sent */
 	fsm_on_segment(&c, &params, syn, true, s[0].t, &out);
@@ -82,7 +82,7 @@ static void test_challenge_ack_teaches_the_real_probe(void **state)
 	assert_int_equal(c.snd_una, ack->seq);
 	assert_int_equal(c.rcv_nxt, ack->ack);
 	/* At the due time the machine builds exactly the probe kaprobed sent. */
-	fsm_on_timer(&c, &params, due, &out);
+	fsm_on_timer(&c, &params, due, FSM_NEVER_BLIND, &out);
 	assert_true(out.send_probe);
 	assert_int_equal(out.probe.seq, probe->seq);
 	assert_int_equal(out.probe.ack, probe->ack);
