@@ -1,17 +1,46 @@
 /* report.c: periodic reports (see report.h). The edge around state.c and metrics.c: it
- * walks the engine, streams the text into an atomicfile, and logs through log.c. */
+ * walks the engine, streams the text into an atomicfile, and logs through log.c.
+ *
+ * Nothing here grows with the table in one loop iteration: the state file is rendered
+ * REPORT_STATE_STEP connections per iteration (an ev_check watcher; an ev_idle one keeps
+ * the loop from blocking meanwhile) and renamed when the walk ends; the metrics' per-rule
+ * counts are gathered the same way. A request during a write is coalesced into one fresh
+ * write after it. The walk never touches a connection after its removal (engine_walk). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "atomicfile.h"
 #include "log.h"
+#include "loopstall.h"
 #include "metrics.h"
 #include "report.h"
 #include "state.h"
 
 #define REPORT_FILE_MODE 0644 /* node_exporter and `kaprobed -s` read them as other users */
+
+/* Record slots per loop iteration: ~1 us each rendered, a few ns each counted. */
+#define REPORT_STATE_STEP 2048
+#define REPORT_COUNT_STEP 16384
+
+/* A state file being written, a few connections per loop iteration. */
+struct state_job {
+	bool active, again; /* again: asked for during this write */
+	struct atomicfile af;
+	FILE *f;
+	struct engine_cursor cur;
+	size_t n; /* connections written */
+};
+
+/* Connections being counted by rule and state for the metrics file. */
+struct metrics_job {
+	bool active, again;
+	struct engine_cursor cur;
+	struct metrics_rule *rules;
+	size_t nrules;
+};
 
 struct report {
 	struct ev_loop *loop;
@@ -21,6 +50,10 @@ struct report {
 	void *drops_arg;
 	ev_timer state_t, metrics_t, summary_t;
 	int state_errno, metrics_errno; /* last write error reported (0: none since success) */
+	ev_check step_w;                /* one step of the jobs below per loop iteration */
+	ev_idle idle_w;                 /* keeps the loop from blocking while a job is under way */
+	struct state_job sj;
+	struct metrics_job mj;
 };
 
 /* Logs a failed write once per distinct errno; a success re-arms the warning. */
@@ -41,91 +74,175 @@ static void note_result(int rc, int *last, const char *what, const char *path)
 	*last = err;
 }
 
-struct state_ctx {
-	FILE *f;
-	size_t n;
-};
-
-static void state_one(const struct engine_view *v, void *arg)
+/* Starts the step watchers when a job is under way, stops them when none is. */
+static void steps_update(struct report *r)
 {
-	struct state_ctx *x = arg;
-
-	state_render_conn(x->f, v, x->n++);
+	if (r->sj.active || r->mj.active) {
+		ev_check_start(r->loop, &r->step_w);
+		ev_idle_start(r->loop, &r->idle_w); /* the loop must not block meanwhile */
+	} else {
+		ev_check_stop(r->loop, &r->step_w);
+		ev_idle_stop(r->loop, &r->idle_w);
+	}
 }
 
-/* Streams every connection into the temporary file; returns 0 or -1 (errno). */
-static int write_state(struct report *r, const char *path)
+/* Opens the temporary file and writes the document's head; the walk follows in steps. */
+static void state_begin(struct report *r)
 {
-	struct atomicfile af;
-	struct state_ctx x = {NULL, 0};
+	struct state_job *j = &r->sj;
 	struct timespec ts;
 	char when[STATE_TIME_STRLEN];
 
-	x.f = atomicfile_open(&af, path, REPORT_FILE_MODE);
-	if (!x.f)
-		return -1;
+	j->again = false;
+	j->f = atomicfile_open(&j->af, r->cfg->state_file, REPORT_FILE_MODE);
+	if (!j->f) {
+		note_result(-1, &r->state_errno, "state file", r->cfg->state_file);
+		return;
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	state_format_time(&ts, when, sizeof(when));
-	state_render_begin(x.f, (long)getpid(), when);
-	engine_foreach(r->e, engine_clock(), state_one, &x);
-	state_render_end(x.f);
-	return atomicfile_commit(&af);
+	state_render_begin(j->f, (long)getpid(), when);
+	engine_walk_begin(r->e, &j->cur);
+	j->n = 0;
+	j->active = true;
+}
+
+static void state_one(const struct engine_view *v, void *arg)
+{
+	struct state_job *j = arg;
+
+	state_render_conn(j->f, v, j->n++);
+}
+
+/* Renders the next connections; at the end of the walk, commits (rename) and reports. */
+static void state_step(struct report *r)
+{
+	struct state_job *j = &r->sj;
+
+	if (engine_walk(r->e, &j->cur, engine_clock(), REPORT_STATE_STEP, state_one, j) > 0) {
+		atomicfile_writeback(&j->af);
+		return;
+	}
+	state_render_end(j->f);
+	j->active = false;
+	note_result(atomicfile_commit(&j->af), &r->state_errno, "state file", r->cfg->state_file);
+	if (j->again)
+		state_begin(r); /* asked for again during the write: one more, fresh */
+}
+
+/* Drops a write under way (its temporary file is removed, the target left alone). */
+static void state_cancel(struct report *r)
+{
+	if (r->sj.active)
+		atomicfile_abort(&r->sj.af);
+	r->sj.active = false;
 }
 
 void report_state_now(struct report *r)
 {
-	const char *path = r->cfg->state_file;
-
-	if (!path[0])
+	if (!r->cfg->state_file[0])
 		return;
-	note_result(write_state(r, path), &r->state_errno, "state file", path);
+	if (r->sj.active)
+		r->sj.again = true; /* coalesced: one fresh write after the one under way */
+	else
+		state_begin(r);
+	steps_update(r);
 }
-
-struct rules_ctx {
-	struct metrics_rule *rules;
-	size_t n;
-};
 
 static void count_rule(const struct engine_view *v, void *arg)
 {
-	struct rules_ctx *x = arg;
+	struct metrics_job *j = arg;
 
-	if (v->rule_index < x->n && v->state >= 0 && v->state < FSM_STATE_COUNT)
-		x->rules[v->rule_index].by_state[v->state]++;
+	if (v->rule_index < j->nrules && v->state >= 0 && v->state < FSM_STATE_COUNT)
+		j->rules[v->rule_index].by_state[v->state]++;
+}
+
+/* Starts counting the connections by rule and state; the file is written at the end. */
+static void metrics_begin(struct report *r)
+{
+	const struct config *cfg = r->cfg;
+	struct metrics_job *j = &r->mj;
+	size_t i;
+
+	j->again = false;
+	j->nrules = cfg->nrules;
+	j->rules = calloc(cfg->nrules ? cfg->nrules : 1, sizeof(*j->rules));
+	if (!j->rules) {
+		note_result(-1, &r->metrics_errno, "metrics file", cfg->metrics_file);
+		return;
+	}
+	for (i = 0; i < j->nrules; i++)
+		j->rules[i].name = cfg->rules[i].name;
+	engine_walk_begin(r->e, &j->cur);
+	j->active = true;
 }
 
 static int write_metrics(struct report *r, const char *path)
 {
-	const struct config *cfg = r->cfg;
-	struct rules_ctx x = {calloc(cfg->nrules ? cfg->nrules : 1, sizeof(*x.rules)), cfg->nrules};
 	struct metrics_input in = {engine_stats(r->e), engine_rtt_bounds, r->drops(r->drops_arg),
-	                           x.rules, x.n};
+	                           r->mj.rules,        r->mj.nrules,      loopstall_max()};
 	struct atomicfile af;
-	FILE *f;
-	size_t i;
-	int rc = -1;
+	FILE *f = atomicfile_open(&af, path, REPORT_FILE_MODE);
 
-	if (!x.rules)
+	if (!f)
 		return -1;
-	for (i = 0; i < x.n; i++)
-		x.rules[i].name = cfg->rules[i].name;
-	engine_foreach(r->e, engine_clock(), count_rule, &x);
-	f = atomicfile_open(&af, path, REPORT_FILE_MODE);
-	if (f) {
-		metrics_render(f, &in);
-		rc = atomicfile_commit(&af);
-	}
-	free(x.rules);
-	return rc;
+	metrics_render(f, &in);
+	return atomicfile_commit(&af);
+}
+
+/* Counts the next connections; at the end of the walk, writes the file (small). */
+static void metrics_step(struct report *r)
+{
+	struct metrics_job *j = &r->mj;
+	const char *path = r->cfg->metrics_file;
+
+	if (engine_walk(r->e, &j->cur, engine_clock(), REPORT_COUNT_STEP, count_rule, j) > 0)
+		return;
+	note_result(write_metrics(r, path), &r->metrics_errno, "metrics file", path);
+	free(j->rules);
+	j->rules = NULL;
+	j->active = false;
+	if (j->again)
+		metrics_begin(r);
+}
+
+static void metrics_cancel(struct report *r)
+{
+	free(r->mj.rules);
+	r->mj.rules = NULL;
+	r->mj.active = false;
 }
 
 void report_metrics_now(struct report *r)
 {
-	const char *path = r->cfg->metrics_file;
-
-	if (!path[0])
+	if (!r->cfg->metrics_file[0])
 		return;
-	note_result(write_metrics(r, path), &r->metrics_errno, "metrics file", path);
+	if (r->mj.active)
+		r->mj.again = true;
+	else
+		metrics_begin(r);
+	steps_update(r);
+}
+
+/* One step of each job under way, once per loop iteration (after the poll). */
+static void on_step(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct report *r = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (r->sj.active)
+		state_step(r);
+	if (r->mj.active)
+		metrics_step(r);
+	steps_update(r);
+}
+
+static void on_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
 }
 
 void report_summary_now(struct report *r)
@@ -182,6 +299,9 @@ void report_reload(struct report *r)
 {
 	const struct config *c = r->cfg;
 
+	state_cancel(r); /* paths and rules may have changed: the timers start afresh */
+	metrics_cancel(r);
+	steps_update(r);
 	start_timer(r, &r->state_t, c->state_file[0] != '\0', 0.0, c->state_interval);
 	start_timer(r, &r->metrics_t, c->metrics_file[0] != '\0', 0.0, c->metrics_interval);
 	start_timer(r, &r->summary_t, 1, c->summary_interval, c->summary_interval);
@@ -203,6 +323,9 @@ struct report *report_new(struct ev_loop *loop, const struct config *cfg, struct
 	ev_timer_init(&r->metrics_t, on_metrics, 0.0, 0.0);
 	ev_timer_init(&r->summary_t, on_summary, 0.0, 0.0);
 	r->state_t.data = r->metrics_t.data = r->summary_t.data = r;
+	ev_check_init(&r->step_w, on_step);
+	ev_idle_init(&r->idle_w, on_idle);
+	r->step_w.data = r;
 	report_reload(r);
 	return r;
 }
@@ -214,5 +337,8 @@ void report_free(struct report *r)
 	ev_timer_stop(r->loop, &r->state_t);
 	ev_timer_stop(r->loop, &r->metrics_t);
 	ev_timer_stop(r->loop, &r->summary_t);
+	state_cancel(r);
+	metrics_cancel(r);
+	steps_update(r);
 	free(r);
 }

@@ -344,6 +344,9 @@ def case_state_metrics(ctx):
     wrong = ["%s%s = %s, expected %s" % (k[0], k[1], m.get(k), v)
              for k, v in want.items() if m.get(k) != v]
     check(not wrong, "wrong metric values:\n  %s\n--- file:\n%s" % ("\n  ".join(wrong), text))
+    stall = m.get(("kaprobe_loop_stall_max_seconds", ""))
+    check(stall is not None and 0 < stall < 1.0,
+          "kaprobe_loop_stall_max_seconds %r: expected a gauge above 0 and below 1 s" % stall)
     check(n_reply >= 1 and n_probe == n_reply + PROBES, "status log has %d probes and %d "
           "replies; expected the replies + %d" % (n_probe, n_reply, PROBES))
     rtt_sum = m.get(("kaprobe_rtt_seconds_sum", ""), -1)
