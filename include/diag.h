@@ -2,7 +2,8 @@
  *
  * Pure part: build a dump request (with a port filter compiled to inet_diag bytecode)
  * and parse the kernel's answer into struct diag_sock, defensively. Thin part: open
- * the netlink socket and run one dump (diag_open, diag_dump). */
+ * the netlink socket, send a dump request and read its answer one datagram at a time
+ * (diag_open, diag_dump_start, diag_dump_read: non-blocking, for an ev_io). */
 #ifndef KAPROBE_DIAG_H
 #define KAPROBE_DIAG_H
 
@@ -44,6 +45,7 @@ enum diag_result {
 	DIAG_DONE = 1,         /* NLMSG_DONE seen: the dump is complete */
 	DIAG_E_MALFORMED = -1, /* a message is cut or inconsistent (the rest is skipped) */
 	DIAG_E_KERNEL = -2,    /* NLMSG_ERROR from the kernel (*err set to its errno) */
+	DIAG_E_SYSTEM = -3,    /* the socket failed (diag_dump_read: *err set to errno) */
 };
 
 /* Most bytecode bytes diag_build_dump() writes (more rules: no kernel filter). */
@@ -59,20 +61,28 @@ size_t diag_build_dump(uint8_t *buf, size_t len, int family, uint32_t seq, const
  * when no filter can be made (a rule without any port limit, or too many rules). */
 size_t diag_build_filter(uint8_t *bc, size_t len, const struct rule *rules, size_t nrules);
 
-/* Parses one datagram of a dump answer (messages with sequence number seq); calls fn for
- * each socket. Returns an enum diag_result; *err gets the kernel's errno on DIAG_E_KERNEL. */
-int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, diag_sock_fn fn, void *arg, int *err);
+/* Parses one datagram of a dump answer, sent from netlink port id sender (only the
+ * kernel's, 0, is read; another's is ignored whole), messages with sequence number seq;
+ * calls fn for each socket. Returns an enum diag_result; *err gets the kernel's errno on
+ * DIAG_E_KERNEL (EPROTO for a nonsensical one). */
+int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender, diag_sock_fn fn,
+               void *arg, int *err);
 
 /* Seconds since the last segment from the peer, as the kernel counts it (the smaller of
  * the last data and last ACK received). */
 double diag_idle(const struct diag_sock *s);
 
-/* Opens a NETLINK_SOCK_DIAG socket. Returns the fd, or -1 (errno set). */
+/* Opens a non-blocking NETLINK_SOCK_DIAG socket. Returns the fd, or -1 (errno set). */
 int diag_open(void);
 
-/* Dumps the established TCP sockets of family through fd, calling fn for each. Blocking.
- * Returns the number of sockets, or -1 (errno set). */
-long diag_dump(int fd, int family, const struct rule *rules, size_t nrules, diag_sock_fn fn,
-               void *arg);
+/* Starts a dump of the established TCP sockets of family through fd, with sequence number
+ * seq (what an earlier, abandoned dump left unread is dropped first). Returns 0, or -1
+ * (errno set). The answer is read with diag_dump_read when fd is readable. */
+int diag_dump_start(int fd, int family, uint32_t seq, const struct rule *rules, size_t nrules);
+
+/* Reads and parses at most one datagram of the answer (never blocks), calling fn for each
+ * socket. Returns DIAG_MORE (nothing to read yet included), DIAG_DONE, or an error
+ * (*err set: the kernel's errno, EBADMSG for a malformed answer, or the socket's). */
+int diag_dump_read(int fd, uint32_t seq, diag_sock_fn fn, void *arg, int *err);
 
 #endif
