@@ -4,9 +4,14 @@
  * Nothing here grows with the table in one loop iteration: the state file is rendered
  * REPORT_STATE_STEP connections per iteration (an ev_check watcher; an ev_idle one keeps
  * the loop from blocking meanwhile) and renamed when the walk ends; the metrics' per-rule
- * counts are gathered the same way. A request during a write is coalesced into one fresh
- * write after it. The walk never touches a connection after its removal (engine_walk). */
+ * counts are gathered the same way. The flush, fsync and rename (atomicfile_commit) run
+ * on a thread (an fsync waits for the disk), which wakes the loop with an ev_async. A
+ * request during a write is coalesced into one fresh write after it. The walk never
+ * touches a connection after its removal (engine_walk). */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
@@ -21,14 +26,27 @@
 
 #define REPORT_FILE_MODE 0644 /* node_exporter and `kaprobed -s` read them as other users */
 
-/* Record slots per loop iteration: ~1 us each rendered, a few ns each counted. */
-#define REPORT_STATE_STEP 2048
+/* Record slots per loop iteration: 1-3 us each rendered, ~50 ns each counted here. */
+#define REPORT_STATE_STEP 512
 #define REPORT_COUNT_STEP 16384
+
+/* A temporary file committed (flush, fsync, rename) by a thread: an fsync can wait for
+ * the disk for many ms, and the loop must not. */
+struct commit {
+	struct atomicfile af;
+	pthread_t th;
+	bool running;    /* the thread was started and not joined yet */
+	atomic_int done; /* set by the thread when it is over */
+	int rc, err;     /* atomicfile_commit's result and errno */
+	struct ev_loop *loop;
+	ev_async *wake; /* sent by the thread when done */
+};
 
 /* A state file being written, a few connections per loop iteration. */
 struct state_job {
 	bool active, again; /* again: asked for during this write */
-	struct atomicfile af;
+	bool committing;    /* the walk is over, the commit under way */
+	struct commit c;
 	FILE *f;
 	struct engine_cursor cur;
 	size_t n; /* connections written */
@@ -36,7 +54,8 @@ struct state_job {
 
 /* Connections being counted by rule and state for the metrics file. */
 struct metrics_job {
-	bool active, again;
+	bool active, again, committing;
+	struct commit c;
 	struct engine_cursor cur;
 	struct metrics_rule *rules;
 	size_t nrules;
@@ -52,6 +71,7 @@ struct report {
 	int state_errno, metrics_errno; /* last write error reported (0: none since success) */
 	ev_check step_w;                /* one step of the jobs below per loop iteration */
 	ev_idle idle_w;                 /* keeps the loop from blocking while a job is under way */
+	ev_async done_w;                /* a commit thread is over */
 	struct state_job sj;
 	struct metrics_job mj;
 };
@@ -74,10 +94,62 @@ static void note_result(int rc, int *last, const char *what, const char *path)
 	*last = err;
 }
 
-/* Starts the step watchers when a job is under way, stops them when none is. */
+static void *commit_main(void *arg)
+{
+	struct commit *c = arg;
+
+	c->rc = atomicfile_commit(&c->af);
+	c->err = errno;
+	atomic_store(&c->done, 1);
+	ev_async_send(c->loop, c->wake);
+	return NULL;
+}
+
+/* Commits c's file on a thread (signals blocked there: the loop's thread handles them);
+ * on_done() learns the result. Without a thread, commits here. */
+static void commit_start(struct report *r, struct commit *c)
+{
+	sigset_t all, old;
+
+	c->loop = r->loop;
+	c->wake = &r->done_w;
+	atomic_store(&c->done, 0);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	c->running = pthread_create(&c->th, NULL, commit_main, c) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!c->running)
+		commit_main(c);
+}
+
+/* Whether c's commit is over; joins its thread. */
+static bool commit_over(struct commit *c)
+{
+	if (!atomic_load(&c->done))
+		return false;
+	if (c->running)
+		pthread_join(c->th, NULL);
+	c->running = false;
+	return true;
+}
+
+/* Waits for c's commit thread, if any (reload, shutdown). */
+static void commit_wait(struct commit *c)
+{
+	if (c->running)
+		pthread_join(c->th, NULL);
+	c->running = false;
+}
+
+static bool walking(const struct report *r)
+{
+	return (r->sj.active && !r->sj.committing) || (r->mj.active && !r->mj.committing);
+}
+
+/* Starts the step watchers when a job is walking the table, stops them when none is. */
 static void steps_update(struct report *r)
 {
-	if (r->sj.active || r->mj.active) {
+	if (walking(r)) {
 		ev_check_start(r->loop, &r->step_w);
 		ev_idle_start(r->loop, &r->idle_w); /* the loop must not block meanwhile */
 	} else {
@@ -94,7 +166,8 @@ static void state_begin(struct report *r)
 	char when[STATE_TIME_STRLEN];
 
 	j->again = false;
-	j->f = atomicfile_open(&j->af, r->cfg->state_file, REPORT_FILE_MODE);
+	j->committing = false;
+	j->f = atomicfile_open(&j->c.af, r->cfg->state_file, REPORT_FILE_MODE);
 	if (!j->f) {
 		note_result(-1, &r->state_errno, "state file", r->cfg->state_file);
 		return;
@@ -114,28 +187,43 @@ static void state_one(const struct engine_view *v, void *arg)
 	state_render_conn(j->f, v, j->n++);
 }
 
-/* Renders the next connections; at the end of the walk, commits (rename) and reports. */
+/* Renders the next connections; at the end of the walk, the commit thread starts. */
 static void state_step(struct report *r)
 {
 	struct state_job *j = &r->sj;
 
 	if (engine_walk(r->e, &j->cur, engine_clock(), REPORT_STATE_STEP, state_one, j) > 0) {
-		atomicfile_writeback(&j->af);
+		atomicfile_writeback(&j->c.af);
 		return;
 	}
 	state_render_end(j->f);
+	j->committing = true;
+	commit_start(r, &j->c);
+}
+
+/* The file is renamed (or not): reported; another write when one was asked for. */
+static void state_done(struct report *r)
+{
+	struct state_job *j = &r->sj;
+
 	j->active = false;
-	note_result(atomicfile_commit(&j->af), &r->state_errno, "state file", r->cfg->state_file);
+	errno = j->c.err;
+	note_result(j->c.rc, &r->state_errno, "state file", r->cfg->state_file);
 	if (j->again)
 		state_begin(r); /* asked for again during the write: one more, fresh */
 }
 
-/* Drops a write under way (its temporary file is removed, the target left alone). */
+/* Drops a write under way (its temporary file is removed, the target left alone); one
+ * being committed is waited for. */
 static void state_cancel(struct report *r)
 {
-	if (r->sj.active)
-		atomicfile_abort(&r->sj.af);
-	r->sj.active = false;
+	struct state_job *j = &r->sj;
+
+	if (j->active && j->committing)
+		commit_wait(&j->c);
+	else if (j->active)
+		atomicfile_abort(&j->c.af);
+	j->active = false;
 }
 
 void report_state_now(struct report *r)
@@ -165,6 +253,7 @@ static void metrics_begin(struct report *r)
 	size_t i;
 
 	j->again = false;
+	j->committing = false;
 	j->nrules = cfg->nrules;
 	j->rules = calloc(cfg->nrules ? cfg->nrules : 1, sizeof(*j->rules));
 	if (!j->rules) {
@@ -177,40 +266,64 @@ static void metrics_begin(struct report *r)
 	j->active = true;
 }
 
-static int write_metrics(struct report *r, const char *path)
+/* Renders the (small) file into its temporary file; returns 0 or -1 (errno). */
+static int render_metrics(struct report *r)
 {
+	struct metrics_job *j = &r->mj;
 	struct metrics_input in = {engine_stats(r->e), engine_rtt_bounds, r->drops(r->drops_arg),
-	                           r->mj.rules,        r->mj.nrules,      loopstall_max()};
-	struct atomicfile af;
-	FILE *f = atomicfile_open(&af, path, REPORT_FILE_MODE);
+	                           j->rules,           j->nrules,         loopstall_max()};
+	FILE *f = atomicfile_open(&j->c.af, r->cfg->metrics_file, REPORT_FILE_MODE);
 
 	if (!f)
 		return -1;
 	metrics_render(f, &in);
-	return atomicfile_commit(&af);
+	return 0;
 }
 
-/* Counts the next connections; at the end of the walk, writes the file (small). */
+/* Counts the next connections; at the end of the walk, renders the file and the commit
+ * thread starts. */
 static void metrics_step(struct report *r)
 {
 	struct metrics_job *j = &r->mj;
-	const char *path = r->cfg->metrics_file;
+	int rc;
 
 	if (engine_walk(r->e, &j->cur, engine_clock(), REPORT_COUNT_STEP, count_rule, j) > 0)
 		return;
-	note_result(write_metrics(r, path), &r->metrics_errno, "metrics file", path);
+	rc = render_metrics(r);
 	free(j->rules);
 	j->rules = NULL;
+	j->nrules = 0;
+	if (rc < 0) {
+		j->c.rc = -1;
+		j->c.err = errno;
+		atomic_store(&j->c.done, 1);
+		ev_async_send(r->loop, &r->done_w); /* reported like a failed commit */
+	} else {
+		commit_start(r, &j->c);
+	}
+	j->committing = true;
+}
+
+static void metrics_done(struct report *r)
+{
+	struct metrics_job *j = &r->mj;
+
 	j->active = false;
+	errno = j->c.err;
+	note_result(j->c.rc, &r->metrics_errno, "metrics file", r->cfg->metrics_file);
 	if (j->again)
 		metrics_begin(r);
 }
 
 static void metrics_cancel(struct report *r)
 {
-	free(r->mj.rules);
-	r->mj.rules = NULL;
-	r->mj.active = false;
+	struct metrics_job *j = &r->mj;
+
+	if (j->active && j->committing)
+		commit_wait(&j->c);
+	free(j->rules);
+	j->rules = NULL;
+	j->active = false;
 }
 
 void report_metrics_now(struct report *r)
@@ -224,17 +337,31 @@ void report_metrics_now(struct report *r)
 	steps_update(r);
 }
 
-/* One step of each job under way, once per loop iteration (after the poll). */
+/* One step of each job walking the table, once per loop iteration (after the poll). */
 static void on_step(struct ev_loop *loop, ev_check *w, int revents)
 {
 	struct report *r = w->data;
 
 	(void)loop;
 	(void)revents;
-	if (r->sj.active)
+	if (r->sj.active && !r->sj.committing)
 		state_step(r);
-	if (r->mj.active)
+	if (r->mj.active && !r->mj.committing)
 		metrics_step(r);
+	steps_update(r);
+}
+
+/* A commit is over (the thread woke the loop). */
+static void on_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct report *r = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (r->sj.active && r->sj.committing && commit_over(&r->sj.c))
+		state_done(r);
+	if (r->mj.active && r->mj.committing && commit_over(&r->mj.c))
+		metrics_done(r);
 	steps_update(r);
 }
 
@@ -243,6 +370,11 @@ static void on_idle(struct ev_loop *loop, ev_idle *w, int revents)
 	(void)loop;
 	(void)w;
 	(void)revents;
+}
+
+bool report_busy(const struct report *r)
+{
+	return r->sj.active || r->mj.active;
 }
 
 void report_summary_now(struct report *r)
@@ -325,7 +457,9 @@ struct report *report_new(struct ev_loop *loop, const struct config *cfg, struct
 	r->state_t.data = r->metrics_t.data = r->summary_t.data = r;
 	ev_check_init(&r->step_w, on_step);
 	ev_idle_init(&r->idle_w, on_idle);
-	r->step_w.data = r;
+	ev_async_init(&r->done_w, on_done);
+	ev_async_start(loop, &r->done_w);
+	r->step_w.data = r->done_w.data = r;
 	report_reload(r);
 	return r;
 }
@@ -340,5 +474,6 @@ void report_free(struct report *r)
 	state_cancel(r);
 	metrics_cancel(r);
 	steps_update(r);
+	ev_async_stop(r->loop, &r->done_w);
 	free(r);
 }
