@@ -2,13 +2,14 @@
  *
  * Pure part: build a dump request (with a port filter compiled to inet_diag bytecode)
  * and parse the kernel's answer into struct diag_sock, defensively. Thin part: open
- * the netlink socket, send a dump request and read its answer one datagram at a time
- * (diag_open, diag_dump_start, diag_dump_read: non-blocking, for an ev_io). */
+ * the netlink socket, send a request, receive one datagram (diag_open, diag_send,
+ * diag_recv). */
 #ifndef KAPROBE_DIAG_H
 #define KAPROBE_DIAG_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "addr.h"
 #include "rule.h"
@@ -45,7 +46,6 @@ enum diag_result {
 	DIAG_DONE = 1,         /* NLMSG_DONE seen: the dump is complete */
 	DIAG_E_MALFORMED = -1, /* a message is cut or inconsistent (the rest is skipped) */
 	DIAG_E_KERNEL = -2,    /* NLMSG_ERROR from the kernel (*err set to its errno) */
-	DIAG_E_SYSTEM = -3,    /* the socket failed (diag_dump_read: *err set to errno) */
 };
 
 /* Most bytecode bytes diag_build_dump() writes (more rules: no kernel filter). */
@@ -72,17 +72,24 @@ int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender, di
  * the last data and last ACK received). */
 double diag_idle(const struct diag_sock *s);
 
-/* Opens a non-blocking NETLINK_SOCK_DIAG socket. Returns the fd, or -1 (errno set). */
+/* Buffer size that holds any datagram of a dump answer. */
+#define DIAG_RECV_BUF (64 * 1024)
+
+/* s a receive may wait before it fails (EAGAIN): a dump under way answers at once. */
+#define DIAG_RECV_TIMEOUT 5
+
+/* Opens a NETLINK_SOCK_DIAG socket (blocking, receives time out after DIAG_RECV_TIMEOUT
+ * s). Returns the fd, or -1 (errno set). */
 int diag_open(void);
 
-/* Starts a dump of the established TCP sockets of family through fd, with sequence number
- * seq (what an earlier, abandoned dump left unread is dropped first). Returns 0, or -1
- * (errno set). The answer is read with diag_dump_read when fd is readable. */
-int diag_dump_start(int fd, int family, uint32_t seq, const struct rule *rules, size_t nrules);
+/* Sends a request built by diag_build_dump, after dropping what an earlier, abandoned dump
+ * left unread. The kernel starts the dump here. Returns 0, or -1 (errno set). */
+int diag_send(int fd, const uint8_t *req, size_t len);
 
-/* Reads and parses at most one datagram of the answer (never blocks), calling fn for each
- * socket. Returns DIAG_MORE (nothing to read yet included), DIAG_DONE, or an error
- * (*err set: the kernel's errno, EBADMSG for a malformed answer, or the socket's). */
-int diag_dump_read(int fd, uint32_t seq, diag_sock_fn fn, void *arg, int *err);
+/* Receives one datagram of the answer into buf (blocking) and the netlink port id that
+ * sent it (0: the kernel). The kernel walks its socket table for it: on a host with many
+ * sockets that can take tens of ms, so this runs off the event loop (discover.c).
+ * Returns its length, or -1 (errno set). */
+ssize_t diag_recv(int fd, uint8_t *buf, size_t len, uint32_t *sender);
 
 #endif

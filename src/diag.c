@@ -1,8 +1,8 @@
 /* diag.c: the kernel's list of TCP sockets through NETLINK_SOCK_DIAG (inet_diag).
  *
  * Requests and answers are built and parsed here as bytes (pure, unit-tested with
- * fixtures); diag_open(), diag_dump_start() and diag_dump_read() are the only functions
- * that touch a socket.
+ * fixtures); diag_open(), diag_send() and diag_recv() are the only functions that touch a
+ * socket.
  * Parsing is paranoid: every length is checked against what the buffer really holds. */
 #include "diag.h"
 
@@ -16,10 +16,10 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define DIAG_TCP_ESTABLISHED 1 /* the kernel's TCP_ESTABLISHED */
-#define DIAG_RECV_BUF        (64 * 1024)
 #define OP_LEN               ((uint16_t)sizeof(struct inet_diag_bc_op))
 #define PORT_COND_LEN        (2 * OP_LEN)
 
@@ -265,42 +265,44 @@ double diag_idle(const struct diag_sock *s)
 
 int diag_open(void)
 {
-	return socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_SOCK_DIAG);
-}
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	struct timeval tv = {DIAG_RECV_TIMEOUT, 0};
 
-int diag_dump_start(int fd, int family, uint32_t seq, const struct rule *rules, size_t nrules)
-{
-	static uint8_t
-	    req[NLMSG_LENGTH(sizeof(struct inet_diag_req_v2)) + NLA_HDRLEN + DIAG_BC_MAX];
-	struct sockaddr_nl nl = {.nl_family = AF_NETLINK};
-	size_t n = diag_build_dump(req, sizeof(req), family, seq, rules, nrules);
-	uint8_t junk[1];
+	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+		int err = errno;
 
-	if (n == 0) {
-		errno = EINVAL;
+		close(fd);
+		errno = err;
 		return -1;
 	}
-	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0)
-		; /* what an abandoned dump left behind */
-	return sendto(fd, req, n, 0, (struct sockaddr *)&nl, sizeof(nl)) == (ssize_t)n ? 0 : -1;
+	return fd;
 }
 
-int diag_dump_read(int fd, uint32_t seq, diag_sock_fn fn, void *arg, int *err)
+int diag_send(int fd, const uint8_t *req, size_t len)
 {
-	static uint8_t buf[DIAG_RECV_BUF];
+	struct sockaddr_nl nl = {.nl_family = AF_NETLINK};
+	uint8_t junk[1];
+
+	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0)
+		; /* what an abandoned dump left behind */
+	return sendto(fd, req, len, 0, (struct sockaddr *)&nl, sizeof(nl)) == (ssize_t)len ? 0 : -1;
+}
+
+ssize_t diag_recv(int fd, uint8_t *buf, size_t len, uint32_t *sender)
+{
 	struct sockaddr_nl from;
 	socklen_t flen = sizeof(from);
-	ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
-	int rc;
+	ssize_t n;
 
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return DIAG_MORE;
-	if (n <= 0 || flen < sizeof(from) || from.nl_family != AF_NETLINK) {
-		*err = n < 0 ? errno : EPROTO;
-		return DIAG_E_SYSTEM;
+	do
+		n = recvfrom(fd, buf, len, 0, (struct sockaddr *)&from, &flen);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -1;
+	if (flen < sizeof(from) || from.nl_family != AF_NETLINK) {
+		errno = EPROTO;
+		return -1;
 	}
-	rc = diag_parse(buf, (size_t)n, seq, from.nl_pid, fn, arg, err);
-	if (rc == DIAG_E_MALFORMED)
-		*err = EBADMSG;
-	return rc;
+	*sender = from.nl_pid;
+	return n;
 }

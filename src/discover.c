@@ -1,8 +1,12 @@
 /* discover.c: the kernel's socket list -> engine_discovered(). See discover.h.
  *
- * Nothing here stalls the loop for long: the dump is read through an ev_io on the
- * non-blocking NETLINK_SOCK_DIAG socket, one datagram (at most DIAG_RECV_BUF bytes, a few
- * hundred sockets) per callback, IPv4 then IPv6. Only a complete dump (both families)
+ * Nothing here stalls the loop for long. The kernel walks its whole socket table inside
+ * the send and receive calls of a dump (about 25 ms per family here with 262 144 hash
+ * buckets and other namespaces' sockets, even when nothing matches), so a thread makes
+ * them: it sends the request, receives one datagram (at most DIAG_RECV_BUF bytes, a few
+ * hundred sockets), wakes the loop (ev_async) and waits; the loop parses that datagram and
+ * tells the thread to go on, to start IPv6 after IPv4, or to stop. The thread touches no
+ * engine state; the request bytes are built by the loop. Only a complete dump (both families)
  * proves a socket gone: the engine then sweeps its table DISCOVER_SWEEP_STEP records per
  * loop iteration (an ev_check watcher; an ev_idle one keeps the loop from blocking).
  * A failed, malformed or overdue dump concludes nothing (engine_discover_abort).
@@ -11,19 +15,50 @@
 #include "discover.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+
 #include "diag.h"
 #include "log.h"
 
-#define DISCOVER_SWEEP_STEP 256 /* record slots swept per loop iteration (~5 us each gone) */
+#define DISCOVER_SWEEP_STEP 256  /* record slots swept per loop iteration (~5 us each gone) */
 #define DISCOVER_TIMEOUT    60.0 /* s: a dump not complete by then is abandoned */
 
 enum phase { PH_IDLE, PH_DUMP4, PH_DUMP6, PH_SWEEP };
+
+/* What the loop tells the dump thread after each datagram. */
+enum next { NX_WAIT, NX_MORE, NX_FAMILY, NX_STOP };
+
+#define REQ_LEN (NLMSG_LENGTH(sizeof(struct inet_diag_req_v2)) + NLA_HDRLEN + DIAG_BC_MAX)
+
+/* The dump thread and what it shares with the loop (under mu). */
+struct dumper {
+	pthread_t th;
+	bool started; /* not joined yet */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool ready;     /* thread -> loop: buf holds n bytes from sender, or n < 0 and err */
+	enum next next; /* loop -> thread */
+	bool quit;      /* loop -> thread: stop at the next word (dumper_join) */
+	ssize_t n;
+	uint32_t sender;
+	int err;
+	double at;               /* when the kernel made the datagram (engine_clock) */
+	uint8_t req[2][REQ_LEN]; /* IPv4 and IPv6 requests, built by the loop */
+	size_t req_len[2];
+	int fd;
+	struct ev_loop *loop;
+	ev_async wake;
+	uint8_t buf[DIAG_RECV_BUF];
+};
 
 struct discover {
 	struct ev_loop *loop;
@@ -32,7 +67,7 @@ struct discover {
 	int fd;
 	int runs;
 	ev_timer timer;    /* the next periodic run */
-	ev_io io;          /* the dump's answer */
+	struct dumper dt;  /* the dump's thread */
 	ev_timer deadline; /* DISCOVER_TIMEOUT */
 	ev_check sweep_w;  /* one sweep step per loop iteration */
 	ev_idle idle_w;    /* the loop must not block during the sweep */
@@ -51,7 +86,7 @@ static void on_sock(void *arg, const struct diag_sock *s)
 
 	d->listed++;
 	engine_discovered(d->engine, &s->key, diag_idle(s), quiet, s->timer == DIAG_TIMER_KEEPALIVE,
-	                  engine_clock());
+	                  d->dt.at);
 }
 
 static void log_run(struct discover *d)
@@ -72,7 +107,6 @@ static void log_run(struct discover *d)
 static void finish(struct discover *d)
 {
 	d->phase = PH_IDLE;
-	ev_io_stop(d->loop, &d->io);
 	ev_timer_stop(d->loop, &d->deadline);
 	ev_check_stop(d->loop, &d->sweep_w);
 	ev_idle_stop(d->loop, &d->idle_w);
@@ -96,22 +130,107 @@ static void fail(struct discover *d, int err)
 	finish(d);
 }
 
-/* Sends the request for the phase's family; the answer comes through on_io. */
-static void start_family(struct discover *d, enum phase ph)
+/* Hands one result to the loop and waits for its word; returns it. */
+static enum next dumper_post(struct dumper *t, ssize_t n, int err, uint32_t sender, double at)
 {
-	d->phase = ph;
-	if (diag_dump_start(d->fd, ph == PH_DUMP4 ? AF_INET : AF_INET6, ++d->seq, d->cfg->rules,
-	                    d->cfg->nrules) < 0) {
-		fail(d, errno);
-		return;
+	enum next nx;
+
+	pthread_mutex_lock(&t->mu);
+	t->at = at;
+	t->n = n;
+	t->err = err;
+	t->sender = sender;
+	t->ready = true;
+	t->next = NX_WAIT;
+	ev_async_send(t->loop, &t->wake);
+	while (t->next == NX_WAIT && !t->quit)
+		pthread_cond_wait(&t->cv, &t->mu);
+	nx = t->quit ? NX_STOP : t->next;
+	pthread_mutex_unlock(&t->mu);
+	return nx;
+}
+
+/* The thread: IPv4 then IPv6, one datagram at a time, paced by the loop. The kernel makes
+ * the first datagram in the send and each next one at the end of the receive before it:
+ * that time goes with it, so the sockets' idle times are not aged by the wait. */
+static void *dumper_main(void *arg)
+{
+	struct dumper *t = arg;
+	enum next nx = NX_FAMILY;
+	uint32_t sender = 0;
+	double made, next;
+	ssize_t n;
+	int fam;
+
+	for (fam = 0; fam < 2 && nx == NX_FAMILY; fam++) {
+		if (diag_send(t->fd, t->req[fam], t->req_len[fam]) < 0) {
+			dumper_post(t, -1, errno, 0, engine_clock());
+			break;
+		}
+		made = engine_clock();
+		do {
+			n = diag_recv(t->fd, t->buf, sizeof(t->buf), &sender);
+			next = engine_clock();
+			nx = dumper_post(t, n, n < 0 ? errno : 0, sender, made);
+			made = next;
+		} while (nx == NX_MORE);
 	}
-	ev_io_start(d->loop, &d->io);
+	return NULL;
+}
+
+/* Waits for the thread of an earlier run (it ends at once after its last word, or within
+ * DIAG_RECV_TIMEOUT when abandoned in a receive). */
+static void dumper_join(struct dumper *t)
+{
+	if (!t->started)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->quit = true;
+	pthread_cond_signal(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+	pthread_join(t->th, NULL);
+	t->started = false;
+	t->quit = false;
+}
+
+/* Builds both requests and starts the thread (signals blocked in it). Returns 0 or -1. */
+static int dumper_start(struct discover *d)
+{
+	struct dumper *t = &d->dt;
+	sigset_t all, old;
+	int rc;
+
+	dumper_join(t);
+	t->req_len[0] =
+	    diag_build_dump(t->req[0], REQ_LEN, AF_INET, ++d->seq, d->cfg->rules, d->cfg->nrules);
+	t->req_len[1] =
+	    diag_build_dump(t->req[1], REQ_LEN, AF_INET6, ++d->seq, d->cfg->rules, d->cfg->nrules);
+	t->ready = false;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&t->th, NULL, dumper_main, t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		errno = rc;
+		return -1;
+	}
+	t->started = true;
+	return 0;
+}
+
+/* Gives the thread its word. */
+static void dumper_tell(struct dumper *t, enum next nx)
+{
+	pthread_mutex_lock(&t->mu);
+	t->ready = false;
+	t->next = nx;
+	pthread_cond_signal(&t->cv);
+	pthread_mutex_unlock(&t->mu);
 }
 
 /* Both families listed: the sweep of what they did not list starts. */
 static void dump_done(struct discover *d)
 {
-	ev_io_stop(d->loop, &d->io);
 	ev_timer_stop(d->loop, &d->deadline);
 	d->dump_ms = (engine_clock() - d->t0) * 1000.0;
 	d->phase = PH_SWEEP;
@@ -120,20 +239,51 @@ static void dump_done(struct discover *d)
 	ev_idle_start(d->loop, &d->idle_w);
 }
 
-/* One datagram of the answer. */
-static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+/* The datagram the thread received: parsed here (bounded: one datagram); the thread's
+ * next step follows from it. */
+static enum next parse_one(struct discover *d, int *err)
+{
+	struct dumper *t = &d->dt;
+	uint32_t seq = d->seq - (d->phase == PH_DUMP4 ? 1 : 0);
+	int rc;
+
+	if (t->n < 0) {
+		*err = t->err;
+		return NX_STOP;
+	}
+	rc = diag_parse(t->buf, (size_t)t->n, seq, t->sender, on_sock, d, err);
+	if (rc == DIAG_MORE)
+		return NX_MORE;
+	if (rc == DIAG_E_MALFORMED)
+		*err = EBADMSG;
+	return rc == DIAG_DONE ? NX_FAMILY : NX_STOP;
+}
+
+/* The thread has a datagram (or an error) for the loop. */
+static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
 	struct discover *d = w->data;
-	int err = 0, rc = diag_dump_read(d->fd, d->seq, on_sock, d, &err);
+	enum next nx;
+	bool ready;
+	int err = 0;
 
 	(void)loop;
 	(void)revents;
-	if (rc == DIAG_MORE)
+	pthread_mutex_lock(&d->dt.mu);
+	ready = d->dt.ready;
+	pthread_mutex_unlock(&d->dt.mu);
+	if (!ready || (d->phase != PH_DUMP4 && d->phase != PH_DUMP6))
 		return;
-	if (rc != DIAG_DONE)
+	nx = parse_one(d, &err);
+	if (nx == NX_FAMILY && d->phase == PH_DUMP6)
+		nx = NX_STOP; /* both listed */
+	dumper_tell(&d->dt, nx);
+	if (nx == NX_MORE)
+		return;
+	if (nx == NX_FAMILY)
+		d->phase = PH_DUMP6;
+	else if (err)
 		fail(d, err);
-	else if (d->phase == PH_DUMP4)
-		start_family(d, PH_DUMP6);
 	else
 		dump_done(d);
 }
@@ -189,11 +339,16 @@ struct discover *discover_new(struct ev_loop *loop, struct engine *e, const stru
 	d->engine = e;
 	d->cfg = cfg;
 	ev_timer_init(&d->timer, on_timer, 0.0, 0.0);
-	ev_io_init(&d->io, on_io, d->fd, EV_READ);
+	d->dt.fd = d->fd;
+	d->dt.loop = loop;
+	pthread_mutex_init(&d->dt.mu, NULL);
+	pthread_cond_init(&d->dt.cv, NULL);
+	ev_async_init(&d->dt.wake, on_wake);
+	ev_async_start(loop, &d->dt.wake);
 	ev_timer_init(&d->deadline, on_deadline, DISCOVER_TIMEOUT, 0.0);
 	ev_check_init(&d->sweep_w, on_sweep);
 	ev_idle_init(&d->idle_w, on_idle);
-	d->timer.data = d->io.data = d->deadline.data = d->sweep_w.data = d;
+	d->timer.data = d->dt.wake.data = d->deadline.data = d->sweep_w.data = d;
 	return d;
 }
 
@@ -210,7 +365,9 @@ void discover_run(struct discover *d)
 	engine_discover_begin(d->engine);
 	ev_timer_set(&d->deadline, DISCOVER_TIMEOUT, 0.0);
 	ev_timer_start(d->loop, &d->deadline);
-	start_family(d, PH_DUMP4);
+	d->phase = PH_DUMP4;
+	if (dumper_start(d) < 0)
+		fail(d, errno);
 }
 
 bool discover_busy(const struct discover *d)
@@ -228,10 +385,13 @@ void discover_free(struct discover *d)
 	if (!d)
 		return;
 	ev_timer_stop(d->loop, &d->timer);
-	ev_io_stop(d->loop, &d->io);
 	ev_timer_stop(d->loop, &d->deadline);
 	ev_check_stop(d->loop, &d->sweep_w);
 	ev_idle_stop(d->loop, &d->idle_w);
+	dumper_join(&d->dt);
+	ev_async_stop(d->loop, &d->dt.wake);
+	pthread_mutex_destroy(&d->dt.mu);
+	pthread_cond_destroy(&d->dt.cv);
 	close(d->fd);
 	free(d);
 }
