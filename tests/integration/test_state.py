@@ -357,6 +357,10 @@ def case_state_metrics(ctx):
     check(le_1s == n_reply, "replies within 1 s: bucket le=1 is %s, expected %d" % (
         le_1s, n_reply))
     kap.stop_ok()
+    tot = re.search(r"totals: .*loop_stall_max_ms=([0-9.]+)", kap.proc.text("err"))
+    check(tot is not None and 0 < float(tot.group(1)) < 1000,
+          "no totals line with loop_stall_max_ms (0 < ms < 1000) on stderr:\n%s" %
+          kap.proc.text("err")[-2000:])
     return "promtool OK; probes_sent=%d replies=%d verdicts alive=%d dead=1, connections " \
            "{svc,dead}=1, rtt histogram count %d sum %.6f s" % (
                n_probe, n_reply, n_alive, n_reply, rtt_sum)
