@@ -22,6 +22,12 @@ double loopstall_max_cpu(void);
  * LOOPSTALL_LIMIT (wall clock). */
 void loopstall_counts(unsigned long *nruns, unsigned long *nover);
 
+/* Resolution of the quantiles: 0.1 ms steps up to LOOPSTALL_HIST of them. */
+#define LOOPSTALL_HIST 1000
+
+/* The q-quantile (0..1) of the runs' wall-clock durations, to 0.1 ms above (s). */
+double loopstall_quantile(double q);
+
 /* Forgets the maxima and counts (benchmarks measure one operation at a time). */
 void loopstall_reset(void);
 

@@ -1,12 +1,14 @@
 /* loopstall.c: loop stall meter (see loopstall.h). libev calls the invoke-pending hook
  * once per loop iteration, after the poll, to run every pending callback (and once more
  * before the poll when prepare watchers exist): its duration is the iteration's work. */
+#include <string.h>
 #include <time.h>
 
 #include "loopstall.h"
 
 static double stall_max, cpu_max;
 static unsigned long runs, over;
+static unsigned long hist[LOOPSTALL_HIST + 1]; /* by 0.1 ms of wall clock; last: beyond */
 
 static double clock_s(clockid_t id)
 {
@@ -25,6 +27,7 @@ static void invoke_timed(struct ev_loop *loop)
 	dc = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
 	runs++;
 	over += dt > LOOPSTALL_LIMIT;
+	hist[dt < LOOPSTALL_HIST * 1e-4 ? (size_t)(dt * 1e4) : LOOPSTALL_HIST]++;
 	if (dt > stall_max)
 		stall_max = dt;
 	if (dc > cpu_max)
@@ -52,8 +55,22 @@ void loopstall_counts(unsigned long *nruns, unsigned long *nover)
 	*nover = over;
 }
 
+double loopstall_quantile(double q)
+{
+	unsigned long seen = 0;
+	size_t i;
+
+	for (i = 0; i < LOOPSTALL_HIST; i++) {
+		seen += hist[i];
+		if (runs && seen >= q * runs)
+			return (i + 1) * 1e-4;
+	}
+	return stall_max;
+}
+
 void loopstall_reset(void)
 {
 	stall_max = cpu_max = 0;
 	runs = over = 0;
+	memset(hist, 0, sizeof(hist));
 }

@@ -115,9 +115,10 @@ static void measure(struct bench *b, const char *what, void (*start)(struct benc
 		iters++;
 	}
 	loopstall_counts(&runs, &over);
-	printf("stall: %-14s %8.3f ms %8.3f ms   %ld loop iterations, %lu of %lu callback runs "
-	       "over 10 ms, %.0f ms in all\n",
-	       what, loopstall_max() * 1000.0, loopstall_max_cpu() * 1000.0, iters + 1, over, runs,
+	printf("stall: %-14s %8.3f ms %8.3f ms  p99.9 %5.1f ms  %ld loop iterations, %lu of %lu "
+	       "callback runs over 10 ms, %.0f ms in all\n",
+	       what, loopstall_max() * 1000.0, loopstall_max_cpu() * 1000.0,
+	       loopstall_quantile(0.999) * 1000.0, iters + 1, over, runs,
 	       (now_sec() - t0) * 1000.0);
 }
 
