@@ -5,8 +5,8 @@
  * connection's state machine (fsm). The machine's actions are carried out here:
  * status lines (log), probes (sender), and the connection's ev_timer. */
 #include <errno.h>
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,9 +36,10 @@
 struct commit {
 	struct atomicfile af;
 	pthread_t th;
-	bool running;    /* the thread was started and not joined yet */
-	atomic_int done; /* set by the thread when it is over */
-	int rc, err;     /* atomicfile_commit's result and errno */
+	bool running;               /* the thread was started and not joined yet */
+	atomic_int done;            /* set by the thread when it is over */
+	int rc, err;                /* atomicfile_commit's result and errno */
+	char path[CONFIG_PATH_MAX]; /* the target, copied: a reload may change the config */
 	struct ev_loop *loop;
 	ev_async *wake; /* sent by the thread when done */
 };
@@ -111,6 +113,8 @@ static void commit_start(struct report *r, struct commit *c)
 {
 	sigset_t all, old;
 
+	snprintf(c->path, sizeof(c->path), "%s", c->af.path);
+	c->af.path = c->path;
 	c->loop = r->loop;
 	c->wake = &r->done_w;
 	atomic_store(&c->done, 0);
