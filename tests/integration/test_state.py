@@ -257,7 +257,14 @@ def case_state_atomic(ctx):
     check(seen["reads"] >= 100 and len(seen["written"]) >= 20,
           "too little overlap to judge: %d reads, %d distinct writes" % (
               seen["reads"], len(seen["written"])))
-    leftovers = [n for n in os.listdir(ctx.topo.tmp) if n.startswith(".state.json.")]
+    # A write is spread over loop iterations (and the last SIGUSR2 may have asked for one
+    # more): its temporary file exists until it is renamed, but none may stay behind.
+    deadline = time.monotonic() + 2.0
+    while True:
+        leftovers = [n for n in os.listdir(ctx.topo.tmp) if n.startswith(".state.json.")]
+        if not leftovers or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
     check(not leftovers, "temporary files left behind: %s" % leftovers)
     kap.stop_ok()
     return "%d reads during %d rewrites of a %d-connection file (%d..%d bytes): all whole" % (
