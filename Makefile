@@ -32,7 +32,7 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
 CORE    := addr codec fsm rule config conntab logline state metrics statusview actmsg timerheap
-EDGE    := log capture sender engine atomicfile report action diag ifaddr discover
+EDGE    := log capture sender engine atomicfile report action diag ifaddr discover loopstall
 SERVICE := priv notify
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) main))
 
@@ -109,7 +109,10 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@python3 tests/integration/demo.py --kaprobed $(BUILD)/kaprobed --config conf/demo.ini
 
-BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send
+BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send $(BUILD)/bench/bench_stall
+$(BUILD)/bench/bench_stall: tests/bench/bench_stall.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) log engine sender atomicfile report diag discover loopstall))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) $(SYSTEMD_LIBS) -lm
 $(BUILD)/bench/bench_core: tests/bench/bench_core.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) log engine sender))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) $(SYSTEMD_LIBS) -lm

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -71,6 +72,8 @@ struct engine {
 	engine_verdict_fn hook;
 	void *hook_arg;
 	uint16_t gen;                             /* CONN_F_GEN of the current dump */
+	bool sweeping;                            /* a reconciliation sweep is under way */
+	struct conntab_cursor sweep;              /* its position */
 	uint8_t limit_told[CONFIG_MAX_RULES / 8]; /* rules whose limit line was logged */
 	size_t by_state[FSM_STATE_COUNT];         /* records by their counted state */
 	unsigned long long *rule_state;           /* [rule][state] counts, cfg's rules */
@@ -1080,6 +1083,20 @@ void engine_foreach(const struct engine *e, double now,
 	conntab_foreach(e->tab, view_one, &x);
 }
 
+void engine_walk_begin(const struct engine *e, struct engine_cursor *cur)
+{
+	(void)e;
+	conntab_cursor_init(&cur->tab);
+}
+
+size_t engine_walk(const struct engine *e, struct engine_cursor *cur, double now, size_t max,
+                   void (*fn)(const struct engine_view *v, void *arg), void *arg)
+{
+	struct foreach_ctx x = {e, now, fn, arg};
+
+	return conntab_walk(e->tab, &cur->tab, max, view_one, &x);
+}
+
 void engine_counts(const struct engine *e, struct engine_counts *out)
 {
 	memcpy(out->by_state, e->by_state, sizeof(out->by_state));
@@ -1158,6 +1175,7 @@ size_t engine_reload(struct engine *e, const struct config *cfg, const struct co
 
 void engine_discover_begin(struct engine *e)
 {
+	e->sweeping = false; /* an unfinished sweep: the next complete dump's catches the rest */
 	e->gen ^= CONN_F_GEN;
 }
 
@@ -1249,10 +1267,32 @@ static void sweep_one(struct conn *c, void *arg)
 	forget(e, c);
 }
 
-size_t engine_discover_end(struct engine *e)
+void engine_discover_sweep_begin(struct engine *e)
+{
+	conntab_cursor_init(&e->sweep);
+	e->sweeping = true;
+}
+
+size_t engine_discover_sweep(struct engine *e, size_t max, size_t *gone)
 {
 	struct sweep sw = {e, 0};
+	size_t n = 0;
 
-	conntab_foreach(e->tab, sweep_one, &sw);
-	return sw.gone;
+	if (e->sweeping)
+		n = conntab_walk(e->tab, &e->sweep, max, sweep_one, &sw);
+	if (n == 0)
+		e->sweeping = false;
+	if (gone)
+		*gone += sw.gone;
+	return n;
+}
+
+size_t engine_discover_end(struct engine *e)
+{
+	size_t gone = 0;
+
+	engine_discover_sweep_begin(e);
+	while (engine_discover_sweep(e, SIZE_MAX, &gone) > 0)
+		;
+	return gone;
 }

@@ -10,6 +10,8 @@ cleanup() { ip netns del "$A" 2>/dev/null; ip netns del "$B" 2>/dev/null; }
 trap cleanup EXIT INT TERM
 echo "== core (codec, engine, memory)"
 "$BUILD/bench/bench_core" || echo "bench_core failed"
+echo "== loop stall (1 000 000 synthetic connections)"
+"$BUILD/bench/bench_stall" "${KAPROBE_BENCH_STALL_CONNS:-1000000}" || echo "bench_stall failed"
 echo "== sender"
 if ip netns add "$A" && ip netns add "$B" &&
 	ip link add va$$ netns "$A" type veth peer name vb$$ netns "$B" &&
