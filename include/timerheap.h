@@ -1,4 +1,4 @@
-/* timerheap.h: the connections' timers as one binary min-heap (pure: no clock, no I/O).
+/* timerheap.h: the connections' timers as one 4-ary min-heap (pure: no clock, no I/O).
  *
  * One libev timer per connection costs 48 bytes in every record plus libev's heap entry;
  * this heap keeps only its own entry (16 bytes) per armed record and a 4-byte position in

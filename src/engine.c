@@ -46,7 +46,7 @@ enum {
  * in batches, so that a burst of connections falling due at once never outruns the capture
  * (ARCHITECTURE.md, "Pacing"). */
 #define PACE_BATCH     64     /* packets per sender_send call round */
-#define PACE_MAX_BATCH 1024   /* packets per pacer run, at most (then the loop runs) */
+#define PACE_MAX_BATCH 256    /* packets per pacer run, at most (then the loop runs) */
 #define PACE_BURST     0.002  /* s of rate the token bucket may hold */
 #define PACE_MIN_RATE  1000.0 /* the rate never falls below this after drops */
 #define PACE_RECOVER   1.25   /* rate x this per drop-free poll, up to max_probe_rate */

@@ -51,7 +51,7 @@ static void check(const struct timerheap *h)
 	assert_non_null(top);
 	assert_true(at == best && top->at == best);
 	for (i = 1; i < h->n; i++)
-		assert_false(h->v[i].at < h->v[(i - 1) / 2].at);
+		assert_false(h->v[i].at < h->v[(i - 1) / 4].at);
 }
 
 static void test_random_operations(void **state)
