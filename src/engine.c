@@ -42,6 +42,15 @@ enum {
 #define UNCONF_MAX 4096
 #define UNCONF_TTL 10.0
 
+/* An unconfirmed record in the ring: when it was first seen, and a hash of its 4-tuple (an
+ * entry is live while its record is unconfirmed and still that connection: a record freed
+ * and reused for another tuple leaves a stale entry). */
+struct unconf_entry {
+	struct conn *c;
+	double since;
+	uint32_t tuple;
+};
+
 /* The pacer: probes and learning SYNs wait in a FIFO and go out at most `rate` per second,
  * in batches, so that a burst of connections falling due at once never outruns the capture
  * (ARCHITECTURE.md, "Pacing"). */
@@ -91,7 +100,7 @@ struct engine {
 	unsigned long sync_iter;  /* loop iteration of the last sync */
 	double last_drop_log;
 	ev_timer sync_t;
-	struct conn **unconf; /* FIFO ring of unconfirmed records (stale entries skipped) */
+	struct unconf_entry *unconf; /* FIFO ring of unconfirmed records (stale ones skipped) */
 	size_t unconf_head, unconf_len, n_unconf;
 	size_t max_conns; /* confirmed records at most (max_connections) */
 };
@@ -486,15 +495,20 @@ static void forget(struct engine *e, struct conn *c)
 
 /* ---- unconfirmed records --------------------------------------------------------- */
 
-/* The oldest live unconfirmed record (stale ring entries are skipped), or NULL. */
-static struct conn *unconf_oldest(struct engine *e)
+static bool unconf_live(const struct unconf_entry *u)
 {
-	struct conn *c;
+	return (u->c->flags & CONN_F_UNCONFIRMED) && addr_tuple_hash(&u->c->key, 0) == u->tuple;
+}
+
+/* The oldest live entry (stale ones before it are dropped from the ring), or NULL. */
+static struct unconf_entry *unconf_oldest(struct engine *e)
+{
+	struct unconf_entry *u;
 
 	while (e->unconf_len > 0) {
-		c = e->unconf[e->unconf_head];
-		if (c->flags & CONN_F_UNCONFIRMED)
-			return c;
+		u = &e->unconf[e->unconf_head];
+		if (unconf_live(u))
+			return u;
 		e->unconf_head = (e->unconf_head + 1) % UNCONF_MAX;
 		e->unconf_len--;
 	}
@@ -518,10 +532,10 @@ static void unconf_drop(struct engine *e, struct conn *c)
 /* Drops unconfirmed records older than UNCONF_TTL (from the sync timer). */
 static void unconf_expire(struct engine *e, double now)
 {
-	struct conn *c;
+	struct unconf_entry *u;
 
-	while ((c = unconf_oldest(e)) && c->fsm.last_rx + UNCONF_TTL <= now)
-		unconf_drop(e, c);
+	while ((u = unconf_oldest(e)) && u->since + UNCONF_TTL <= now)
+		unconf_drop(e, u->c);
 }
 
 /* Makes c an unconfirmed record. The ring holds every live one (at most UNCONF_MAX, see
@@ -529,17 +543,27 @@ static void unconf_expire(struct engine *e, double now)
 static void unconf_add(struct engine *e, struct conn *c)
 {
 	size_t i, n = 0;
-	struct conn *x;
+	struct unconf_entry u;
 
 	if (e->unconf_len == UNCONF_MAX) { /* compact: keep only the live entries, in order */
 		for (i = 0; i < e->unconf_len; i++) {
-			x = e->unconf[(e->unconf_head + i) % UNCONF_MAX];
-			if (x->flags & CONN_F_UNCONFIRMED)
-				e->unconf[(e->unconf_head + n++) % UNCONF_MAX] = x;
+			u = e->unconf[(e->unconf_head + i) % UNCONF_MAX];
+			if (unconf_live(&u))
+				e->unconf[(e->unconf_head + n++) % UNCONF_MAX] = u;
 		}
 		e->unconf_len = n;
 	}
-	e->unconf[(e->unconf_head + e->unconf_len++) % UNCONF_MAX] = c;
+	while (e->unconf_len == UNCONF_MAX) { /* all live (a tuple seen twice): the oldest goes */
+		u = e->unconf[e->unconf_head];
+		e->unconf_head = (e->unconf_head + 1) % UNCONF_MAX;
+		e->unconf_len--;
+		if (unconf_live(&u))
+			unconf_drop(e, u.c);
+	}
+	u.c = c;
+	u.since = c->fsm.last_rx;
+	u.tuple = addr_tuple_hash(&c->key, 0);
+	e->unconf[(e->unconf_head + e->unconf_len++) % UNCONF_MAX] = u;
 	c->flags |= CONN_F_UNCONFIRMED;
 	e->n_unconf++;
 }
@@ -922,6 +946,7 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
                           const struct track_how *how)
 {
 	const struct rule *r = rule_match(e->cfg->rules, e->cfg->nrules, key);
+	struct unconf_entry *u;
 	struct conn *c;
 
 	if (!r) {
@@ -932,8 +957,8 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 		refuse(e, r, key);
 		return NULL;
 	}
-	if (!how->discovered && e->n_unconf >= UNCONF_MAX && (c = unconf_oldest(e)))
-		unconf_drop(e, c); /* the pool is full: the oldest goes */
+	if (!how->discovered && e->n_unconf >= UNCONF_MAX && (u = unconf_oldest(e)))
+		unconf_drop(e, u->c); /* the pool is full: the oldest goes */
 	c = conntab_insert(e->tab, key);
 	if (!c) {
 		refuse(e, r, key);
