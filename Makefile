@@ -32,14 +32,15 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
            -Iinclude $(PCAP_CFLAGS) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
-CORE    := addr codec fsm rule config conntab logline state metrics statusview actmsg
-EDGE    := log capture sender engine atomicfile report action diag ifaddr discover
+CORE    := addr codec fsm rule config conntab logline state metrics statusview actmsg timerheap
+EDGE    := log capture sender engine atomicfile report action diag ifaddr discover loopstall
 SERVICE := priv notify
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) main))
 
 # Each unit test links only the module it tests (and the pure modules that module uses).
 UNIT_TESTS        := addr codec fsm rule config conntab log notify state metrics statusview \
-                     atomicfile actmsg diag ifaddr learn
+                     atomicfile actmsg diag ifaddr learn sender timerheap
+UNIT_DEPS_timerheap := timerheap
 UNIT_DEPS_addr    := addr
 UNIT_DEPS_codec   := codec
 UNIT_DEPS_fsm     := fsm
@@ -56,7 +57,9 @@ UNIT_DEPS_actmsg  := actmsg addr
 UNIT_DEPS_diag    := diag addr
 UNIT_DEPS_ifaddr  := ifaddr addr
 UNIT_DEPS_learn   := fsm codec
+UNIT_DEPS_sender  := sender codec addr
 UNIT_LIBS_learn   := $(PCAP_LIBS)
+UNIT_LIBS_sender  := $(NET_LIBS)
 UNIT_LIBS_codec   := $(PCAP_LIBS)
 UNIT_LIBS_rule    := $(PCAP_LIBS)
 UNIT_LIBS_config  := $(INIH_LIBS)
@@ -107,7 +110,10 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@python3 tests/integration/demo.py --kaprobed $(BUILD)/kaprobed --config conf/demo.ini
 
-BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send
+BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send $(BUILD)/bench/bench_stall
+$(BUILD)/bench/bench_stall: tests/bench/bench_stall.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) log engine sender atomicfile report diag discover loopstall))
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) $(SYSTEMD_LIBS) -lm
 $(BUILD)/bench/bench_core: tests/bench/bench_core.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) log engine sender))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) $(SYSTEMD_LIBS) -lm

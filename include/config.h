@@ -17,7 +17,7 @@
 /* max_probe_rate: probes and learning SYNs per second (see ARCHITECTURE.md, "Pacing"). */
 #define CONFIG_PROBE_RATE_MIN     10
 #define CONFIG_PROBE_RATE_MAX     10000000
-#define CONFIG_PROBE_RATE_DEFAULT 50000
+#define CONFIG_PROBE_RATE_DEFAULT 100000
 /* capture_buffer: bytes of kernel ring per capture. */
 #define CONFIG_CAPTURE_BUFFER_MIN     (64L << 10)
 #define CONFIG_CAPTURE_BUFFER_MAX     (1024L << 20)

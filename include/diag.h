@@ -2,12 +2,14 @@
  *
  * Pure part: build a dump request (with a port filter compiled to inet_diag bytecode)
  * and parse the kernel's answer into struct diag_sock, defensively. Thin part: open
- * the netlink socket and run one dump (diag_open, diag_dump). */
+ * the netlink socket, send a request, receive one datagram (diag_open, diag_send,
+ * diag_recv). */
 #ifndef KAPROBE_DIAG_H
 #define KAPROBE_DIAG_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "addr.h"
 #include "rule.h"
@@ -59,20 +61,35 @@ size_t diag_build_dump(uint8_t *buf, size_t len, int family, uint32_t seq, const
  * when no filter can be made (a rule without any port limit, or too many rules). */
 size_t diag_build_filter(uint8_t *bc, size_t len, const struct rule *rules, size_t nrules);
 
-/* Parses one datagram of a dump answer (messages with sequence number seq); calls fn for
- * each socket. Returns an enum diag_result; *err gets the kernel's errno on DIAG_E_KERNEL. */
-int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, diag_sock_fn fn, void *arg, int *err);
+/* Parses one datagram of a dump answer, sent from netlink port id sender (only the
+ * kernel's, 0, is read; another's is ignored whole), messages with sequence number seq;
+ * calls fn for each socket. Returns an enum diag_result; *err gets the kernel's errno on
+ * DIAG_E_KERNEL (EPROTO for a nonsensical one). */
+int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender, diag_sock_fn fn,
+               void *arg, int *err);
 
 /* Seconds since the last segment from the peer, as the kernel counts it (the smaller of
  * the last data and last ACK received). */
 double diag_idle(const struct diag_sock *s);
 
-/* Opens a NETLINK_SOCK_DIAG socket. Returns the fd, or -1 (errno set). */
+/* Buffer size that holds any datagram of a dump answer. */
+#define DIAG_RECV_BUF (64 * 1024)
+
+/* s a receive may wait before it fails (EAGAIN): a dump under way answers at once. */
+#define DIAG_RECV_TIMEOUT 5
+
+/* Opens a NETLINK_SOCK_DIAG socket (blocking, receives time out after DIAG_RECV_TIMEOUT
+ * s). Returns the fd, or -1 (errno set). */
 int diag_open(void);
 
-/* Dumps the established TCP sockets of family through fd, calling fn for each. Blocking.
- * Returns the number of sockets, or -1 (errno set). */
-long diag_dump(int fd, int family, const struct rule *rules, size_t nrules, diag_sock_fn fn,
-               void *arg);
+/* Sends a request built by diag_build_dump, after dropping what an earlier, abandoned dump
+ * left unread. The kernel starts the dump here. Returns 0, or -1 (errno set). */
+int diag_send(int fd, const uint8_t *req, size_t len);
+
+/* Receives one datagram of the answer into buf (blocking) and the netlink port id that
+ * sent it (0: the kernel). The kernel walks its socket table for it: on a host with many
+ * sockets that can take tens of ms, so this runs off the event loop (discover.c).
+ * Returns its length, or -1 (errno set). */
+ssize_t diag_recv(int fd, uint8_t *buf, size_t len, uint32_t *sender);
 
 #endif

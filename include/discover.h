@@ -3,6 +3,8 @@
 #ifndef KAPROBE_DISCOVER_H
 #define KAPROBE_DISCOVER_H
 
+#include <stdbool.h>
+
 #include <ev.h>
 
 #include "config.h"
@@ -14,9 +16,13 @@ struct discover;
  * NULL with errno set on failure. */
 struct discover *discover_new(struct ev_loop *loop, struct engine *e, const struct config *cfg);
 
-/* Dumps now (IPv4 and IPv6) and (re)starts the periodic timer. Returns the number of
- * sockets listed, or -1 (logged). */
-long discover_run(struct discover *d);
+/* Starts a run now: a dump (IPv4 then IPv6) read as the loop goes, then the sweep of the
+ * connections it did not list; the periodic timer restarts when the run is over. Asked
+ * during a run, runs once more after it. Failures are logged. */
+void discover_run(struct discover *d);
+
+/* Whether a run (dump or sweep) is under way. */
+bool discover_busy(const struct discover *d);
 
 /* A new configuration (reload): rules and discover_interval; the caller runs again. */
 void discover_set_config(struct discover *d, const struct config *cfg);

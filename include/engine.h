@@ -12,6 +12,7 @@
 #include "addr.h"
 #include "capture.h"
 #include "config.h"
+#include "conntab.h"
 #include "fsm.h"
 #include "sender.h"
 
@@ -89,6 +90,22 @@ double engine_clock(void);
 void engine_foreach(const struct engine *e, double now,
                     void (*fn)(const struct engine_view *v, void *arg), void *arg);
 
+/* Where an incremental walk over the connections is (engine_walk). */
+struct engine_cursor {
+	struct conntab_cursor tab;
+};
+
+/* Starts an incremental walk over the tracked connections. */
+void engine_walk_begin(const struct engine *e, struct engine_cursor *cur);
+
+/* Calls fn with a view of each of the next connections, looking at up to max record slots
+ * (bounded work per call; fn must not change the engine). The engine may change between
+ * calls: a connection tracked all along is seen exactly once, one removed meanwhile never
+ * after its removal. now is engine_clock() time. Returns the slots looked at, 0 when the
+ * walk is over. */
+size_t engine_walk(const struct engine *e, struct engine_cursor *cur, double now, size_t max,
+                   void (*fn)(const struct engine_view *v, void *arg), void *arg);
+
 /* Counts the tracked connections by state (O(1): the engine keeps the counts). */
 void engine_counts(const struct engine *e, struct engine_counts *out);
 
@@ -148,9 +165,17 @@ void engine_discover_abort(struct engine *e);
 
 /* The dump is complete: connections it did not list are forgotten (close reason=gone),
  * among those some earlier dump did list (a connection whose socket lives elsewhere, e.g.
- * behind DNAT, is only ever seen in traffic).
- * Returns how many. */
+ * behind DNAT, is only ever seen in traffic). All at once (O(n)): tests and tools; the
+ * daemon sweeps incrementally (engine_discover_sweep_begin). Returns how many. */
 size_t engine_discover_end(struct engine *e);
+
+/* The dump is complete: starts the sweep of engine_discover_end, to be done in steps.
+ * A new engine_discover_begin() abandons an unfinished sweep. */
+void engine_discover_sweep_begin(struct engine *e);
+
+/* Sweeps up to max record slots; adds the connections forgotten to *gone (may be NULL).
+ * Returns the slots looked at, 0 when the sweep is over (or none is under way). */
+size_t engine_discover_sweep(struct engine *e, size_t max, size_t *gone);
 
 /* Stops every timer and frees. */
 void engine_free(struct engine *e);

@@ -198,14 +198,19 @@ bool fsm_probe_now(struct fsm_conn *c, const struct fsm_params *p, struct fsm_pr
 bool fsm_learn_now(const struct fsm_conn *c, uint32_t *seq);
 
 /* The probe or learning SYN went out at sent_at (after its pacing delay): the RTT counts
- * from there, a learning retry waits FSM_LEARN_RETRY from there, and the last probe of a
- * round gets a whole interval to be answered. The caller re-arms the timer. */
+ * from there, a learning retry waits FSM_LEARN_RETRY from there, and the next probe (or the
+ * verdict) comes no sooner than an interval after it, as Linux re-arms its keepalive timer
+ * from each send: a late probe is never followed at once by another. */
 void fsm_on_sent(struct fsm_conn *c, const struct fsm_params *p, bool learn, double sent_at);
 
 /* Sending the probe asked for failed locally with errno err. A routing or firewall error
  * (no route, prohibited) is a soft error, like ICMP; a resource error (ENOBUFS, ENOMEM,
  * EPROTO) does not count the probe, which is retried in 500 ms as the kernel does. */
 void fsm_on_send_error(struct fsm_conn *c, int err, double now, struct fsm_out *out);
+
+/* The learning SYN asked for could not be sent (errno from the sender): it does not count
+ * as a try; it is asked again FSM_RESOURCE_RETRY s later. */
+void fsm_on_learn_error(struct fsm_conn *c, double now, struct fsm_out *out);
 
 /* True when every number a probe needs is known and nothing is in flight. */
 bool fsm_can_probe(const struct fsm_conn *c);

@@ -22,6 +22,7 @@ struct metrics_input {
 	unsigned long long pcap_drops; /* summed over every capture */
 	const struct metrics_rule *rules;
 	size_t nrules;
+	double loop_stall_max; /* s: the longest single loop iteration's work so far */
 };
 
 /* Writes the exposition: HELP and TYPE lines, then the samples of each family. */

@@ -5,6 +5,8 @@
 #ifndef KAPROBE_REPORT_H
 #define KAPROBE_REPORT_H
 
+#include <stdbool.h>
+
 #include <ev.h>
 
 #include "config.h"
@@ -21,11 +23,16 @@ typedef unsigned long long (*report_drops_fn)(void *arg);
 struct report *report_new(struct ev_loop *loop, const struct config *cfg, struct engine *e,
                           report_drops_fn drops, void *arg);
 
-/* Writes the state file now (SIGUSR2). */
+/* Starts writing the state file now (SIGUSR2): rendered a few connections per loop
+ * iteration, renamed over the old file at the end. Asked during a write, writes once
+ * more after it. */
 void report_state_now(struct report *r);
 
-/* Writes the metrics file now (when one is configured). */
+/* Starts writing the metrics file now (when one is configured), the same way. */
 void report_metrics_now(struct report *r);
+
+/* Whether a state or metrics write is under way. */
+bool report_busy(const struct report *r);
 
 /* Logs the summary line now. */
 void report_summary_now(struct report *r);

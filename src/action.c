@@ -267,7 +267,8 @@ static void child_exec(const char *path, char *const envp[])
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
-	setsid(); /* its own process group: the timeout kills the whole group */
+	if (setsid() < 0) /* its own process group: the timeout kills the whole group */
+		_exit(126);
 	fd = open("/dev/null", O_RDWR);
 	if (fd < 0 || dup2(fd, STDIN_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0)
 		_exit(126);

@@ -29,6 +29,7 @@ FILE *atomicfile_open(struct atomicfile *a, const char *path, mode_t mode)
 
 	a->f = NULL;
 	a->path = path;
+	a->synced = 0;
 	if (temp_name(a->tmp, sizeof(a->tmp), path) < 0)
 		return NULL;
 	fd = mkostemp(a->tmp, O_CLOEXEC);
@@ -42,6 +43,21 @@ FILE *atomicfile_open(struct atomicfile *a, const char *path, mode_t mode)
 		return NULL;
 	}
 	return a->f;
+}
+
+int atomicfile_writeback(struct atomicfile *a)
+{
+	off_t pos;
+
+	if (fflush(a->f) != 0)
+		return -1;
+	pos = ftello(a->f);
+	if (pos < 0 || pos - a->synced < ATOMICFILE_WRITEBACK)
+		return 0;
+	/* Starts writeback without waiting for it (an error shows again at the fsync). */
+	(void)sync_file_range(fileno(a->f), a->synced, pos - a->synced, SYNC_FILE_RANGE_WRITE);
+	a->synced = pos;
+	return 0;
 }
 
 int atomicfile_commit(struct atomicfile *a)

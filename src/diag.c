@@ -1,11 +1,13 @@
 /* diag.c: the kernel's list of TCP sockets through NETLINK_SOCK_DIAG (inet_diag).
  *
  * Requests and answers are built and parsed here as bytes (pure, unit-tested with
- * fixtures); diag_open() and diag_dump() are the only functions that touch a socket.
+ * fixtures); diag_open(), diag_send() and diag_recv() are the only functions that touch a
+ * socket.
  * Parsing is paranoid: every length is checked against what the buffer really holds. */
 #include "diag.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
@@ -14,10 +16,10 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define DIAG_TCP_ESTABLISHED 1 /* the kernel's TCP_ESTABLISHED */
-#define DIAG_RECV_BUF        (64 * 1024)
 #define OP_LEN               ((uint16_t)sizeof(struct inet_diag_bc_op))
 #define PORT_COND_LEN        (2 * OP_LEN)
 
@@ -213,13 +215,16 @@ static int read_error(const uint8_t *payload, size_t plen, int *err)
 		return DIAG_E_MALFORMED;
 	memcpy(&e.error, payload, sizeof(e.error));
 	if (e.error == 0)
-		return DIAG_MORE; /* an ACK */
-	*err = -e.error;
+		return DIAG_MORE;                                     /* an ACK */
+	*err = e.error < 0 && e.error != INT_MIN ? -e.error : EPROTO; /* -INT_MIN overflows */
 	return DIAG_E_KERNEL;
 }
 
-int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, diag_sock_fn fn, void *arg, int *err)
+int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender, diag_sock_fn fn,
+               void *arg, int *err)
 {
+	if (sender != 0)
+		return DIAG_MORE; /* not from the kernel: another program's, ignored whole */
 	while (len >= NLMSG_HDRLEN) {
 		struct nlmsghdr h;
 		size_t plen;
@@ -260,59 +265,44 @@ double diag_idle(const struct diag_sock *s)
 
 int diag_open(void)
 {
-	return socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-}
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	struct timeval tv = {DIAG_RECV_TIMEOUT, 0};
 
-struct dump_count {
-	diag_sock_fn fn;
-	void *arg;
-	long n;
-};
+	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+		int err = errno;
 
-static void count_one(void *arg, const struct diag_sock *s)
-{
-	struct dump_count *dc = arg;
-
-	dc->n++;
-	dc->fn(dc->arg, s);
-}
-
-static int send_request(int fd, int family, uint32_t seq, const struct rule *rules, size_t nrules)
-{
-	static uint8_t
-	    req[NLMSG_LENGTH(sizeof(struct inet_diag_req_v2)) + NLA_HDRLEN + DIAG_BC_MAX];
-	struct sockaddr_nl nl = {.nl_family = AF_NETLINK};
-	size_t n = diag_build_dump(req, sizeof(req), family, seq, rules, nrules);
-
-	if (n == 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	return sendto(fd, req, n, 0, (struct sockaddr *)&nl, sizeof(nl)) == (ssize_t)n ? 0 : -1;
-}
-
-long diag_dump(int fd, int family, const struct rule *rules, size_t nrules, diag_sock_fn fn,
-               void *arg)
-{
-	static uint8_t buf[DIAG_RECV_BUF];
-	static uint32_t seq;
-	struct dump_count dc = {fn, arg, 0};
-	int rc = DIAG_MORE, err = 0;
-
-	if (send_request(fd, family, ++seq, rules, nrules) < 0)
-		return -1;
-	while (rc == DIAG_MORE) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		rc = diag_parse(buf, (size_t)n, seq, count_one, &dc, &err);
-	}
-	if (rc == DIAG_E_KERNEL)
+		close(fd);
 		errno = err;
-	else if (rc == DIAG_E_MALFORMED)
-		errno = EBADMSG;
-	return rc == DIAG_DONE ? dc.n : -1;
+		return -1;
+	}
+	return fd;
+}
+
+int diag_send(int fd, const uint8_t *req, size_t len)
+{
+	struct sockaddr_nl nl = {.nl_family = AF_NETLINK};
+	uint8_t junk[1];
+
+	while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_TRUNC) >= 0)
+		; /* what an abandoned dump left behind */
+	return sendto(fd, req, len, 0, (struct sockaddr *)&nl, sizeof(nl)) == (ssize_t)len ? 0 : -1;
+}
+
+ssize_t diag_recv(int fd, uint8_t *buf, size_t len, uint32_t *sender)
+{
+	struct sockaddr_nl from;
+	socklen_t flen = sizeof(from);
+	ssize_t n;
+
+	do
+		n = recvfrom(fd, buf, len, 0, (struct sockaddr *)&from, &flen);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -1;
+	if (flen < sizeof(from) || from.nl_family != AF_NETLINK) {
+		errno = EPROTO;
+		return -1;
+	}
+	*sender = from.nl_pid;
+	return n;
 }

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,6 +20,7 @@
 #include "fsm.h"
 #include "log.h"
 #include "rule.h"
+#include "timerheap.h"
 
 /* struct conn.flags */
 enum {
@@ -40,15 +42,28 @@ enum {
 #define UNCONF_MAX 4096
 #define UNCONF_TTL 10.0
 
+/* An unconfirmed record in the ring: when it was first seen, and a hash of its 4-tuple (an
+ * entry is live while its record is unconfirmed and still that connection: a record freed
+ * and reused for another tuple leaves a stale entry). */
+struct unconf_entry {
+	struct conn *c;
+	double since;
+	uint32_t tuple;
+};
+
 /* The pacer: probes and learning SYNs wait in a FIFO and go out at most `rate` per second,
  * in batches, so that a burst of connections falling due at once never outruns the capture
  * (ARCHITECTURE.md, "Pacing"). */
 #define PACE_BATCH     64     /* packets per sender_send call round */
-#define PACE_MAX_BATCH 1024   /* packets per pacer run, at most (then the loop runs) */
+#define PACE_MAX_BATCH 256    /* packets per pacer run, at most (then the loop runs) */
 #define PACE_BURST     0.002  /* s of rate the token bucket may hold */
 #define PACE_MIN_RATE  1000.0 /* the rate never falls below this after drops */
 #define PACE_RECOVER   1.25   /* rate x this per drop-free poll, up to max_probe_rate */
 #define SYNC_EVERY     0.1    /* s between capture drop checks */
+/* Timers fired per loop iteration at most: a burst of connections falling due at once is
+ * handled in chunks, with the captures read between them. */
+#define TICK_MAX   1024
+#define TICK_SLACK 0.0005 /* s: a timer due this soon fires now (as fsm's epsilon) */
 
 struct pacer {
 	struct conn **q; /* ring of queued records; a stale entry has lost CONN_F_QUEUED */
@@ -66,11 +81,16 @@ struct engine {
 	engine_verdict_fn hook;
 	void *hook_arg;
 	uint16_t gen;                             /* CONN_F_GEN of the current dump */
+	bool sweeping;                            /* a reconciliation sweep is under way */
+	struct conntab_cursor sweep;              /* its position */
 	uint8_t limit_told[CONFIG_MAX_RULES / 8]; /* rules whose limit line was logged */
 	size_t by_state[FSM_STATE_COUNT];         /* records by their counted state */
 	unsigned long long *rule_state;           /* [rule][state] counts, cfg's rules */
 	size_t rule_state_n;                      /* rules rule_state is sized for */
 	struct pacer pace;
+	struct timerheap timers; /* every connection's timer (fsm.timer_at) */
+	ev_timer tick;           /* fires at the earliest of them */
+	double tick_at;          /* the time the tick is armed for */
 	engine_sync_fn sync;
 	void *sync_arg;
 	unsigned long long drops; /* the capture's drop count at the last sync */
@@ -80,7 +100,7 @@ struct engine {
 	unsigned long sync_iter;  /* loop iteration of the last sync */
 	double last_drop_log;
 	ev_timer sync_t;
-	struct conn **unconf; /* FIFO ring of unconfirmed records (stale entries skipped) */
+	struct unconf_entry *unconf; /* FIFO ring of unconfirmed records (stale ones skipped) */
 	size_t unconf_head, unconf_len, n_unconf;
 	size_t max_conns; /* confirmed records at most (max_connections) */
 };
@@ -90,7 +110,7 @@ const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
     0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0,
 };
 
-static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents);
 static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double now);
 static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
@@ -109,6 +129,11 @@ static uint32_t random_seed(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint32_t)(ts.tv_nsec ^ (ts.tv_sec << 16) ^ (uint32_t)getpid());
+}
+
+static uint32_t *timer_pos_of(void *item)
+{
+	return &((struct conn *)item)->timer_pos;
 }
 
 /* ---- counts by state and rule (kept on every change: reports never walk the table) ---- */
@@ -171,18 +196,14 @@ struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
 	e->pace.t.data = e;
 	ev_timer_init(&e->sync_t, on_sync_timer, SYNC_EVERY, SYNC_EVERY);
 	e->sync_t.data = e;
+	timerheap_init(&e->timers, timer_pos_of);
+	ev_timer_init(&e->tick, on_tick, 0.0, 0.0);
+	e->tick.data = e;
 	if (counts_resize(e, cfg->nrules) < 0) {
 		engine_free(e);
 		return NULL;
 	}
 	return e;
-}
-
-static void stop_timer(struct conn *c, void *arg)
-{
-	struct engine *e = arg;
-
-	ev_timer_stop(e->loop, &c->timer);
 }
 
 void engine_free(struct engine *e)
@@ -192,11 +213,10 @@ void engine_free(struct engine *e)
 	if (e->loop) {
 		ev_timer_stop(e->loop, &e->pace.t);
 		ev_timer_stop(e->loop, &e->sync_t);
+		ev_timer_stop(e->loop, &e->tick);
 	}
-	if (e->tab) {
-		conntab_foreach(e->tab, stop_timer, e);
-		conntab_free(e->tab);
-	}
+	timerheap_free(&e->timers);
+	conntab_free(e->tab);
 	free(e->pace.q);
 	free(e->rule_state);
 	free(e->unconf);
@@ -425,22 +445,42 @@ static void log_event(struct engine *e, struct conn *c, const struct fsm_event *
 	log_line_emit(&l);
 }
 
-static void arm_timer(struct engine *e, struct conn *c)
+/* The tick fires at the earliest connection timer (at once when one is due). */
+static void schedule_tick(struct engine *e)
 {
-	double delay;
+	double at, delay;
 
-	ev_timer_stop(e->loop, &c->timer);
-	if (c->fsm.timer_at <= 0)
+	if (!timerheap_top(&e->timers, &at)) {
+		ev_timer_stop(e->loop, &e->tick);
 		return;
-	delay = c->fsm.timer_at - mono_now();
-	ev_timer_set(&c->timer, delay > 0 ? delay : 0.0, 0.0);
-	ev_timer_start(e->loop, &c->timer);
+	}
+	if (ev_is_active(&e->tick) && at == e->tick_at)
+		return; /* the earliest timer did not change */
+	e->tick_at = at;
+	delay = at - mono_now();
+	ev_timer_stop(e->loop, &e->tick);
+	ev_timer_set(&e->tick, delay > 0 ? delay : 0.0, 0.0);
+	ev_timer_start(e->loop, &e->tick);
 }
 
+/* (Re)arms c's timer at fsm.timer_at (disarmed when 0). */
+static void arm_timer(struct engine *e, struct conn *c)
+{
+	if (c->fsm.timer_at <= 0)
+		timerheap_remove(&e->timers, c);
+	else if (timerheap_set(&e->timers, c, c->fsm.timer_at) < 0)
+		log_warnx("out of memory: a connection's timer is not armed");
+	schedule_tick(e);
+}
+
+static void disarm_timer(struct engine *e, struct conn *c)
+{
+	timerheap_remove(&e->timers, c);
+}
 /* Removes a record without touching the counts (a stale pacer entry is skipped). */
 static void drop_record(struct engine *e, struct conn *c)
 {
-	ev_timer_stop(e->loop, &c->timer);
+	disarm_timer(e, c);
 	if (c->flags & CONN_F_UNCONFIRMED)
 		e->n_unconf--;
 	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED);
@@ -455,15 +495,20 @@ static void forget(struct engine *e, struct conn *c)
 
 /* ---- unconfirmed records --------------------------------------------------------- */
 
-/* The oldest live unconfirmed record (stale ring entries are skipped), or NULL. */
-static struct conn *unconf_oldest(struct engine *e)
+static bool unconf_live(const struct unconf_entry *u)
 {
-	struct conn *c;
+	return (u->c->flags & CONN_F_UNCONFIRMED) && addr_tuple_hash(&u->c->key, 0) == u->tuple;
+}
+
+/* The oldest live entry (stale ones before it are dropped from the ring), or NULL. */
+static struct unconf_entry *unconf_oldest(struct engine *e)
+{
+	struct unconf_entry *u;
 
 	while (e->unconf_len > 0) {
-		c = e->unconf[e->unconf_head];
-		if (c->flags & CONN_F_UNCONFIRMED)
-			return c;
+		u = &e->unconf[e->unconf_head];
+		if (unconf_live(u))
+			return u;
 		e->unconf_head = (e->unconf_head + 1) % UNCONF_MAX;
 		e->unconf_len--;
 	}
@@ -487,10 +532,10 @@ static void unconf_drop(struct engine *e, struct conn *c)
 /* Drops unconfirmed records older than UNCONF_TTL (from the sync timer). */
 static void unconf_expire(struct engine *e, double now)
 {
-	struct conn *c;
+	struct unconf_entry *u;
 
-	while ((c = unconf_oldest(e)) && c->fsm.last_rx + UNCONF_TTL <= now)
-		unconf_drop(e, c);
+	while ((u = unconf_oldest(e)) && u->since + UNCONF_TTL <= now)
+		unconf_drop(e, u->c);
 }
 
 /* Makes c an unconfirmed record. The ring holds every live one (at most UNCONF_MAX, see
@@ -498,17 +543,27 @@ static void unconf_expire(struct engine *e, double now)
 static void unconf_add(struct engine *e, struct conn *c)
 {
 	size_t i, n = 0;
-	struct conn *x;
+	struct unconf_entry u;
 
 	if (e->unconf_len == UNCONF_MAX) { /* compact: keep only the live entries, in order */
 		for (i = 0; i < e->unconf_len; i++) {
-			x = e->unconf[(e->unconf_head + i) % UNCONF_MAX];
-			if (x->flags & CONN_F_UNCONFIRMED)
-				e->unconf[(e->unconf_head + n++) % UNCONF_MAX] = x;
+			u = e->unconf[(e->unconf_head + i) % UNCONF_MAX];
+			if (unconf_live(&u))
+				e->unconf[(e->unconf_head + n++) % UNCONF_MAX] = u;
 		}
 		e->unconf_len = n;
 	}
-	e->unconf[(e->unconf_head + e->unconf_len++) % UNCONF_MAX] = c;
+	while (e->unconf_len == UNCONF_MAX) { /* all live (a tuple seen twice): the oldest goes */
+		u = e->unconf[e->unconf_head];
+		e->unconf_head = (e->unconf_head + 1) % UNCONF_MAX;
+		e->unconf_len--;
+		if (unconf_live(&u))
+			unconf_drop(e, u.c);
+	}
+	u.c = c;
+	u.since = c->fsm.last_rx;
+	u.tuple = addr_tuple_hash(&c->key, 0);
+	e->unconf[(e->unconf_head + e->unconf_len++) % UNCONF_MAX] = u;
 	c->flags |= CONN_F_UNCONFIRMED;
 	e->n_unconf++;
 }
@@ -625,7 +680,12 @@ static void pace_result(struct engine *e, struct conn *c, const struct sender_pk
 
 	if (pkt->kind == SENDER_SYN) {
 		learn_sent(e, c, err);
-		fsm_on_sent(&c->fsm, p, true, now);
+		if (err) {
+			fsm_on_learn_error(&c->fsm, now, &out); /* not asked: asked again soon */
+			apply(e, c, &out, now);
+		} else {
+			fsm_on_sent(&c->fsm, p, true, now);
+		}
 	} else if (err == 0) {
 		e->st.probes_sent++;
 		if (late > e->st.probe_late_max)
@@ -637,22 +697,17 @@ static void pace_result(struct engine *e, struct conn *c, const struct sender_pk
 		fsm_on_send_error(&c->fsm, err, now, &out);
 		apply(e, c, &out, now);
 	}
-	arm_timer(e, c);
+	if (!c->timer_pos)
+		arm_timer(e, c); /* it fired while c waited (a later timer_at is caught lazily) */
 }
 
-/* Sends packets one by one (sender_send_batch where the sender has it). */
+/* Sends a batch (sendmmsg); without a sender (tests, benchmarks) every packet "goes out". */
 static void pace_write(struct engine *e, struct sender_pkt *pkts, size_t n, int *errs)
 {
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (!e->sender)
-			errs[i] = 0;
-		else if (pkts[i].kind == SENDER_SYN)
-			errs[i] = sender_send_syn(e->sender, pkts[i].key, pkts[i].seq);
-		else
-			errs[i] = sender_send(e->sender, pkts[i].key, &pkts[i].probe);
-	}
+	if (e->sender)
+		sender_send_batch(e->sender, pkts, n, errs);
+	else
+		memset(errs, 0, n * sizeof(*errs));
 }
 
 /* Sends up to budget queued packets in batches; returns how many were sent. */
@@ -672,7 +727,7 @@ static size_t pace_send(struct engine *e, size_t budget)
 				continue; /* forgotten while it waited */
 			if (pace_packet(e, c, &pkts[n]))
 				conns[n++] = c;
-			else
+			else if (!c->timer_pos)
 				arm_timer(e, c); /* answered meanwhile: its timer goes on */
 		}
 		pace_write(e, pkts, n, errs);
@@ -833,15 +888,12 @@ static bool may_judge(const struct fsm_conn *f, const struct fsm_params *p)
 	       f->learn == FSM_LEARN_ASKED2;
 }
 
-static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+/* c's timer fired: the machine decides (after reading the capture when it may judge). */
+static void on_conn_timer(struct engine *e, struct conn *c)
 {
-	struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, timer));
-	struct engine *e = w->data;
 	struct fsm_out out;
 	double now = mono_now();
 
-	(void)loop;
-	(void)revents;
 	if (c->flags & (CONN_F_KERNEL_KA | CONN_F_QUEUED))
 		return; /* the kernel's keepalive watches it, or the pacer re-arms it */
 	if (may_judge(&c->fsm, &rule_of(e, c)->params))
@@ -850,6 +902,23 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	apply(e, c, &out, now);
 }
 
+/* Fires the due connection timers, at most TICK_MAX per loop iteration. */
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct engine *e = w->data;
+	struct conn *c;
+	double at, now = mono_now();
+	int n;
+
+	(void)loop;
+	(void)revents;
+	for (n = 0; n < TICK_MAX && (c = timerheap_top(&e->timers, &at)) && at <= now + TICK_SLACK;
+	     n++) {
+		timerheap_remove(&e->timers, c);
+		on_conn_timer(e, c);
+	}
+	schedule_tick(e);
+}
 /* The table is full: one untrack line per rule, then silence. */
 static void refuse(struct engine *e, const struct rule *r, const struct addr_tuple *key)
 {
@@ -877,6 +946,7 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
                           const struct track_how *how)
 {
 	const struct rule *r = rule_match(e->cfg->rules, e->cfg->nrules, key);
+	struct unconf_entry *u;
 	struct conn *c;
 
 	if (!r) {
@@ -887,8 +957,8 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 		refuse(e, r, key);
 		return NULL;
 	}
-	if (!how->discovered && e->n_unconf >= UNCONF_MAX && (c = unconf_oldest(e)))
-		unconf_drop(e, c); /* the pool is full: the oldest goes */
+	if (!how->discovered && e->n_unconf >= UNCONF_MAX && (u = unconf_oldest(e)))
+		unconf_drop(e, u->c); /* the pool is full: the oldest goes */
 	c = conntab_insert(e->tab, key);
 	if (!c) {
 		refuse(e, r, key);
@@ -905,8 +975,6 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 		unconf_add(e, c); /* until the peer proves it exists */
 	c->counted = c->fsm.state;
 	count_add(e, c, 1);
-	ev_timer_init(&c->timer, on_timer, 0.0, 0.0);
-	c->timer.data = e;
 	arm_timer(e, c);
 	if (how->discovered && log_routine(e))
 		announce(e, c);
@@ -1070,6 +1138,20 @@ void engine_foreach(const struct engine *e, double now,
 	conntab_foreach(e->tab, view_one, &x);
 }
 
+void engine_walk_begin(const struct engine *e, struct engine_cursor *cur)
+{
+	(void)e;
+	conntab_cursor_init(&cur->tab);
+}
+
+size_t engine_walk(const struct engine *e, struct engine_cursor *cur, double now, size_t max,
+                   void (*fn)(const struct engine_view *v, void *arg), void *arg)
+{
+	struct foreach_ctx x = {e, now, fn, arg};
+
+	return conntab_walk(e->tab, &cur->tab, max, view_one, &x);
+}
+
 void engine_counts(const struct engine *e, struct engine_counts *out)
 {
 	memcpy(out->by_state, e->by_state, sizeof(out->by_state));
@@ -1148,6 +1230,7 @@ size_t engine_reload(struct engine *e, const struct config *cfg, const struct co
 
 void engine_discover_begin(struct engine *e)
 {
+	e->sweeping = false; /* an unfinished sweep: the next complete dump's catches the rest */
 	e->gen ^= CONN_F_GEN;
 }
 
@@ -1156,7 +1239,7 @@ static void leave_to_kernel(struct engine *e, struct conn *c)
 {
 	struct log_line l;
 
-	ev_timer_stop(e->loop, &c->timer);
+	disarm_timer(e, c);
 	c->fsm.timer_at = 0;
 	c->flags |= CONN_F_KERNEL_KA;
 	e->st.kernel_keepalive++;
@@ -1239,10 +1322,32 @@ static void sweep_one(struct conn *c, void *arg)
 	forget(e, c);
 }
 
-size_t engine_discover_end(struct engine *e)
+void engine_discover_sweep_begin(struct engine *e)
+{
+	conntab_cursor_init(&e->sweep);
+	e->sweeping = true;
+}
+
+size_t engine_discover_sweep(struct engine *e, size_t max, size_t *gone)
 {
 	struct sweep sw = {e, 0};
+	size_t n = 0;
 
-	conntab_foreach(e->tab, sweep_one, &sw);
-	return sw.gone;
+	if (e->sweeping)
+		n = conntab_walk(e->tab, &e->sweep, max, sweep_one, &sw);
+	if (n == 0)
+		e->sweeping = false;
+	if (gone)
+		*gone += sw.gone;
+	return n;
+}
+
+size_t engine_discover_end(struct engine *e)
+{
+	size_t gone = 0;
+
+	engine_discover_sweep_begin(e);
+	while (engine_discover_sweep(e, SIZE_MAX, &gone) > 0)
+		;
+	return gone;
 }

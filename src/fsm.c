@@ -471,6 +471,15 @@ static void fill_probe(struct fsm_conn *c, const struct fsm_params *p, struct fs
 	pr->n = c->probes_out;
 }
 
+void fsm_on_learn_error(struct fsm_conn *c, double now, struct fsm_out *out)
+{
+	out_clear(out);
+	if (c->learn != FSM_LEARN_ASKED1 && c->learn != FSM_LEARN_ASKED2)
+		return;
+	c->learn--; /* never left this host: not a try the kernel ignored */
+	rearm_at(c, now + FSM_RESOURCE_RETRY, out);
+}
+
 static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double now,
                        struct fsm_out *out)
 {
@@ -517,14 +526,14 @@ void fsm_on_sent(struct fsm_conn *c, const struct fsm_params *p, bool learn, dou
 		floor = sent_at + FSM_LEARN_RETRY; /* the challenge ACK gets its time */
 	} else {
 		c->last_probe = sent_at;
-		if (c->probes_out < p->probes || c->state != FSM_PROBING)
+		if (c->state != FSM_PROBING)
 			return;
-		floor = sent_at + p->interval; /* the last probe gets a whole interval */
+		floor = sent_at + p->interval; /* as Linux: the next probe (or the verdict) an
+		                                  interval after this one really left */
 	}
 	if (c->timer_at > 0 && c->timer_at < floor)
 		c->timer_at = floor;
 }
-
 /* True when a number a probe needs is unknown (not merely data in flight). */
 static bool numbers_unknown(const struct fsm_conn *c)
 {

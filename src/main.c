@@ -28,6 +28,7 @@
 #include "engine.h"
 #include "ifaddr.h"
 #include "log.h"
+#include "loopstall.h"
 #include "notify.h"
 #include "priv.h"
 #include "report.h"
@@ -583,14 +584,16 @@ static void log_totals(const struct daemon *d)
 	         "ignored_bad_rst=%llu ignored_icmp=%llu ignored_syn=%llu ignored_no_ack=%llu "
 	         "ignored_bad_seq=%llu ignored_unverified=%llu "
 	         "pcap_received=%u pcap_drops=%u uncertain=%llu learn_retries=%llu "
-	         "probe_late_max_ms=%.1f probe_rate=%.0f unconfirmed_dropped=%llu",
+	         "probe_late_max_ms=%.1f probe_rate=%.0f unconfirmed_dropped=%llu "
+	         "loop_stall_max_ms=%.3f loop_stall_max_cpu_ms=%.3f",
 	         s->packets, s->decode_errors, s->tracked, s->probes_sent, s->send_errors,
 	         s->replies, s->alive, s->dead, s->reset, s->unreachable, s->closed,
 	         s->ignored[FSM_IGN_OWN_PROBE], s->ignored[FSM_IGN_BAD_ACK],
 	         s->ignored[FSM_IGN_BAD_RST], s->ignored[FSM_IGN_ICMP_MATCH],
 	         s->ignored[FSM_IGN_SYN], s->ignored[FSM_IGN_NO_ACK], s->ignored[FSM_IGN_BAD_SEQ],
 	         s->ignored[FSM_IGN_UNVERIFIED], recv, drop, s->uncertain, s->learn_retries,
-	         s->probe_late_max * 1000.0, s->probe_rate, s->unconfirmed_dropped);
+	         s->probe_late_max * 1000.0, s->probe_rate, s->unconfirmed_dropped,
+	         loopstall_max() * 1000.0, loopstall_max_cpu() * 1000.0);
 }
 
 /* systemd's STATUS= line (a notify_status_fn). */
@@ -611,7 +614,8 @@ static void open_privileged(struct daemon *d)
 	if (log_configure(&d->cfg) < 0)
 		fatal("status log %s", d->cfg.log_file);
 	d->loop = ev_default_loop(EVFLAG_AUTO);
-	watch_addresses(d); /* before reading them: no change falls in between */
+	loopstall_attach(d->loop); /* loop_stall_max_ms, kaprobe_loop_stall_max_seconds */
+	watch_addresses(d);        /* before reading them: no change falls in between */
 	if (load_local_addresses(&d->local) < 0)
 		fatal("getifaddrs");
 	d->sender = sender_open(err, sizeof(err));

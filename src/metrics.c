@@ -140,4 +140,8 @@ void metrics_render(FILE *f, const struct metrics_input *in)
 	ignored(f, st);
 	counter(f, "kaprobe_decode_errors_total", "Captured frames that could not be decoded.",
 	        st->decode_errors);
+	family(f, "kaprobe_loop_stall_max_seconds", "gauge",
+	       "Longest work of one event loop iteration since start (nothing else handled).");
+	fprintf(f, "kaprobe_loop_stall_max_seconds %.6f\n",
+	        isfinite(in->loop_stall_max) ? in->loop_stall_max : 0.0);
 }

@@ -158,7 +158,7 @@ int main(void)
 	dt = now_sec() - t0;
 	printf("engine: %.1f ns per packet on tracked connections\n", dt / (20.0 * NCONN) * 1e9);
 	printf("memory: %zu connections tracked, RSS +%ld KiB = %.0f B per connection "
-	       "(target <= 512)\n",
+	       "(target <= 256)\n",
 	       engine_count(e), rss1 - rss0, (rss1 - rss0) * 1024.0 / NCONN);
 	bench_state(e);
 	engine_free(e);

@@ -1,7 +1,8 @@
 #!/bin/sh
 # make bench: prints figures, never fails the build. Sends only inside namespaces it makes
 # (sender: 192.0.2.1 -> 192.0.2.2, whose namespace drops everything; discovery: N idle
-# connections between two namespaces, see discover.py) and removes them after.
+# connections between two namespaces, see discover.py; scale: N connections between two
+# namespaces, see scale.py) and removes them after.
 BUILD=${1:-build/rel}
 A=kpbench$$a
 B=kpbench$$b
@@ -9,6 +10,8 @@ cleanup() { ip netns del "$A" 2>/dev/null; ip netns del "$B" 2>/dev/null; }
 trap cleanup EXIT INT TERM
 echo "== core (codec, engine, memory)"
 "$BUILD/bench/bench_core" || echo "bench_core failed"
+echo "== loop stall (1 000 000 synthetic connections)"
+"$BUILD/bench/bench_stall" "${KAPROBE_BENCH_STALL_CONNS:-1000000}" || echo "bench_stall failed"
 echo "== sender"
 if ip netns add "$A" && ip netns add "$B" &&
 	ip link add va$$ netns "$A" type veth peer name vb$$ netns "$B" &&
@@ -16,12 +19,14 @@ if ip netns add "$A" && ip netns add "$B" &&
 	ip -n "$A" link set va$$ up && ip -n "$B" link set vb$$ up &&
 	printf 'table inet t {\nchain c {\ntype filter hook prerouting priority -300; policy drop;\n}\n}\n' |
 	ip netns exec "$B" nft -f -; then
-	ip netns exec "$A" "$BUILD/bench/bench_send" 192.0.2.1 192.0.2.2 200000 || echo "bench_send failed"
+	ip netns exec "$A" "$BUILD/bench/bench_send" 192.0.2.1 192.0.2.2 1000000 || echo "bench_send failed"
 else
 	echo "could not make namespaces (root needed): sender benchmark skipped"
 fi
 cleanup
-N=${KAPROBE_BENCH_CONNS:-10000}
-echo "== discovery ($N idle connections: dump time, learning rate)"
-python3 tests/bench/discover.py "$BUILD/kaprobed" "$N" || echo "discovery benchmark failed"
+echo "== discovery (10000 idle connections: dump time, learning rate)"
+python3 tests/bench/discover.py "$BUILD/kaprobed" 10000 || echo "discovery benchmark failed"
+N=${KAPROBE_BENCH_CONNS:-100000}
+echo "== scale ($N connections, half the peers silenced after round 1; see tests/bench/scale.py)"
+python3 tests/bench/scale.py "$BUILD/kaprobed" "$N" || echo "scale benchmark failed"
 exit 0

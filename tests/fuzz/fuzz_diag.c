@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!buf)
 		return 0;
 	memcpy(buf, data, size);
-	(void)diag_parse(buf, size, 1, one, &n, &err);
+	(void)diag_parse(buf, size, 1, 0, one, &n, &err); /* from the kernel */
 	free(buf);
 	return 0;
 }

@@ -581,7 +581,55 @@ def case_logrotate_conf(ctx):
     return "logrotate -d accepts it%s; postrotate parses" % note
 
 
+# Issue 8: the status log grows with what happens, not with connections or rounds. At info
+# with log_alive = changes (the default): a healthy idle connection writes one track line
+# (at its first idle time) and nothing for its rounds; hundreds of short-lived connections
+# write nothing; a silenced one writes track and dead.
+POLICY_SHORT = 400
+
+
+def case_log_policy(ctx):
+    from test_cases import nft_drop_port
+    net = two_hosts(ctx.topo)
+    a = net[4]
+    rules = [("svc", {"local": "*:5432-5434", "remote": "*", "idle": "1s",
+                      "interval": "500ms", "probes": 3})]
+    if ctx.netcheck:
+        return "nothing to check without kaprobed"
+    kap = start(ctx, net["local"], conf_text("{log}", rules, log_level="info"))
+    srv = ctx.topo.spawn(net["local"], [sys.executable, "-u", CONNLOAD, "server", a["local"],
+                                        "5434"], "connload-server")
+    srv.wait_line(lambda l: l == "listening", 5, "the load server")
+    healthy = connect(ctx, net, 4, 5432, "-h")
+    healthy.exchange()
+    silent = connect(ctx, net, 4, 5433, "-s")
+    silent.exchange()
+    nft_drop_port(ctx, net["peer"], 5433)
+    cli = ctx.topo.spawn(net["peer"], [sys.executable, "-u", CONNLOAD, "client", a["local"],
+                                       "5434", str(POLICY_SHORT), "400"], "connload-client")
+    _, done = cli.wait_line(lambda l: l.startswith("done ") or l.startswith("error"), 20,
+                            "the load client")
+    check(done.startswith("done "), "load client: %s" % done)
+    kap.log.wait_conn(silent.local, silent.remote, "dead", DEAD_AFTER + 3)
+    # An observation window, not a wait for an event: two more rounds of the healthy
+    # connection, during which nothing may be written for it.
+    time.sleep(2.0)
+    kap.stop_ok()
+    kap.log.poll()
+    evs = [e for e in kap.log.events if "event" in e and e.get("event") != "summary"]
+    h = [e["event"] for e in evs if e.get("remote") == healthy.remote]
+    sl = [e["event"] for e in evs if e.get("remote") == silent.remote]
+    check(h == ["track"], "healthy idle connection: expected one track line, got %s" % h)
+    check(sl == ["track", "dead"], "silenced connection: expected track, dead, got %s" % sl)
+    others = [e.raw for e in evs if e.get("remote") not in (healthy.remote, silent.remote)]
+    check(not others, "%d lines for the %d short-lived connections, e.g. %s" % (
+        len(others), POLICY_SHORT, others[:2]))
+    return "info, log_alive = changes: %d short-lived connections 0 lines; a healthy idle " \
+        "one 1 line (track) over its rounds; a silenced one 2 (track, dead)" % POLICY_SHORT
+
+
 CASES = [
+    ("log_policy", case_log_policy),
     ("logs_json", case_json),
     ("logs_syslog", case_syslog),
     ("logs_journal", case_journal),

@@ -2,11 +2,11 @@
 systemd unit would do it (User= + AmbientCapabilities, under its SystemCallFilter's
 list), sd_notify, and make install / uninstall.
 
-This machine has no systemd as PID 1, so `systemd-run --scope` and the real unit cannot
-run here: the unit is checked with `systemd-analyze verify` and `security --offline`, its
-start is emulated with setpriv (same uid, groups, capability sets), its system call
-filter is compared with what kaprobed really calls (strace), and a Python AF_UNIX
-datagram socket stands in for NOTIFY_SOCKET.
+These run without a systemd: the unit is checked with `systemd-analyze verify` and
+`security --offline`, its start is emulated with setpriv (same uid, groups, capability
+sets), its system call filter is compared with what kaprobed really calls (strace), and a
+Python AF_UNIX datagram socket stands in for NOTIFY_SOCKET. test_systemd.py runs the
+real unit under a real systemd (booted in a container).
 """
 
 import contextlib

@@ -257,14 +257,14 @@ def case_state_atomic(ctx):
     check(seen["reads"] >= 100 and len(seen["written"]) >= 20,
           "too little overlap to judge: %d reads, %d distinct writes" % (
               seen["reads"], len(seen["written"])))
-    # The last SIGUSR2's write may still be under way: a temporary file left behind is
-    # one still there once writes have stopped.
+    # A write is spread over loop iterations (and the last SIGUSR2 may have asked for one
+    # more): its temporary file exists until it is renamed, but none may stay behind.
     deadline = time.monotonic() + 2.0
     while True:
         leftovers = [n for n in os.listdir(ctx.topo.tmp) if n.startswith(".state.json.")]
-        if not leftovers or time.monotonic() > deadline:
+        if not leftovers or time.monotonic() >= deadline:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     check(not leftovers, "temporary files left behind: %s" % leftovers)
     kap.stop_ok()
     return "%d reads during %d rewrites of a %d-connection file (%d..%d bytes): all whole" % (
@@ -351,6 +351,9 @@ def case_state_metrics(ctx):
     wrong = ["%s%s = %s, expected %s" % (k[0], k[1], m.get(k), v)
              for k, v in want.items() if m.get(k) != v]
     check(not wrong, "wrong metric values:\n  %s\n--- file:\n%s" % ("\n  ".join(wrong), text))
+    stall = m.get(("kaprobe_loop_stall_max_seconds", ""))
+    check(stall is not None and 0 < stall < 1.0,
+          "kaprobe_loop_stall_max_seconds %r: expected a gauge above 0 and below 1 s" % stall)
     check(n_reply >= 1 and n_probe == n_reply + PROBES, "status log has %d probes and %d "
           "replies; expected the replies + %d" % (n_probe, n_reply, PROBES))
     rtt_sum = m.get(("kaprobe_rtt_seconds_sum", ""), -1)
@@ -361,6 +364,10 @@ def case_state_metrics(ctx):
     check(le_1s == n_reply, "replies within 1 s: bucket le=1 is %s, expected %d" % (
         le_1s, n_reply))
     kap.stop_ok()
+    tot = re.search(r"totals: .*loop_stall_max_ms=([0-9.]+)", kap.proc.text("err"))
+    check(tot is not None and 0 < float(tot.group(1)) < 1000,
+          "no totals line with loop_stall_max_ms (0 < ms < 1000) on stderr:\n%s" %
+          kap.proc.text("err")[-2000:])
     return "promtool OK; probes_sent=%d replies=%d verdicts alive=%d dead=1, connections " \
            "{svc,dead}=1, rtt histogram count %d sum %.6f s" % (
                n_probe, n_reply, n_alive, n_reply, rtt_sum)

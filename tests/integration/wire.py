@@ -29,7 +29,8 @@ Commands:
                                   total length in the IP header whatever the real size
   spray SRC SPORT DST DPORT FLAGS LEN N
                                   N segments with random SEQ and ACK (at most 100 000)
-  flood SRC DST DPORT FLAGS N     N segments from random source ports 1024..65535, random
+  flood SRC DST DPORT FLAGS N     N segments from random source ports 1024..32767 (below
+                                  the ephemeral range: a real client never collides), random
                                   SEQ and ACK (at most 100 000)
   quit
 Every injected packet has correct IP and TCP checksums, so the receiving kernel handles it
@@ -270,7 +271,7 @@ def _c_spray(self, src, sport, dst, dport, flags, n, count):
 def _c_flood(self, src, dst, dport, flags, count):
     r = random.Random(int(dport))
     f = flag_bits(flags)
-    pkts = [tcp_packet(src, r.randint(1024, 65535), dst, int(dport), r.getrandbits(32),
+    pkts = [tcp_packet(src, r.randint(1024, 32767), dst, int(dport), r.getrandbits(32),
                        r.getrandbits(32), f) for _ in range(min(int(count), 100000))]
     send_raw(pkts, dst)
     return "sent=%d" % len(pkts)

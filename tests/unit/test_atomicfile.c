@@ -114,12 +114,41 @@ static void test_missing_directory_fails_with_errno(void **state)
 	assert_int_equal(errno, ENOENT);
 }
 
+/* A file written in steps with writeback in between (past the writeback threshold). */
+static void test_written_in_steps(void **state)
+{
+	char path[128];
+	struct atomicfile af;
+	struct stat st;
+	FILE *f;
+	size_t before = entries();
+	int i, j;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/steps", dir);
+	f = atomicfile_open(&af, path, 0644);
+	assert_non_null(f);
+	for (i = 0; i < 40; i++) {
+		for (j = 0; j < 1000; j++)
+			fputs("0123456789012345678901234567890123456789012345678901234567890123\n",
+			      f);
+		assert_int_equal(atomicfile_writeback(&af), 0);
+	}
+	assert_true(af.synced > 0); /* writeback was started along the way */
+	assert_int_equal(atomicfile_commit(&af), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 40 * 1000 * 65);
+	assert_int_equal(entries(), before + 1); /* no temporary file left */
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_commit_replaces_and_leaves_no_temp),
 	    cmocka_unit_test(test_abort_keeps_the_old_file),
 	    cmocka_unit_test(test_missing_directory_fails_with_errno),
+	    cmocka_unit_test(test_written_in_steps),
 	};
 
 	return cmocka_run_group_tests_name("atomicfile", tests, setup, teardown);

@@ -1,5 +1,7 @@
 /* test_diag.c: inet_diag requests (bytecode run through a copy of the kernel's port
  * logic) and answers (hand-built netlink fixtures: good, cut, foreign, errors). */
+#include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -200,7 +202,7 @@ static void test_parse_sockets(void **state)
 	at = put_msg(buf, at, SOCK_DIAG_BY_FAMILY, 9, p, n);
 	n = sock_payload(p, AF_INET6, "2001:db8::1", "2001:db8::2", 104); /* an older kernel */
 	at = put_msg(buf, at, SOCK_DIAG_BY_FAMILY, 9, p, n);
-	assert_int_equal(diag_parse(buf, at, 9, collect, &g, &err), DIAG_MORE);
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_MORE);
 	assert_int_equal(g.n, 3);
 	assert_int_equal(g.s[0].key.family, AF_INET);
 	assert_int_equal(g.s[0].key.lport, 5432);
@@ -230,10 +232,10 @@ static void test_parse_done_error_foreign(void **state)
 	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.2", sizeof(struct tcp_info));
 	at = put_msg(buf, at, SOCK_DIAG_BY_FAMILY, 8, p, n); /* an older dump's: skipped */
 	at = put_msg(buf, at, NLMSG_DONE, 9, &zero, sizeof(zero));
-	assert_int_equal(diag_parse(buf, at, 9, collect, &g, &err), DIAG_DONE);
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_DONE);
 	assert_int_equal(g.n, 0);
 	at = put_msg(buf, 0, NLMSG_ERROR, 9, &eperm, sizeof(eperm));
-	assert_int_equal(diag_parse(buf, at, 9, collect, &g, &err), DIAG_E_KERNEL);
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_E_KERNEL);
 	assert_int_equal(err, 1);
 }
 
@@ -249,20 +251,57 @@ static void test_parse_malformed(void **state)
 	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.2", sizeof(struct tcp_info));
 	at = put_msg(buf, 0, SOCK_DIAG_BY_FAMILY, 9, p, n);
 	for (cut = 1; cut < at; cut++) /* every truncation: no crash, no socket */
-		assert_int_equal(diag_parse(buf, cut, 9, collect, &g, &err) == DIAG_E_MALFORMED ||
+		assert_int_equal(diag_parse(buf, cut, 9, 0, collect, &g, &err) ==
+		                         DIAG_E_MALFORMED ||
 		                     cut < NLMSG_HDRLEN,
 		                 1);
 	assert_int_equal(g.n, 0);
 	at = put_msg(buf, 0, SOCK_DIAG_BY_FAMILY, 9, p, 10); /* payload too short */
-	assert_int_equal(diag_parse(buf, at, 9, collect, &g, &err), DIAG_E_MALFORMED);
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_E_MALFORMED);
 	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.2", 0);
 	memcpy(p + n, &bad, sizeof(bad)); /* attribute longer than the message */
 	at = put_msg(buf, 0, SOCK_DIAG_BY_FAMILY, 9, p, n + sizeof(bad));
-	assert_int_equal(diag_parse(buf, at, 9, collect, &g, &err), DIAG_E_MALFORMED);
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_E_MALFORMED);
 	p[0] = 99; /* unknown family */
 	at = put_msg(buf, 0, SOCK_DIAG_BY_FAMILY, 9, p, n);
-	assert_int_equal(diag_parse(buf, at, 9, collect, &g, &err), DIAG_E_MALFORMED);
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_E_MALFORMED);
 	assert_int_equal(g.n, 0);
+}
+
+/* A datagram that does not come from the kernel (port id 0) is ignored as a whole, even
+ * with our sequence number: another local program may send to our port. */
+static void test_parse_only_from_kernel(void **state)
+{
+	uint8_t buf[1024], p[512];
+	struct got g = {0};
+	int zero = 0, err = 0;
+	size_t at, n;
+
+	(void)state;
+	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.2", sizeof(struct tcp_info));
+	at = put_msg(buf, 0, SOCK_DIAG_BY_FAMILY, 9, p, n);
+	at = put_msg(buf, at, NLMSG_DONE, 9, &zero, sizeof(zero));
+	assert_int_equal(diag_parse(buf, at, 9, 4242, collect, &g, &err), DIAG_MORE);
+	assert_int_equal(g.n, 0);
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_DONE);
+	assert_int_equal(g.n, 1);
+}
+
+/* An error of INT_MIN (or a positive one) is not negated (UBSan: overflow): EPROTO. */
+static void test_parse_error_int_min(void **state)
+{
+	uint8_t buf[256];
+	struct got g = {0};
+	int bad = INT_MIN, pos = 5, err = 0;
+	size_t at;
+
+	(void)state;
+	at = put_msg(buf, 0, NLMSG_ERROR, 9, &bad, sizeof(bad));
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_E_KERNEL);
+	assert_int_equal(err, EPROTO);
+	at = put_msg(buf, 0, NLMSG_ERROR, 9, &pos, sizeof(pos));
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_E_KERNEL);
+	assert_int_equal(err, EPROTO);
 }
 
 int main(void)
@@ -274,6 +313,8 @@ int main(void)
 	    cmocka_unit_test(test_parse_sockets),
 	    cmocka_unit_test(test_parse_done_error_foreign),
 	    cmocka_unit_test(test_parse_malformed),
+	    cmocka_unit_test(test_parse_only_from_kernel),
+	    cmocka_unit_test(test_parse_error_int_min),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1261,6 +1261,44 @@ static void test_spoofed_data_not_vouched(void **state)
 	assert_int_equal(w.events[FSM_EV_DEAD], 1);
 }
 
+/* A learning SYN that could not be sent is no try: never "blocked" from our own errors. */
+static void test_learn_send_error_is_no_try(void **state)
+{
+	struct world w;
+	int i;
+
+	(void)state;
+	setup_discovered(&w, 0.5);
+	for (i = 0; i < 10; i++) {
+		run_until(&w, w.c.timer_at);
+		assert_true(w.out.learn);
+		fsm_on_learn_error(&w.c, w.now, &w.out);
+		assert_true(w.out.rearm);
+		assert_true(w.c.timer_at == w.now + 0.5);
+	}
+	assert_int_equal(w.events[FSM_EV_LEARN], 0);
+	assert_int_equal(w.c.learn, FSM_LEARN_NONE);
+}
+
+/* A probe the pacer held longer than an interval is not followed at once by the next. */
+static void test_paced_late_probe_not_doubled(void **state)
+{
+	struct world w;
+	double last_rx, sent;
+
+	(void)state;
+	last_rx = quiet_peer(&w);
+	run_until(&w, last_rx + params.idle);
+	assert_int_equal(w.probes_sent, 1);
+	sent = w.now + 2 * params.interval; /* held two intervals */
+	fsm_on_sent(&w.c, &params, false, sent);
+	run_until(&w, sent - 0.001);
+	assert_int_equal(w.probes_sent, 1);
+	w.now = sent + 0.0002;
+	peers(&w, 0); /* the answer to the (late) first probe */
+	assert_true(w.out.ev[1].type == FSM_EV_ALIVE && !w.out.ev[1].notable);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1322,6 +1360,8 @@ int main(void)
 	    cmocka_unit_test(test_client_handshake_only),
 	    cmocka_unit_test(test_unverified_data_vouched_by_our_ack),
 	    cmocka_unit_test(test_spoofed_data_not_vouched),
+	    cmocka_unit_test(test_learn_send_error_is_no_try),
+	    cmocka_unit_test(test_paced_late_probe_not_doubled),
 	};
 
 	return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);

@@ -41,7 +41,7 @@ static void test_counters_and_gauges(void **state)
 {
 	struct engine_stats st = {0};
 	struct metrics_rule rules[2] = {{"pg", {3, 1, 2, 0}}, {"web", {0}}};
-	struct metrics_input in = {&st, bounds, 7, rules, 2};
+	struct metrics_input in = {&st, bounds, 7, rules, 2, 0.0123};
 	char *s;
 
 	(void)state;
@@ -74,6 +74,8 @@ static void test_counters_and_gauges(void **state)
 	has_line(s, "kaprobe_ignored_packets_total{reason=\"icmp_match\"} 0");
 	has_line(s, "kaprobe_ignored_packets_total{reason=\"syn\"} 6");
 	has_line(s, "kaprobe_decode_errors_total 9");
+	has_line(s, "# TYPE kaprobe_loop_stall_max_seconds gauge");
+	has_line(s, "kaprobe_loop_stall_max_seconds 0.012300");
 	assert_int_equal(s[strlen(s) - 1], '\n');
 	free(s);
 }
@@ -81,7 +83,7 @@ static void test_counters_and_gauges(void **state)
 static void test_histogram_is_cumulative(void **state)
 {
 	struct engine_stats st = {0};
-	struct metrics_input in = {&st, bounds, 0, NULL, 0};
+	struct metrics_input in = {&st, bounds, 0, NULL, 0, 0.0};
 	char *s;
 
 	(void)state;
@@ -108,7 +110,7 @@ static void test_label_values_are_escaped(void **state)
 {
 	struct engine_stats st = {0};
 	struct metrics_rule rules[1] = {{"a\"b\\c\nd", {0}}};
-	struct metrics_input in = {&st, bounds, 0, rules, 1};
+	struct metrics_input in = {&st, bounds, 0, rules, 1, 0.0};
 	char *s;
 
 	(void)state;
