@@ -132,34 +132,24 @@ def checksum(data):
 
 def syn_packet(src, sport, dst, dport, seq):
     """The whole IP packet of a bare SYN (window 65535, no options)."""
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x02, 65535, 0, 0)
-    s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
-    if s.version == 4:
-        pseudo = s.packed + d.packed + struct.pack("!BBH", 0, 6, len(tcp))
-        tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0x6b70, 0, 64, 6, 0,
-                         s.packed, d.packed)
-        ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-        return ip + tcp
-    pseudo = s.packed + d.packed + struct.pack("!I3xB", len(tcp), 6)
-    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
-    ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, 64, s.packed, d.packed)
-    return ip + tcp
+    return tcp_packet(src, sport, dst, dport, seq, 0, 0x02, window=65535, ip_id=0x6b70)
 
 
 def flag_bits(letters):
     return sum(1 << FLAG_NAMES.index(c) for c in letters if c != "-")
 
 
-def tcp_packet(src, sport, dst, dport, seq, ack, flags, payload=b"", iplen=None):
-    """The whole IP packet of a TCP segment (window 502, no options)."""
+def tcp_packet(src, sport, dst, dport, seq, ack, flags, payload=b"", iplen=None, window=502,
+               ip_id=0x6b71):
+    """The whole IP packet of a TCP segment (no options); iplen (IPv4) is written as the
+    total length whatever the real size."""
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                      5 << 4, flags, 502, 0, 0) + payload
+                      5 << 4, flags, window, 0, 0) + payload
     s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
     if s.version == 4:
         pseudo = s.packed + d.packed + struct.pack("!BBH", 0, 6, len(tcp))
         tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, iplen or 20 + len(tcp), 0x6b71, 0, 64, 6,
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, iplen or 20 + len(tcp), ip_id, 0, 64, 6,
                          0, s.packed, d.packed)
         ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
         return ip + tcp
