@@ -199,8 +199,9 @@ bool fsm_learn_now(const struct fsm_conn *c, uint32_t *seq);
 
 /* The probe or learning SYN went out at sent_at (after its pacing delay): the RTT counts
  * from there, a learning retry waits FSM_LEARN_RETRY from there, and the next probe (or the
- * verdict) comes no sooner than an interval after it, as Linux re-arms its keepalive timer
- * from each send: a late probe is never followed at once by another. */
+ * verdict) comes no sooner than half an interval after it: a probe the pacer held is never
+ * followed at once by another, yet a small delay does not move the schedule (which counts
+ * from the last segment received, so a restart or a short queue keeps the verdict time). */
 void fsm_on_sent(struct fsm_conn *c, const struct fsm_params *p, bool learn, double sent_at);
 
 /* Sending the probe asked for failed locally with errno err. A routing or firewall error

@@ -528,8 +528,8 @@ void fsm_on_sent(struct fsm_conn *c, const struct fsm_params *p, bool learn, dou
 		c->last_probe = sent_at;
 		if (c->state != FSM_PROBING)
 			return;
-		floor = sent_at + p->interval; /* as Linux: the next probe (or the verdict) an
-		                                  interval after this one really left */
+		floor = sent_at + p->interval / 2; /* a late probe keeps at least half an
+		                                      interval to be answered */
 	}
 	if (c->timer_at > 0 && c->timer_at < floor)
 		c->timer_at = floor;

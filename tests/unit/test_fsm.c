@@ -978,7 +978,7 @@ static void test_paced_probe_skipped_when_our_data_in_flight(void **state)
 	assert_int_equal(w.c.probes_out, 0); /* not counted */
 }
 
-static void test_paced_last_probe_gets_an_interval(void **state)
+static void test_paced_last_probe_gets_half_an_interval(void **state)
 {
 	struct world w;
 	struct fsm_probe pr;
@@ -993,10 +993,27 @@ static void test_paced_last_probe_gets_an_interval(void **state)
 	assert_int_equal(pr.seq, w.ours - 1);
 	fsm_on_sent(&w.c, &params, false, sent);
 	assert_true(w.c.last_probe == sent);
-	run_until(&w, sent + params.interval - 0.01);
+	run_until(&w, sent + params.interval / 2 - 0.01);
 	assert_int_equal(w.events[FSM_EV_DEAD], 0);
-	run_until(&w, sent + params.interval);
+	run_until(&w, sent + params.interval / 2);
 	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+}
+
+/* A short pacing delay does not move the schedule (it counts from the last segment). */
+static void test_paced_small_delay_keeps_schedule(void **state)
+{
+	struct world w;
+	struct fsm_probe pr;
+	double last_rx;
+
+	(void)state;
+	last_rx = quiet_peer(&w);
+	run_until(&w, last_rx + params.idle);
+	assert_true(fsm_probe_now(&w.c, &params, &pr));
+	fsm_on_sent(&w.c, &params, false, w.now + 0.1);
+	run_until(&w, last_rx + 10);
+	assert_true(w.last_event_at[FSM_EV_DEAD] ==
+	            last_rx + params.idle + params.interval * params.probes);
 }
 
 static void test_paced_learning_waits_from_send(void **state)
@@ -1346,7 +1363,7 @@ int main(void)
 	    cmocka_unit_test(test_learning_retried_after_drop),
 	    cmocka_unit_test(test_paced_probe_answered_meanwhile),
 	    cmocka_unit_test(test_paced_probe_skipped_when_our_data_in_flight),
-	    cmocka_unit_test(test_paced_last_probe_gets_an_interval),
+	    cmocka_unit_test(test_paced_last_probe_gets_half_an_interval),
 	    cmocka_unit_test(test_paced_learning_waits_from_send),
 	    cmocka_unit_test(test_peer_segment_without_ack_ignored),
 	    cmocka_unit_test(test_rst_before_numbers_ignored),
@@ -1362,6 +1379,7 @@ int main(void)
 	    cmocka_unit_test(test_spoofed_data_not_vouched),
 	    cmocka_unit_test(test_learn_send_error_is_no_try),
 	    cmocka_unit_test(test_paced_late_probe_not_doubled),
+	    cmocka_unit_test(test_paced_small_delay_keeps_schedule),
 	};
 
 	return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);
