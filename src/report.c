@@ -28,7 +28,7 @@
 #define REPORT_FILE_MODE 0644 /* node_exporter and `kaprobed -s` read them as other users */
 
 /* Record slots per loop iteration: 1-3 us each rendered. */
-#define REPORT_STATE_STEP 512
+#define REPORT_STATE_STEP 256
 
 /* A temporary file committed (flush, fsync, rename) by a thread: an fsync can wait for
  * the disk for many ms, and the loop must not. */
