@@ -1,4 +1,8 @@
-"""kaprobe integration cases: an attacker on the same L2 segment (issue 9).
+"""kaprobe integration cases: the attacks of issue 9 against the real daemon.
+
+The off-path ones (ACK-less segments, random RSTs, random ACKs through the idle time, an
+ACK and SYN flood against max_connections, and a capture that fails under a round) are in
+test_spoof.py and run as part of this suite; below, an attacker on the same L2 segment.
 
 Three namespaces (local, peer, attacker) on one bridge, kaprobed in local capturing a
 NAMED interface (eth0, Ethernet: the link type carries no direction). The attacker sends
@@ -15,6 +19,8 @@ import sys
 
 from netns import TcpPeer, check, conf_text, endpoint, run, svc_rule
 from test_cases import (DEAD_AFTER, IDLE, connect, fmt_events, no_errors)
+
+import test_spoof
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WIRE = os.path.join(HERE, "wire.py")
@@ -162,7 +168,7 @@ def case_adv_loopback_spoof(ctx):
 
 
 # In run order: (name, function)
-CASES = [
+CASES = test_spoof.CASES + [
     ("adv_impersonate", case_adv_impersonate),
     ("adv_impersonate6", case_adv_impersonate6),
     ("adv_loopback_named", case_adv_loopback_named),
