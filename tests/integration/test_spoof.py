@@ -86,6 +86,16 @@ def ignored_count(ctx):
     return total
 
 
+def silenced(ctx):
+    """A connection exchanged then silenced, an injector in the peer's namespace. Returns
+    (log, conn, last segment time, injector), or (None, conn, None, summary) in netcheck."""
+    net, log, c, t_last = setup(ctx)
+    if ctx.netcheck:
+        return None, c, None, netcheck_silence(ctx, net, c)
+    silence_input(ctx, net["peer"])
+    return log, c, t_last, Injector(ctx, net["peer"])
+
+
 def netcheck_silence(ctx, net, c):
     silence_input(ctx, net["peer"])
     inj = Injector(ctx, net["peer"])
@@ -96,11 +106,9 @@ def netcheck_silence(ctx, net, c):
 
 # 1, 2: ACK-less segments (data, FIN) with any SEQ during a probe round: no alive, no close.
 def case_spoof_noack(ctx):
-    net, log, c, t_last = setup(ctx)
-    if ctx.netcheck:
-        return netcheck_silence(ctx, net, c)
-    silence_input(ctx, net["peer"])
-    inj = Injector(ctx, net["peer"])
+    log, c, t_last, inj = silenced(ctx)
+    if log is None:
+        return inj
     log.wait_conn(c.local, c.remote, "probe", IDLE + 2)
     for flags in ("P", "F", "PF", "-"):
         inj.spray(ip_port(c.remote), ip_port(c.local), flags, 300, length=1)
@@ -138,11 +146,9 @@ def case_spoof_rst(ctx):
 
 # 3: random ACKs all through the idle time never restart the idle clock.
 def case_spoof_idle(ctx):
-    net, log, c, t_last = setup(ctx)
-    if ctx.netcheck:
-        return netcheck_silence(ctx, net, c)
-    silence_input(ctx, net["peer"])
-    inj = Injector(ctx, net["peer"])
+    log, c, t_last, inj = silenced(ctx)
+    if log is None:
+        return inj
     sent = 0
     while time.time() < t_last + DEAD_AFTER - 0.2:
         inj.spray(ip_port(c.remote), ip_port(c.local), "A", 500, length=sent % 2)

@@ -109,15 +109,21 @@ static void setup(struct world *w)
 }
 
 /* Runs the timer as the event loop would, until `until` (inclusive). */
-static void run_until(struct world *w, double until)
+/* Runs the timer with a capture blind at `blind`, until `until`. */
+static void run_blind(struct world *w, double until, double blind)
 {
 	while (w->c.timer_at > 0 && w->c.timer_at <= until) {
 		w->now = w->c.timer_at;
-		fsm_on_timer(&w->c, &params, w->now, FSM_NEVER_BLIND, &w->out);
+		fsm_on_timer(&w->c, &params, w->now, blind, &w->out);
 		record(w);
 	}
 	if (w->now < until)
 		w->now = until;
+}
+
+static void run_until(struct world *w, double until)
+{
+	run_blind(w, until, FSM_NEVER_BLIND);
 }
 
 static void test_dead_at_idle_plus_interval_times_probes(void **state)
@@ -811,18 +817,6 @@ static void test_discovered_long_overdue_probes_once(void **state)
 }
 
 /* ---- capture drops (issue 8): no verdict from a round the capture may not have heard ---- */
-
-/* Runs the timer with a capture blind at `blind`, until `until`. */
-static void run_blind(struct world *w, double until, double blind)
-{
-	while (w->c.timer_at > 0 && w->c.timer_at <= until) {
-		w->now = w->c.timer_at;
-		fsm_on_timer(&w->c, &params, w->now, blind, &w->out);
-		record(w);
-	}
-	if (w->now < until)
-		w->now = until;
-}
 
 static double quiet_peer(struct world *w)
 {
