@@ -247,10 +247,51 @@ def case_capture_reopen(ctx):
         "later" % (t_up - t_down, len(unc), dead.t - t_up)
 
 
+# A capture that cannot be reopened: kaprobed gives no verdict meanwhile and, after 30 s,
+# exits with status 1 so that systemd restarts it (a daemon that cannot hear must not go
+# on probing).
+GIVE_UP = 30.0
+
+
+def case_capture_gone(ctx):
+    from netns import run
+    from test_cases import nft_drop_all
+    net = two_hosts(ctx.topo)
+    lns = net["local"]
+    if ctx.netcheck:
+        run(["ip", "-n", lns, "link", "del", "eth0"])
+        return "the link deleted for good"
+    ctx.kap = ctx.topo.kaprobed(ctx.binary, lns, conf_text("{log}", [svc_rule(PORT)],
+                                                            interface="eth0"))
+    log = ctx.kap.log
+    c = connect(ctx, net, 4, PORT)
+    c.exchange()
+    nft_drop_all(ctx, net["peer"])
+    log.wait_conn(c.local, c.remote, "probe", IDLE + 2)
+    run(["ip", "-n", lns, "link", "del", "eth0"])
+    t_down = time.time()
+    ctx.kap.proc.wait_line(lambda l: "cannot be reopened" in l, GIVE_UP + 5,
+                           "the give-up line", stream="err")
+    deadline = time.monotonic() + 5
+    while ctx.kap.proc.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check(not ctx.kap.proc.alive(), "kaprobed still runs after giving up")
+    status = ctx.kap.proc.p.returncode
+    took = time.time() - t_down
+    check(status == 1, "exit status %s after giving up (expected 1)" % status)
+    check(GIVE_UP - 0.5 <= took <= GIVE_UP + 3, "gave up %.1f s after the capture failed "
+          "(expected %.0f s)" % (took, GIVE_UP))
+    verdicts = [e.raw for e in c.events(log) if e["event"] in ("dead", "reset") and
+                e.t >= t_down]
+    check(not verdicts, "a verdict while the capture was down: %s" % verdicts)
+    return "capture gone for good: no verdict, exit status 1 after %.1f s" % took
+
+
 CASES = [
     ("spoof_noack", case_spoof_noack),
     ("spoof_rst", case_spoof_rst),
     ("spoof_idle", case_spoof_idle),
     ("spoof_flood", case_spoof_flood),
     ("capture_reopen", case_capture_reopen),
+    ("capture_gone", case_capture_gone),
 ]
