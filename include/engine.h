@@ -30,7 +30,6 @@ struct engine_stats {
 	unsigned long long discovered, gone, kernel_keepalive, learn_asked, learn_blocked;
 	unsigned long long uncertain;       /* rounds that gave no verdict: the capture was blind */
 	unsigned long long learn_retries;   /* learning asked again: the capture was blind */
-	unsigned long long blind_polls;     /* drop checks that found new capture drops */
 	unsigned long long capture_reopens; /* captures reopened after failing at run time */
 	unsigned long long unconfirmed_dropped; /* records seen only from our side, dropped
 	                                           unconfirmed (a SYN flood shows here) */

@@ -777,7 +777,6 @@ static void went_blind(struct engine *e, unsigned long long n, double now)
 
 	e->blind = now;
 	e->blind_why = "capture-drops";
-	e->st.blind_polls++;
 	e->pace.rate = e->pace.rate / 2 > floor ? e->pace.rate / 2 : floor;
 	e->st.probe_rate = e->pace.rate;
 	if (now - e->last_drop_log < 5.0 && e->last_drop_log > 0)

@@ -196,11 +196,28 @@ def case_spoof_flood(ctx):
         "connection tracked, dead %+.0f ms; no limit line" % (err * 1000)
 
 
+def probing_on_eth0(ctx, net):
+    """kaprobed capturing the named interface eth0, a connection whose peer is silenced,
+    its first probe out; then eth0 is deleted. Returns (log, conn, time of the deletion)."""
+    from netns import run
+    from test_cases import nft_drop_all
+    lns = net["local"]
+    ctx.kap = ctx.topo.kaprobed(ctx.binary, lns, conf_text("{log}", [svc_rule(PORT)],
+                                                            interface="eth0"))
+    log = ctx.kap.log
+    c = connect(ctx, net, 4, PORT)
+    c.exchange()
+    nft_drop_all(ctx, net["peer"])
+    log.wait_conn(c.local, c.remote, "probe", IDLE + 2)
+    run(["ip", "-n", lns, "link", "del", "eth0"])
+    return log, c, time.time()
+
+
 # kaprobed never probes blind: a capture that fails at run time (its interface deleted) is
 # reopened, and no round heard while it was down gives a verdict.
 def case_capture_reopen(ctx):
     from netns import run
-    from test_cases import INTERVAL, PROBES, nft_drop_all
+    from test_cases import INTERVAL, PROBES
     net = two_hosts(ctx.topo)
     lns, pns = net["local"], net["peer"]
 
@@ -213,15 +230,7 @@ def case_capture_reopen(ctx):
         run(["ip", "-n", lns, "link", "del", "eth0"])
         relink()
         return "the link deleted and made again with its addresses"
-    ctx.kap = ctx.topo.kaprobed(ctx.binary, lns, conf_text("{log}", [svc_rule(PORT)],
-                                                            interface="eth0"))
-    log = ctx.kap.log
-    c = connect(ctx, net, 4, PORT)
-    c.exchange()
-    nft_drop_all(ctx, pns)
-    log.wait_conn(c.local, c.remote, "probe", IDLE + 2)
-    run(["ip", "-n", lns, "link", "del", "eth0"])
-    t_down = time.time()
+    log, c, t_down = probing_on_eth0(ctx, net)
     ctx.kap.proc.wait_line(lambda l: "capture on eth0 failed" in l, 3, "capture failed",
                            stream="err")
     time.sleep(DEAD_AFTER + 0.5)  # the round's verdict falls while the capture is down
@@ -255,21 +264,12 @@ GIVE_UP = 30.0
 
 def case_capture_gone(ctx):
     from netns import run
-    from test_cases import nft_drop_all
     net = two_hosts(ctx.topo)
     lns = net["local"]
     if ctx.netcheck:
         run(["ip", "-n", lns, "link", "del", "eth0"])
         return "the link deleted for good"
-    ctx.kap = ctx.topo.kaprobed(ctx.binary, lns, conf_text("{log}", [svc_rule(PORT)],
-                                                            interface="eth0"))
-    log = ctx.kap.log
-    c = connect(ctx, net, 4, PORT)
-    c.exchange()
-    nft_drop_all(ctx, net["peer"])
-    log.wait_conn(c.local, c.remote, "probe", IDLE + 2)
-    run(["ip", "-n", lns, "link", "del", "eth0"])
-    t_down = time.time()
+    log, c, t_down = probing_on_eth0(ctx, net)
     ctx.kap.proc.wait_line(lambda l: "cannot be reopened" in l, GIVE_UP + 5,
                            "the give-up line", stream="err")
     deadline = time.monotonic() + 5
