@@ -51,6 +51,7 @@ struct config {
 	double metrics_interval;            /* s between metrics file rewrites */
 	double action_timeout;              /* s an exec: action may run before SIGKILL */
 	struct rule_actions on_dead, on_reset;             /* [global] defaults for the rules */
+	struct rule_actions on_stall;                      /* [global] on_stall (if given) */
 	char exec_paths[CONFIG_MAX_EXEC][CONFIG_PATH_MAX]; /* targets of exec: actions */
 	size_t nexec;
 	double discover_interval;   /* s between socket list dumps; 0 = start/reload only */

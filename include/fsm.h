@@ -18,6 +18,8 @@ struct fsm_params {
 	double interval; /* s between probes */
 	int probes;      /* unanswered probes before dead */
 	int probe_bytes; /* 1: one 0x00 byte; 0: none */
+	double stall_timeout; /* s without progress on data in flight (or an open window) before
+	                         a stall verdict; 0: off */
 };
 
 enum fsm_state {

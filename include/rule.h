@@ -38,6 +38,7 @@ struct rule {
 	struct rule_pattern local, remote;
 	struct fsm_params params;
 	struct rule_actions on_dead, on_reset;
+	struct rule_actions on_stall; /* default: [global] on_stall, else this rule's on_dead */
 	int line; /* line of the section header */
 };
 

@@ -62,6 +62,8 @@ enum key_id {
 	K_MAX_PROBE_RATE,
 	K_CAPTURE_BUFFER,
 	K_LOG_ALIVE,
+	K_STALL_TIMEOUT,
+	K_ON_STALL,
 	K_COUNT,
 };
 
@@ -98,6 +100,8 @@ static const struct {
     [K_MAX_PROBE_RATE] = {"max_probe_rate", IN_GLOBAL},
     [K_CAPTURE_BUFFER] = {"capture_buffer", IN_GLOBAL},
     [K_LOG_ALIVE] = {"log_alive", IN_GLOBAL},
+    [K_STALL_TIMEOUT] = {"stall_timeout", IN_GLOBAL | IN_RULE},
+    [K_ON_STALL] = {"on_stall", IN_GLOBAL | IN_RULE},
 };
 
 static const char *const level_names[] = {
@@ -108,7 +112,7 @@ static const char *const level_names[] = {
 };
 
 /* Linux's own defaults, used when the caller passes no host_defaults. */
-static const struct fsm_params linux_defaults = {7200.0, 75.0, 9, 1};
+static const struct fsm_params linux_defaults = {7200.0, 75.0, 9, 1, 0.0};
 
 enum sect_kind {
 	S_NONE,   /* before the first section header */
@@ -136,6 +140,7 @@ struct parser {
 	struct pend_rule *rules;
 	size_t nrules, cap;
 	bool saw_rule_header, told_too_many, oom;
+	bool on_stall_set; /* [global] on_stall given */
 	struct config_errors *errs;
 	int err_line[CONFIG_MAX_ERRORS];
 };
@@ -243,6 +248,25 @@ static void set_duration(struct parser *p, const char *key, const char *v, doubl
 	if (s < DUR_MIN || s > DUR_MAX) {
 		cfg_err(p, p->line, "%s: %s is out of range (%s)", key, shown(v, buf, sizeof(buf)),
 		        DUR_RANGE);
+		return;
+	}
+	*dst = s;
+}
+
+/* stall_timeout: 0 (off) or a duration. */
+static void set_stall_timeout(struct parser *p, const char *v, double *dst)
+{
+	char buf[VALUE_SHOW + 4];
+	double s;
+
+	if (config_parse_duration(v, &s) < 0) {
+		cfg_err(p, p->line, "stall_timeout: \"%s\" is not a duration (%s)",
+		        shown(v, buf, sizeof(buf)), DUR_HELP);
+		return;
+	}
+	if (s != 0.0 && (s < DUR_MIN || s > DUR_MAX)) {
+		cfg_err(p, p->line, "stall_timeout: %s is out of range (0 (off) or %s)",
+		        shown(v, buf, sizeof(buf)), DUR_RANGE);
 		return;
 	}
 	*dst = s;
@@ -706,6 +730,14 @@ static void set_value(struct parser *p, enum key_id k, const char *v)
 	case K_ON_RESET:
 		set_actions(p, "on_reset", false, v, r ? &r->on_reset : &c->on_reset);
 		break;
+	case K_STALL_TIMEOUT:
+		set_stall_timeout(p, v, &fp->stall_timeout);
+		break;
+	case K_ON_STALL:
+		set_actions(p, "on_stall", true, v, r ? &r->on_stall : &c->on_stall);
+		if (!r)
+			p->on_stall_set = true;
+		break;
 	case K_DISCOVER_INTERVAL:
 		set_period(p, "discover_interval", v, &c->discover_interval);
 		break;
@@ -1054,6 +1086,8 @@ static void fill_params(struct fsm_params *dst, const int *set, const struct fsm
 		dst->probes = src->probes;
 	if (!set[K_PROBE_BYTES])
 		dst->probe_bytes = src->probe_bytes;
+	if (!set[K_STALL_TIMEOUT])
+		dst->stall_timeout = src->stall_timeout;
 }
 
 static void finish_rule(struct parser *p, struct pend_rule *pr, const struct fsm_params *d)
@@ -1066,6 +1100,8 @@ static void finish_rule(struct parser *p, struct pend_rule *pr, const struct fsm
 		pr->r.on_dead = p->c->on_dead;
 	if (!set[K_ON_RESET])
 		pr->r.on_reset = p->c->on_reset;
+	if (!set[K_ON_STALL]) /* [global] on_stall, else the rule's own on_dead */
+		pr->r.on_stall = p->on_stall_set ? p->c->on_stall : pr->r.on_dead;
 	if (!set[K_LOCAL] && !set[K_REMOTE])
 		cfg_err(p, r->line, "rule [%s] has no \"local\" and no \"remote\"", r->name);
 	else if (!set[K_LOCAL])

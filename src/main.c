@@ -133,6 +133,7 @@ static void host_defaults(struct fsm_params *p)
 	p->interval = read_proc_number("/proc/sys/net/ipv4/tcp_keepalive_intvl", 75);
 	p->probes = (int)read_proc_number("/proc/sys/net/ipv4/tcp_keepalive_probes", 9);
 	p->probe_bytes = 1;
+	p->stall_timeout = 0.0; /* the kernel has none: tcp_retries2 decides */
 }
 
 /* Reads and checks the configuration. Returns 0, or -1 with every error in errs. */

@@ -15,7 +15,7 @@
 
 #include "config.h"
 
-static const struct fsm_params host = {3600.0, 60.0, 5, 1};
+static const struct fsm_params host = {3600.0, 60.0, 5, 1, 0.0};
 
 /* The parse result of the last parse(), freed by the next call and at teardown. */
 static struct config cfg;
@@ -548,6 +548,37 @@ static void test_service_keys(void **state)
 	assert_int_equal(cfg.nexec, 2);
 }
 
+/* stall_timeout: 0 (off) by default, both levels; on_stall: [global] on_stall, else the rule's
+ * own on_dead. */
+static void test_stall_keys(void **state)
+{
+	(void)state;
+	parse_good("[a]\nlocal = *:1\nremote = *\non_dead = close\n");
+	assert_true(cfg.rules[0].params.stall_timeout == 0.0);
+	assert_int_equal(cfg.rules[0].on_stall.mask, RULE_ACT_CLOSE);
+
+	parse_good("[global]\nstall_timeout = 30s\n"
+	           "[a]\nlocal = *:1\nremote = *\nstall_timeout = 0\non_dead = rst\n"
+	           "[b]\nlocal = *:2\nremote = *\nstall_timeout = 2.5s\non_stall = log\n"
+	           "[c]\nlocal = *:3\nremote = *\non_dead = close\n");
+	assert_true(cfg.rules[0].params.stall_timeout == 0.0);
+	assert_int_equal(cfg.rules[0].on_stall.mask, RULE_ACT_RST);
+	assert_true(cfg.rules[1].params.stall_timeout == 2.5);
+	assert_int_equal(cfg.rules[1].on_stall.mask, RULE_ACT_LOG);
+	assert_true(cfg.rules[2].params.stall_timeout == 30.0);
+	assert_int_equal(cfg.rules[2].on_stall.mask, RULE_ACT_CLOSE);
+
+	parse_good("[global]\non_stall = exec:/bin/s\n[a]\nlocal = *:1\nremote = *\n"
+	           "on_dead = close\n");
+	assert_int_equal(cfg.rules[0].on_stall.mask, RULE_ACT_EXEC);
+	assert_string_equal(cfg.exec_paths[cfg.rules[0].on_stall.exec - 1], "/bin/s");
+
+	parse_bad("[global]\nstall_timeout = 50ms\n[a]\nlocal = *:1\nremote = *\n",
+	          "t.ini:2: stall_timeout: 50ms is out of range (0 (off) or 100ms..32767s)");
+	parse_bad("[a]\nlocal = *:1\nremote = *\non_stall = nap\n",
+	          "t.ini:4: on_stall: \"nap\" is not one of log, close, rst, exec:PATH");
+}
+
 /* ---- the files under tests/configs and conf/ ---------------------------------- */
 
 /* The file at path, NUL-terminated; *len (when not NULL) gets its length. */
@@ -754,6 +785,7 @@ int main(void)
 	    cmocka_unit_test(test_service_keys),
 	    cmocka_unit_test(test_nul_byte),
 	    cmocka_unit_test(test_scale_keys),
+	    cmocka_unit_test(test_stall_keys),
 	    cmocka_unit_test(test_bad_files),
 	    cmocka_unit_test(test_good_files),
 	    cmocka_unit_test(test_shipped_config),
