@@ -29,6 +29,9 @@ struct engine_stats {
 	unsigned long long alive, dead, reset, unreachable, closed, table_full;
 	unsigned long long discovered, gone, kernel_keepalive, learn_asked, learn_blocked;
 	unsigned long long uncertain;       /* rounds that gave no verdict: the capture was blind */
+	unsigned long long stall_retransmit;  /* dead verdicts from a retransmission stall */
+	unsigned long long stall_zero_window; /* zero-window stalls told (event=stalled) */
+	unsigned long long unstalled;         /* ... and ended (event=unstalled) */
 	unsigned long long learn_retries;   /* learning asked again: the capture was blind */
 	unsigned long long capture_reopens; /* captures reopened after failing at run time */
 	unsigned long long unconfirmed_dropped; /* records seen only from our side, dropped
@@ -55,6 +58,8 @@ struct engine_view {
 	double rtt;         /* s of the last answered probe; < 0 when none yet */
 	int verdict;        /* last verdict: FSM_EV_ALIVE, _DEAD, _RESET, _UNREACHABLE; 0 none */
 	double verdict_age; /* s since that verdict; < 0 when none */
+	const char *stall;  /* "zero-window" (stalled now), "retransmit" (dead from a stall), or
+	                       NULL */
 };
 
 /* Connections by state, counted by one pass over the table. */
@@ -62,6 +67,7 @@ struct engine_counts {
 	size_t tracked;
 	size_t by_state[FSM_STATE_COUNT]; /* by enum fsm_state */
 	size_t unconfirmed; /* records seen only from our side yet (not in tracked, by_state) */
+	size_t zw_stalled;  /* connections in a told zero-window stall now */
 };
 
 /* A new engine on loop with cfg's rules (cfg must outlive it), local addresses, and a
@@ -131,7 +137,8 @@ struct engine_verdict {
 	const struct rule *rule;  /* the connection's rule: on_dead, on_reset */
 	const struct addr_tuple *key;
 	const struct fsm_conn *fsm; /* its numbers: snd_nxt, rcv_nxt, peer_end, windows, known */
-	const struct fsm_event *ev; /* FSM_EV_DEAD or FSM_EV_RESET, its probes and reason */
+	const struct fsm_event *ev; /* FSM_EV_DEAD, _RESET or _STALLED, its probes and reason */
+	bool stall;                 /* a stall (dead reason=stalled, or stalled): on_stall's */
 	double idle;                /* s since the last segment from the peer */
 };
 

@@ -52,6 +52,20 @@ enum fsm_round {
 	FSM_R_UNCERTAIN = 1 << 1,  /* the round was restarted: the capture may have been deaf */
 };
 
+/* What the stall clock (struct fsm_conn.stall_since) is timing (struct fsm_conn.stall). */
+enum fsm_stall {
+	FSM_STALL_NONE = 0, /* nothing: no data in flight, the peer's window open */
+	FSM_STALL_RTX,      /* our data in flight, no segment from the peer since stall_since */
+	FSM_STALL_ZW,       /* the peer's window zero since stall_since */
+};
+
+/* Bits of struct fsm_conn.stall_bits. */
+enum fsm_stall_bit {
+	FSM_SB_ZWP = 1 << 0,  /* our kernel probed the zero window (it has data waiting) */
+	FSM_SB_TOLD = 1 << 1, /* the zero-window stall was announced (FSM_EV_STALLED) */
+	FSM_SB_LATE = 1 << 2, /* the zero-window deadline passed before any zero-window probe */
+};
+
 /* Learning the numbers of a discovered connection (struct fsm_conn.learn). */
 enum fsm_learn {
 	FSM_LEARN_NONE = 0, /* nothing asked */
@@ -93,7 +107,11 @@ struct fsm_conn {
 	double last_probe;  /* time the last probe was sent */
 	double round_at;    /* when this probe round (or learning) began: a capture blind
 	                       after it may have hidden the answer */
-	double timer_at;    /* when the machine wants its timer to fire; 0 = never */
+	double timer_at;    /* when the keepalive timer fires; 0 = never (see fsm_wake_at) */
+	double stall_since; /* start of the stall clock (enum fsm_stall; stall_timeout > 0) */
+	uint16_t retransmits; /* our retransmissions seen since stall_since */
+	uint8_t stall;        /* enum fsm_stall */
+	uint8_t stall_bits;   /* FSM_SB_* */
 };
 
 /* Fields of a probe; the caller adds addresses and ports from the connection key. */
@@ -119,6 +137,8 @@ enum fsm_event_type {
 	                       capture may have missed it: asked again) */
 	FSM_EV_UNCERTAIN,   /* probes, reason: the round may have been heard deaf
 	                       ("capture-drops", "capture-down"): no verdict, probed again */
+	FSM_EV_STALLED,     /* since, reason "zero-window": the peer's window stayed shut */
+	FSM_EV_UNSTALLED,   /* since: the peer's window opened after FSM_EV_STALLED */
 };
 
 /* Why a packet was ignored (counted by the caller). */
@@ -143,8 +163,11 @@ struct fsm_event {
 	                        uncertain round: a change worth logging */
 	int send_errno;      /* FSM_EV_UNREACHABLE from a local send error; 0 for ICMP */
 	double idle;         /* s since the last segment from the peer */
+	double since;        /* stalls: s since the stall clock started */
+	uint32_t unacked;    /* stalled dead verdict: bytes in flight */
+	uint16_t retransmits; /* stalled dead verdict: our retransmissions seen */
 	double rtt;          /* s from the last probe to the reply */
-	const char *reason;  /* "no-reply", "unreachable", "fin", "rst" */
+	const char *reason;  /* "no-reply", "unreachable", "stalled", "zero-window", "fin", "rst" */
 	const uint8_t *from; /* ICMP sender (points into the caller's packet) */
 };
 
@@ -189,6 +212,10 @@ void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct co
  * up. */
 void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
                   struct fsm_out *out);
+
+/* When the machine wants its next fsm_on_timer call: its keepalive timer, or the stall
+ * deadline (stall_since + stall_timeout) when sooner; 0 = never. */
+double fsm_wake_at(const struct fsm_conn *c, const struct fsm_params *p);
 
 /* Paced sending: the probe asked for by out.send_probe is about to go out now. Fills *pr
  * from the numbers known now; false when it is no longer wanted (a reply came meanwhile, or

@@ -23,6 +23,7 @@ struct metrics_input {
 	const struct metrics_rule *rules;
 	size_t nrules;
 	double loop_stall_max; /* s: the longest single loop iteration's work so far */
+	size_t zw_stalled;     /* connections in a zero-window stall now */
 };
 
 /* Writes the exposition: HELP and TYPE lines, then the samples of each family. */

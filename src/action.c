@@ -405,14 +405,16 @@ static void do_exec(struct action *a, const struct engine_verdict *v, const stru
 void action_on_verdict(void *arg, const struct engine_verdict *v)
 {
 	struct action *a = arg;
-	bool dead = v->ev->type == FSM_EV_DEAD;
-	const struct rule_actions *acts = dead ? &v->rule->on_dead : &v->rule->on_reset;
+	bool dead = v->ev->type == FSM_EV_DEAD || v->ev->type == FSM_EV_STALLED;
+	const struct rule_actions *acts = v->stall ? &v->rule->on_stall
+	                                  : dead   ? &v->rule->on_dead
+	                                           : &v->rule->on_reset;
 	const struct addr_tuple *k = v->key;
 	struct who w;
 
 	if (!(acts->mask & (RULE_ACT_CLOSE | RULE_ACT_RST | RULE_ACT_EXEC)))
 		return;
-	w.verdict = dead ? "dead" : "reset";
+	w.verdict = v->ev->type == FSM_EV_STALLED ? "stalled" : dead ? "dead" : "reset";
 	w.rule = v->rule->name;
 	addr_format_endpoint(k->family, k->local, k->lport, w.local, sizeof(w.local));
 	addr_format_endpoint(k->family, k->remote, k->rport, w.remote, sizeof(w.remote));

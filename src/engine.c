@@ -32,6 +32,8 @@ enum {
 	CONN_F_QUEUED = 1 << 5,      /* waits in the pacer's queue */
 	CONN_F_Q_LEARN = 1 << 6,     /* ... for a learning SYN (else a probe) */
 	CONN_F_UNCONFIRMED = 1 << 7, /* seen only from our side so far: may be a SYN flood */
+	CONN_F_ZW_STALLED = 1 << 8,  /* counted in zw_stalled: its zero-window stall was told */
+	CONN_F_STALL_DEAD = 1 << 9,  /* its last verdict is dead from a retransmission stall */
 };
 
 /* Records seen only from our side (our SYN-ACK to a SYN that may be spoofed, our first
@@ -102,6 +104,7 @@ struct engine {
 	ev_timer sync_t;
 	struct unconf_entry *unconf; /* FIFO ring of unconfirmed records (stale ones skipped) */
 	size_t unconf_head, unconf_len, n_unconf;
+	size_t zw_stalled; /* records with CONN_F_ZW_STALLED */
 	size_t max_conns; /* confirmed records at most (max_connections) */
 };
 
@@ -160,9 +163,23 @@ static void count_add(struct engine *e, const struct conn *c, long d)
 		e->rule_state[c->rule * FSM_STATE_COUNT + c->counted] += (unsigned long long)d;
 }
 
+/* True while c's zero-window stall is told and not over. */
+static bool zw_stalled(const struct conn *c)
+{
+	return c->fsm.stall == FSM_STALL_ZW && (c->fsm.stall_bits & FSM_SB_TOLD) &&
+	       c->fsm.state != FSM_CLOSED;
+}
+
 /* The record's state may have changed: moves it in the counts. */
 static void count_update(struct engine *e, struct conn *c)
 {
+	if (zw_stalled(c) != !!(c->flags & CONN_F_ZW_STALLED)) {
+		c->flags ^= CONN_F_ZW_STALLED;
+		if (c->flags & CONN_F_ZW_STALLED)
+			e->zw_stalled++;
+		else
+			e->zw_stalled--;
+	}
 	if (c->counted == c->fsm.state)
 		return;
 	count_add(e, c, -1);
@@ -290,6 +307,20 @@ static void add_unreachable(struct log_line *l, const struct conn *c, const stru
 	log_line_str(l, "from", addr_format_ip(fam, ev->from, ip, sizeof(ip)));
 }
 
+/* A dead verdict from a retransmission stall (on_stall's, not on_dead's). */
+static bool is_stall_verdict(const struct fsm_event *ev)
+{
+	return ev->type == FSM_EV_STALLED ||
+	       (ev->type == FSM_EV_DEAD && ev->reason && strcmp(ev->reason, "stalled") == 0);
+}
+
+static void add_stall_fields(struct log_line *l, const struct fsm_event *ev)
+{
+	log_line_int(l, "unacked", (long long)ev->unacked);
+	log_line_int(l, "retransmits", (long long)ev->retransmits);
+	log_line_fixed(l, "since", ev->since, 3);
+}
+
 static void add_fields(struct log_line *l, const struct conn *c, const struct fsm_event *ev)
 {
 	switch (ev->type) {
@@ -313,6 +344,15 @@ static void add_fields(struct log_line *l, const struct conn *c, const struct fs
 		log_line_int(l, "probes", ev->probes);
 		log_line_fixed(l, "idle", ev->idle, 3);
 		log_line_str(l, "reason", ev->reason);
+		if (is_stall_verdict(ev))
+			add_stall_fields(l, ev);
+		break;
+	case FSM_EV_STALLED:
+		log_line_str(l, "reason", ev->reason);
+		log_line_fixed(l, "since", ev->since, 3);
+		break;
+	case FSM_EV_UNSTALLED:
+		log_line_fixed(l, "since", ev->since, 3);
 		break;
 	case FSM_EV_RESET:
 		log_line_int(l, "probes", ev->probes);
@@ -327,6 +367,8 @@ static void add_fields(struct log_line *l, const struct conn *c, const struct fs
 		log_line_int(l, "probes", ev->probes);
 		log_line_fixed(l, "idle", ev->idle, 3);
 		log_line_str(l, "reason", ev->reason);
+		if (ev->since > 0)
+			log_line_fixed(l, "stall_since", ev->since, 3); /* a stall, not a round */
 		break;
 	}
 }
@@ -345,6 +387,14 @@ static void count_event(struct engine_stats *st, const struct fsm_event *ev)
 		break;
 	case FSM_EV_DEAD:
 		st->dead++;
+		if (is_stall_verdict(ev))
+			st->stall_retransmit++;
+		break;
+	case FSM_EV_STALLED:
+		st->stall_zero_window++;
+		break;
+	case FSM_EV_UNSTALLED:
+		st->unstalled++;
 		break;
 	case FSM_EV_RESET:
 		st->reset++;
@@ -381,8 +431,12 @@ static void note_event(struct engine *e, struct conn *c, const struct fsm_event 
 	case FSM_EV_DEAD:
 	case FSM_EV_RESET:
 	case FSM_EV_UNREACHABLE:
+	case FSM_EV_STALLED:
 		c->verdict = ev->type;
 		c->verdict_at = now;
+		c->flags &= (uint16_t)~CONN_F_STALL_DEAD;
+		if (ev->type == FSM_EV_DEAD && is_stall_verdict(ev))
+			c->flags |= CONN_F_STALL_DEAD;
 		break;
 	}
 }
@@ -463,12 +517,14 @@ static void schedule_tick(struct engine *e)
 	ev_timer_start(e->loop, &e->tick);
 }
 
-/* (Re)arms c's timer at fsm.timer_at (disarmed when 0). */
+/* (Re)arms c's timer when its machine wants to wake (fsm_wake_at; disarmed when never). */
 static void arm_timer(struct engine *e, struct conn *c)
 {
-	if (c->fsm.timer_at <= 0)
+	double at = fsm_wake_at(&c->fsm, &rule_of(e, c)->params);
+
+	if (at <= 0)
 		timerheap_remove(&e->timers, c);
-	else if (timerheap_set(&e->timers, c, c->fsm.timer_at) < 0)
+	else if (timerheap_set(&e->timers, c, at) < 0)
 		log_warnx("out of memory: a connection's timer is not armed");
 	schedule_tick(e);
 }
@@ -483,7 +539,10 @@ static void drop_record(struct engine *e, struct conn *c)
 	disarm_timer(e, c);
 	if (c->flags & CONN_F_UNCONFIRMED)
 		e->n_unconf--;
-	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED);
+	if (c->flags & CONN_F_ZW_STALLED)
+		e->zw_stalled--;
+	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED |
+	                         CONN_F_ZW_STALLED);
 	conntab_remove(e->tab, c);
 }
 
@@ -843,7 +902,8 @@ static void verdict_hook(struct engine *e, const struct conn *c, const struct fs
 {
 	struct engine_verdict v;
 
-	if (!e->hook || (ev->type != FSM_EV_DEAD && ev->type != FSM_EV_RESET))
+	if (!e->hook || (ev->type != FSM_EV_DEAD && ev->type != FSM_EV_RESET &&
+	                 ev->type != FSM_EV_STALLED))
 		return;
 	v.cfg = e->cfg;
 	v.rule = rule_of(e, c);
@@ -851,6 +911,7 @@ static void verdict_hook(struct engine *e, const struct conn *c, const struct fs
 	v.fsm = &c->fsm;
 	v.ev = ev;
 	v.idle = ev->type == FSM_EV_DEAD ? ev->idle : now - c->fsm.last_rx;
+	v.stall = is_stall_verdict(ev);
 	e->hook(e->hook_arg, &v);
 }
 
@@ -880,11 +941,13 @@ static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double 
 		arm_timer(e, c);
 }
 
-/* True when this timer may end a round or a learning try: the capture is read first. */
+/* True when this timer may end a round, a learning try or a stall: the capture is read
+ * first. */
 static bool may_judge(const struct fsm_conn *f, const struct fsm_params *p)
 {
 	return (f->state == FSM_PROBING && f->probes_out >= p->probes) ||
-	       f->learn == FSM_LEARN_ASKED2;
+	       f->learn == FSM_LEARN_ASKED2 ||
+	       (f->stall != FSM_STALL_NONE && mono_now() + 0.001 >= f->stall_since + p->stall_timeout);
 }
 
 /* c's timer fired: the machine decides (after reading the capture when it may judge). */
@@ -1126,6 +1189,9 @@ static void view_one(struct conn *c, void *arg)
 	v.rtt = c->rtt > 0 ? (double)c->rtt : -1.0;
 	v.verdict = c->verdict;
 	v.verdict_age = c->verdict ? x->now - c->verdict_at : -1.0;
+	v.stall = (c->flags & CONN_F_ZW_STALLED)  ? "zero-window"
+	          : (c->flags & CONN_F_STALL_DEAD) ? "retransmit"
+	                                           : NULL;
 	x->fn(&v, x->arg);
 }
 
@@ -1156,6 +1222,7 @@ void engine_counts(const struct engine *e, struct engine_counts *out)
 	memcpy(out->by_state, e->by_state, sizeof(out->by_state));
 	out->tracked = conntab_count(e->tab) - e->n_unconf;
 	out->unconfirmed = e->n_unconf;
+	out->zw_stalled = e->zw_stalled;
 }
 
 void engine_rule_counts(const struct engine *e, size_t i, unsigned long long *by_state)

@@ -108,6 +108,12 @@ static uint32_t seg_end(const struct codec_tcp *seg)
 
 static bool numbers_unknown(const struct fsm_conn *c);
 static bool can_learn(const struct fsm_conn *c);
+static void stall_before_ours(struct fsm_conn *c, const struct fsm_params *p,
+                              const struct codec_tcp *seg, double now, struct fsm_out *out);
+static void stall_after_ours(struct fsm_conn *c, const struct fsm_params *p, double now,
+                             struct fsm_out *out);
+static void stall_on_peer(struct fsm_conn *c, const struct fsm_params *p,
+                          const struct codec_tcp *seg, double now, struct fsm_out *out);
 
 /* Ends probing; the record lingers briefly so trailing segments do not re-track it. */
 static void enter_closed(struct fsm_conn *c, double now, struct fsm_out *out)
@@ -226,6 +232,8 @@ static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct
 	if (is_own_probe(c, seg)) {
 		c->last_probe = now; /* the kernel's stamp: RTT from wire to wire */
 		out->ignored = FSM_IGN_OWN_PROBE;
+		stall_before_ours(c, p, seg, now, out); /* (our kernel's zero-window probe looks
+		                                           the same) */
 		return;
 	}
 	if (seg->flags & CODEC_TH_RST) {
@@ -236,7 +244,9 @@ static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct
 		on_our_syn(c, p, now, out);
 	if (vouch_pending(c, seg) && (c->state == FSM_PROBING || c->state == FSM_DEAD))
 		peer_is_alive(c, p, now, out); /* our kernel took the peer's data: alive */
+	stall_before_ours(c, p, seg, now, out);
 	learn_ours(c, seg);
+	stall_after_ours(c, p, now, out);
 	learned(c, p, now, out);
 	if (seg->flags & CODEC_TH_FIN)
 		close_conn(c, "fin", now, out);
@@ -403,9 +413,185 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 	c->known |= FSM_K_CONFIRMED; /* the peer knows the numbers: a real connection */
 
 	learn_peer(c, seg);
+	stall_on_peer(c, p, seg, now, out);
 	peer_is_alive(c, p, now, out);
 	if ((seg->flags & (CODEC_TH_FIN | CODEC_TH_SYN)) == CODEC_TH_FIN)
 		close_conn(c, "fin", now, out); /* (a FIN on a SYN-ACK is no close) */
+}
+
+/* ---- stalls ---------------------------------------------------------------------
+ * Keepalive sees only idle connections. A stall is the other way a peer is lost: our data
+ * stays unacknowledged while the peer says nothing (a retransmission stall: dead, reason
+ * stalled, TCP_USER_TIMEOUT from outside), or the peer answers but keeps its window shut
+ * (a zero-window stall: its program stopped reading; stalled, not dead). The clock
+ * (stall_since) restarts on every acceptable peer segment while data is in flight, and
+ * when the window opens: progress, however slow, is never a stall. */
+
+static bool stall_watched(const struct fsm_params *p)
+{
+	return p->stall_timeout > 0;
+}
+
+/* Our data is in flight: SND.UNA and SND.NXT known and apart. */
+static bool data_in_flight(const struct fsm_conn *c)
+{
+	const uint8_t both = FSM_K_SND_UNA | FSM_K_SND_NXT;
+
+	return (c->known & both) == both && c->snd_una != c->snd_nxt;
+}
+
+static void stall_start(struct fsm_conn *c, uint8_t kind, double now)
+{
+	c->stall = kind;
+	c->stall_since = now;
+	c->stall_bits = 0;
+	c->retransmits = 0;
+}
+
+static void stall_emit(struct fsm_conn *c, int type, double now, struct fsm_out *out)
+{
+	struct fsm_event *ev = out_event(out, type, c);
+
+	ev->since = now - c->stall_since;
+	ev->reason = "zero-window";
+	if (type == FSM_EV_STALLED)
+		c->stall_bits |= FSM_SB_TOLD;
+}
+
+/* The zero-window stall is due and our kernel is waiting on the window: announce it. */
+static void stall_zw_check(struct fsm_conn *c, const struct fsm_params *p, double now,
+                           struct fsm_out *out)
+{
+	if (c->stall != FSM_STALL_ZW || (c->stall_bits & FSM_SB_TOLD) ||
+	    now + FSM_EPSILON < c->stall_since + p->stall_timeout)
+		return;
+	if (c->stall_bits & FSM_SB_ZWP)
+		stall_emit(c, FSM_EV_STALLED, now, out);
+	else
+		c->stall_bits |= FSM_SB_LATE; /* announced at the first zero-window probe */
+}
+
+/* One of our segments, before its numbers are learnt: a retransmission is counted, a
+ * zero-window probe (SEQ = SND.UNA - 1, no data) noted. */
+static void stall_before_ours(struct fsm_conn *c, const struct fsm_params *p,
+                              const struct codec_tcp *seg, double now, struct fsm_out *out)
+{
+	bool zwp = seg->payload_len == 0 && seg->flags == CODEC_TH_ACK &&
+	           (c->known & FSM_K_SND_UNA) && seg->seq == c->snd_una - 1;
+
+	if (!stall_watched(p))
+		return;
+	if (seg->payload_len && (c->known & FSM_K_SND_NXT) && SEQ_LT(seg->seq, c->snd_nxt) &&
+	    c->retransmits < UINT16_MAX)
+		c->retransmits++;
+	if (zwp && c->stall == FSM_STALL_ZW) {
+		c->stall_bits |= FSM_SB_ZWP;
+		stall_zw_check(c, p, now, out);
+	}
+}
+
+/* After one of our segments: data sent with nothing in flight starts the clock. */
+static void stall_after_ours(struct fsm_conn *c, const struct fsm_params *p, double now,
+                             struct fsm_out *out)
+{
+	if (!stall_watched(p) || c->stall != FSM_STALL_NONE || !data_in_flight(c))
+		return;
+	stall_start(c, FSM_STALL_RTX, now);
+	out->rearm = true;
+}
+
+/* An acceptable segment from the peer: it is not silent; its window says whether it reads. */
+static void stall_on_peer(struct fsm_conn *c, const struct fsm_params *p,
+                          const struct codec_tcp *seg, double now, struct fsm_out *out)
+{
+	if (!stall_watched(p) || (seg->flags & CODEC_TH_SYN))
+		return;
+	if (seg->window == 0) {
+		if (c->stall != FSM_STALL_ZW) {
+			stall_start(c, FSM_STALL_ZW, now);
+			out->rearm = true;
+		}
+		return;
+	}
+	if (c->stall == FSM_STALL_ZW && (c->stall_bits & FSM_SB_TOLD))
+		stall_emit(c, FSM_EV_UNSTALLED, now, out);
+	c->stall = FSM_STALL_NONE;
+	if (data_in_flight(c)) {
+		stall_start(c, FSM_STALL_RTX, now); /* progress: the rest gets a new clock */
+		out->rearm = true;
+	}
+}
+
+/* The stall deadline, or 0 when nothing is being timed. */
+static double stall_due(const struct fsm_conn *c, const struct fsm_params *p)
+{
+	if (!stall_watched(p) || c->stall == FSM_STALL_NONE ||
+	    (c->stall_bits & (FSM_SB_TOLD | FSM_SB_LATE)))
+		return 0;
+	return c->stall_since + p->stall_timeout;
+}
+
+double fsm_wake_at(const struct fsm_conn *c, const struct fsm_params *p)
+{
+	double s;
+
+	if (c->state == FSM_DEAD || c->state == FSM_CLOSED)
+		return c->timer_at;
+	s = stall_due(c, p);
+	return s > 0 && (c->timer_at <= 0 || s < c->timer_at) ? s : c->timer_at;
+}
+
+/* The stall deadline passed while the capture may have been deaf (drops since the clock
+ * started): the peer's answer may be what we missed, so no stall is told; timed anew. */
+static void stall_uncertain(struct fsm_conn *c, double now, struct fsm_out *out)
+{
+	struct fsm_event *ev = out_event(out, FSM_EV_UNCERTAIN, c);
+
+	ev->idle = now - c->last_rx;
+	ev->since = now - c->stall_since;
+	ev->reason = "capture-drops";
+	c->stall_since = now;
+	c->stall_bits &= (uint8_t)~FSM_SB_ZWP;
+	out->rearm = true;
+}
+
+static void stall_dead(struct fsm_conn *c, double now, struct fsm_out *out)
+{
+	struct fsm_event *ev = out_event(out, FSM_EV_DEAD, c);
+
+	ev->idle = now - c->last_rx;
+	ev->since = now - c->stall_since;
+	ev->unacked = c->snd_nxt - c->snd_una;
+	ev->retransmits = c->retransmits;
+	ev->reason = "stalled";
+	c->stall = FSM_STALL_NONE;
+	c->state = FSM_DEAD;
+	c->timer_at = 0;
+}
+
+/* The stall deadline passed: a retransmission stall is a dead verdict, a zero-window one
+ * is told. True when the connection is now dead. */
+static bool stall_timer(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
+                        struct fsm_out *out)
+{
+	double due = stall_due(c, p);
+
+	if (due <= 0 || now + FSM_EPSILON < due)
+		return false;
+	if (blind >= c->stall_since) {
+		stall_uncertain(c, now, out);
+		return false;
+	}
+	if (c->stall == FSM_STALL_ZW) {
+		stall_zw_check(c, p, now, out);
+		return false;
+	}
+	if (!data_in_flight(c)) {
+		c->stall = FSM_STALL_NONE; /* cannot happen: the ACK that emptied it stopped it */
+		return false;
+	}
+	stall_dead(c, now, out);
+	return true;
 }
 
 void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
@@ -661,8 +847,15 @@ void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, do
                   struct fsm_out *out)
 {
 	out_clear(out);
-	if (c->state == FSM_DEAD || c->timer_at == 0)
+	if (c->state == FSM_DEAD || c->state == FSM_CLOSED) {
+		/* no stall is timed: fall through to the closed linger */
+	} else if (stall_timer(c, p, now, blind, out)) {
 		return;
+	}
+	if (c->state == FSM_DEAD || c->timer_at == 0) {
+		out->rearm = out->rearm || fsm_wake_at(c, p) > 0;
+		return;
+	}
 	if (now + FSM_EPSILON < c->timer_at) {
 		out->rearm = true; /* moved later since armed */
 		return;
@@ -691,9 +884,11 @@ const char *fsm_event_name(int type)
 	    [FSM_EV_CLOSE] = "close",
 	    [FSM_EV_LEARN] = "learn",
 	    [FSM_EV_UNCERTAIN] = "uncertain",
+	    [FSM_EV_STALLED] = "stalled",
+	    [FSM_EV_UNSTALLED] = "unstalled",
 	};
 
-	if (type <= 0 || type > FSM_EV_UNCERTAIN)
+	if (type <= 0 || type > FSM_EV_UNSTALLED)
 		return "unknown";
 	return names[type];
 }

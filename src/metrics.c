@@ -83,6 +83,17 @@ static void verdicts(FILE *f, const struct engine_stats *st)
 	fprintf(f, "kaprobe_verdicts_total{kind=\"unreachable\"} %llu\n", st->unreachable);
 }
 
+static void stalls(FILE *f, const struct metrics_input *in)
+{
+	family(f, "kaprobe_stalls_total", "counter",
+	       "Stalls told, by kind: retransmit (a dead verdict), zero-window (event=stalled).");
+	fprintf(f, "kaprobe_stalls_total{kind=\"retransmit\"} %llu\n", in->st->stall_retransmit);
+	fprintf(f, "kaprobe_stalls_total{kind=\"zero-window\"} %llu\n", in->st->stall_zero_window);
+	family(f, "kaprobe_stalled_connections", "gauge",
+	       "Connections whose peer keeps its window shut past stall_timeout now.");
+	fprintf(f, "kaprobe_stalled_connections %zu\n", in->zw_stalled);
+}
+
 static void rtt_histogram(FILE *f, const struct metrics_input *in)
 {
 	const struct engine_stats *st = in->st;
@@ -133,6 +144,7 @@ void metrics_render(FILE *f, const struct metrics_input *in)
 	counter(f, "kaprobe_probes_sent_total", "Keepalive probes sent.", st->probes_sent);
 	counter(f, "kaprobe_replies_total", "Segments that answered a probe.", st->replies);
 	verdicts(f, st);
+	stalls(f, in);
 	rtt_histogram(f, in);
 	counter(f, "kaprobe_pcap_drops_total", "Packets dropped by the captures (kernel count).",
 	        in->pcap_drops);

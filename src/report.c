@@ -266,12 +266,16 @@ static void metrics_begin(struct report *r)
 static int render_metrics(struct report *r)
 {
 	struct metrics_job *j = &r->mj;
+	struct engine_counts n;
 	struct metrics_input in = {engine_stats(r->e), engine_rtt_bounds, r->drops(r->drops_arg),
-	                           j->rules,           j->nrules,         loopstall_max()};
+	                           j->rules,           j->nrules,         loopstall_max(),
+	                           0};
 	FILE *f = atomicfile_open(&j->c.af, r->cfg->metrics_file, REPORT_FILE_MODE);
 
 	if (!f)
 		return -1;
+	engine_counts(r->e, &n);
+	in.zw_stalled = n.zw_stalled;
 	metrics_render(f, &in);
 	return 0;
 }
@@ -388,6 +392,8 @@ void report_summary_now(struct report *r)
 	log_line_int(&l, "uncertain", (long long)st->uncertain);
 	log_line_int(&l, "learn_retries", (long long)st->learn_retries);
 	log_line_int(&l, "unconfirmed", (long long)n.unconfirmed);
+	log_line_int(&l, "stalled", (long long)n.zw_stalled);
+	log_line_int(&l, "stall_dead", (long long)st->stall_retransmit);
 	log_line_fixed(&l, "probe_late_max_ms", st->probe_late_max * 1000.0, 1);
 	log_line_emit(&l);
 }

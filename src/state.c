@@ -77,6 +77,11 @@ void state_render_conn(FILE *f, const struct engine_view *v, size_t n)
 		fputs("null", f);
 	fputs(",\"verdict_age\":", f);
 	json_number(f, v->verdict ? (v->verdict_age < 0 ? 0.0 : v->verdict_age) : -1.0);
+	fputs(",\"stall\":", f);
+	if (v->stall)
+		state_json_string(f, v->stall);
+	else
+		fputs("null", f);
 	fputc('}', f);
 }
 

@@ -1310,6 +1310,249 @@ static void test_paced_late_probe_not_doubled(void **state)
 	assert_true(w.out.ev[1].type == FSM_EV_ALIVE && !w.out.ev[1].notable);
 }
 
+
+/* ---- stalls: stall_timeout ------------------------------------------------------ */
+
+static const struct fsm_params sparams = {
+    .idle = 10.0, .interval = 1.0, .probes = 3, .probe_bytes = 1, .stall_timeout = 3.0};
+
+static void s_seg(struct world *w, struct codec_tcp s, bool from_peer)
+{
+	fsm_on_segment(&w->c, &sparams, &s, from_peer, w->now, &w->out);
+	record(w);
+}
+
+/* Our data of len bytes at SEQ seq (a retransmission when below w->ours). */
+static void s_data(struct world *w, uint32_t seq, uint32_t len)
+{
+	struct codec_tcp s = segment(seq, w->peers, len, CODEC_TH_ACK);
+
+	if (seq + len - w->ours < 0x80000000u)
+		w->ours = seq + len;
+	s_seg(w, s, false);
+}
+
+/* The peer acks up to ack, advertising window win. */
+static void s_ack(struct world *w, uint32_t ack, uint16_t win)
+{
+	struct codec_tcp s = segment(w->peers, ack, 0, CODEC_TH_ACK);
+
+	s.window = win;
+	s_seg(w, s, true);
+}
+
+/* Runs the machine's wakeups (fsm_wake_at) until `until`. */
+static void s_run(struct world *w, double until, double blind)
+{
+	double at;
+
+	while ((at = fsm_wake_at(&w->c, &sparams)) > 0 && at <= until) {
+		w->now = at > w->now ? at : w->now;
+		fsm_on_timer(&w->c, &sparams, w->now, blind, &w->out);
+		record(w);
+	}
+	if (w->now < until)
+		w->now = until;
+}
+
+static void s_setup(struct world *w)
+{
+	struct codec_tcp s;
+
+	setup(w);
+	fsm_init(&w->c, w->now, &sparams);
+	s_data(w, w->ours, 10);
+	s = segment(w->peers, w->ours, 20, CODEC_TH_ACK);
+	w->peers += 20;
+	s_seg(w, s, true);
+	s_data(w, w->ours, 0);
+}
+
+/* Our data goes unanswered: dead reason=stalled at the first unacked segment + timeout,
+ * with the bytes in flight and our retransmissions counted. */
+static void test_stall_retransmit_is_dead_at_timeout(void **state)
+{
+	struct world w;
+	uint32_t seq;
+	double t0;
+
+	(void)state;
+	s_setup(&w);
+	w.now += 1.0;
+	t0 = w.now;
+	seq = w.ours;
+	s_data(&w, seq, 1000);
+	assert_true(fsm_wake_at(&w.c, &sparams) == t0 + 3.0);
+	w.now = t0 + 0.2;
+	s_data(&w, seq, 1000);
+	w.now = t0 + 0.6;
+	s_data(&w, seq, 1000);
+	s_run(&w, t0 + 2.99, FSM_NEVER_BLIND);
+	assert_int_equal(w.events[FSM_EV_DEAD], 0);
+	s_run(&w, t0 + 3.0, FSM_NEVER_BLIND);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+	assert_true(w.last_event_at[FSM_EV_DEAD] == t0 + 3.0);
+	assert_string_equal(w.out.ev[0].reason, "stalled");
+	assert_int_equal(w.out.ev[0].unacked, 1000);
+	assert_int_equal(w.out.ev[0].retransmits, 2);
+	assert_true(fabs(w.out.ev[0].since - 3.0) < 1e-9);
+	assert_int_equal(w.c.state, FSM_DEAD);
+	assert_true(fsm_wake_at(&w.c, &sparams) == 0);
+	assert_int_equal(w.probes_sent, 0); /* data in flight: never a keepalive probe */
+}
+
+/* Any answer from the peer restarts the clock while data remains in flight; an ACK of
+ * everything stops it: slow progress is never a stall. */
+static void test_stall_progress_restarts_the_clock(void **state)
+{
+	struct world w;
+	uint32_t seq;
+	double t0;
+
+	(void)state;
+	s_setup(&w);
+	t0 = w.now;
+	seq = w.ours;
+	s_data(&w, seq, 3000);
+	w.now = t0 + 2.5;
+	s_ack(&w, seq + 1000, 500); /* progress: the rest gets a new clock */
+	s_run(&w, t0 + 5.49, FSM_NEVER_BLIND);
+	assert_int_equal(w.events[FSM_EV_DEAD], 0);
+	s_run(&w, t0 + 5.5, FSM_NEVER_BLIND);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+	assert_int_equal(w.out.ev[0].unacked, 2000);
+
+	s_setup(&w);
+	t0 = w.now;
+	seq = w.ours;
+	s_data(&w, seq, 3000);
+	w.now = t0 + 2.5;
+	s_ack(&w, seq + 1000, 500);
+	w.now = t0 + 5.0;
+	s_ack(&w, seq + 3000, 500); /* everything acked: the clock stops */
+	assert_int_equal(w.c.stall, FSM_STALL_NONE);
+	s_run(&w, t0 + 9.0, FSM_NEVER_BLIND);
+	assert_int_equal(w.events[FSM_EV_DEAD], 0);
+	/* new data, then silence: 3 s from that data */
+	t0 = w.now;
+	s_data(&w, w.ours, 100);
+	s_run(&w, t0 + 3.0, FSM_NEVER_BLIND);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+	assert_true(w.last_event_at[FSM_EV_DEAD] == t0 + 3.0);
+}
+
+/* The peer keeps its window shut while our kernel probes it: stalled (not dead) at the
+ * timeout, unstalled when it opens; the connection stays watched. */
+static void test_stall_zero_window_told_and_ended(void **state)
+{
+	struct world w;
+	double t0;
+	int i;
+
+	(void)state;
+	s_setup(&w);
+	s_data(&w, w.ours, 500);
+	t0 = w.now;
+	s_ack(&w, w.ours, 0); /* all acked, window shut */
+	assert_int_equal(w.c.stall, FSM_STALL_ZW);
+	for (i = 0; i < 3; i++) { /* zero-window probes (SEQ = SND.UNA - 1), each answered */
+		w.now = t0 + 0.2 * (1 << i);
+		s_seg(&w, segment(w.ours - 1, w.peers, 0, CODEC_TH_ACK), false);
+		s_ack(&w, w.ours, 0);
+	}
+	s_run(&w, t0 + 2.99, FSM_NEVER_BLIND);
+	assert_int_equal(w.events[FSM_EV_STALLED], 0);
+	s_run(&w, t0 + 3.0, FSM_NEVER_BLIND);
+	assert_int_equal(w.events[FSM_EV_STALLED], 1);
+	assert_string_equal(w.out.ev[0].reason, "zero-window");
+	assert_int_equal(w.events[FSM_EV_DEAD], 0);
+	assert_int_equal(w.c.state, FSM_WATCH);
+	s_run(&w, t0 + 6.0, FSM_NEVER_BLIND); /* told once */
+	assert_int_equal(w.events[FSM_EV_STALLED], 1);
+	w.now = t0 + 7.0;
+	s_ack(&w, w.ours, 4000); /* the program reads again */
+	assert_int_equal(w.events[FSM_EV_UNSTALLED], 1);
+	assert_true(fabs(w.out.ev[0].since - 7.0) < 1e-9);
+	assert_int_equal(w.c.stall, FSM_STALL_NONE);
+}
+
+/* A shut window with nothing of ours waiting (no zero-window probe) is no stall; the first
+ * zero-window probe after the timeout tells it. A window that opens in time tells nothing. */
+static void test_stall_zero_window_needs_our_probe(void **state)
+{
+	struct world w;
+	double t0;
+
+	(void)state;
+	s_setup(&w);
+	t0 = w.now;
+	s_ack(&w, w.ours, 0);
+	s_run(&w, t0 + 5.0, FSM_NEVER_BLIND);
+	assert_int_equal(w.events[FSM_EV_STALLED], 0);
+	s_seg(&w, segment(w.ours - 1, w.peers, 0, CODEC_TH_ACK), false);
+	assert_int_equal(w.events[FSM_EV_STALLED], 1);
+
+	s_setup(&w);
+	t0 = w.now;
+	s_ack(&w, w.ours, 0);
+	w.now = t0 + 1.0;
+	s_seg(&w, segment(w.ours - 1, w.peers, 0, CODEC_TH_ACK), false);
+	w.now = t0 + 2.0;
+	s_ack(&w, w.ours, 100);
+	s_run(&w, t0 + 8.0, FSM_NEVER_BLIND);
+	assert_int_equal(w.events[FSM_EV_STALLED], 0);
+	assert_int_equal(w.events[FSM_EV_UNSTALLED], 0);
+}
+
+/* A capture blind since the clock started may have missed the peer's answer: no verdict,
+ * the clock starts again. */
+static void test_stall_blind_is_uncertain(void **state)
+{
+	struct world w;
+	double t0;
+
+	(void)state;
+	s_setup(&w);
+	t0 = w.now;
+	s_data(&w, w.ours, 100);
+	s_run(&w, t0 + 3.0, t0 + 1.0);
+	assert_int_equal(w.events[FSM_EV_DEAD], 0);
+	assert_int_equal(w.events[FSM_EV_UNCERTAIN], 1);
+	s_run(&w, t0 + 6.0, t0 + 1.0);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+	assert_true(w.last_event_at[FSM_EV_DEAD] == t0 + 6.0);
+}
+
+/* stall_timeout set: an idle connection is probed and judged exactly as without it; a spoofed
+ * segment (wrong SEQ) does not restart the stall clock. */
+static void test_stall_idle_unchanged_and_spoof_ignored(void **state)
+{
+	struct world w;
+	double last;
+	uint32_t seq;
+	struct codec_tcp bad;
+
+	(void)state;
+	s_setup(&w);
+	last = w.now;
+	s_run(&w, last + 10.0 + 3 * 1.0, FSM_NEVER_BLIND);
+	assert_int_equal(w.probes_sent, 3);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+	assert_true(w.last_event_at[FSM_EV_IDLE] == last + 10.0);
+	assert_true(w.last_event_at[FSM_EV_DEAD] == last + 13.0);
+	assert_string_equal(w.out.ev[0].reason, "no-reply");
+
+	s_setup(&w);
+	seq = w.ours;
+	last = w.now;
+	s_data(&w, seq, 100);
+	w.now = last + 2.0;
+	bad = segment(w.peers + 7, seq + 100, 0, CODEC_TH_ACK);
+	s_seg(&w, bad, true);
+	s_run(&w, last + 3.0, FSM_NEVER_BLIND);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1374,6 +1617,12 @@ int main(void)
 	    cmocka_unit_test(test_learn_send_error_is_no_try),
 	    cmocka_unit_test(test_paced_late_probe_not_doubled),
 	    cmocka_unit_test(test_paced_small_delay_keeps_schedule),
+	    cmocka_unit_test(test_stall_retransmit_is_dead_at_timeout),
+	    cmocka_unit_test(test_stall_progress_restarts_the_clock),
+	    cmocka_unit_test(test_stall_zero_window_told_and_ended),
+	    cmocka_unit_test(test_stall_zero_window_needs_our_probe),
+	    cmocka_unit_test(test_stall_blind_is_uncertain),
+	    cmocka_unit_test(test_stall_idle_unchanged_and_spoof_ignored),
 	};
 
 	return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);

@@ -41,7 +41,7 @@ static void test_counters_and_gauges(void **state)
 {
 	struct engine_stats st = {0};
 	struct metrics_rule rules[2] = {{"pg", {3, 1, 2, 0}}, {"web", {0}}};
-	struct metrics_input in = {&st, bounds, 7, rules, 2, 0.0123};
+	struct metrics_input in = {&st, bounds, 7, rules, 2, 0.0123, 2};
 	char *s;
 
 	(void)state;
@@ -54,7 +54,13 @@ static void test_counters_and_gauges(void **state)
 	st.decode_errors = 9;
 	st.ignored[FSM_IGN_OWN_PROBE] = 11;
 	st.ignored[FSM_IGN_SYN] = 6;
+	st.stall_retransmit = 3;
+	st.stall_zero_window = 8;
 	s = render(&in);
+	has_line(s, "kaprobe_stalls_total{kind=\"retransmit\"} 3");
+	has_line(s, "kaprobe_stalls_total{kind=\"zero-window\"} 8");
+	has_line(s, "# TYPE kaprobe_stalled_connections gauge");
+	has_line(s, "kaprobe_stalled_connections 2");
 	assert_memory_equal(s, "# HELP kaprobe_connections ", 27);
 	has_line(s, "# TYPE kaprobe_connections gauge");
 	has_line(s, "kaprobe_connections{rule=\"pg\",state=\"watch\"} 3");
@@ -83,7 +89,7 @@ static void test_counters_and_gauges(void **state)
 static void test_histogram_is_cumulative(void **state)
 {
 	struct engine_stats st = {0};
-	struct metrics_input in = {&st, bounds, 0, NULL, 0, 0.0};
+	struct metrics_input in = {&st, bounds, 0, NULL, 0, 0.0, 0};
 	char *s;
 
 	(void)state;
@@ -110,7 +116,7 @@ static void test_label_values_are_escaped(void **state)
 {
 	struct engine_stats st = {0};
 	struct metrics_rule rules[1] = {{"a\"b\\c\nd", {0}}};
-	struct metrics_input in = {&st, bounds, 0, rules, 1, 0.0};
+	struct metrics_input in = {&st, bounds, 0, rules, 1, 0.0, 0};
 	char *s;
 
 	(void)state;

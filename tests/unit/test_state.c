@@ -64,7 +64,7 @@ static void test_probing_connection_without_rtt_or_verdict(void **state)
 	assert_non_null(strstr(s, "[\n{\"rule\":\"pg\",\"local\":\"192.0.2.1:5432\",\"remote\":"
 	                          "\"198.51.100.7:40000\",\"state\":\"probing\",\"idle\":31.250,"
 	                          "\"probes_out\":2,\"rtt_ms\":null,\"last_verdict\":null,"
-	                          "\"verdict_age\":null}\n]}\n"));
+	                          "\"verdict_age\":null,\"stall\":null}\n]}\n"));
 	free(s);
 }
 
@@ -91,12 +91,14 @@ static void test_dead_v6_with_rtt_and_two_connections(void **state)
 	v[1].rtt = 0.000123;
 	v[1].verdict = FSM_EV_DEAD;
 	v[1].verdict_age = 1.5;
+	v[1].stall = "retransmit";
 	s = render(v, 2);
 	assert_non_null(strstr(s, "\"state\":\"watch\",\"idle\":0.000"));
 	assert_non_null(strstr(s, "},\n{\"rule\":\"web\",\"local\":\"[2001:db8::1]:443\","
 	                          "\"remote\":\"[2001:db8::2]:50000\",\"state\":\"dead\","
 	                          "\"idle\":0.000,\"probes_out\":3,\"rtt_ms\":0.123,"
-	                          "\"last_verdict\":\"dead\",\"verdict_age\":1.500}\n]}\n"));
+	                          "\"last_verdict\":\"dead\",\"verdict_age\":1.500,"
+	                          "\"stall\":\"retransmit\"}\n]}\n"));
 	free(s);
 }
 
