@@ -18,6 +18,13 @@ Commands:
   wait_err TIMEOUT            wait until the receive thread ends (error or end of stream)
   stats                       tx= rx= bad= error=
   info                        a few tcp_info fields (state, unacked, retransmits, ...)
+  rcvbuf N                    SO_RCVBUF for the sockets made from now on (before listen or
+                              connect): a small window that a paused reader shuts quickly
+  pause                       the program stops reading (its receive window fills and shuts)
+  resume                      it reads again
+  trickle N MS                from now on, read at most N bytes every MS ms (0 0: at once)
+  send_bg N                   send N pattern bytes from a thread (a send that blocks on a
+                              shut window); ev=sent total= when done, ev=send_error on error
   abort                       SO_LINGER {1,0} and close: the kernel sends a RST
   close                       plain close: FIN
   icmp_open 4|6               raw ICMP socket, for checking what a router sends back
@@ -69,6 +76,9 @@ class Conn:
         self.cond = threading.Condition()
         self.wake_r, self.wake_w = os.pipe()
         self.stop = False
+        self.may_read = threading.Event()
+        self.may_read.set()
+        self.chunk, self.chunk_ms = 65536, 0
         self.thread = threading.Thread(target=self.reader, daemon=True)
         self.thread.start()
 
@@ -79,11 +89,16 @@ class Conn:
         p.register(self.sock.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
         p.register(self.wake_r, select.POLLIN)
         while True:
+            while not self.may_read.wait(0.05):
+                if self.stop:
+                    return
             ready = dict(p.poll())
             if self.wake_r in ready or self.stop:
                 return
+            if self.chunk_ms:
+                time.sleep(self.chunk_ms / 1000.0)
             try:
-                data = self.sock.recv(65536, socket.MSG_DONTWAIT)
+                data = self.sock.recv(self.chunk, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 continue
             except OSError as e:
@@ -116,6 +131,7 @@ class Conn:
 
     def halt_reader(self):
         self.stop = True
+        self.may_read.set()
         os.write(self.wake_w, b"x")
         self.thread.join(5)
 
@@ -129,6 +145,7 @@ class Peer:
     def __init__(self):
         self.lsock = None
         self.conn = None
+        self.rcvbuf = 0
         self.icmp = None
         self.icmp_family = 4
 
@@ -145,6 +162,8 @@ class Peer:
         fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
         s = socket.socket(fam, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
         s.bind((addr, int(port)))
         s.listen(16)
         self.lsock = s
@@ -161,6 +180,8 @@ class Peer:
     def c_connect(self, addr, port, timeout):
         fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
         s = socket.socket(fam, socket.SOCK_STREAM)
+        if self.rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
         s.settimeout(float(timeout))
         s.connect((addr, int(port)))
         s.settimeout(None)
@@ -232,6 +253,35 @@ class Peer:
         return ("state=%d retransmits=%d probes=%d unacked=%d retrans=%d last_data_sent=%d "
                 "last_data_recv=%d last_ack_recv=%d" % (
                     state, retransmits, probes, u[4], u[7], u[9], u[11], u[12]))
+
+    def c_rcvbuf(self, n):
+        self.rcvbuf = int(n)
+        return "rcvbuf=%d" % self.rcvbuf
+
+    def c_pause(self):
+        self.need_conn().may_read.clear()
+        return "paused=1"
+
+    def c_resume(self):
+        self.need_conn().may_read.set()
+        return "paused=0"
+
+    def c_trickle(self, n, ms):
+        c = self.need_conn()
+        c.chunk, c.chunk_ms = (int(n) or 65536), int(ms)
+        return "chunk=%d ms=%d" % (c.chunk, c.chunk_ms)
+
+    def c_send_bg(self, n):
+        c = self.need_conn()
+
+        def sender():
+            try:
+                c.send(int(n))
+                emit("ev=sent total=%d t=%.6f" % (c.tx, now()))
+            except OSError as e:
+                emit("ev=send_error errno=%s t=%.6f" % (errname(e), now()))
+        threading.Thread(target=sender, daemon=True).start()
+        return "n=%s" % n
 
     def c_abort(self):
         c = self.need_conn()
