@@ -571,8 +571,9 @@ static uint8_t exec_index(struct parser *p, const char *key, const char *path, s
 	return (uint8_t)++c->nexec;
 }
 
-/* One item of an on_dead/on_reset list (len bytes, trimmed) into a; -1 on error. */
-static int add_action(struct parser *p, const char *key, bool dead, const char *it, size_t len,
+/* The bit of a named action or of exec:PATH (len bytes): 0 when it is neither, -1 after
+ * reporting one this key cannot have. */
+static int action_bit(struct parser *p, const char *key, bool dead, const char *it, size_t len,
                       struct rule_actions *a)
 {
 	static const struct {
@@ -582,27 +583,35 @@ static int add_action(struct parser *p, const char *key, bool dead, const char *
 	} acts[] = {{"log", RULE_ACT_LOG, false},
 	            {"close", RULE_ACT_CLOSE, true},
 	            {"rst", RULE_ACT_RST, true}};
-	int bit = 0;
 
 	for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++) {
 		if (strlen(acts[i].name) != len || memcmp(it, acts[i].name, len) != 0)
 			continue;
-		if (acts[i].dead_only && !dead) {
-			cfg_err(p, p->line, "%s: \"%s\" is for on_dead only (use log or exec:PATH)",
-			        key, acts[i].name);
-			return -1;
-		}
-		bit = acts[i].bit;
+		if (!acts[i].dead_only || dead)
+			return acts[i].bit;
+		cfg_err(p, p->line, "%s: \"%s\" is for on_dead only (use log or exec:PATH)", key,
+		        acts[i].name);
+		return -1;
 	}
-	if (!bit && len >= 5 && memcmp(it, "exec:", 5) == 0) {
-		if (a->mask & RULE_ACT_EXEC) {
-			cfg_err(p, p->line, "%s: only one exec: action per key", key);
-			return -1;
-		}
-		if (!(a->exec = exec_index(p, key, it + 5, len - 5)))
-			return -1;
-		bit = RULE_ACT_EXEC;
+	if (len < 5 || memcmp(it, "exec:", 5) != 0)
+		return 0;
+	if (a->mask & RULE_ACT_EXEC) {
+		cfg_err(p, p->line, "%s: only one exec: action per key", key);
+		return -1;
 	}
+	if (!(a->exec = exec_index(p, key, it + 5, len - 5)))
+		return -1;
+	return RULE_ACT_EXEC;
+}
+
+/* One item of an actions list (len bytes, trimmed) into a; -1 on error. */
+static int add_action(struct parser *p, const char *key, bool dead, const char *it, size_t len,
+                      struct rule_actions *a)
+{
+	int bit = action_bit(p, key, dead, it, len, a);
+
+	if (bit < 0)
+		return -1;
 	if (!bit) {
 		cfg_err(p, p->line, "%s: \"%.*s\" is not one of %s", key,
 		        (int)(len > VALUE_SHOW ? VALUE_SHOW : len), it,
