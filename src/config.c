@@ -1,5 +1,10 @@
 /* config.c: the INI file -> struct config, every value range-checked (pure: parses text).
  *
+ * Every key is one line of keys[]: its name, the sections it may appear in, its
+ * setter (which parses and range-checks the value), the limits and the field its
+ * value goes to. The parser walks that table: to find a key, to store its value,
+ * and to give a rule each key it leaves out from [global] (inherit()).
+ *
  * inih (Debian's libinih 55) splits "key = value" lines and strips comments; it
  * reads the text through cfg_reader(), which counts lines (so every error gets
  * its FILE:LINE), recognises section headers itself (inih cuts section names at
@@ -14,6 +19,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,82 +40,103 @@
 #define PERIOD_RANGE  "0 (off) or 1s..24h"
 #define USER_CHARS    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 
-enum key_id {
-	K_INTERFACE,
-	K_LOG_FILE,
-	K_LOG_LEVEL,
-	K_IDLE,
-	K_INTERVAL,
-	K_PROBES,
-	K_PROBE_BYTES,
-	K_LOCAL,
-	K_REMOTE,
-	K_LOG_FORMAT,
-	K_SYSLOG,
-	K_JOURNAL,
-	K_USER,
-	K_SUMMARY_INTERVAL,
-	K_STATE_FILE,
-	K_STATE_INTERVAL,
-	K_METRICS_FILE,
-	K_METRICS_INTERVAL,
-	K_ACTION_TIMEOUT,
-	K_ON_DEAD,
-	K_ON_RESET,
-	K_DISCOVER_INTERVAL,
-	K_MAX_CONNECTIONS,
-	K_SKIP_KERNEL_KEEPALIVE,
-	K_MAX_PROBE_RATE,
-	K_CAPTURE_BUFFER,
-	K_LOG_ALIVE,
-	K_STALL_TIMEOUT,
-	K_ON_STALL,
-	K_COUNT,
-};
+/* ---- the keys ---------------------------------------------------------------- */
 
 enum { IN_GLOBAL = 1, IN_RULE = 2 };
 
-static const struct {
+struct parser;
+struct key;
+
+/* Parses and checks value v of key k; stores it at dst only when it is valid. */
+typedef void key_setter(struct parser *p, const struct key *k, const char *v, void *dst);
+
+struct key {
 	const char *name;
-	int where;
-} keys[K_COUNT] = {
-    [K_INTERFACE] = {"interface", IN_GLOBAL},
-    [K_LOG_FILE] = {"log_file", IN_GLOBAL},
-    [K_LOG_LEVEL] = {"log_level", IN_GLOBAL},
-    [K_IDLE] = {"idle", IN_GLOBAL | IN_RULE},
-    [K_INTERVAL] = {"interval", IN_GLOBAL | IN_RULE},
-    [K_PROBES] = {"probes", IN_GLOBAL | IN_RULE},
-    [K_PROBE_BYTES] = {"probe_bytes", IN_GLOBAL | IN_RULE},
-    [K_LOCAL] = {"local", IN_RULE},
-    [K_REMOTE] = {"remote", IN_RULE},
-    [K_LOG_FORMAT] = {"log_format", IN_GLOBAL},
-    [K_SYSLOG] = {"syslog", IN_GLOBAL},
-    [K_JOURNAL] = {"journal", IN_GLOBAL},
-    [K_USER] = {"user", IN_GLOBAL},
-    [K_SUMMARY_INTERVAL] = {"summary_interval", IN_GLOBAL},
-    [K_STATE_FILE] = {"state_file", IN_GLOBAL},
-    [K_STATE_INTERVAL] = {"state_interval", IN_GLOBAL},
-    [K_METRICS_FILE] = {"metrics_file", IN_GLOBAL},
-    [K_METRICS_INTERVAL] = {"metrics_interval", IN_GLOBAL},
-    [K_ACTION_TIMEOUT] = {"action_timeout", IN_GLOBAL},
-    [K_ON_DEAD] = {"on_dead", IN_GLOBAL | IN_RULE},
-    [K_ON_RESET] = {"on_reset", IN_GLOBAL | IN_RULE},
-    [K_DISCOVER_INTERVAL] = {"discover_interval", IN_GLOBAL},
-    [K_MAX_CONNECTIONS] = {"max_connections", IN_GLOBAL},
-    [K_SKIP_KERNEL_KEEPALIVE] = {"skip_kernel_keepalive", IN_GLOBAL},
-    [K_MAX_PROBE_RATE] = {"max_probe_rate", IN_GLOBAL},
-    [K_CAPTURE_BUFFER] = {"capture_buffer", IN_GLOBAL},
-    [K_LOG_ALIVE] = {"log_alive", IN_GLOBAL},
-    [K_STALL_TIMEOUT] = {"stall_timeout", IN_GLOBAL | IN_RULE},
-    [K_ON_STALL] = {"on_stall", IN_GLOBAL | IN_RULE},
+	int where;         /* IN_GLOBAL, IN_RULE or both */
+	size_t goff, roff; /* the field in struct config ([global]) and in struct rule */
+	size_t size;       /* of the field (the same type at both levels) */
+	key_setter *set;
+	double lo, hi;            /* limits of the value (setters of numbers) */
+	const char *range;        /* the limits as out-of-range messages give them */
+	const char *const *names; /* set_choice: the values, an index each (NULL-ended) */
+	bool required;            /* a rule without it is an error */
+	size_t own;               /* when neither the rule nor [global] sets it: this field
+	                             of the rule (set before, by an earlier key); 0: none */
 };
 
-static const char *const level_names[] = {
-    [CONFIG_LOG_ERROR] = "error",
-    [CONFIG_LOG_WARNING] = "warning",
-    [CONFIG_LOG_INFO] = "info",
-    [CONFIG_LOG_DEBUG] = "debug",
+#define FIELD_SIZE(type, f) sizeof(((type *)0)->f)
+/* Where a key's value goes: [global] only, rules only, or both ([global] giving the
+ * rules' default: the same field in struct config and struct rule, or in their
+ * struct fsm_params, which the host's kernel settings fill when [global] does not). */
+#define AT_GLOBAL(f)                                                                               \
+	.where = IN_GLOBAL, .goff = offsetof(struct config, f), .size = FIELD_SIZE(struct config, f)
+#define AT_RULE(f)                                                                                 \
+	.where = IN_RULE, .roff = offsetof(struct rule, f), .size = FIELD_SIZE(struct rule, f)
+#define AT_BOTH(f)                                                                                 \
+	.where = IN_GLOBAL | IN_RULE, .goff = offsetof(struct config, f),                          \
+	.roff = offsetof(struct rule, f), .size = FIELD_SIZE(struct rule, f)
+#define PARAM(f)                                                                                   \
+	.where = IN_GLOBAL | IN_RULE, .goff = offsetof(struct config, defaults.f),                 \
+	.roff = offsetof(struct rule, params.f), .size = FIELD_SIZE(struct fsm_params, f)
+/* The kinds of value. */
+#define DURATION .set = set_duration, .lo = DUR_MIN, .hi = DUR_MAX, .range = DUR_RANGE
+#define PERIOD   .set = set_duration_or_off, .lo = 1.0, .hi = PERIOD_MAX, .range = PERIOD_RANGE
+#define DURATION_OR_OFF                                                                            \
+	.set = set_duration_or_off, .lo = DUR_MIN, .hi = DUR_MAX, .range = "0 (off) or " DUR_RANGE
+#define INT(a, b)       .set = set_int, .lo = (a), .hi = (b)
+#define LONG(a, b)      .set = set_long, .lo = (a), .hi = (b)
+#define SIZE(a, b)      .set = set_size, .lo = (a), .hi = (b)
+#define CHOICE(n, text) .set = set_choice, .names = (n), .range = (text)
+
+static key_setter set_interface, set_log_file, set_choice, set_duration, set_duration_or_off,
+    set_int, set_long, set_size, set_bool, set_user, set_opt_path, set_pattern, set_actions,
+    set_actions_log;
+
+static const char *const level_names[] = {[CONFIG_LOG_ERROR] = "error",
+                                          [CONFIG_LOG_WARNING] = "warning",
+                                          [CONFIG_LOG_INFO] = "info",
+                                          [CONFIG_LOG_DEBUG] = "debug",
+                                          NULL};
+static const char *const format_names[] = {
+    [CONFIG_FMT_LOGFMT] = "logfmt", [CONFIG_FMT_JSON] = "json", NULL};
+static const char *const alive_names[] = {"changes", "every", NULL};
+
+/* Every key. Rules inherit keys in this order: a key's `own` field comes from an earlier key. */
+static const struct key keys[] = {
+    {"interface", AT_GLOBAL(interface), .set = set_interface},
+    {"log_file", AT_GLOBAL(log_file), .set = set_log_file},
+    {"log_level", AT_GLOBAL(log_level), CHOICE(level_names, "one of error, warning, info, debug")},
+    {"log_format", AT_GLOBAL(log_format), CHOICE(format_names, "logfmt or json")},
+    {"log_alive", AT_GLOBAL(log_alive_every), CHOICE(alive_names, "changes or every")},
+    {"syslog", AT_GLOBAL(syslog), .set = set_bool},
+    {"journal", AT_GLOBAL(journal), .set = set_bool},
+    {"user", AT_GLOBAL(user), .set = set_user},
+    {"summary_interval", AT_GLOBAL(summary_interval), PERIOD},
+    {"state_file", AT_GLOBAL(state_file), .set = set_opt_path},
+    {"state_interval", AT_GLOBAL(state_interval), PERIOD},
+    {"metrics_file", AT_GLOBAL(metrics_file), .set = set_opt_path},
+    {"metrics_interval", AT_GLOBAL(metrics_interval), PERIOD},
+    {"action_timeout", AT_GLOBAL(action_timeout), DURATION},
+    {"discover_interval", AT_GLOBAL(discover_interval), PERIOD},
+    {"max_connections", AT_GLOBAL(max_connections), LONG(1, CONFIG_MAX_CONNECTIONS)},
+    {"skip_kernel_keepalive", AT_GLOBAL(skip_kernel_keepalive), .set = set_bool},
+    {"max_probe_rate", AT_GLOBAL(max_probe_rate),
+     LONG(CONFIG_PROBE_RATE_MIN, CONFIG_PROBE_RATE_MAX)},
+    {"capture_buffer", AT_GLOBAL(capture_buffer),
+     SIZE(CONFIG_CAPTURE_BUFFER_MIN, CONFIG_CAPTURE_BUFFER_MAX)},
+    {"idle", PARAM(idle), DURATION},
+    {"interval", PARAM(interval), DURATION},
+    {"probes", PARAM(probes), INT(1, 127)},
+    {"probe_bytes", PARAM(probe_bytes), INT(0, 1), .range = "0 or 1"},
+    {"stall_timeout", PARAM(stall_timeout), DURATION_OR_OFF},
+    {"on_dead", AT_BOTH(on_dead), .set = set_actions},
+    {"on_reset", AT_BOTH(on_reset), .set = set_actions_log},
+    {"on_stall", AT_BOTH(on_stall), .set = set_actions, .own = offsetof(struct rule, on_dead)},
+    {"local", AT_RULE(local), .set = set_pattern, .required = true},
+    {"remote", AT_RULE(remote), .set = set_pattern, .required = true},
 };
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
 /* Linux's own defaults, used when the caller passes no host_defaults. */
 static const struct fsm_params linux_defaults = {7200.0, 75.0, 9, 1, 0.0};
@@ -123,7 +150,7 @@ enum sect_kind {
 
 struct pend_rule {
 	struct rule r;
-	int key_line[K_COUNT]; /* line where each key was set, 0 when absent */
+	int key_line[NKEYS]; /* line where each key was set, 0 when absent */
 };
 
 struct parser {
@@ -134,13 +161,11 @@ struct parser {
 	enum sect_kind kind;
 	size_t cur; /* rule being filled when kind == S_RULE */
 	int global_line;
-	int gkey_line[K_COUNT];
-	struct fsm_params g;
+	int gkey_line[NKEYS];
 	struct config *c;
 	struct pend_rule *rules;
 	size_t nrules, cap;
 	bool saw_rule_header, told_too_many, oom;
-	bool on_stall_set; /* [global] on_stall given */
 	struct config_errors *errs;
 	int err_line[CONFIG_MAX_ERRORS];
 };
@@ -235,41 +260,34 @@ int config_parse_duration(const char *text, double *seconds)
 	return 0;
 }
 
-static void set_duration(struct parser *p, const char *key, const char *v, double *dst)
+/* A duration in k->lo..k->hi, or 0 when off_ok. */
+static void duration(struct parser *p, const struct key *k, const char *v, double *dst, bool off_ok)
 {
 	char buf[VALUE_SHOW + 4];
 	double s;
 
 	if (config_parse_duration(v, &s) < 0) {
-		cfg_err(p, p->line, "%s: \"%s\" is not a duration (%s)", key,
+		cfg_err(p, p->line, "%s: \"%s\" is not a duration (%s)", k->name,
 		        shown(v, buf, sizeof(buf)), DUR_HELP);
 		return;
 	}
-	if (s < DUR_MIN || s > DUR_MAX) {
-		cfg_err(p, p->line, "%s: %s is out of range (%s)", key, shown(v, buf, sizeof(buf)),
-		        DUR_RANGE);
+	if ((s != 0.0 || !off_ok) && (s < k->lo || s > k->hi)) {
+		cfg_err(p, p->line, "%s: %s is out of range (%s)", k->name,
+		        shown(v, buf, sizeof(buf)), k->range);
 		return;
 	}
 	*dst = s;
 }
 
-/* stall_timeout: 0 (off) or a duration. */
-static void set_stall_timeout(struct parser *p, const char *v, double *dst)
+static void set_duration(struct parser *p, const struct key *k, const char *v, void *dst)
 {
-	char buf[VALUE_SHOW + 4];
-	double s;
+	duration(p, k, v, dst, false);
+}
 
-	if (config_parse_duration(v, &s) < 0) {
-		cfg_err(p, p->line, "stall_timeout: \"%s\" is not a duration (%s)",
-		        shown(v, buf, sizeof(buf)), DUR_HELP);
-		return;
-	}
-	if (s != 0.0 && (s < DUR_MIN || s > DUR_MAX)) {
-		cfg_err(p, p->line, "stall_timeout: %s is out of range (0 (off) or %s)",
-		        shown(v, buf, sizeof(buf)), DUR_RANGE);
-		return;
-	}
-	*dst = s;
+/* 0 turns it off. */
+static void set_duration_or_off(struct parser *p, const struct key *k, const char *v, void *dst)
+{
+	duration(p, k, v, dst, true);
 }
 
 /* An optional '-' and digits, nothing else (too large: LONG_MAX, out of every range). */
@@ -290,40 +308,41 @@ static int parse_long(const char *v, long *out)
 	return 0;
 }
 
-static void set_int(struct parser *p, const char *key, const char *v, long lo, long hi,
-                    const char *range, int *dst)
+/* A whole number in k->lo..k->hi (shown as k->range, else as "LO..HI"); 0 or -1. */
+static int whole(struct parser *p, const struct key *k, const char *v, long *n)
 {
 	char buf[VALUE_SHOW + 4];
-	long n;
 
-	if (parse_long(v, &n) < 0) {
-		cfg_err(p, p->line, "%s: \"%s\" is not a whole number", key,
+	if (parse_long(v, n) < 0) {
+		cfg_err(p, p->line, "%s: \"%s\" is not a whole number", k->name,
 		        shown(v, buf, sizeof(buf)));
-		return;
+		return -1;
 	}
-	if (n < lo || n > hi) {
-		cfg_err(p, p->line, "%s: %s is out of range (%s)", key, shown(v, buf, sizeof(buf)),
-		        range);
-		return;
-	}
-	*dst = (int)n;
+	if (*n >= k->lo && *n <= k->hi)
+		return 0;
+	if (k->range)
+		cfg_err(p, p->line, "%s: %s is out of range (%s)", k->name,
+		        shown(v, buf, sizeof(buf)), k->range);
+	else
+		cfg_err(p, p->line, "%s: %s is out of range (%ld..%ld)", k->name,
+		        shown(v, buf, sizeof(buf)), (long)k->lo, (long)k->hi);
+	return -1;
 }
 
-/* A whole number in min..max. */
-static void set_long(struct parser *p, const char *key, const char *v, long min, long max,
-                     long *dst)
+static void set_int(struct parser *p, const struct key *k, const char *v, void *dst)
 {
-	char buf[VALUE_SHOW + 4];
 	long n;
 
-	if (parse_long(v, &n) < 0)
-		cfg_err(p, p->line, "%s: \"%s\" is not a whole number", key,
-		        shown(v, buf, sizeof(buf)));
-	else if (n < min || n > max)
-		cfg_err(p, p->line, "%s: %s is out of range (%ld..%ld)", key,
-		        shown(v, buf, sizeof(buf)), min, max);
-	else
-		*dst = n;
+	if (whole(p, k, v, &n) == 0)
+		*(int *)dst = (int)n;
+}
+
+static void set_long(struct parser *p, const struct key *k, const char *v, void *dst)
+{
+	long n;
+
+	if (whole(p, k, v, &n) == 0)
+		*(long *)dst = n;
 }
 
 /* The multiplier of a size suffix: k, M or G (powers of 1024); 0 when unknown. */
@@ -345,68 +364,58 @@ static long size_suffix(char c)
 }
 
 /* A size in bytes: a whole number with an optional k, M or G (powers of 1024). */
-static void set_size(struct parser *p, const char *key, const char *v, long min, long max,
-                     long *dst)
+static void set_size(struct parser *p, const struct key *k, const char *v, void *dst)
 {
+	long min = (long)k->lo, max = (long)k->hi, mult = 1;
 	char buf[VALUE_SHOW + 4], *end;
 	long long val;
-	long mult = 1;
 
 	errno = 0;
 	val = strtoll(v, &end, 10);
 	if (end != v && *end && !end[1] && size_suffix(*end))
 		mult = size_suffix(*end++);
 	if (end == v || *end || errno || !isdigit((unsigned char)v[0])) {
-		cfg_err(p, p->line, "%s: \"%s\" is not a size (e.g. 8M, 64k, 65536)", key,
+		cfg_err(p, p->line, "%s: \"%s\" is not a size (e.g. 8M, 64k, 65536)", k->name,
 		        shown(v, buf, sizeof(buf)));
 		return;
 	}
 	if (val > max / mult || val * mult < min) {
-		cfg_err(p, p->line, "%s: %s is out of range (%ldk..%ldM)", key,
+		cfg_err(p, p->line, "%s: %s is out of range (%ldk..%ldM)", k->name,
 		        shown(v, buf, sizeof(buf)), min >> 10, max >> 20);
 		return;
 	}
-	*dst = (long)(val * mult);
+	*(long *)dst = (long)(val * mult);
 }
 
-static void set_log_alive(struct parser *p, const char *v)
+/* One of k->names, stored as its index: in an int (an enum) or a bool field. */
+static void set_choice(struct parser *p, const struct key *k, const char *v, void *dst)
 {
 	char buf[VALUE_SHOW + 4];
 
-	if (strcmp(v, "changes") == 0)
-		p->c->log_alive_every = false;
-	else if (strcmp(v, "every") == 0)
-		p->c->log_alive_every = true;
-	else
-		cfg_err(p, p->line, "log_alive: \"%s\" is not changes or every",
-		        shown(v, buf, sizeof(buf)));
-}
-
-static void set_log_level(struct parser *p, const char *v)
-{
-	char buf[VALUE_SHOW + 4];
-
-	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
-		if (strcmp(v, level_names[i]) == 0) {
-			p->c->log_level = (int)i;
-			return;
-		}
+	for (int i = 0; k->names[i]; i++) {
+		if (strcmp(v, k->names[i]) != 0)
+			continue;
+		if (k->size == sizeof(bool))
+			*(bool *)dst = i != 0;
+		else
+			*(int *)dst = i;
+		return;
 	}
-	cfg_err(p, p->line, "log_level: \"%s\" is not one of error, warning, info, debug",
-	        shown(v, buf, sizeof(buf)));
+	cfg_err(p, p->line, "%s: \"%s\" is not %s", k->name, shown(v, buf, sizeof(buf)), k->range);
 }
 
-static void set_log_file(struct parser *p, const char *v)
+/* A path, or "none" (stored as ""). */
+static void set_log_file(struct parser *p, const struct key *k, const char *v, void *dst)
 {
-	if (strlen(v) >= sizeof(p->c->log_file)) {
-		cfg_err(p, p->line, "log_file: path is too long (at most %zu characters)",
-		        sizeof(p->c->log_file) - 1);
+	if (strlen(v) >= k->size) {
+		cfg_err(p, p->line, "%s: path is too long (at most %zu characters)", k->name,
+		        k->size - 1);
 		return;
 	}
 	if (strcmp(v, "none") == 0)
-		p->c->log_file[0] = '\0';
+		*(char *)dst = '\0';
 	else
-		snprintf(p->c->log_file, sizeof(p->c->log_file), "%s", v);
+		snprintf(dst, k->size, "%s", v);
 }
 
 /* True when the comma-separated list holds the name of len bytes. */
@@ -423,24 +432,26 @@ static bool list_has(const char *list, const char *name, size_t len)
 }
 
 /* Checks one interface name (len bytes, trimmed) and appends it to list. */
-static int add_ifname(struct parser *p, const char *name, size_t len, char *list, size_t size)
+static int add_ifname(struct parser *p, const struct key *k, const char *name, size_t len,
+                      char *list, size_t size)
 {
+	const char *key = k->name;
 	size_t used = strlen(list);
 
 	if (len == 0)
-		cfg_err(p, p->line, "interface: empty name in the list");
+		cfg_err(p, p->line, "%s: empty name in the list", key);
 	else if (len > IFNAME_MAX)
-		cfg_err(p, p->line, "interface: \"%.*s\" is longer than %d characters",
+		cfg_err(p, p->line, "%s: \"%.*s\" is longer than %d characters", key,
 		        (int)(len > VALUE_SHOW ? VALUE_SHOW : len), name, IFNAME_MAX);
 	else if (strspn(name, IFNAME_CHARS) < len)
-		cfg_err(p, p->line, "interface: \"%.*s\" has a character other than %s", (int)len,
+		cfg_err(p, p->line, "%s: \"%.*s\" has a character other than %s", key, (int)len,
 		        name, "A-Z a-z 0-9 . _ - @ :");
 	else if (len == 3 && memcmp(name, "any", 3) == 0)
-		cfg_err(p, p->line, "interface: \"any\" cannot be combined with other names");
+		cfg_err(p, p->line, "%s: \"any\" cannot be combined with other names", key);
 	else if (list_has(list, name, len))
-		cfg_err(p, p->line, "interface: \"%.*s\" is listed twice", (int)len, name);
+		cfg_err(p, p->line, "%s: \"%.*s\" is listed twice", key, (int)len, name);
 	else if (used + (used > 0) + len >= size)
-		cfg_err(p, p->line, "interface: the list is too long (at most %zu characters)",
+		cfg_err(p, p->line, "%s: the list is too long (at most %zu characters)", key,
 		        size - 1);
 	else {
 		snprintf(list + used, size - used, "%s%.*s", used ? "," : "", (int)len, name);
@@ -449,12 +460,13 @@ static int add_ifname(struct parser *p, const char *name, size_t len, char *list
 	return -1;
 }
 
-static void set_interface(struct parser *p, const char *v)
+/* "any", or a comma-separated list of interface names. */
+static void set_interface(struct parser *p, const struct key *k, const char *v, void *dst)
 {
 	char list[sizeof(p->c->interface)] = "";
 
 	if (strcmp(v, "any") == 0) {
-		snprintf(p->c->interface, sizeof(p->c->interface), "any");
+		snprintf(dst, k->size, "any");
 		return;
 	}
 	for (;;) {
@@ -463,101 +475,73 @@ static void set_interface(struct parser *p, const char *v)
 
 		while (len > 0 && isspace((unsigned char)v[lead + len - 1]))
 			len--;
-		if (add_ifname(p, v + lead, len, list, sizeof(list)) < 0)
+		if (add_ifname(p, k, v + lead, len, list, sizeof(list)) < 0)
 			return;
 		if (v[n] == '\0')
 			break;
 		v += n + 1;
 	}
-	snprintf(p->c->interface, sizeof(p->c->interface), "%s", list);
+	snprintf(dst, k->size, "%s", list);
 }
 
-static void set_pattern(struct parser *p, const char *key, const char *v, struct rule_pattern *dst)
+static void set_pattern(struct parser *p, const struct key *k, const char *v, void *dst)
 {
 	char buf[VALUE_SHOW + 4];
 	const char *err = "invalid pattern";
 
 	if (rule_pattern_parse(v, dst, &err) < 0)
-		cfg_err(p, p->line, "%s: \"%s\": %s", key, shown(v, buf, sizeof(buf)), err);
+		cfg_err(p, p->line, "%s: \"%s\": %s", k->name, shown(v, buf, sizeof(buf)), err);
 }
 
-/* A period: 0 turns it off, else 1 s .. 24 h. */
-static void set_period(struct parser *p, const char *key, const char *v, double *dst)
-{
-	char buf[VALUE_SHOW + 4];
-	double s;
-
-	if (config_parse_duration(v, &s) < 0) {
-		cfg_err(p, p->line, "%s: \"%s\" is not a duration (%s)", key,
-		        shown(v, buf, sizeof(buf)), DUR_HELP);
-		return;
-	}
-	if (s != 0 && (s < 1.0 || s > PERIOD_MAX)) {
-		cfg_err(p, p->line, "%s: %s is out of range (%s)", key, shown(v, buf, sizeof(buf)),
-		        PERIOD_RANGE);
-		return;
-	}
-	*dst = s;
-}
-
-static void set_bool(struct parser *p, const char *key, const char *v, bool *dst)
+static void set_bool(struct parser *p, const struct key *k, const char *v, void *dst)
 {
 	char buf[VALUE_SHOW + 4];
 
 	if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
-		*dst = true;
+		*(bool *)dst = true;
 	else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
-		*dst = false;
+		*(bool *)dst = false;
 	else
-		cfg_err(p, p->line, "%s: \"%s\" is not yes or no", key, shown(v, buf, sizeof(buf)));
-}
-
-static void set_log_format(struct parser *p, const char *v)
-{
-	char buf[VALUE_SHOW + 4];
-
-	if (strcmp(v, "logfmt") == 0)
-		p->c->log_format = CONFIG_FMT_LOGFMT;
-	else if (strcmp(v, "json") == 0)
-		p->c->log_format = CONFIG_FMT_JSON;
-	else
-		cfg_err(p, p->line, "log_format: \"%s\" is not logfmt or json",
+		cfg_err(p, p->line, "%s: \"%s\" is not yes or no", k->name,
 		        shown(v, buf, sizeof(buf)));
 }
 
-static void set_user(struct parser *p, const char *v)
+/* An unprivileged user name; marks the user as given (user_set). */
+static void set_user(struct parser *p, const struct key *k, const char *v, void *dst)
 {
 	char buf[VALUE_SHOW + 4];
 	size_t n = strlen(v);
 
-	if (n >= sizeof(p->c->user))
-		cfg_err(p, p->line, "user: \"%s\" is too long (at most %zu characters)",
-		        shown(v, buf, sizeof(buf)), sizeof(p->c->user) - 1);
+	if (n >= k->size)
+		cfg_err(p, p->line, "%s: \"%s\" is too long (at most %zu characters)", k->name,
+		        shown(v, buf, sizeof(buf)), k->size - 1);
 	else if (strspn(v, USER_CHARS) < n || v[0] == '-')
-		cfg_err(p, p->line, "user: \"%s\" is not a valid user name",
+		cfg_err(p, p->line, "%s: \"%s\" is not a valid user name", k->name,
 		        shown(v, buf, sizeof(buf)));
 	else if (strcmp(v, "root") == 0)
-		cfg_err(p, p->line, "user: kaprobed never runs as root; name an unprivileged user");
+		cfg_err(p, p->line, "%s: kaprobed never runs as root; name an unprivileged user",
+		        k->name);
 	else {
-		snprintf(p->c->user, sizeof(p->c->user), "%s", v);
+		snprintf(dst, k->size, "%s", v);
 		p->c->user_set = true;
 	}
 }
 
 /* An absolute path, or "none" (stored as ""). */
-static void set_opt_path(struct parser *p, const char *key, const char *v, char *dst, size_t len)
+static void set_opt_path(struct parser *p, const struct key *k, const char *v, void *dst)
 {
 	char buf[VALUE_SHOW + 4];
 
 	if (strcmp(v, "none") == 0)
-		dst[0] = '\0';
+		*(char *)dst = '\0';
 	else if (v[0] != '/')
-		cfg_err(p, p->line, "%s: \"%s\" is not an absolute path (or none)", key,
+		cfg_err(p, p->line, "%s: \"%s\" is not an absolute path (or none)", k->name,
 		        shown(v, buf, sizeof(buf)));
-	else if (strlen(v) >= len)
-		cfg_err(p, p->line, "%s: path is too long (at most %zu characters)", key, len - 1);
+	else if (strlen(v) >= k->size)
+		cfg_err(p, p->line, "%s: path is too long (at most %zu characters)", k->name,
+		        k->size - 1);
 	else
-		snprintf(dst, len, "%s", v);
+		snprintf(dst, k->size, "%s", v);
 }
 
 /* Index (1-based) of an exec: target, added to the config's table when new; 0 on error. */
@@ -587,8 +571,9 @@ static uint8_t exec_index(struct parser *p, const char *key, const char *path, s
 	return (uint8_t)++c->nexec;
 }
 
-/* One item of an on_dead/on_reset list (len bytes, trimmed) into a; -1 on error. */
-static int add_action(struct parser *p, const char *key, bool dead, const char *it, size_t len,
+/* The bit of a named action or of exec:PATH (len bytes): 0 when it is neither, -1 after
+ * reporting one this key cannot have. */
+static int action_bit(struct parser *p, const char *key, bool dead, const char *it, size_t len,
                       struct rule_actions *a)
 {
 	static const struct {
@@ -598,27 +583,35 @@ static int add_action(struct parser *p, const char *key, bool dead, const char *
 	} acts[] = {{"log", RULE_ACT_LOG, false},
 	            {"close", RULE_ACT_CLOSE, true},
 	            {"rst", RULE_ACT_RST, true}};
-	int bit = 0;
 
 	for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++) {
 		if (strlen(acts[i].name) != len || memcmp(it, acts[i].name, len) != 0)
 			continue;
-		if (acts[i].dead_only && !dead) {
-			cfg_err(p, p->line, "%s: \"%s\" is for on_dead only (use log or exec:PATH)",
-			        key, acts[i].name);
-			return -1;
-		}
-		bit = acts[i].bit;
+		if (!acts[i].dead_only || dead)
+			return acts[i].bit;
+		cfg_err(p, p->line, "%s: \"%s\" is for on_dead only (use log or exec:PATH)", key,
+		        acts[i].name);
+		return -1;
 	}
-	if (!bit && len >= 5 && memcmp(it, "exec:", 5) == 0) {
-		if (a->mask & RULE_ACT_EXEC) {
-			cfg_err(p, p->line, "%s: only one exec: action per key", key);
-			return -1;
-		}
-		if (!(a->exec = exec_index(p, key, it + 5, len - 5)))
-			return -1;
-		bit = RULE_ACT_EXEC;
+	if (len < 5 || memcmp(it, "exec:", 5) != 0)
+		return 0;
+	if (a->mask & RULE_ACT_EXEC) {
+		cfg_err(p, p->line, "%s: only one exec: action per key", key);
+		return -1;
 	}
+	if (!(a->exec = exec_index(p, key, it + 5, len - 5)))
+		return -1;
+	return RULE_ACT_EXEC;
+}
+
+/* One item of an actions list (len bytes, trimmed) into a; -1 on error. */
+static int add_action(struct parser *p, const char *key, bool dead, const char *it, size_t len,
+                      struct rule_actions *a)
+{
+	int bit = action_bit(p, key, dead, it, len, a);
+
+	if (bit < 0)
+		return -1;
 	if (!bit) {
 		cfg_err(p, p->line, "%s: \"%.*s\" is not one of %s", key,
 		        (int)(len > VALUE_SHOW ? VALUE_SHOW : len), it,
@@ -633,9 +626,9 @@ static int add_action(struct parser *p, const char *key, bool dead, const char *
 	return 0;
 }
 
-/* "log", "close, exec:/usr/local/bin/page-oncall", ... */
-static void set_actions(struct parser *p, const char *key, bool dead, const char *v,
-                        struct rule_actions *dst)
+/* "log", "close, exec:/usr/local/bin/page-oncall", ...; close and rst only when dead. */
+static void actions(struct parser *p, const char *key, bool dead, const char *v,
+                    struct rule_actions *dst)
 {
 	struct rule_actions a = {0, 0};
 
@@ -658,121 +651,30 @@ static void set_actions(struct parser *p, const char *key, bool dead, const char
 	*dst = a;
 }
 
-/* ---- keys ------------------------------------------------------------------ */
-
-static void set_value(struct parser *p, enum key_id k, const char *v)
+/* The actions on a verdict about the peer: log, close, rst, exec:PATH. */
+static void set_actions(struct parser *p, const struct key *k, const char *v, void *dst)
 {
-	struct rule *r = p->kind == S_RULE ? &p->rules[p->cur].r : NULL;
-	struct fsm_params *fp = r ? &r->params : &p->g;
-	struct config *c = p->c;
-
-	switch (k) {
-	case K_INTERFACE:
-		set_interface(p, v);
-		break;
-	case K_LOG_FILE:
-		set_log_file(p, v);
-		break;
-	case K_LOG_LEVEL:
-		set_log_level(p, v);
-		break;
-	case K_IDLE:
-		set_duration(p, "idle", v, &fp->idle);
-		break;
-	case K_INTERVAL:
-		set_duration(p, "interval", v, &fp->interval);
-		break;
-	case K_PROBES:
-		set_int(p, "probes", v, 1, 127, "1..127", &fp->probes);
-		break;
-	case K_PROBE_BYTES:
-		set_int(p, "probe_bytes", v, 0, 1, "0 or 1", &fp->probe_bytes);
-		break;
-	case K_LOCAL:
-		set_pattern(p, "local", v, &r->local);
-		break;
-	case K_REMOTE:
-		set_pattern(p, "remote", v, &r->remote);
-		break;
-	case K_LOG_FORMAT:
-		set_log_format(p, v);
-		break;
-	case K_SYSLOG:
-		set_bool(p, "syslog", v, &c->syslog);
-		break;
-	case K_JOURNAL:
-		set_bool(p, "journal", v, &c->journal);
-		break;
-	case K_USER:
-		set_user(p, v);
-		break;
-	case K_SUMMARY_INTERVAL:
-		set_period(p, "summary_interval", v, &c->summary_interval);
-		break;
-	case K_STATE_FILE:
-		set_opt_path(p, "state_file", v, c->state_file, sizeof(c->state_file));
-		break;
-	case K_STATE_INTERVAL:
-		set_period(p, "state_interval", v, &c->state_interval);
-		break;
-	case K_METRICS_FILE:
-		set_opt_path(p, "metrics_file", v, c->metrics_file, sizeof(c->metrics_file));
-		break;
-	case K_METRICS_INTERVAL:
-		set_period(p, "metrics_interval", v, &c->metrics_interval);
-		break;
-	case K_ACTION_TIMEOUT:
-		set_duration(p, "action_timeout", v, &c->action_timeout);
-		break;
-	case K_ON_DEAD:
-		set_actions(p, "on_dead", true, v, r ? &r->on_dead : &c->on_dead);
-		break;
-	case K_ON_RESET:
-		set_actions(p, "on_reset", false, v, r ? &r->on_reset : &c->on_reset);
-		break;
-	case K_STALL_TIMEOUT:
-		set_stall_timeout(p, v, &fp->stall_timeout);
-		break;
-	case K_ON_STALL:
-		set_actions(p, "on_stall", true, v, r ? &r->on_stall : &c->on_stall);
-		if (!r)
-			p->on_stall_set = true;
-		break;
-	case K_DISCOVER_INTERVAL:
-		set_period(p, "discover_interval", v, &c->discover_interval);
-		break;
-	case K_MAX_CONNECTIONS:
-		set_long(p, "max_connections", v, 1, CONFIG_MAX_CONNECTIONS, &c->max_connections);
-		break;
-	case K_SKIP_KERNEL_KEEPALIVE:
-		set_bool(p, "skip_kernel_keepalive", v, &c->skip_kernel_keepalive);
-		break;
-	case K_MAX_PROBE_RATE:
-		set_long(p, "max_probe_rate", v, CONFIG_PROBE_RATE_MIN, CONFIG_PROBE_RATE_MAX,
-		         &c->max_probe_rate);
-		break;
-	case K_CAPTURE_BUFFER:
-		set_size(p, "capture_buffer", v, CONFIG_CAPTURE_BUFFER_MIN,
-		         CONFIG_CAPTURE_BUFFER_MAX, &c->capture_buffer);
-		break;
-	case K_LOG_ALIVE:
-		set_log_alive(p, v);
-		break;
-	case K_COUNT:
-		break;
-	}
+	actions(p, k->name, true, v, dst);
 }
+
+/* The actions on a verdict the peer gave itself (reset): log, exec:PATH. */
+static void set_actions_log(struct parser *p, const struct key *k, const char *v, void *dst)
+{
+	actions(p, k->name, false, v, dst);
+}
+
+/* ---- lines "key = value" ----------------------------------------------------- */
 
 static int key_find(const char *name)
 {
-	for (int k = 0; k < K_COUNT; k++) {
+	for (size_t k = 0; k < NKEYS; k++) {
 		if (strcmp(name, keys[k].name) == 0)
-			return k;
+			return (int)k;
 	}
 	return -1;
 }
 
-/* Reports a key that is out of any section, unknown or misplaced; returns its id or -1. */
+/* Reports a key that is out of any section, unknown or misplaced; returns its index or -1. */
 static int check_key(struct parser *p, const char *name)
 {
 	char buf[VALUE_SHOW + 4];
@@ -797,6 +699,14 @@ static int check_key(struct parser *p, const char *name)
 	return -1;
 }
 
+/* The field of the section being read that key k sets. */
+static void *key_field(struct parser *p, const struct key *k)
+{
+	if (p->kind == S_RULE)
+		return (char *)&p->rules[p->cur].r + k->roff;
+	return (char *)p->c + k->goff;
+}
+
 /* inih's callback for each "key = value": checks the key, then the value. */
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -817,7 +727,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 	if (value[0] == '\0')
 		cfg_err(p, p->line, "%s: missing value", name);
 	else
-		set_value(p, (enum key_id)k, value);
+		keys[k].set(p, &keys[k], value, key_field(p, &keys[k]));
 	return 1;
 }
 
@@ -1076,53 +986,59 @@ static int run_inih(struct parser *p)
 
 /* ---- the whole file -------------------------------------------------------- */
 
-static void fill_params(struct fsm_params *dst, const int *set, const struct fsm_params *src)
+/* Gives a rule each key it does not set: [global]'s value (or default), or, for a key
+ * with an `own` field that [global] does not set either, the rule's own value there. */
+static void inherit(struct parser *p, struct pend_rule *pr)
 {
-	if (!set[K_IDLE])
-		dst->idle = src->idle;
-	if (!set[K_INTERVAL])
-		dst->interval = src->interval;
-	if (!set[K_PROBES])
-		dst->probes = src->probes;
-	if (!set[K_PROBE_BYTES])
-		dst->probe_bytes = src->probe_bytes;
-	if (!set[K_STALL_TIMEOUT])
-		dst->stall_timeout = src->stall_timeout;
+	char *r = (char *)&pr->r;
+
+	for (size_t k = 0; k < NKEYS; k++) {
+		const struct key *key = &keys[k];
+		const char *from = (const char *)p->c + key->goff;
+
+		if (key->where != (IN_GLOBAL | IN_RULE) || pr->key_line[k])
+			continue;
+		if (key->own && !p->gkey_line[k])
+			from = r + key->own;
+		memcpy(r + key->roff, from, key->size);
+	}
 }
 
-static void finish_rule(struct parser *p, struct pend_rule *pr, const struct fsm_params *d)
+/* Reports a rule without its required keys, as 'no "local" and no "remote"'; true if so. */
+static bool lacks_required(struct parser *p, const struct pend_rule *pr)
+{
+	char miss[256] = "";
+
+	for (size_t k = 0; k < NKEYS; k++) {
+		size_t n = strlen(miss);
+
+		if (keys[k].required && !pr->key_line[k])
+			snprintf(miss + n, sizeof(miss) - n, "%sno \"%s\"", n ? " and " : "",
+			         keys[k].name);
+	}
+	if (miss[0])
+		cfg_err(p, pr->r.line, "rule [%s] has %s", pr->r.name, miss);
+	return miss[0] != '\0';
+}
+
+static void finish_rule(struct parser *p, struct pend_rule *pr)
 {
 	const struct rule *r = &pr->r;
-	const int *set = pr->key_line;
 
-	fill_params(&pr->r.params, set, d);
-	if (!set[K_ON_DEAD])
-		pr->r.on_dead = p->c->on_dead;
-	if (!set[K_ON_RESET])
-		pr->r.on_reset = p->c->on_reset;
-	if (!set[K_ON_STALL]) /* [global] on_stall, else the rule's own on_dead */
-		pr->r.on_stall = p->on_stall_set ? p->c->on_stall : pr->r.on_dead;
-	if (!set[K_LOCAL] && !set[K_REMOTE])
-		cfg_err(p, r->line, "rule [%s] has no \"local\" and no \"remote\"", r->name);
-	else if (!set[K_LOCAL])
-		cfg_err(p, r->line, "rule [%s] has no \"local\"", r->name);
-	else if (!set[K_REMOTE])
-		cfg_err(p, r->line, "rule [%s] has no \"remote\"", r->name);
-	else if (r->local.family && r->remote.family && r->local.family != r->remote.family)
+	inherit(p, pr);
+	if (lacks_required(p, pr))
+		return;
+	if (r->local.family && r->remote.family && r->local.family != r->remote.family)
 		cfg_err(p, r->line,
 		        "rule [%s] can never match: \"local\" is %s but \"remote\" is %s", r->name,
 		        r->local.family == AF_INET ? "IPv4" : "IPv6",
 		        r->remote.family == AF_INET ? "IPv4" : "IPv6");
 }
 
-static void finish(struct parser *p, const struct fsm_params *host)
+static void finish(struct parser *p)
 {
-	struct fsm_params d = p->g;
-
-	fill_params(&d, p->gkey_line, host); /* [global] first, then this host */
-	p->c->defaults = d;
 	for (size_t i = 0; i < p->nrules; i++)
-		finish_rule(p, &p->rules[i], &d);
+		finish_rule(p, &p->rules[i]);
 	if (!p->saw_rule_header)
 		cfg_err(p, 0,
 		        "no rules: add a rule section, e.g. [ssh] with local = *:22 and "
@@ -1145,7 +1061,8 @@ static int publish(struct parser *p, struct config *out)
 	return 0;
 }
 
-static void config_init(struct config *c)
+/* The defaults of the [global] keys; those of the fsm_params keys are the host's. */
+static void config_init(struct config *c, const struct fsm_params *host)
 {
 	memset(c, 0, sizeof(*c));
 	snprintf(c->interface, sizeof(c->interface), "any");
@@ -1165,10 +1082,10 @@ static void config_init(struct config *c)
 	c->capture_buffer = CONFIG_CAPTURE_BUFFER_DEFAULT;
 	c->on_dead.mask = RULE_ACT_LOG;
 	c->on_reset.mask = RULE_ACT_LOG;
+	c->defaults = host ? *host : linux_defaults;
 }
 
-static int parse_all(struct parser *p, const char *text, size_t len, const struct fsm_params *host,
-                     struct config *out)
+static int parse_all(struct parser *p, const char *text, size_t len, struct config *out)
 {
 	int rc;
 
@@ -1179,7 +1096,7 @@ static int parse_all(struct parser *p, const char *text, size_t len, const struc
 		cfg_err(p, 0, "out of memory");
 	else if (rc > 0 && p->errs->n == 0 && !p->errs->dropped)
 		cfg_err(p, rc, "syntax error");
-	finish(p, host ? host : &linux_defaults);
+	finish(p);
 	if (p->errs->n || p->errs->dropped || publish(p, out) < 0)
 		return -1;
 	return 0;
@@ -1212,11 +1129,11 @@ int config_parse_len(const char *name, const char *text, size_t len,
 	name = name ? name : "(config)";
 	if (p && c && e) {
 		memset(e, 0, sizeof(*e));
-		config_init(c);
+		config_init(c, host_defaults);
 		p->file = name;
 		p->c = c;
 		p->errs = e;
-		rc = parse_all(p, text ? text : "", text ? len : 0, host_defaults, out);
+		rc = parse_all(p, text ? text : "", text ? len : 0, out);
 		free(p->rules);
 	} else if (e) {
 		oom_error(name, e);
