@@ -22,7 +22,8 @@ struct metrics_input {
 	unsigned long long pcap_drops; /* summed over every capture */
 	const struct metrics_rule *rules;
 	size_t nrules;
-	double loop_stall_max; /* s: the longest single loop iteration's work so far */
+	double loop_stall_max;              /* s: the longest single loop iteration's work so far */
+	unsigned long long max_connections; /* the table's cap (config max_connections) */
 };
 
 /* Writes the exposition: HELP and TYPE lines, then the samples of each family. */
