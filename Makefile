@@ -67,7 +67,7 @@ UNIT_LIBS_log     := $(SYSTEMD_LIBS)
 UNIT_LIBS_notify  := $(SYSTEMD_LIBS) $(EV_LIBS)
 UNIT_BINS := $(addprefix $(BUILD)/tests/test_,$(UNIT_TESTS))
 
-.PHONY: all deps check unit integration demo bench fuzz format clean install uninstall
+.PHONY: all deps check unit contrib-check integration demo bench fuzz format clean install uninstall
 
 all: $(BUILD)/kaprobed build/kaprobed
 
@@ -98,12 +98,30 @@ deps:
 unit: $(UNIT_BINS)
 	@sh tests/run-unit.sh $(UNIT_BINS)
 
+# contrib/: promtool checks and tests the alert rules; tests/contrib/check_contrib.py checks
+# that the Grafana dashboard's expressions parse and name only metrics kaprobed writes (taken
+# from a file rendered by metrics.c). No root, no network.
+PROMTOOL ?= /usr/bin/promtool
+$(BUILD)/tests/metrics_sample: tests/contrib/metrics_sample.c $(BUILD)/metrics.o $(BUILD)/fsm.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
+
+contrib-check: $(BUILD)/tests/metrics_sample
+	$(BUILD)/tests/metrics_sample > $(BUILD)/tests/metrics_sample.prom
+	$(PROMTOOL) check rules contrib/prometheus/kaprobe.rules.yml
+	$(PROMTOOL) test rules contrib/prometheus/tests/*.yml
+	python3 tests/contrib/check_contrib.py --promtool $(PROMTOOL) \
+		--metrics $(BUILD)/tests/metrics_sample.prom --dashboard contrib/grafana/kaprobe.json \
+		--rules contrib/prometheus/kaprobe.rules.yml --tests contrib/prometheus/tests/*.yml \
+		--selftest
+
 integration: all
 	@python3 tests/integration/run.py --kaprobed $(BUILD)/kaprobed
 
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory contrib-check
 	@$(MAKE) --no-print-directory integration
 
 demo: deps

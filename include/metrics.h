@@ -22,8 +22,9 @@ struct metrics_input {
 	unsigned long long pcap_drops; /* summed over every capture */
 	const struct metrics_rule *rules;
 	size_t nrules;
-	double loop_stall_max; /* s: the longest single loop iteration's work so far */
-	size_t zw_stalled;     /* connections in a zero-window stall now */
+	double loop_stall_max;              /* s: the longest single loop iteration's work so far */
+	unsigned long long max_connections; /* the table's cap (config max_connections) */
+	size_t zw_stalled;                  /* connections in a zero-window stall now */
 };
 
 /* Writes the exposition: HELP and TYPE lines, then the samples of each family. */

@@ -74,6 +74,16 @@ static void connections(FILE *f, const struct metrics_input *in)
 	}
 }
 
+/* The table's fill against its cap (issue 12: a fleet alert when it nears the cap). */
+static void table(FILE *f, const struct metrics_input *in)
+{
+	gauge(f, "kaprobe_max_connections", "Most connections tracked at once (max_connections).",
+	      (double)in->max_connections);
+	counter(f, "kaprobe_table_full_total",
+	        "Times a connection was not tracked because the table was full.",
+	        in->st->table_full);
+}
+
 static void verdicts(FILE *f, const struct engine_stats *st)
 {
 	family(f, "kaprobe_verdicts_total", "counter", "Verdicts given, by kind.");
@@ -141,6 +151,7 @@ void metrics_render(FILE *f, const struct metrics_input *in)
 	const struct engine_stats *st = in->st;
 
 	connections(f, in);
+	table(f, in);
 	counter(f, "kaprobe_probes_sent_total", "Keepalive probes sent.", st->probes_sent);
 	counter(f, "kaprobe_replies_total", "Segments that answered a probe.", st->replies);
 	verdicts(f, st);

@@ -267,9 +267,15 @@ static int render_metrics(struct report *r)
 {
 	struct metrics_job *j = &r->mj;
 	struct engine_counts n;
-	struct metrics_input in = {engine_stats(r->e), engine_rtt_bounds, r->drops(r->drops_arg),
-	                           j->rules,           j->nrules,         loopstall_max(),
-	                           0};
+	struct metrics_input in = {
+	    .st = engine_stats(r->e),
+	    .rtt_bounds = engine_rtt_bounds,
+	    .pcap_drops = r->drops(r->drops_arg),
+	    .rules = j->rules,
+	    .nrules = j->nrules,
+	    .loop_stall_max = loopstall_max(),
+	    .max_connections = (unsigned long long)r->cfg->max_connections,
+	};
 	FILE *f = atomicfile_open(&j->c.af, r->cfg->metrics_file, REPORT_FILE_MODE);
 
 	if (!f)

@@ -308,7 +308,8 @@ def case_state_metrics(ctx):
     if not os.access(PROMTOOL, os.X_OK):
         fail("%s not installed (tests/deps.sh installs prometheus)" % PROMTOOL)
     mpath = os.path.join(ctx.topo.tmp, "kaprobe.prom")
-    kap = start(ctx, net, {"metrics_file": mpath, "metrics_interval": "1s"})
+    kap = start(ctx, net, {"metrics_file": mpath, "metrics_interval": "1s",
+                           "max_connections": "5000"})
     log = kap.log
     c = connect(ctx, net, 4)
     c.exchange()
@@ -347,6 +348,8 @@ def case_state_metrics(ctx):
         ("kaprobe_pcap_drops_total", ""): 0,
         ("kaprobe_decode_errors_total", ""): 0,
         ("kaprobe_ignored_packets_total", '{reason="bad_rst"}'): 0,
+        ("kaprobe_max_connections", ""): 5000,
+        ("kaprobe_table_full_total", ""): 0,
     }
     wrong = ["%s%s = %s, expected %s" % (k[0], k[1], m.get(k), v)
              for k, v in want.items() if m.get(k) != v]

@@ -41,11 +41,12 @@ static void test_counters_and_gauges(void **state)
 {
 	struct engine_stats st = {0};
 	struct metrics_rule rules[2] = {{"pg", {3, 1, 2, 0}}, {"web", {0}}};
-	struct metrics_input in = {&st, bounds, 7, rules, 2, 0.0123, 2};
+	struct metrics_input in = {&st, bounds, 7, rules, 2, 0.0123, 1000000, 2};
 	char *s;
 
 	(void)state;
 	st.probes_sent = 11;
+	st.table_full = 3;
 	st.replies = 4;
 	st.alive = 4;
 	st.dead = 1;
@@ -67,6 +68,10 @@ static void test_counters_and_gauges(void **state)
 	has_line(s, "kaprobe_connections{rule=\"pg\",state=\"probing\"} 1");
 	has_line(s, "kaprobe_connections{rule=\"pg\",state=\"dead\"} 2");
 	has_line(s, "kaprobe_connections{rule=\"web\",state=\"closed\"} 0");
+	has_line(s, "# TYPE kaprobe_max_connections gauge");
+	has_line(s, "kaprobe_max_connections 1000000");
+	has_line(s, "# TYPE kaprobe_table_full_total counter");
+	has_line(s, "kaprobe_table_full_total 3");
 	has_line(s, "# TYPE kaprobe_probes_sent_total counter");
 	has_line(s, "kaprobe_probes_sent_total 11");
 	has_line(s, "kaprobe_replies_total 4");
@@ -89,7 +94,7 @@ static void test_counters_and_gauges(void **state)
 static void test_histogram_is_cumulative(void **state)
 {
 	struct engine_stats st = {0};
-	struct metrics_input in = {&st, bounds, 0, NULL, 0, 0.0, 0};
+	struct metrics_input in = {&st, bounds, 0, NULL, 0, 0.0, 0, 0};
 	char *s;
 
 	(void)state;
@@ -116,7 +121,7 @@ static void test_label_values_are_escaped(void **state)
 {
 	struct engine_stats st = {0};
 	struct metrics_rule rules[1] = {{"a\"b\\c\nd", {0}}};
-	struct metrics_input in = {&st, bounds, 0, rules, 1, 0.0, 0};
+	struct metrics_input in = {&st, bounds, 0, rules, 1, 0.0, 0, 0};
 	char *s;
 
 	(void)state;
