@@ -36,7 +36,8 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
            -Iinclude $(PCAP_CFLAGS) $(JANSSON_CFLAGS) $(MNL_CFLAGS) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
-CORE    := addr codec fsm rule config conntab logline state metrics statusview actmsg timerheap
+CORE    := addr codec fsm rule config conntab logline state metrics statusview nlwalk actmsg \
+           timerheap
 EDGE    := log capture sender engine atomicfile report action diag ifaddr discover loopstall
 SERVICE := priv notify
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) main))
@@ -57,9 +58,9 @@ UNIT_DEPS_state   := state addr fsm
 UNIT_DEPS_metrics := metrics fsm
 UNIT_DEPS_statusview := statusview state addr fsm
 UNIT_DEPS_atomicfile := atomicfile
-UNIT_DEPS_actmsg  := actmsg addr
-UNIT_DEPS_diag    := diag addr
-UNIT_DEPS_ifaddr  := ifaddr addr
+UNIT_DEPS_actmsg  := actmsg nlwalk addr
+UNIT_DEPS_diag    := diag nlwalk addr
+UNIT_DEPS_ifaddr  := ifaddr nlwalk addr
 UNIT_DEPS_learn   := fsm codec
 UNIT_DEPS_sender  := sender codec addr
 UNIT_LIBS_learn   := $(PCAP_LIBS)
@@ -70,6 +71,9 @@ UNIT_LIBS_config  := $(INIH_LIBS)
 UNIT_LIBS_log     := $(SYSTEMD_LIBS)
 UNIT_LIBS_notify  := $(SYSTEMD_LIBS) $(EV_LIBS)
 UNIT_LIBS_statusview := $(JANSSON_LIBS)
+UNIT_LIBS_actmsg  := $(MNL_LIBS)
+UNIT_LIBS_diag    := $(MNL_LIBS)
+UNIT_LIBS_ifaddr  := $(MNL_LIBS)
 UNIT_BINS := $(addprefix $(BUILD)/tests/test_,$(UNIT_TESTS))
 
 .PHONY: all deps check unit integration demo bench fuzz format clean install uninstall
@@ -148,12 +152,15 @@ FUZZ_TARGETS := codec fsm config diag ifaddr actmsg statusview
 FUZZ_DEPS_codec      := codec
 FUZZ_DEPS_fsm        := fsm
 FUZZ_DEPS_config     := config rule addr
-FUZZ_DEPS_diag       := diag addr
-FUZZ_DEPS_ifaddr     := ifaddr
-FUZZ_DEPS_actmsg     := actmsg addr
+FUZZ_DEPS_diag       := diag nlwalk addr
+FUZZ_DEPS_ifaddr     := ifaddr nlwalk
+FUZZ_DEPS_actmsg     := actmsg nlwalk addr
 FUZZ_DEPS_statusview := statusview
 FUZZ_LIBS_config     := $(INIH_LIBS)
 FUZZ_LIBS_statusview := $(JANSSON_LIBS)
+FUZZ_LIBS_diag       := $(MNL_LIBS)
+FUZZ_LIBS_ifaddr     := $(MNL_LIBS)
+FUZZ_LIBS_actmsg     := $(MNL_LIBS)
 FUZZ_BINS := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 
 $(FUZZ_BUILD)/%.o: src/%.c
