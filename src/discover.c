@@ -57,7 +57,7 @@ struct dumper {
 	int fd;
 	struct ev_loop *loop;
 	ev_async wake;
-	uint8_t buf[DIAG_RECV_BUF];
+	_Alignas(uint32_t) uint8_t buf[DIAG_RECV_BUF]; /* netlink's alignment */
 };
 
 struct discover {

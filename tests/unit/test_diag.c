@@ -1,5 +1,6 @@
 /* test_diag.c: inet_diag requests (bytecode run through a copy of the kernel's port
- * logic) and answers (hand-built netlink fixtures: good, cut, foreign, errors). */
+ * logic) and answers (hand-built netlink fixtures: good, cut, foreign, errors, what
+ * libmnl's checks miss). */
 #include <errno.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -180,6 +181,10 @@ static size_t sock_payload(uint8_t *p, int family, const char *src, const char *
 	memcpy(p, &m, sizeof(m));
 	if (info_len == 0)
 		return sizeof(m);
+	ti.tcpi_retransmits = 1;
+	ti.tcpi_backoff = 2;
+	ti.tcpi_probes = 3;
+	ti.tcpi_snd_wnd = 65535;
 	ti.tcpi_unacked = 2;
 	ti.tcpi_last_data_recv = 7000;
 	ti.tcpi_last_ack_recv = 6500;
@@ -219,6 +224,65 @@ static void test_parse_sockets(void **state)
 	assert_false(g.s[1].has_info);
 	assert_int_equal(g.s[2].key.family, AF_INET6);
 	assert_true(g.s[2].has_info);
+}
+
+/* The retransmission and window fields of tcp_info; tcpi_snd_wnd only from a kernel whose
+ * tcp_info is long enough to hold it (Linux 5.4), 0 from an older one. */
+static void test_parse_retrans_and_window(void **state)
+{
+	const size_t wnd_end = offsetof(struct tcp_info, tcpi_snd_wnd) + sizeof(uint32_t);
+	uint8_t buf[4096], p[512];
+	struct got g = {0};
+	size_t at = 0, n;
+	int err = 0;
+
+	(void)state;
+	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.2", sizeof(struct tcp_info));
+	at = put_msg(buf, at, SOCK_DIAG_BY_FAMILY, 9, p, n);
+	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.3", wnd_end);
+	at = put_msg(buf, at, SOCK_DIAG_BY_FAMILY, 9, p, n);
+	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.4", wnd_end - 1);
+	at = put_msg(buf, at, SOCK_DIAG_BY_FAMILY, 9, p, n);
+	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.5", 104); /* Linux 4.x */
+	at = put_msg(buf, at, SOCK_DIAG_BY_FAMILY, 9, p, n);
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_MORE);
+	assert_int_equal(g.n, 4);
+	for (int i = 0; i < 4; i++) {
+		assert_true(g.s[i].has_info);
+		assert_int_equal(g.s[i].retransmits, 1);
+		assert_int_equal(g.s[i].backoff, 2);
+		assert_int_equal(g.s[i].probes, 3);
+		assert_int_equal(g.s[i].snd_wnd, i < 2 ? 65535 : 0);
+	}
+}
+
+/* What libmnl's own checks let through: a length of 2^31 or more (mnl_nlmsg_ok compares it
+ * as a negative int), a misaligned buffer (libmnl reads headers in place). */
+static void test_parse_huge_length_and_misaligned(void **state)
+{
+	_Alignas(uint32_t) uint8_t buf[1024];
+	uint8_t p[512];
+	struct got g = {0};
+	struct nlmsghdr h;
+	size_t at, n;
+	int err = 0;
+
+	(void)state;
+	at = put_msg(buf, 0, NLMSG_DONE, 9, &err, sizeof(err)); /* taken whole: DIAG_DONE */
+	memcpy(&h, buf, sizeof(h));
+	h.nlmsg_len = 0x80000000u + (uint32_t)at;
+	memcpy(buf, &h, sizeof(h));
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_E_MALFORMED);
+	h.nlmsg_len = UINT32_MAX;
+	memcpy(buf, &h, sizeof(h));
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_E_MALFORMED);
+	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.2", sizeof(struct tcp_info));
+	at = put_msg(buf, 4, SOCK_DIAG_BY_FAMILY, 9, p, n) - 4;
+	memmove(buf + 1, buf + 4, at);
+	assert_int_equal(diag_parse(buf + 1, at, 9, 0, collect, &g, &err), DIAG_E_MALFORMED);
+	memmove(buf, buf + 1, at);
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_MORE);
+	assert_int_equal(g.n, 1);
 }
 
 static void test_parse_done_error_foreign(void **state)
@@ -311,6 +375,8 @@ int main(void)
 	    cmocka_unit_test(test_filter_impossible),
 	    cmocka_unit_test(test_dump_request),
 	    cmocka_unit_test(test_parse_sockets),
+	    cmocka_unit_test(test_parse_retrans_and_window),
+	    cmocka_unit_test(test_parse_huge_length_and_misaligned),
 	    cmocka_unit_test(test_parse_done_error_foreign),
 	    cmocka_unit_test(test_parse_malformed),
 	    cmocka_unit_test(test_parse_only_from_kernel),
