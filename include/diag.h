@@ -37,6 +37,8 @@ struct diag_sock {
 	uint32_t unacked;      /* tcpi_unacked: segments in flight */
 	uint32_t snd_wnd;      /* tcpi_snd_wnd: the peer's advertised window (0: kernel too old) */
 	uint32_t last_data_recv_ms, last_ack_recv_ms; /* ms since the last segment / ACK */
+	uint32_t last_data_sent_ms; /* ms since our last data segment (a retransmission too) */
+	uint32_t rto_us;            /* tcpi_rto: the retransmission timeout now (backed off) */
 	uint32_t uid, inode;
 	uint64_t cookie;
 };
@@ -76,6 +78,14 @@ int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender, di
 /* Seconds since the last segment from the peer, as the kernel counts it (the smaller of
  * the last data and last ACK received). */
 double diag_idle(const struct diag_sock *s);
+
+/* Seconds our data has gone unanswered, as the kernel sees it: under the retransmission
+ * timer with segments in flight, the shorter of the time since the last ACK received and
+ * the time since the head segment was first sent, which is the waits of the backoffs so far
+ * (rto / 2^backoff x (2^backoff - 1): each RTO fired no sooner than due) plus the time since
+ * the last (re)transmission. -1 when nothing is in flight (or no tcp_info). Never more
+ * than the truth. */
+double diag_stall_silence(const struct diag_sock *s);
 
 /* Buffer size that holds any datagram of a dump answer. */
 #define DIAG_RECV_BUF (64 * 1024)

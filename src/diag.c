@@ -166,6 +166,8 @@ static void read_info(const uint8_t *data, size_t len, struct diag_sock *s)
 	s->unacked = ti.tcpi_unacked;
 	s->last_data_recv_ms = ti.tcpi_last_data_recv;
 	s->last_ack_recv_ms = ti.tcpi_last_ack_recv;
+	s->last_data_sent_ms = ti.tcpi_last_data_sent;
+	s->rto_us = ti.tcpi_rto;
 	if (len >= INFO_SND_WND)
 		s->snd_wnd = ti.tcpi_snd_wnd;
 	s->has_info = 1;
@@ -300,4 +302,16 @@ ssize_t diag_recv(int fd, uint8_t *buf, size_t len, uint32_t *sender)
 	}
 	*sender = from.nl_pid;
 	return n;
+}
+
+double diag_stall_silence(const struct diag_sock *s)
+{
+	unsigned b = s->backoff < 16 ? s->backoff : 16;
+	double waited, head;
+
+	if (!s->has_info || s->timer != DIAG_TIMER_RETRANS || s->unacked == 0)
+		return -1.0;
+	waited = (double)s->rto_us / 1e6 * (1.0 - 1.0 / (double)(1u << b));
+	head = waited + s->last_data_sent_ms / 1000.0;
+	return s->last_ack_recv_ms / 1000.0 < head ? s->last_ack_recv_ms / 1000.0 : head;
 }

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 
 #include <cmocka.h>
@@ -226,6 +227,36 @@ static void test_parse_sockets(void **state)
 	assert_true(g.s[2].has_info);
 }
 
+/* The kernel's silence on data in flight: only under the retransmission timer with segments
+ * in flight; the shorter of "since the last ACK" and "since our last new data". */
+static void test_stall_silence(void **state)
+{
+	struct diag_sock s;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	s.has_info = 1;
+	s.timer = DIAG_TIMER_RETRANS;
+	s.unacked = 1;
+	s.last_ack_recv_ms = 9000;
+	s.last_data_sent_ms = 3500; /* no RTO yet: since the last send */
+	assert_true(diag_stall_silence(&s) == 3.5);
+	s.backoff = 3; /* RTOs after 0.2, 0.4, 0.8 s; 1.6 s now; the last 0.3 s ago */
+	s.rto_us = 1600000;
+	s.last_data_sent_ms = 300;
+	assert_true(fabs(diag_stall_silence(&s) - 1.7) < 1e-9);
+	s.last_ack_recv_ms = 1200; /* an ACK since: from there */
+	assert_true(diag_stall_silence(&s) == 1.2);
+	s.unacked = 0;
+	assert_true(diag_stall_silence(&s) < 0);
+	s.unacked = 1;
+	s.timer = DIAG_TIMER_PROBE0;
+	assert_true(diag_stall_silence(&s) < 0);
+	s.timer = DIAG_TIMER_RETRANS;
+	s.has_info = 0;
+	assert_true(diag_stall_silence(&s) < 0);
+}
+
 /* The retransmission and window fields of tcp_info; tcpi_snd_wnd only from a kernel whose
  * tcp_info is long enough to hold it (Linux 5.4), 0 from an older one. */
 static void test_parse_retrans_and_window(void **state)
@@ -371,6 +402,7 @@ static void test_parse_error_int_min(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_stall_silence),
 	    cmocka_unit_test(test_filter_matches_rules),
 	    cmocka_unit_test(test_filter_impossible),
 	    cmocka_unit_test(test_dump_request),
