@@ -221,7 +221,7 @@ def case_stall_slow_alive(ctx):
     # The slow reader drains its small window every 2 s: the window shuts, then opens.
     slow.cli.cmd("trickle 65536 2000")
     nft_lose_every_fifth(ctx, net["peer"], 5433)
-    mark_s = sent_bg(slow, 60000)
+    mark_s = sent_bg(slow, 30000)
     mark_b = sent_bg(bulk, 8000000)
     wait_sent(bulk, mark_b, 60)
     delivered(bulk, bulk.srv.tx, 60)
