@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "addr.h"
 #include "state.h"
 #include "statusview.h"
 
