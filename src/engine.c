@@ -1221,15 +1221,27 @@ size_t engine_walk(const struct engine *e, struct engine_cursor *cur, double now
 	return conntab_walk(e->tab, &cur->tab, max, view_one, &x);
 }
 
-void engine_counts(const struct engine *e, struct engine_counts *out)
+/* Tracked connections under an observe-only rule (O(rules)). */
+static size_t observed_count(const struct engine *e)
 {
-	size_t i;
+	unsigned long long by_state[FSM_STATE_COUNT];
+	size_t i, n = 0;
 	int s;
 
-	out->observed = 0;
-	for (i = 0; i < e->rule_state_n && i < e->cfg->nrules; i++)
-		for (s = 0; e->cfg->rules[i].params.observe && s < FSM_STATE_COUNT; s++)
-			out->observed += (size_t)e->rule_state[i * FSM_STATE_COUNT + s];
+	for (i = 0; i < e->cfg->nrules; i++) {
+		if (!e->cfg->rules[i].params.observe)
+			continue;
+		memset(by_state, 0, sizeof(by_state));
+		engine_rule_counts(e, i, by_state);
+		for (s = 0; s < FSM_STATE_COUNT; s++)
+			n += (size_t)by_state[s];
+	}
+	return n;
+}
+
+void engine_counts(const struct engine *e, struct engine_counts *out)
+{
+	out->observed = observed_count(e);
 	memcpy(out->by_state, e->by_state, sizeof(out->by_state));
 	out->tracked = conntab_count(e->tab) - e->n_unconf;
 	out->unconfirmed = e->n_unconf;
