@@ -20,8 +20,9 @@ struct fsm_params {
 	int probe_bytes; /* 1: one 0x00 byte; 0: none */
 	double stall_timeout; /* s without progress on data in flight (or an open window) before
 	                         a stall verdict; 0: off */
-	bool observe; /* observe-only: tell when a probe would go out (FSM_EV_IDLE, once per
-	                 silence of the peer); ask for nothing to be sent, give no verdict */
+	/* observe-only: tell when a probe would go out (FSM_EV_IDLE, once per silence of the
+	 * peer); ask for nothing to be sent, give no verdict */
+	bool observe;
 };
 
 enum fsm_state {

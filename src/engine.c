@@ -708,7 +708,7 @@ static bool pace_packet(struct engine *e, struct conn *c, struct sender_pkt *pkt
 
 	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN);
 	if (rule_of(e, c)->params.observe)
-		return false; /* observe-only (a reload made it so while it waited): nothing leaves */
+		return false; /* observe-only (a reload made it so while it waited) */
 	memset(pkt, 0, sizeof(*pkt));
 	pkt->key = &c->key;
 	pkt->kind = learn ? SENDER_SYN : SENDER_PROBE;
@@ -906,8 +906,9 @@ static void verdict_hook(struct engine *e, const struct conn *c, const struct fs
 {
 	struct engine_verdict v;
 
-	if (!e->hook || (ev->type != FSM_EV_DEAD && ev->type != FSM_EV_RESET &&
-	                 ev->type != FSM_EV_STALLED) || rule_of(e, c)->params.observe)
+	if (!e->hook ||
+	    (ev->type != FSM_EV_DEAD && ev->type != FSM_EV_RESET && ev->type != FSM_EV_STALLED) ||
+	    rule_of(e, c)->params.observe)
 		return; /* (observe-only: the fsm gives no verdict; no action either way) */
 	v.cfg = e->cfg;
 	v.rule = rule_of(e, c);
