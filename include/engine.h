@@ -5,7 +5,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include <ev.h>
 
@@ -14,61 +13,13 @@
 #include "config.h"
 #include "conntab.h"
 #include "fsm.h"
+#include "records.h"
 #include "sender.h"
 
 struct engine;
 
-/* Upper bounds (s) of the RTT histogram's buckets, 0.1 ms .. 10 s (engine_rtt_bounds). */
-#define ENGINE_RTT_BUCKETS 16
+/* Upper bounds (s) of the RTT histogram's buckets (ENGINE_RTT_BUCKETS, records.h). */
 extern const double engine_rtt_bounds[ENGINE_RTT_BUCKETS];
-
-/* Counters shown in the closing statistics and by the benchmark. */
-struct engine_stats {
-	unsigned long long packets, decode_errors, not_local, unmatched;
-	unsigned long long tracked, probes_sent, send_errors, replies;
-	unsigned long long alive, dead, reset, unreachable, closed, table_full;
-	unsigned long long discovered, gone, kernel_keepalive, learn_asked, learn_blocked;
-	unsigned long long uncertain;       /* rounds that gave no verdict: the capture was blind */
-	unsigned long long stall_retransmit;  /* dead verdicts from a retransmission stall */
-	unsigned long long stall_zero_window; /* zero-window stalls told (event=stalled) */
-	unsigned long long unstalled;         /* ... and ended (event=unstalled) */
-	unsigned long long learn_retries;   /* learning asked again: the capture was blind */
-	unsigned long long capture_reopens; /* captures reopened after failing at run time */
-	unsigned long long unconfirmed_dropped; /* records seen only from our side, dropped
-	                                           unconfirmed (a SYN flood shows here) */
-	double probe_late_max; /* s: the longest a probe waited for the pacer (since start) */
-	double probe_rate;     /* probes/s the pacer allows now (max_probe_rate, lower after
-	                          capture drops) */
-	unsigned long long ignored[FSM_IGN_COUNT]; /* by enum fsm_ignore */
-	/* RTT of every reply to a probe: rtt_hist[i] counts those <= engine_rtt_bounds[i]
-	 * (and above the previous bound; not cumulative), rtt_hist[ENGINE_RTT_BUCKETS] those
-	 * above the last bound; rtt_sum their sum in s. */
-	unsigned long long rtt_hist[ENGINE_RTT_BUCKETS + 1];
-	double rtt_sum;
-};
-
-/* A read-only view of one tracked connection, for the state file and the metrics. */
-struct engine_view {
-	const struct addr_tuple *key;
-	const char *rule;   /* the rule's name */
-	size_t rule_index;  /* index into the config's rules */
-	int state;          /* enum fsm_state */
-	double idle;        /* s since the last segment from the peer (or first sight) */
-	int probes_out;     /* probes unanswered in this round */
-	double rtt;         /* s of the last answered probe; < 0 when none yet */
-	int verdict;        /* last verdict: FSM_EV_ALIVE, _DEAD, _RESET, _UNREACHABLE; 0 none */
-	double verdict_age; /* s since that verdict; < 0 when none */
-	const char *stall;  /* "zero-window" (stalled now), "retransmit" (dead from a stall), or
-	                       NULL */
-};
-
-/* Connections by state, counted by one pass over the table. */
-struct engine_counts {
-	size_t tracked;
-	size_t by_state[FSM_STATE_COUNT]; /* by enum fsm_state */
-	size_t unconfirmed; /* records seen only from our side yet (not in tracked, by_state) */
-	size_t zw_stalled;  /* connections in a told zero-window stall now */
-};
 
 /* A new engine on loop with cfg's rules (cfg must outlive it), local addresses, and a
  * sender (may be NULL: probes are then only logged, for tests and benchmarks). */
@@ -111,7 +62,7 @@ void engine_walk_begin(const struct engine *e, struct engine_cursor *cur);
 size_t engine_walk(const struct engine *e, struct engine_cursor *cur, double now, size_t max,
                    void (*fn)(const struct engine_view *v, void *arg), void *arg);
 
-/* Counts the tracked connections by state (O(1): the engine keeps the counts). */
+/* Counts the tracked connections by state (O(rules): the engine keeps the counts). */
 void engine_counts(const struct engine *e, struct engine_counts *out);
 
 /* The tracked connections of rule i of the config in force, by state (O(1)): adds them to

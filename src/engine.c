@@ -471,8 +471,8 @@ static int event_level(const struct engine *e, const struct conn *c, const struc
 	case FSM_EV_PROBE:
 	case FSM_EV_REPLY:
 		return CONFIG_LOG_DEBUG;
-	case FSM_EV_IDLE:
-		return every ? CONFIG_LOG_INFO : CONFIG_LOG_DEBUG;
+	case FSM_EV_IDLE: /* observe-only: what the operator asked to see */
+		return every || rule_of(e, c)->params.observe ? CONFIG_LOG_INFO : CONFIG_LOG_DEBUG;
 	case FSM_EV_ALIVE:
 		return every || ev->notable ? CONFIG_LOG_INFO : CONFIG_LOG_DEBUG;
 	case FSM_EV_LEARN:
@@ -496,6 +496,8 @@ static void log_event(struct engine *e, struct conn *c, const struct fsm_event *
 		return;
 	line_start(&l, fsm_event_name(ev->type), e, c);
 	add_fields(&l, c, ev);
+	if (ev->type == FSM_EV_IDLE && rule_of(e, c)->params.observe)
+		log_line_int(&l, "observe", 1); /* would probe now; sends nothing */
 	log_line_emit(&l);
 }
 
@@ -705,6 +707,8 @@ static bool pace_packet(struct engine *e, struct conn *c, struct sender_pkt *pkt
 	bool learn = c->flags & CONN_F_Q_LEARN;
 
 	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN);
+	if (rule_of(e, c)->params.observe)
+		return false; /* observe-only (a reload made it so while it waited) */
 	memset(pkt, 0, sizeof(*pkt));
 	pkt->key = &c->key;
 	pkt->kind = learn ? SENDER_SYN : SENDER_PROBE;
@@ -902,9 +906,10 @@ static void verdict_hook(struct engine *e, const struct conn *c, const struct fs
 {
 	struct engine_verdict v;
 
-	if (!e->hook || (ev->type != FSM_EV_DEAD && ev->type != FSM_EV_RESET &&
-	                 ev->type != FSM_EV_STALLED))
-		return;
+	if (!e->hook ||
+	    (ev->type != FSM_EV_DEAD && ev->type != FSM_EV_RESET && ev->type != FSM_EV_STALLED) ||
+	    rule_of(e, c)->params.observe)
+		return; /* (observe-only: the fsm gives no verdict; no action either way) */
 	v.cfg = e->cfg;
 	v.rule = rule_of(e, c);
 	v.key = &c->key;
@@ -1217,8 +1222,27 @@ size_t engine_walk(const struct engine *e, struct engine_cursor *cur, double now
 	return conntab_walk(e->tab, &cur->tab, max, view_one, &x);
 }
 
+/* Tracked connections under an observe-only rule (O(rules)). */
+static size_t observed_count(const struct engine *e)
+{
+	unsigned long long by_state[FSM_STATE_COUNT];
+	size_t i, n = 0;
+	int s;
+
+	for (i = 0; i < e->cfg->nrules; i++) {
+		if (!e->cfg->rules[i].params.observe)
+			continue;
+		memset(by_state, 0, sizeof(by_state));
+		engine_rule_counts(e, i, by_state);
+		for (s = 0; s < FSM_STATE_COUNT; s++)
+			n += (size_t)by_state[s];
+	}
+	return n;
+}
+
 void engine_counts(const struct engine *e, struct engine_counts *out)
 {
+	out->observed = observed_count(e);
 	memcpy(out->by_state, e->by_state, sizeof(out->by_state));
 	out->tracked = conntab_count(e->tab) - e->n_unconf;
 	out->unconfirmed = e->n_unconf;
@@ -1270,9 +1294,10 @@ static void reload_one(struct conn *c, void *arg)
 	if (c->flags & CONN_F_KERNEL_KA)
 		return; /* the kernel's keepalive watches it: no timer */
 	due = c->fsm.last_rx + r->params.idle;
-	if (c->fsm.state == FSM_WATCH && r->params.idle < was->params.idle && c->fsm.timer_at > 0 &&
-	    due < c->fsm.timer_at) {
-		c->fsm.timer_at = due; /* a shorter idle applies at once */
+	if (c->fsm.state == FSM_WATCH &&
+	    (r->params.idle < was->params.idle || (was->params.observe && !r->params.observe)) &&
+	    c->fsm.timer_at > 0 && due < c->fsm.timer_at) {
+		c->fsm.timer_at = due; /* a shorter idle, or the end of observing, applies at once */
 		arm_timer(e, c);
 	}
 }

@@ -134,6 +134,7 @@ static void host_defaults(struct fsm_params *p)
 	p->probes = (int)read_proc_number("/proc/sys/net/ipv4/tcp_keepalive_probes", 9);
 	p->probe_bytes = 1;
 	p->stall_timeout = 0.0; /* the kernel has none: tcp_retries2 decides */
+	p->observe = false;
 }
 
 /* Reads and checks the configuration. Returns 0, or -1 with every error in errs. */

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "addr.h"
 #include "state.h"
 #include "statusview.h"
 
