@@ -113,8 +113,14 @@ static void check_out(const struct fsm_conn *pre, const struct fsm_conn *c,
 			        pre->state != FSM_PROBING);
 			break;
 		case FSM_EV_DEAD:
-			fail_if(op != 2 || pre->probes_out < p->probes || blind >= pre->round_at);
 			fail_if(p->observe); /* observe-only judges nothing */
+			if (out->ev[i].reason && strcmp(out->ev[i].reason, "stalled") == 0) {
+				/* a retransmission stall: our data in flight, heard whole */
+				fail_if(op != 2 || p->stall_timeout <= 0 || blind >= pre->stall_since ||
+				        pre->stall != FSM_STALL_RTX || pre->snd_una == pre->snd_nxt);
+				break;
+			}
+			fail_if(op != 2 || pre->probes_out < p->probes || blind >= pre->round_at);
 			break;
 		case FSM_EV_PROBE:
 		case FSM_EV_STALLED:
@@ -151,8 +157,8 @@ static void step(struct world *w, struct input *in)
 	case 2: /* the timer (maybe early, maybe with a blind capture) */
 		if (take(in, 1) & 1)
 			w->blind = take(in, 1) & 1 ? INFINITY : w->now - (double)take(in, 1) * 0.01;
-		if (w->c.timer_at > w->now && (take(in, 1) & 1))
-			w->now = w->c.timer_at;
+		if (fsm_wake_at(&w->c, &w->p) > w->now && (take(in, 1) & 1))
+			w->now = fsm_wake_at(&w->c, &w->p);
 		fsm_on_timer(&w->c, &w->p, w->now, w->blind, &out);
 		break;
 	case 3:
@@ -202,6 +208,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	pb = take(&in, 1);
 	w.p.probe_bytes = (int)(pb & 1);
 	w.p.observe = (pb & 2) != 0;
+	w.p.stall_timeout = (pb & 4) ? 0.1 + (double)(pb >> 3) * 0.05 : 0.0;
 	w.now = 100.0;
 	fsm_init(&w.c, w.now, &w.p);
 	while (in.n > 0 && steps++ < 4096)
