@@ -99,6 +99,40 @@ typedef void (*engine_verdict_fn)(void *arg, const struct engine_verdict *v);
  * must not call back into the engine. */
 void engine_set_verdict_hook(struct engine *e, engine_verdict_fn fn, void *arg);
 
+/* What the kernel says of one of this host's sockets (a sock_diag query), for a busy
+ * connection left out of the capture. */
+struct engine_kinfo {
+	double idle;          /* s since the last segment from the peer */
+	double quiet;         /* s since any segment either way */
+	double silent;        /* s our data has gone unanswered (diag_stall_silence); < 0: none */
+	uint32_t unacked;     /* bytes sent and not acknowledged */
+	uint16_t retransmits; /* retransmission timeouts without progress */
+	bool in_flight;       /* data in flight or queued */
+	bool zero_window;     /* the peer's window is shut (zero-window probing) */
+};
+
+/* Asks the kernel for the socket of key: 0 with *ki filled, -1 (errno ENOENT: none). */
+typedef int (*engine_kquery_fn)(void *arg, const struct addr_tuple *key, struct engine_kinfo *ki);
+
+/* Leaves the routine segments (no SYN, FIN or RST) of these n connections out of the capture
+ * (n = 0: none). Returns 0, or -1 when the filter could not be set (all are captured). */
+typedef int (*engine_exclude_fn)(void *arg, const struct addr_tuple *keys, size_t n);
+
+/* At most this many busy connections are left out of the capture at once. */
+#define ENGINE_BUSY_MAX 32
+/* Frames in one 100 ms window that make a connection busy (2 000 a second). */
+#define ENGINE_BUSY_FRAMES 200
+
+/* Busy connections (issue 14): a connection of this host carrying more than
+ * ENGINE_BUSY_FRAMES frames in 100 ms is left out of the capture (its SYN, FIN and RST
+ * still come) and watched through q instead, once per busy_period; when the kernel says it
+ * has been quiet that long (or its peer's window is shut) it comes back, its numbers asked
+ * for anew as for a discovered connection. NULL q: never (replay, tests). */
+void engine_set_busy(struct engine *e, engine_kquery_fn q, engine_exclude_fn x, void *arg);
+
+/* Sets the capture's exclusions again (after the filter was replaced: reload, reopen). */
+void engine_busy_refresh(struct engine *e);
+
 /* Applies a new configuration: every tracked connection is matched again. One that still
  * matches a rule keeps its state, numbers and armed timer (a probe round goes on; the new
  * rule's parameters apply from its next timer; a watching connection whose idle time got

@@ -21,6 +21,8 @@ struct engine_stats {
 	unsigned long long discovered, gone, kernel_keepalive, learn_asked, learn_blocked;
 	unsigned long long uncertain;       /* rounds that gave no verdict: the capture was blind */
 	unsigned long long stall_retransmit;  /* dead verdicts from a retransmission stall */
+	unsigned long long busy_left_out;     /* times a busy connection left the capture */
+	unsigned long long busy_queries;      /* sock_diag queries of busy connections */
 	unsigned long long stall_zero_window; /* zero-window stalls told (event=stalled) */
 	unsigned long long unstalled;         /* ... and ended (event=unstalled) */
 	unsigned long long learn_retries;   /* learning asked again: the capture was blind */
@@ -59,6 +61,7 @@ struct engine_counts {
 	size_t observed;                  /* of those, under an observe-only rule */
 	size_t by_state[FSM_STATE_COUNT]; /* by enum fsm_state */
 	size_t unconfirmed; /* records seen only from our side yet (not in tracked, by_state) */
+	size_t busy;        /* connections left out of the capture while busy, now */
 	size_t zw_stalled;  /* connections in a told zero-window stall now */
 };
 
