@@ -26,7 +26,8 @@ STALL = 3.0          # stall_timeout of these cases, s
 STALL_SLACK = 0.1    # the tolerance on the verdict's time
 FIELDS = dict(EVENT_FIELDS)
 FIELDS.update({"stalled": ("reason", "since"), "unstalled": ("since",),
-               "action": ("action", "result"), "uncertain": ("reason",)})
+               "action": ("action", "result"), "uncertain": ("reason",),
+               "learn": ("result",)})
 
 
 def stall_rule(port=5432, name="svc", **kw):
