@@ -33,7 +33,8 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
 CORE    := addr codec fsm rule config conntab logline state metrics statusview actmsg timerheap
-EDGE    := log capture sender engine atomicfile report action diag ifaddr discover loopstall
+EDGE    := log capture sender engine atomicfile report action diag ifaddr discover loopstall \
+           replay
 SERVICE := priv notify
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) main))
 
