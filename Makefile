@@ -68,7 +68,8 @@ UNIT_LIBS_log     := $(SYSTEMD_LIBS)
 UNIT_LIBS_notify  := $(SYSTEMD_LIBS) $(EV_LIBS)
 UNIT_BINS := $(addprefix $(BUILD)/tests/test_,$(UNIT_TESTS))
 
-.PHONY: all deps check unit contrib-check integration demo bench fuzz format clean install uninstall
+.PHONY: all deps check unit replay-check contrib-check integration demo bench fuzz format clean \
+        install uninstall
 
 all: $(BUILD)/kaprobed build/kaprobed
 
@@ -99,6 +100,11 @@ deps:
 unit: $(UNIT_BINS)
 	@sh tests/run-unit.sh $(UNIT_BINS)
 
+# Replay fixtures (tests/replay): captures replayed with kaprobed -r, their status logs compared
+# with the expected ones. No root, no network.
+replay-check: $(BUILD)/kaprobed
+	@sh tests/replay/run.sh $(BUILD)/kaprobed
+
 # contrib/: promtool checks and tests the alert rules; tests/contrib/check_contrib.py checks
 # that the Grafana dashboard's expressions parse and name only metrics kaprobed writes (taken
 # from a file rendered by metrics.c). No root, no network.
@@ -122,6 +128,7 @@ integration: all
 check: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory replay-check
 	@$(MAKE) --no-print-directory contrib-check
 	@$(MAKE) --no-print-directory integration
 

@@ -113,16 +113,17 @@ static void wanted_remove(struct replay *rp, size_t i)
 	rp->nw--;
 }
 
-/* Probes whose window closed before now (all of them when final) are unsent: each line is
- * stamped when its window closed (or now, at the end of the capture). */
+/* Probes whose window closed by now (all of them when final) are unsent: each line is
+ * stamped when its window closed (or now, at the end of the capture), before anything the
+ * engine does at that time. */
 static void expire_wanted(struct replay *rp, bool final)
 {
 	double now = rp->now, due;
 
 	while (rp->nw > 0) {
 		due = rp->w[0].at + REPLAY_PROBE_WINDOW;
-		if (due >= now && !final)
-			break;
+		if (due > now && !final)
+			break; /* the window is [sent, sent + REPLAY_PROBE_WINDOW) */
 		rp->now = due < now ? due : now;
 		log_unsent(rp, &rp->w[0]);
 		rp->now = now;
