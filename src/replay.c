@@ -103,6 +103,7 @@ static void log_unsent(struct replay *rp, const struct wanted *w)
 	    addr_format_endpoint(w->key.family, w->key.remote, w->key.rport, ep, sizeof(ep)));
 	log_line_int(&l, "n", w->n);
 	log_line_str(&l, "replay", "unsent");
+	log_line_fixed(&l, "waited", rp->now - w->at, 3); /* s since the engine wanted it */
 	log_line_emit(&l);
 }
 
