@@ -1,7 +1,8 @@
 #!/bin/sh
 # Replay fixtures, the engine's regression tests (no root, no network): each NAME.pcap here
-# is replayed (kaprobed -r NAME.pcap -c NAME.ini) and its status log must equal
-# NAME.expected, byte for byte (its ts= come from the packets: reproducible).
+# is replayed (kaprobed -r NAME.pcap -c NAME.ini, plus the options in NAME.args if any) and
+# its status log must equal NAME.expected, byte for byte (its ts= come from the packets:
+# reproducible).
 #   sh tests/replay/run.sh KAPROBED            check every fixture
 #   sh tests/replay/run.sh KAPROBED --update   rewrite the .expected files (review the diff)
 # make-fixtures.sh makes new fixtures from live runs.
@@ -15,7 +16,10 @@ pass=0
 fail=0
 for pcap in "$dir"/*.pcap; do
 	name=${pcap%.pcap}
-	if ! "$bin" -r "$pcap" -c "$name.ini" >"$out" 2>&1; then
+	args=""
+	[ -f "$name.args" ] && args=$(cat "$name.args")
+	# shellcheck disable=SC2086
+	if ! "$bin" -r "$pcap" -c "$name.ini" $args >"$out" 2>&1; then
 		echo "FAILED: $pcap: kaprobed -r exited $?"
 		cat "$out"
 		fail=$((fail + 1))
