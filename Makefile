@@ -23,16 +23,21 @@ INIH_LIBS   := $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 CAP_LIBS    := $(shell pkg-config --libs libcap 2>/dev/null || echo -lcap)
 SYSTEMD_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
+JANSSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
+JANSSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+MNL_CFLAGS  := $(shell pkg-config --cflags libmnl 2>/dev/null)
+MNL_LIBS    := $(shell pkg-config --libs libmnl 2>/dev/null || echo -lmnl)
 # libnet 1.1.6 and libev ship no pkg-config file on Debian 12.
 NET_LIBS    := -lnet
 EV_LIBS     := -lev
 
 CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSION)\" \
            $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-           -Iinclude $(PCAP_CFLAGS) $(SANFLAGS) $(EXTRA_CFLAGS)
+           -Iinclude $(PCAP_CFLAGS) $(JANSSON_CFLAGS) $(MNL_CFLAGS) $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
-CORE    := addr codec fsm rule config conntab logline state metrics statusview actmsg timerheap
+CORE    := addr codec fsm rule config conntab logline state metrics statusview nlwalk actmsg \
+           timerheap
 EDGE    := log capture sender engine atomicfile report action diag ifaddr discover loopstall \
            replay
 SERVICE := priv notify
@@ -54,9 +59,9 @@ UNIT_DEPS_state   := state addr fsm
 UNIT_DEPS_metrics := metrics fsm
 UNIT_DEPS_statusview := statusview state addr fsm
 UNIT_DEPS_atomicfile := atomicfile
-UNIT_DEPS_actmsg  := actmsg addr
-UNIT_DEPS_diag    := diag addr
-UNIT_DEPS_ifaddr  := ifaddr addr
+UNIT_DEPS_actmsg  := actmsg nlwalk addr
+UNIT_DEPS_diag    := diag nlwalk addr
+UNIT_DEPS_ifaddr  := ifaddr nlwalk addr
 UNIT_DEPS_learn   := fsm codec
 UNIT_DEPS_sender  := sender codec addr
 # The engine on a fake clock, no loop: sender.o only for the symbols (a send hook stands in).
@@ -69,6 +74,10 @@ UNIT_LIBS_rule    := $(PCAP_LIBS)
 UNIT_LIBS_config  := $(INIH_LIBS)
 UNIT_LIBS_log     := $(SYSTEMD_LIBS)
 UNIT_LIBS_notify  := $(SYSTEMD_LIBS) $(EV_LIBS)
+UNIT_LIBS_statusview := $(JANSSON_LIBS)
+UNIT_LIBS_actmsg  := $(MNL_LIBS)
+UNIT_LIBS_diag    := $(MNL_LIBS)
+UNIT_LIBS_ifaddr  := $(MNL_LIBS)
 UNIT_BINS := $(addprefix $(BUILD)/tests/test_,$(UNIT_TESTS))
 
 .PHONY: all deps check unit replay-check contrib-check integration demo bench fuzz format clean \
@@ -80,7 +89,8 @@ build/kaprobed: $(BUILD)/kaprobed
 	ln -sf $(notdir $(BUILD))/kaprobed $@
 
 $(BUILD)/kaprobed: $(DAEMON_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(PCAP_LIBS) $(NET_LIBS) $(EV_LIBS) $(INIH_LIBS) $(CAP_LIBS) $(SYSTEMD_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(PCAP_LIBS) $(NET_LIBS) $(EV_LIBS) $(INIH_LIBS) $(CAP_LIBS) $(SYSTEMD_LIBS) \
+		$(JANSSON_LIBS) $(MNL_LIBS) -lm
 
 $(BUILD)/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -142,10 +152,10 @@ demo: deps
 BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send $(BUILD)/bench/bench_stall
 $(BUILD)/bench/bench_stall: tests/bench/bench_stall.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) log engine sender atomicfile report diag discover loopstall))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) $(SYSTEMD_LIBS) -lm
+	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) $(SYSTEMD_LIBS) $(JANSSON_LIBS) $(MNL_LIBS) -lm
 $(BUILD)/bench/bench_core: tests/bench/bench_core.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) log engine sender))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) $(SYSTEMD_LIBS) -lm
+	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) $(SYSTEMD_LIBS) $(JANSSON_LIBS) $(MNL_LIBS) -lm
 $(BUILD)/bench/bench_send: tests/bench/bench_send.c $(BUILD)/sender.o $(BUILD)/addr.o $(BUILD)/codec.o $(BUILD)/log.o $(BUILD)/logline.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(NET_LIBS) $(SYSTEMD_LIBS) -lm
@@ -165,16 +175,21 @@ FUZZ_SECONDS ?= 20
 FUZZ_BUILD   := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSION)\" -O1 -g \
-                -Wall -Wextra -Werror -Iinclude $(PCAP_CFLAGS) $(FUZZ_SAN)
+                -Wall -Wextra -Werror -Iinclude $(PCAP_CFLAGS) $(JANSSON_CFLAGS) $(MNL_CFLAGS) \
+                $(FUZZ_SAN)
 FUZZ_TARGETS := codec fsm config diag ifaddr actmsg statusview
 FUZZ_DEPS_codec      := codec
 FUZZ_DEPS_fsm        := fsm
 FUZZ_DEPS_config     := config rule addr
-FUZZ_DEPS_diag       := diag addr
-FUZZ_DEPS_ifaddr     := ifaddr
-FUZZ_DEPS_actmsg     := actmsg addr
+FUZZ_DEPS_diag       := diag nlwalk addr
+FUZZ_DEPS_ifaddr     := ifaddr nlwalk
+FUZZ_DEPS_actmsg     := actmsg nlwalk addr
 FUZZ_DEPS_statusview := statusview
 FUZZ_LIBS_config     := $(INIH_LIBS)
+FUZZ_LIBS_statusview := $(JANSSON_LIBS)
+FUZZ_LIBS_diag       := $(MNL_LIBS)
+FUZZ_LIBS_ifaddr     := $(MNL_LIBS)
+FUZZ_LIBS_actmsg     := $(MNL_LIBS)
 FUZZ_BINS := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
 
 $(FUZZ_BUILD)/%.o: src/%.c

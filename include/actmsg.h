@@ -30,7 +30,8 @@ size_t actmsg_diag_get(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, s
 
 /* Answers are believed only from the kernel: sender is the netlink port id (nl_pid) of the
  * datagram's source address, and any other than 0 (a local program's) is no answer. An
- * error code outside the kernel's range (-4095..-1) is reported as EPROTO. */
+ * error code outside the kernel's range (-4095..-1) is reported as EPROTO. The buffer must
+ * be NLWALK_ALIGN-aligned, as netlink's (a misaligned one holds no answer: -1). */
 
 /* Reads the answer to get request seq in buf (a datagram from port sender): 0 with
  * cookie[] set when it names connection t itself (not a listener), ENOENT when it does

@@ -31,8 +31,14 @@ struct diag_sock {
 	uint8_t has_info;      /* the tcp_info fields below are valid */
 	uint32_t rqueue;       /* bytes received, not yet read by the program */
 	uint32_t wqueue;       /* bytes sent, not yet acknowledged (send queue) */
+	uint8_t retransmits;   /* tcpi_retransmits: unanswered retransmissions (RTO) now */
+	uint8_t backoff;       /* tcpi_backoff: the RTO's exponential backoff now */
+	uint8_t probes;        /* tcpi_probes: unanswered zero-window or keepalive probes */
 	uint32_t unacked;      /* tcpi_unacked: segments in flight */
+	uint32_t snd_wnd;      /* tcpi_snd_wnd: the peer's advertised window (0: kernel too old) */
 	uint32_t last_data_recv_ms, last_ack_recv_ms; /* ms since the last segment / ACK */
+	uint32_t last_data_sent_ms; /* ms since our last data segment (a retransmission too) */
+	uint32_t rto_us;            /* tcpi_rto: the retransmission timeout now (backed off) */
 	uint32_t uid, inode;
 	uint64_t cookie;
 };
@@ -61,7 +67,8 @@ size_t diag_build_dump(uint8_t *buf, size_t len, int family, uint32_t seq, const
  * when no filter can be made (a rule without any port limit, or too many rules). */
 size_t diag_build_filter(uint8_t *bc, size_t len, const struct rule *rules, size_t nrules);
 
-/* Parses one datagram of a dump answer, sent from netlink port id sender (only the
+/* Parses one datagram of a dump answer (buf NLWALK_ALIGN-aligned, as netlink's: a
+ * misaligned one is DIAG_E_MALFORMED), sent from netlink port id sender (only the
  * kernel's, 0, is read; another's is ignored whole), messages with sequence number seq;
  * calls fn for each socket. Returns an enum diag_result; *err gets the kernel's errno on
  * DIAG_E_KERNEL (EPROTO for a nonsensical one). */
@@ -71,6 +78,14 @@ int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender, di
 /* Seconds since the last segment from the peer, as the kernel counts it (the smaller of
  * the last data and last ACK received). */
 double diag_idle(const struct diag_sock *s);
+
+/* Seconds our data has gone unanswered, as the kernel sees it: under the retransmission
+ * timer with segments in flight, the shorter of the time since the last ACK received and
+ * the time since the head segment was first sent, which is the waits of the backoffs so far
+ * (rto / 2^backoff x (2^backoff - 1): each RTO fired no sooner than due) plus the time since
+ * the last (re)transmission. -1 when nothing is in flight (or no tcp_info). Never more
+ * than the truth. */
+double diag_stall_silence(const struct diag_sock *s);
 
 /* Buffer size that holds any datagram of a dump answer. */
 #define DIAG_RECV_BUF (64 * 1024)

@@ -191,6 +191,11 @@ void engine_discover_begin(struct engine *e);
 /* One established socket of the dump: our end, the peer's; idle s since the kernel last
  * received a segment; quiet when nothing is in flight; keepalive when its owner enabled
  * SO_KEEPALIVE. Tracks it (source=discovered) when a rule matches and it is new. */
+/* A listed socket under the retransmission timer (discovery's tcp_info): see
+ * fsm_on_kernel_stall. Call after engine_discovered for the same key. */
+void engine_kernel_stall(struct engine *e, const struct addr_tuple *key, double silent,
+                         uint32_t unacked, uint16_t retransmits, double now);
+
 void engine_discovered(struct engine *e, const struct addr_tuple *key, double idle, bool quiet,
                        bool keepalive, double now);
 

@@ -213,6 +213,16 @@ void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct co
 void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
                   struct fsm_out *out);
 
+/* The kernel's own view of a connection (a discovery dump's tcp_info): our data in flight
+ * (unacked bytes) under the retransmission timer (retransmits RTOs without progress), with
+ * no ACK from the peer and no new data of ours for silent s. A connection whose numbers the
+ * capture has not taught (discovered with data in flight, a silent peer) gets its
+ * retransmission stall from here: dead reason=stalled when silent >= stall_timeout. With
+ * its numbers known, the capture decides and this does nothing. */
+void fsm_on_kernel_stall(struct fsm_conn *c, const struct fsm_params *p, double now,
+                         double silent, uint32_t unacked, uint16_t retransmits,
+                         struct fsm_out *out);
+
 /* When the machine wants its next fsm_on_timer call: its keepalive timer, or the stall
  * deadline (stall_since + stall_timeout) when sooner; 0 = never. */
 double fsm_wake_at(const struct fsm_conn *c, const struct fsm_params *p);

@@ -20,7 +20,8 @@ struct ifaddr_event {
 /* Called for each address added or removed. */
 typedef void (*ifaddr_fn)(void *arg, const struct ifaddr_event *ev);
 
-/* Parses one rtnetlink datagram received from netlink port id sender (the nl_pid of its
+/* Parses one rtnetlink datagram (buf NLWALK_ALIGN-aligned, as netlink's: a misaligned one
+ * is refused, -1) received from netlink port id sender (the nl_pid of its
  * source address): only the kernel's (0) are read, a datagram from another port (a local
  * program's) is ignored whole (returns 0). Returns the number of address messages used,
  * or -1 when a message is cut or inconsistent (the rest of the datagram is skipped). */

@@ -1,6 +1,7 @@
 /* statusview.h: `kaprobed -s`: reads the state file the daemon writes (state.h) and prints
- * it as an ss-like table. The parser takes only that JSON, defensively: a truncated or
- * garbage file gives an error message, never a crash or a read past the buffer. */
+ * it as an ss-like table. The reader (jansson for each value) takes only that JSON,
+ * defensively: a truncated or garbage file gives an error message, never a crash or a read
+ * past the buffer. */
 #ifndef KAPROBE_STATUSVIEW_H
 #define KAPROBE_STATUSVIEW_H
 
@@ -18,7 +19,8 @@ struct statusview_header {
 	size_t nconn; /* connections parsed */
 };
 
-/* One connection of the file (strings empty, has_* false when absent or null). */
+/* One connection of the file (strings empty, has_* false when absent or null; non-ASCII
+ * characters as '?'). */
 struct statusview_row {
 	char rule[STATUSVIEW_STR], local[STATUSVIEW_STR], remote[STATUSVIEW_STR];
 	char state[STATUSVIEW_STR], verdict[STATUSVIEW_STR];

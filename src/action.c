@@ -147,7 +147,8 @@ static ssize_t nl_ask(struct action *a, const uint8_t *req, size_t len, uint8_t 
 /* Looks the connection up (0 and its cookie, or an errno value): never the listener. */
 static int close_lookup(struct action *a, const struct addr_tuple *t, uint32_t cookie[2])
 {
-	uint8_t req[ACTMSG_DIAG_LEN], buf[8192];
+	uint8_t req[ACTMSG_DIAG_LEN];
+	_Alignas(uint32_t) uint8_t buf[8192]; /* netlink's alignment */
 	size_t len = actmsg_diag_get(t, ++a->seq, req, sizeof(req));
 	uint32_t sender;
 	ssize_t n = nl_ask(a, req, len, buf, sizeof(buf), &sender);
@@ -161,7 +162,8 @@ static int close_lookup(struct action *a, const struct addr_tuple *t, uint32_t c
 
 static void do_close(struct action *a, const struct engine_verdict *v, const struct who *w)
 {
-	uint8_t req[ACTMSG_DIAG_LEN], buf[8192];
+	uint8_t req[ACTMSG_DIAG_LEN];
+	_Alignas(uint32_t) uint8_t buf[8192]; /* netlink's alignment */
 	uint32_t cookie[2], sender;
 	size_t len;
 	ssize_t n;

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 
 #include "actmsg.h"
+#include "nlwalk.h"
 
 _Static_assert(NLMSG_HDRLEN + sizeof(struct inet_diag_req_v2) == ACTMSG_DIAG_LEN,
                "ACTMSG_DIAG_LEN");
@@ -77,33 +78,29 @@ static bool same_conn(const struct inet_diag_msg *m, const struct addr_tuple *t)
 int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender,
                       const struct addr_tuple *t, uint32_t cookie[2])
 {
+	const struct nlmsghdr *h;
 	struct inet_diag_msg m;
-	struct nlmsghdr nh;
-	size_t off = 0;
+	int rest;
 
 	if (sender != ACTMSG_KERNEL_PORT)
 		return -1;
-	while (len - off >= sizeof(nh)) {
-		memcpy(&nh, buf + off, sizeof(nh));
-		if (nh.nlmsg_len < sizeof(nh) || nh.nlmsg_len > len - off)
+	for (h = nlwalk_first(buf, len, &rest); nlwalk_ok(h, rest); h = mnl_nlmsg_next(h, &rest)) {
+		if (h->nlmsg_seq != seq)
+			continue;
+		if (h->nlmsg_type == NLMSG_ERROR)
+			return actmsg_diag_ack((const uint8_t *)h, h->nlmsg_len, seq, sender);
+		if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY)
+			continue;
+		if (mnl_nlmsg_get_payload_len(h) < sizeof(m))
 			return -1;
-		if (nh.nlmsg_seq == seq && nh.nlmsg_type == NLMSG_ERROR)
-			return actmsg_diag_ack(buf + off, nh.nlmsg_len, seq, sender);
-		if (nh.nlmsg_seq == seq && nh.nlmsg_type == SOCK_DIAG_BY_FAMILY) {
-			if (nh.nlmsg_len < NLMSG_HDRLEN + sizeof(m))
-				return -1;
-			memcpy(&m, buf + off + NLMSG_HDRLEN, sizeof(m));
-			if (!same_conn(&m, t))
-				return ENOENT;
-			cookie[0] = m.id.idiag_cookie[0];
-			cookie[1] = m.id.idiag_cookie[1];
-			return 0;
-		}
-		off += NLMSG_ALIGN(nh.nlmsg_len);
-		if (off > len)
-			break;
+		memcpy(&m, mnl_nlmsg_get_payload(h), sizeof(m));
+		if (!same_conn(&m, t))
+			return ENOENT;
+		cookie[0] = m.id.idiag_cookie[0];
+		cookie[1] = m.id.idiag_cookie[1];
+		return 0;
 	}
-	return -1;
+	return -1; /* no answer, or a cut message before it */
 }
 
 /* The errno value of a netlink error code: 0, 1..4095, or EPROTO for anything else (a
@@ -119,26 +116,20 @@ static int nl_errno(int code)
 
 int actmsg_diag_ack(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender)
 {
-	struct nlmsghdr nh;
+	const struct nlmsghdr *h;
 	struct nlmsgerr err;
-	size_t off = 0;
+	int rest;
 
 	if (sender != ACTMSG_KERNEL_PORT)
 		return -1;
-	while (len - off >= sizeof(nh)) {
-		memcpy(&nh, buf + off, sizeof(nh));
-		if (nh.nlmsg_len < sizeof(nh) || nh.nlmsg_len > len - off)
-			return -1;
-		if (nh.nlmsg_type == NLMSG_ERROR && nh.nlmsg_seq == seq &&
-		    nh.nlmsg_len >= NLMSG_HDRLEN + sizeof(err)) {
-			memcpy(&err, buf + off + NLMSG_HDRLEN, sizeof(err));
+	for (h = nlwalk_first(buf, len, &rest); nlwalk_ok(h, rest); h = mnl_nlmsg_next(h, &rest)) {
+		if (h->nlmsg_type == NLMSG_ERROR && h->nlmsg_seq == seq &&
+		    mnl_nlmsg_get_payload_len(h) >= sizeof(err)) {
+			memcpy(&err, mnl_nlmsg_get_payload(h), sizeof(err));
 			return nl_errno(err.error);
 		}
-		off += NLMSG_ALIGN(nh.nlmsg_len);
-		if (off > len)
-			break;
 	}
-	return -1;
+	return -1; /* no ack, or a cut message before it */
 }
 
 /* Appends NAME=value (control characters as spaces) as the next variable; -1 when full. */

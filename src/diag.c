@@ -3,8 +3,10 @@
  * Requests and answers are built and parsed here as bytes (pure, unit-tested with
  * fixtures); diag_open(), diag_send() and diag_recv() are the only functions that touch a
  * socket.
- * Parsing is paranoid: every length is checked against what the buffer really holds. */
+ * Parsing is paranoid: the message and attribute walks go through nlwalk (libmnl), which
+ * checks every length against what the buffer really holds. */
 #include "diag.h"
+#include "nlwalk.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -23,8 +25,10 @@
 #define OP_LEN               ((uint16_t)sizeof(struct inet_diag_bc_op))
 #define PORT_COND_LEN        (2 * OP_LEN)
 
-/* The tcp_info fields we read must all be present for has_info. */
-#define INFO_NEEDED (offsetof(struct tcp_info, tcpi_last_ack_recv) + sizeof(uint32_t))
+/* The tcp_info fields we read must all be present for has_info, but tcpi_snd_wnd (Linux
+ * 5.4 and later), read when present. */
+#define INFO_NEEDED  (offsetof(struct tcp_info, tcpi_last_ack_recv) + sizeof(uint32_t))
+#define INFO_SND_WND (offsetof(struct tcp_info, tcpi_snd_wnd) + sizeof(uint32_t))
 
 /* ---- request ---------------------------------------------------------------- */
 
@@ -147,6 +151,7 @@ static void sock_key(const struct inet_diag_msg *m, struct addr_tuple *key)
 	                       ntohs(m->id.idiag_dport));
 }
 
+/* tcp_info's fields up to len bytes (the kernel's may be older, or newer, than ours). */
 static void read_info(const uint8_t *data, size_t len, struct diag_sock *s)
 {
 	struct tcp_info ti;
@@ -155,41 +160,36 @@ static void read_info(const uint8_t *data, size_t len, struct diag_sock *s)
 		return;
 	memset(&ti, 0, sizeof(ti));
 	memcpy(&ti, data, len < sizeof(ti) ? len : sizeof(ti));
+	s->retransmits = ti.tcpi_retransmits;
+	s->backoff = ti.tcpi_backoff;
+	s->probes = ti.tcpi_probes;
 	s->unacked = ti.tcpi_unacked;
 	s->last_data_recv_ms = ti.tcpi_last_data_recv;
 	s->last_ack_recv_ms = ti.tcpi_last_ack_recv;
+	s->last_data_sent_ms = ti.tcpi_last_data_sent;
+	s->rto_us = ti.tcpi_rto;
+	if (len >= INFO_SND_WND)
+		s->snd_wnd = ti.tcpi_snd_wnd;
 	s->has_info = 1;
 }
 
-/* Walks the attributes after the inet_diag_msg. Returns 0, or -1 when one is cut. */
-static int read_attrs(const uint8_t *p, size_t len, struct diag_sock *s)
+/* One attribute after the inet_diag_msg (nlwalk_attrs callback). */
+static int read_attr(const struct nlattr *a, void *data)
 {
-	while (len >= NLA_HDRLEN) {
-		struct nlattr a;
-
-		memcpy(&a, p, sizeof(a));
-		if (a.nla_len < NLA_HDRLEN || a.nla_len > len)
-			return -1;
-		if ((a.nla_type & NLA_TYPE_MASK) == INET_DIAG_INFO)
-			read_info(p + NLA_HDRLEN, a.nla_len - NLA_HDRLEN, s);
-		if ((size_t)NLA_ALIGN(a.nla_len) >= len)
-			break;
-		p += (size_t)NLA_ALIGN(a.nla_len);
-		len -= (size_t)NLA_ALIGN(a.nla_len);
-	}
-	return 0;
+	if (mnl_attr_get_type(a) == INET_DIAG_INFO)
+		read_info(mnl_attr_get_payload(a), mnl_attr_get_payload_len(a), data);
+	return MNL_CB_OK;
 }
 
-/* One SOCK_DIAG_BY_FAMILY message (payload of plen bytes). Returns 0 or -1. */
-static int read_sock(const uint8_t *payload, size_t plen, diag_sock_fn fn, void *arg)
+/* One SOCK_DIAG_BY_FAMILY message. Returns 0 or -1. */
+static int read_sock(const struct nlmsghdr *h, diag_sock_fn fn, void *arg)
 {
-	const size_t mlen = NLMSG_ALIGN(sizeof(struct inet_diag_msg));
 	struct inet_diag_msg m;
 	struct diag_sock s;
 
-	if (plen < sizeof(m))
+	if (mnl_nlmsg_get_payload_len(h) < sizeof(m))
 		return -1;
-	memcpy(&m, payload, sizeof(m));
+	memcpy(&m, mnl_nlmsg_get_payload(h), sizeof(m));
 	if (m.idiag_family != AF_INET && m.idiag_family != AF_INET6)
 		return -1;
 	memset(&s, 0, sizeof(s));
@@ -201,56 +201,53 @@ static int read_sock(const uint8_t *payload, size_t plen, diag_sock_fn fn, void 
 	s.uid = m.idiag_uid;
 	s.inode = m.idiag_inode;
 	s.cookie = (uint64_t)m.id.idiag_cookie[1] << 32 | m.id.idiag_cookie[0];
-	if (plen > mlen && read_attrs(payload + mlen, plen - mlen, &s) < 0)
+	if (nlwalk_attrs(h, sizeof(m), read_attr, &s) == MNL_CB_ERROR)
 		return -1;
 	fn(arg, &s);
 	return 0;
 }
 
-static int read_error(const uint8_t *payload, size_t plen, int *err)
+static int read_error(const struct nlmsghdr *h, int *err)
 {
 	struct nlmsgerr e;
 
-	if (plen < sizeof(e.error))
+	if (mnl_nlmsg_get_payload_len(h) < sizeof(e.error))
 		return DIAG_E_MALFORMED;
-	memcpy(&e.error, payload, sizeof(e.error));
+	memcpy(&e.error, mnl_nlmsg_get_payload(h), sizeof(e.error));
 	if (e.error == 0)
 		return DIAG_MORE;                                     /* an ACK */
 	*err = e.error < 0 && e.error != INT_MIN ? -e.error : EPROTO; /* -INT_MIN overflows */
 	return DIAG_E_KERNEL;
 }
 
+/* One whole message of the answer. Returns an enum diag_result. */
+static int read_msg(const struct nlmsghdr *h, uint32_t seq, diag_sock_fn fn, void *arg, int *err)
+{
+	if (h->nlmsg_seq != seq)
+		return DIAG_MORE; /* not ours: an old answer */
+	if (h->nlmsg_type == NLMSG_DONE)
+		return DIAG_DONE;
+	if (h->nlmsg_type == NLMSG_ERROR)
+		return read_error(h, err);
+	if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY && read_sock(h, fn, arg) < 0)
+		return DIAG_E_MALFORMED;
+	return DIAG_MORE;
+}
+
 int diag_parse(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender, diag_sock_fn fn,
                void *arg, int *err)
 {
+	const struct nlmsghdr *h;
+	int rest, rc;
+
 	if (sender != 0)
 		return DIAG_MORE; /* not from the kernel: another program's, ignored whole */
-	while (len >= NLMSG_HDRLEN) {
-		struct nlmsghdr h;
-		size_t plen;
-		int rc = DIAG_MORE;
-
-		memcpy(&h, buf, sizeof(h));
-		if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len)
-			return DIAG_E_MALFORMED;
-		plen = h.nlmsg_len - NLMSG_HDRLEN;
-		if (h.nlmsg_seq != seq)
-			rc = DIAG_MORE; /* not ours: an old answer */
-		else if (h.nlmsg_type == NLMSG_DONE)
-			return DIAG_DONE;
-		else if (h.nlmsg_type == NLMSG_ERROR)
-			rc = read_error(buf + NLMSG_HDRLEN, plen, err);
-		else if (h.nlmsg_type == SOCK_DIAG_BY_FAMILY &&
-		         read_sock(buf + NLMSG_HDRLEN, plen, fn, arg) < 0)
-			rc = DIAG_E_MALFORMED;
+	for (h = nlwalk_first(buf, len, &rest); nlwalk_ok(h, rest); h = mnl_nlmsg_next(h, &rest)) {
+		rc = read_msg(h, seq, fn, arg, err);
 		if (rc != DIAG_MORE)
 			return rc;
-		if (NLMSG_ALIGN(h.nlmsg_len) >= len)
-			break;
-		buf += NLMSG_ALIGN(h.nlmsg_len);
-		len -= NLMSG_ALIGN(h.nlmsg_len);
 	}
-	return DIAG_MORE;
+	return nlwalk_cut(h, rest) ? DIAG_E_MALFORMED : DIAG_MORE;
 }
 
 double diag_idle(const struct diag_sock *s)
@@ -305,4 +302,16 @@ ssize_t diag_recv(int fd, uint8_t *buf, size_t len, uint32_t *sender)
 	}
 	*sender = from.nl_pid;
 	return n;
+}
+
+double diag_stall_silence(const struct diag_sock *s)
+{
+	unsigned b = s->backoff < 16 ? s->backoff : 16;
+	double waited, head;
+
+	if (!s->has_info || s->timer != DIAG_TIMER_RETRANS || s->unacked == 0)
+		return -1.0;
+	waited = (double)s->rto_us / 1e6 * (1.0 - 1.0 / (double)(1u << b));
+	head = waited + s->last_data_sent_ms / 1000.0;
+	return s->last_ack_recv_ms / 1000.0 < head ? s->last_ack_recv_ms / 1000.0 : head;
 }

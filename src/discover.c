@@ -57,7 +57,7 @@ struct dumper {
 	int fd;
 	struct ev_loop *loop;
 	ev_async wake;
-	uint8_t buf[DIAG_RECV_BUF];
+	_Alignas(uint32_t) uint8_t buf[DIAG_RECV_BUF]; /* netlink's alignment */
 };
 
 struct discover {
@@ -83,10 +83,14 @@ static void on_sock(void *arg, const struct diag_sock *s)
 {
 	struct discover *d = arg;
 	bool quiet = s->has_info && s->unacked == 0 && s->wqueue == 0;
+	double silent = diag_stall_silence(s);
 
 	d->listed++;
 	engine_discovered(d->engine, &s->key, diag_idle(s), quiet, s->timer == DIAG_TIMER_KEEPALIVE,
 	                  d->dt.at);
+	if (silent >= 0)
+		engine_kernel_stall(d->engine, &s->key, silent, s->wqueue,
+		                    (uint16_t)s->retransmits, d->dt.at);
 }
 
 static void log_run(struct discover *d)

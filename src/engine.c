@@ -1457,6 +1457,19 @@ void engine_discovered(struct engine *e, const struct addr_tuple *key, double id
 		take_back(e, c, &how, now);
 }
 
+void engine_kernel_stall(struct engine *e, const struct addr_tuple *key, double silent,
+                         uint32_t unacked, uint16_t retransmits, double now)
+{
+	struct conn *c = conntab_find(e->tab, key);
+	struct fsm_out out;
+
+	if (!c || (c->flags & (CONN_F_UNCONFIRMED | CONN_F_KERNEL_KA)))
+		return;
+	fsm_on_kernel_stall(&c->fsm, &rule_of(e, c)->params, now, silent, unacked, retransmits,
+	                    &out);
+	apply(e, c, &out, now);
+}
+
 void engine_discover_abort(struct engine *e)
 {
 	e->gen ^= CONN_F_GEN; /* marks of a partial list prove nothing either way */

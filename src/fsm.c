@@ -531,6 +531,28 @@ static double stall_due(const struct fsm_conn *c, const struct fsm_params *p)
 	return c->stall_since + p->stall_timeout;
 }
 
+void fsm_on_kernel_stall(struct fsm_conn *c, const struct fsm_params *p, double now,
+                         double silent, uint32_t unacked, uint16_t retransmits,
+                         struct fsm_out *out)
+{
+	const uint8_t both = FSM_K_SND_UNA | FSM_K_SND_NXT;
+	struct fsm_event *ev;
+
+	out_clear(out);
+	if (!stall_watched(p) || (c->known & both) == both || silent < p->stall_timeout ||
+	    (c->state != FSM_WATCH && c->state != FSM_PROBING))
+		return;
+	ev = out_event(out, FSM_EV_DEAD, c);
+	ev->idle = now - c->last_rx;
+	ev->since = silent;
+	ev->unacked = unacked;
+	ev->retransmits = retransmits;
+	ev->reason = "stalled";
+	c->stall = FSM_STALL_NONE;
+	c->state = FSM_DEAD;
+	c->timer_at = 0;
+}
+
 double fsm_wake_at(const struct fsm_conn *c, const struct fsm_params *p)
 {
 	double s;

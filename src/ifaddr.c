@@ -1,5 +1,6 @@
 /* ifaddr.c: this host's addresses as they change, from rtnetlink. See ifaddr.h. */
 #include "ifaddr.h"
+#include "nlwalk.h"
 
 #include <errno.h>
 #include <linux/if_addr.h>
@@ -11,47 +12,42 @@
 
 #define IFADDR_BUF 16384
 
-/* The address of one message: IFA_LOCAL when present (point-to-point), else IFA_ADDRESS. */
-static const uint8_t *msg_address(const uint8_t *p, size_t len, size_t alen)
+/* The address attributes of one message (nlwalk_attrs callback state). */
+struct msg_addrs {
+	size_t alen;                    /* 4 or 16 */
+	const uint8_t *address, *local; /* IFA_ADDRESS, IFA_LOCAL of exactly alen bytes */
+};
+
+static int address_attr(const struct nlattr *a, void *data)
 {
-	const uint8_t *address = NULL, *local = NULL;
+	struct msg_addrs *m = data;
 
-	while (len >= RTA_LENGTH(0)) {
-		struct rtattr a;
-
-		memcpy(&a, p, sizeof(a));
-		if (a.rta_len < RTA_LENGTH(0) || a.rta_len > len)
-			return NULL;
-		if (a.rta_len == RTA_LENGTH(alen) && a.rta_type == IFA_ADDRESS)
-			address = p + RTA_LENGTH(0);
-		if (a.rta_len == RTA_LENGTH(alen) && a.rta_type == IFA_LOCAL)
-			local = p + RTA_LENGTH(0);
-		if (RTA_ALIGN(a.rta_len) >= len)
-			break;
-		p += RTA_ALIGN(a.rta_len);
-		len -= RTA_ALIGN(a.rta_len);
-	}
-	return local ? local : address;
+	if ((a->nla_type == IFA_ADDRESS || a->nla_type == IFA_LOCAL) &&
+	    mnl_attr_validate2(a, MNL_TYPE_BINARY, m->alen) == 0)
+		*(a->nla_type == IFA_LOCAL ? &m->local : &m->address) = mnl_attr_get_payload(a);
+	return MNL_CB_OK;
 }
 
-/* One RTM_NEWADDR / RTM_DELADDR message. Returns 1 when used, 0 when not, -1 when bad. */
-static int one_message(uint16_t type, const uint8_t *p, size_t len, ifaddr_fn fn, void *arg)
+/* One RTM_NEWADDR / RTM_DELADDR message; the address is IFA_LOCAL when present
+ * (point-to-point), else IFA_ADDRESS. Returns 1 when used, 0 when not, -1 when bad. */
+static int one_message(const struct nlmsghdr *h, ifaddr_fn fn, void *arg)
 {
-	const size_t head = NLMSG_ALIGN(sizeof(struct ifaddrmsg));
+	struct msg_addrs addrs = {0, NULL, NULL};
 	struct ifaddrmsg m;
 	struct ifaddr_event ev;
-	size_t alen;
 
-	if (len < sizeof(m))
+	if (mnl_nlmsg_get_payload_len(h) < sizeof(m))
 		return -1;
-	memcpy(&m, p, sizeof(m));
-	alen = m.ifa_family == AF_INET ? 4 : m.ifa_family == AF_INET6 ? 16 : 0;
-	if (alen == 0)
+	memcpy(&m, mnl_nlmsg_get_payload(h), sizeof(m));
+	addrs.alen = m.ifa_family == AF_INET ? 4 : m.ifa_family == AF_INET6 ? 16 : 0;
+	if (addrs.alen == 0)
 		return 0;
-	ev.ip = len > head ? msg_address(p + head, len - head, alen) : NULL;
+	if (nlwalk_attrs(h, sizeof(m), address_attr, &addrs) == MNL_CB_ERROR)
+		return -1;
+	ev.ip = addrs.local ? addrs.local : addrs.address;
 	if (!ev.ip)
 		return -1;
-	ev.add = type == RTM_NEWADDR;
+	ev.add = h->nlmsg_type == RTM_NEWADDR;
 	ev.family = m.ifa_family;
 	ev.ifindex = (int)m.ifa_index;
 	fn(arg, &ev);
@@ -60,29 +56,20 @@ static int one_message(uint16_t type, const uint8_t *p, size_t len, ifaddr_fn fn
 
 int ifaddr_parse(const uint8_t *buf, size_t len, uint32_t sender, ifaddr_fn fn, void *arg)
 {
-	int used = 0;
+	const struct nlmsghdr *h;
+	int rest, rc, used = 0;
 
 	if (sender != 0)
 		return 0; /* not the kernel's */
-	while (len >= NLMSG_HDRLEN) {
-		struct nlmsghdr h;
-		int rc = 0;
-
-		memcpy(&h, buf, sizeof(h));
-		if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len)
-			return -1;
-		if (h.nlmsg_type == RTM_NEWADDR || h.nlmsg_type == RTM_DELADDR)
-			rc = one_message(h.nlmsg_type, buf + NLMSG_HDRLEN,
-			                 h.nlmsg_len - NLMSG_HDRLEN, fn, arg);
+	for (h = nlwalk_first(buf, len, &rest); nlwalk_ok(h, rest); h = mnl_nlmsg_next(h, &rest)) {
+		if (h->nlmsg_type != RTM_NEWADDR && h->nlmsg_type != RTM_DELADDR)
+			continue;
+		rc = one_message(h, fn, arg);
 		if (rc < 0)
 			return -1;
 		used += rc;
-		if (NLMSG_ALIGN(h.nlmsg_len) >= len)
-			break;
-		buf += NLMSG_ALIGN(h.nlmsg_len);
-		len -= NLMSG_ALIGN(h.nlmsg_len);
 	}
-	return used;
+	return nlwalk_cut(h, rest) ? -1 : used;
 }
 
 int ifaddr_open(void)
@@ -105,7 +92,7 @@ int ifaddr_open(void)
 
 int ifaddr_drain(int fd, ifaddr_fn fn, void *arg)
 {
-	static uint8_t buf[IFADDR_BUF];
+	static _Alignas(uint32_t) uint8_t buf[IFADDR_BUF]; /* netlink's alignment */
 
 	for (;;) {
 		struct sockaddr_nl from;

@@ -1,5 +1,6 @@
-/* statusview.c: `kaprobed -s` (see statusview.h). A small recursive-descent JSON reader
- * with a depth limit, bounded string copies and an explicit end pointer, then a table
+/* statusview.c: `kaprobed -s` (see statusview.h). jansson parses every JSON value; this file
+ * walks only the document's outer object and its "connections" array, one connection at a
+ * time, so that memory stays that of the file, not of a million-object tree. Then a table
  * printed in two passes (widths, then rows). */
 #include <errno.h>
 #include <stdarg.h>
@@ -7,15 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "statusview.h"
 
-#define SV_MAX_DEPTH 16
-#define SV_MAX_FILE  (1024L * 1024 * 1024) /* a million connections take ~200 MB */
-#define SV_COLS      8
+#define SV_MAX_FILE (1024L * 1024 * 1024) /* a million connections take ~200 MB */
+#define SV_COLS     8
+/* One value at a time; integers as reals (pid, version and counts are compared as doubles). */
+#define SV_JSON_FLAGS (JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_DECODE_INT_AS_REAL)
 
 struct sv {
 	const char *start, *p, *end;
-	int depth;
 	char *err;
 	size_t errlen;
 	int failed;
@@ -23,15 +26,20 @@ struct sv {
 
 static int sv_fail(struct sv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Records the first error, "truncated" when it is at the end of the text. */
 static int sv_fail(struct sv *s, const char *fmt, ...)
 {
-	char msg[160];
+	char msg[200];
 	va_list ap;
+	size_t i;
 
 	if (!s->failed) {
 		va_start(ap, fmt);
 		vsnprintf(msg, sizeof(msg), fmt, ap);
 		va_end(ap);
+		for (i = 0; msg[i]; i++) /* jansson quotes the input: keep the terminal safe */
+			if ((unsigned char)msg[i] < 0x20 || (unsigned char)msg[i] >= 0x7f)
+				msg[i] = '?';
 		if (s->p >= s->end)
 			snprintf(s->err, s->errlen, "truncated: %s at the end (byte %zu)", msg,
 			         (size_t)(s->p - s->start));
@@ -65,220 +73,109 @@ static int expect(struct sv *s, char c)
 	return eat(s, c) ? 0 : sv_fail(s, "expected '%c'", c);
 }
 
-/* Appends one byte to out (cut silently at outlen - 1). */
-static void put(char *out, size_t outlen, size_t *n, char c)
+/* The next JSON value, parsed by jansson; s->p moves past it. NULL on error (recorded). */
+static json_t *value(struct sv *s)
 {
-	if (out && *n + 1 < outlen)
-		out[(*n)++] = c;
-}
-
-static int hex4(struct sv *s, unsigned *v)
-{
-	int i;
-
-	*v = 0;
-	for (i = 0; i < 4; i++, s->p++) {
-		if (s->p >= s->end)
-			return sv_fail(s, "short \\u escape");
-		char c = *s->p;
-		unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-		             : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-		             : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
-		                                    : 16;
-		if (d > 15)
-			return sv_fail(s, "bad \\u escape");
-		*v = *v << 4 | d;
-	}
-	return 0;
-}
-
-/* One escape after the backslash; non-ASCII \u escapes become '?'. */
-static int escape(struct sv *s, char *out, size_t outlen, size_t *n)
-{
-	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-	const char *hit;
-	unsigned u;
-
-	if (s->p >= s->end)
-		return sv_fail(s, "unfinished escape");
-	hit = memchr(from, *s->p, sizeof(from) - 1);
-	if (hit) {
-		s->p++;
-		put(out, outlen, n, to[hit - from]);
-		return 0;
-	}
-	if (*s->p++ != 'u')
-		return sv_fail(s, "bad escape");
-	if (hex4(s, &u) < 0)
-		return -1;
-	put(out, outlen, n, u < 0x80 ? (char)u : '?');
-	return 0;
-}
-
-/* A string into out (NUL-terminated, cut to outlen - 1; out NULL: skipped). */
-static int string(struct sv *s, char *out, size_t outlen)
-{
-	size_t n = 0;
-
-	if (!eat(s, '"'))
-		return sv_fail(s, "expected a string");
-	for (;;) {
-		if (s->p >= s->end)
-			return sv_fail(s, "unfinished string");
-		char c = *s->p++;
-		if (c == '"')
-			break;
-		if ((unsigned char)c < 0x20)
-			return sv_fail(s, "control character in a string");
-		if (c == '\\') {
-			if (escape(s, out, outlen, &n) < 0)
-				return -1;
-		} else {
-			put(out, outlen, &n, c);
-		}
-	}
-	if (out && outlen)
-		out[n] = '\0';
-	return 0;
-}
-
-static int number(struct sv *s, double *v)
-{
-	char buf[64], *endp;
-	size_t n = 0;
+	json_error_t e;
+	json_t *v;
 
 	ws(s);
-	while (s->p + n < s->end && n < sizeof(buf) - 1 && strchr("+-0123456789.eE", s->p[n]) &&
-	       s->p[n] != '\0')
-		n++;
-	if (n == 0 || n == sizeof(buf) - 1)
-		return sv_fail(s, "expected a number");
-	memcpy(buf, s->p, n);
-	buf[n] = '\0';
-	*v = strtod(buf, &endp);
-	if (endp != buf + n)
-		return sv_fail(s, "bad number");
-	s->p += n;
-	return 0;
+	v = json_loadb(s->p, (size_t)(s->end - s->p), SV_JSON_FLAGS, &e);
+	if (e.position > 0 && (size_t)e.position <= (size_t)(s->end - s->p))
+		s->p += e.position;
+	if (v)
+		return v;
+	if (json_error_code(&e) == json_error_premature_end_of_input)
+		s->p = s->end;
+	if (json_error_code(&e) == json_error_stack_overflow)
+		sv_fail(s, "nested too deep");
+	else
+		sv_fail(s, "%s", e.text);
+	return NULL;
 }
 
-/* Consumes the literal word when it is next; returns 1 if it was. */
-static int word(struct sv *s, const char *w)
+/* A string value into out: non-ASCII characters become '?', cut to outlen - 1 bytes. */
+static void copy_ascii(char *out, size_t outlen, const json_t *v)
 {
-	size_t n = strlen(w);
+	const unsigned char *in = (const unsigned char *)json_string_value(v);
+	size_t i, n = 0, len = json_string_length(v);
+
+	for (i = 0; i < len && n + 1 < outlen; i++) {
+		if (in[i] < 0x80)
+			out[n++] = (char)in[i];
+		else if (in[i] >= 0xc0) /* a UTF-8 lead byte; continuation bytes are skipped */
+			out[n++] = '?';
+	}
+	out[n] = '\0';
+}
+
+/* A member key: the next value, which must be a string. */
+static json_t *key(struct sv *s)
+{
+	json_t *k;
 
 	ws(s);
-	if ((size_t)(s->end - s->p) >= n && memcmp(s->p, w, n) == 0) {
-		s->p += n;
-		return 1;
+	if (s->p >= s->end || *s->p != '"') {
+		sv_fail(s, "expected a string");
+		return NULL;
 	}
-	return 0;
-}
-
-static int skip_value(struct sv *s);
-
-/* The members of an object or the elements of an array, skipped. */
-static int skip_container(struct sv *s, char close, int members)
-{
-	if (++s->depth > SV_MAX_DEPTH)
-		return sv_fail(s, "nested too deep");
-	if (!eat(s, close)) {
-		do {
-			if (members && (string(s, NULL, 0) < 0 || expect(s, ':') < 0))
-				return -1;
-			if (skip_value(s) < 0)
-				return -1;
-		} while (eat(s, ','));
-		if (expect(s, close) < 0)
-			return -1;
+	k = value(s);
+	if (k && expect(s, ':') < 0) {
+		json_decref(k);
+		return NULL;
 	}
-	s->depth--;
-	return 0;
+	return k;
 }
 
-static int skip_value(struct sv *s)
+/* Connection member name (o's member) into out: a string, or null (empty) when nullable. */
+static int row_string(struct sv *s, const json_t *o, const char *name, char *out, size_t outlen,
+                      int nullable)
 {
-	double d;
+	const json_t *v = json_object_get(o, name);
 
-	ws(s);
-	if (s->p >= s->end)
-		return sv_fail(s, "expected a value");
-	if (eat(s, '{'))
-		return skip_container(s, '}', 1);
-	if (eat(s, '['))
-		return skip_container(s, ']', 0);
-	if (*s->p == '"')
-		return string(s, NULL, 0);
-	if (word(s, "null") || word(s, "true") || word(s, "false"))
-		return 0;
-	return number(s, &d);
-}
-
-/* A number or null: *has says which. */
-static int opt_number(struct sv *s, double *v, bool *has)
-{
-	*has = false;
-	if (word(s, "null"))
-		return 0;
-	*has = true;
-	return number(s, v);
-}
-
-/* A string or null (null: empty). */
-static int opt_string(struct sv *s, char *out, size_t outlen)
-{
 	out[0] = '\0';
-	if (word(s, "null"))
+	if (!v || (nullable && json_is_null(v)))
 		return 0;
-	return string(s, out, outlen);
+	if (!json_is_string(v))
+		return sv_fail(s, "expected a string in \"%s\"", name);
+	copy_ascii(out, outlen, v);
+	return 0;
 }
 
-static int conn_member(struct sv *s, const char *key, struct statusview_row *r)
+/* Connection member name: a number or null; *has says which. */
+static int row_number(struct sv *s, const json_t *o, const char *name, double *out, bool *has)
 {
-	double d;
+	const json_t *v = json_object_get(o, name);
+
+	*has = false;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_number(v))
+		return sv_fail(s, "expected a number in \"%s\"", name);
+	*out = json_number_value(v);
+	*has = true;
+	return 0;
+}
+
+/* One connection object into r (members of a newer writer are ignored). */
+static int row(struct sv *s, const json_t *o, struct statusview_row *r)
+{
+	double d = 0;
 	bool has;
 
-	if (strcmp(key, "rule") == 0)
-		return string(s, r->rule, sizeof(r->rule));
-	if (strcmp(key, "local") == 0)
-		return string(s, r->local, sizeof(r->local));
-	if (strcmp(key, "remote") == 0)
-		return string(s, r->remote, sizeof(r->remote));
-	if (strcmp(key, "state") == 0)
-		return string(s, r->state, sizeof(r->state));
-	if (strcmp(key, "last_verdict") == 0)
-		return opt_string(s, r->verdict, sizeof(r->verdict));
-	if (strcmp(key, "idle") == 0)
-		return opt_number(s, &r->idle, &r->has_idle);
-	if (strcmp(key, "rtt_ms") == 0)
-		return opt_number(s, &r->rtt_ms, &r->has_rtt);
-	if (strcmp(key, "verdict_age") == 0)
-		return opt_number(s, &r->verdict_age, &r->has_verdict_age);
-	if (strcmp(key, "probes_out") == 0) {
-		if (opt_number(s, &d, &has) < 0)
-			return -1;
-		r->probes = has && d >= 0 && d < 1e9 ? (long)d : -1;
-		return 0;
-	}
-	return skip_value(s); /* a newer writer's field */
-}
-
-static int conn(struct sv *s, struct statusview_row *r)
-{
-	char key[STATUSVIEW_STR];
-
 	memset(r, 0, sizeof(*r));
-	r->probes = -1;
-	if (expect(s, '{') < 0)
+	if (row_string(s, o, "rule", r->rule, sizeof(r->rule), 0) < 0 ||
+	    row_string(s, o, "local", r->local, sizeof(r->local), 0) < 0 ||
+	    row_string(s, o, "remote", r->remote, sizeof(r->remote), 0) < 0 ||
+	    row_string(s, o, "state", r->state, sizeof(r->state), 0) < 0 ||
+	    row_string(s, o, "last_verdict", r->verdict, sizeof(r->verdict), 1) < 0 ||
+	    row_number(s, o, "idle", &r->idle, &r->has_idle) < 0 ||
+	    row_number(s, o, "rtt_ms", &r->rtt_ms, &r->has_rtt) < 0 ||
+	    row_number(s, o, "verdict_age", &r->verdict_age, &r->has_verdict_age) < 0 ||
+	    row_number(s, o, "probes_out", &d, &has) < 0)
 		return -1;
-	if (eat(s, '}'))
-		return 0;
-	do {
-		if (string(s, key, sizeof(key)) < 0 || expect(s, ':') < 0 ||
-		    conn_member(s, key, r) < 0)
-			return -1;
-	} while (eat(s, ','));
-	return expect(s, '}');
+	r->probes = has && d >= 0 && d < 1e9 ? (long)d : -1;
+	return 0;
 }
 
 struct sv_cb {
@@ -286,55 +183,107 @@ struct sv_cb {
 	void *arg;
 };
 
-static int connections(struct sv *s, struct statusview_header *h, const struct sv_cb *cb)
+/* One element of "connections", handed to the callback. */
+static int conn(struct sv *s, struct statusview_header *h, const struct sv_cb *cb)
 {
 	struct statusview_row r;
+	const char *at, *after;
+	json_t *o;
+	int rc;
 
+	ws(s);
+	at = s->p;
+	if (!(o = value(s)))
+		return -1;
+	if (!json_is_object(o)) {
+		s->p = at;
+		json_decref(o);
+		return sv_fail(s, "expected '{'");
+	}
+	after = s->p;
+	s->p = at; /* a member of the wrong type is reported at the object */
+	rc = row(s, o, &r);
+	s->p = after;
+	json_decref(o);
+	if (rc < 0)
+		return -1;
+	h->nconn++;
+	if (cb->fn)
+		cb->fn(&r, cb->arg);
+	return 0;
+}
+
+static int connections(struct sv *s, struct statusview_header *h, const struct sv_cb *cb)
+{
 	if (expect(s, '[') < 0)
 		return -1;
 	if (eat(s, ']'))
 		return 0;
 	do {
-		if (conn(s, &r) < 0)
+		if (conn(s, h, cb) < 0)
 			return -1;
-		h->nconn++;
-		if (cb->fn)
-			cb->fn(&r, cb->arg);
 	} while (eat(s, ','));
 	return expect(s, ']');
 }
 
-static int doc_member(struct sv *s, const char *key, struct statusview_header *h,
-                      const struct sv_cb *cb, int *seen)
+/* A header member: "written", "version" or "pid"; anything else is skipped. */
+static int header_member(struct sv *s, const char *name, struct statusview_header *h)
 {
+	const char *at, *after;
+	json_t *v;
 	double d;
+	int rc = 0;
 
-	if (strcmp(key, "connections") == 0) {
+	ws(s);
+	at = s->p;
+	if (!(v = value(s)))
+		return -1;
+	after = s->p;
+	s->p = at; /* a value of the wrong type is reported where it starts */
+	if (strcmp(name, "written") == 0) {
+		if (json_is_string(v))
+			copy_ascii(h->written, sizeof(h->written), v);
+		else
+			rc = sv_fail(s, "expected a string in \"written\"");
+	} else if (strcmp(name, "version") == 0 || strcmp(name, "pid") == 0) {
+		d = json_number_value(v);
+		if (!json_is_number(v))
+			rc = sv_fail(s, "expected a number in \"%s\"", name);
+		else
+			*(name[0] == 'v' ? &h->version : &h->pid) =
+			    d >= 0 && d < 1e9 ? (long)d : -1;
+	}
+	s->p = after;
+	json_decref(v);
+	return rc;
+}
+
+static int doc_member(struct sv *s, struct statusview_header *h, const struct sv_cb *cb, int *seen)
+{
+	json_t *k = key(s);
+	int rc;
+
+	if (!k)
+		return -1;
+	if (strcmp(json_string_value(k), "connections") == 0) {
 		*seen = 1;
-		return connections(s, h, cb);
+		rc = connections(s, h, cb);
+	} else {
+		rc = header_member(s, json_string_value(k), h);
 	}
-	if (strcmp(key, "written") == 0)
-		return string(s, h->written, sizeof(h->written));
-	if (strcmp(key, "version") == 0 || strcmp(key, "pid") == 0) {
-		if (number(s, &d) < 0)
-			return -1;
-		*(key[0] == 'v' ? &h->version : &h->pid) = d >= 0 && d < 1e9 ? (long)d : -1;
-		return 0;
-	}
-	return skip_value(s);
+	json_decref(k);
+	return rc;
 }
 
 static int document(struct sv *s, struct statusview_header *h, const struct sv_cb *cb)
 {
-	char key[STATUSVIEW_STR];
 	int seen = 0;
 
 	if (expect(s, '{') < 0)
 		return -1;
 	if (!eat(s, '}')) {
 		do {
-			if (string(s, key, sizeof(key)) < 0 || expect(s, ':') < 0 ||
-			    doc_member(s, key, h, cb, &seen) < 0)
+			if (doc_member(s, h, cb, &seen) < 0)
 				return -1;
 		} while (eat(s, ','));
 		if (expect(s, '}') < 0)
@@ -356,7 +305,7 @@ int statusview_parse(const char *text, size_t len, struct statusview_header *h,
                      void (*fn)(const struct statusview_row *row, void *arg), void *arg, char *err,
                      size_t errlen)
 {
-	struct sv s = {text, text, text + len, 0, err, errlen, 0};
+	struct sv s = {text, text, text + len, err, errlen, 0};
 	struct sv_cb cb = {fn, arg};
 
 	memset(h, 0, sizeof(*h));
@@ -480,33 +429,32 @@ static char *slurp(const char *path, size_t *len)
 	return buf;
 }
 
-static void print_table(const char *text, size_t len, const struct statusview_header *h, FILE *out)
+/* The table: the header line, the titles and the rows (t's widths measured already). */
+static void print_table(const char *text, size_t len, const struct statusview_header *h,
+                        struct sv_table *t)
 {
-	struct sv_table t = {out, {0}, 0};
 	struct statusview_header h2;
 	char cells[SV_COLS][STATUSVIEW_STR * 2], err[8];
 	int i;
 
-	for (i = 0; i < SV_COLS; i++) {
+	cell_str(cells[0], sizeof(cells[0]), h->written);
+	fprintf(t->out, "kaprobed state written %s by pid %ld: %zu connection%s\n", cells[0],
+	        h->pid, h->nconn, h->nconn == 1 ? "" : "s");
+	for (i = 0; i < SV_COLS; i++)
 		snprintf(cells[i], sizeof(cells[i]), "%s", sv_titles[i]);
-		t.width[i] = (int)strlen(sv_titles[i]);
-	}
-	statusview_parse(text, len, &h2, table_row, &t, err, sizeof(err));
-	cell_str(cells[7], sizeof(cells[7]), h->written); /* reused for the header line */
-	fprintf(out, "kaprobed state written %s by pid %ld: %zu connection%s\n", cells[7], h->pid,
-	        h->nconn, h->nconn == 1 ? "" : "s");
-	snprintf(cells[7], sizeof(cells[7]), "%s", sv_titles[7]);
-	print_cells(&t, cells);
-	t.printing = 1;
-	statusview_parse(text, len, &h2, table_row, &t, err, sizeof(err));
+	print_cells(t, cells);
+	t->printing = 1;
+	statusview_parse(text, len, &h2, table_row, t, err, sizeof(err));
 }
 
 int statusview_print(const char *path, FILE *out, FILE *errf)
 {
+	struct sv_table t = {out, {0}, 0};
 	struct statusview_header h;
 	char err[256];
 	char *text;
 	size_t len = 0;
+	int i;
 
 	if (!path[0]) {
 		fprintf(errf, "kaprobed: no state file: state_file is none in the configuration\n");
@@ -521,12 +469,15 @@ int statusview_print(const char *path, FILE *out, FILE *errf)
 		                        : "");
 		return 1;
 	}
-	if (statusview_parse(text, len, &h, NULL, NULL, err, sizeof(err)) < 0) {
+	for (i = 0; i < SV_COLS; i++)
+		t.width[i] = (int)strlen(sv_titles[i]);
+	/* The first pass checks the whole file and measures the columns, the second prints. */
+	if (statusview_parse(text, len, &h, table_row, &t, err, sizeof(err)) < 0) {
 		fprintf(errf, "kaprobed: state file %s: %s\n", path, err);
 		free(text);
 		return 1;
 	}
-	print_table(text, len, &h, out);
+	print_table(text, len, &h, &t);
 	free(text);
 	return 0;
 }

@@ -235,10 +235,40 @@ def case_stall_idle(ctx):
            "stall_timeout" % (gap, took)
 
 
+def case_stall_discovered(ctx):
+    """A connection already stalled when kaprobed starts: its numbers cannot be learnt (data
+    in flight, a silent peer), so the kernel's tcp_info in each dump decides: dead
+    reason=stalled no sooner than stall_timeout after the first unacked segment, and at most
+    one discover_interval later."""
+    from netns import two_hosts
+    net = two_hosts(ctx.topo)
+    c = connect(ctx, net, 4)
+    c.exchange()
+    nft_drop_all(ctx, net["peer"])
+    t_sent = float(c.srv.send(1000)["t"])
+    time.sleep(0.5)  # (the connection must be stalled before kaprobed exists)
+    kap = ctx.topo.kaprobed(ctx.binary, net["local"], conf_text(
+        "{log}", [stall_rule()], extra={"discover_interval": "1s"}))
+    ctx.kap = kap
+    log = kap.log
+    d = log.wait_conn(c.local, c.remote, "dead", STALL + 4)
+    took = d.t - t_sent
+    check(d.get("reason") == "stalled", "dead line reason is not stalled: %s" % d.raw)
+    check(STALL - 0.01 <= took <= STALL + 1.0 + 0.3,
+          "dead reason=stalled %.3f s after the first unacked segment, expected %g..%g s "
+          "(one discover_interval): %s" % (took, STALL, STALL + 1.3, d.raw))
+    check(d.num("since") >= STALL, "dead line since < %g: %s" % (STALL, d.raw))
+    no_errors(ctx, FIELDS)
+    kap.stop_ok()
+    return "found stalled by discovery: dead reason=stalled %.3f s after the first unacked " \
+           "segment (since=%s, retransmits=%s)" % (took, d["since"], d["retransmits"])
+
+
 CASES = [
     ("stall_retransmit", case_stall_retransmit),
     ("stall_retransmit6", case_stall_retransmit6),
     ("stall_zero_window", case_stall_zero_window),
     ("stall_slow_alive", case_stall_slow_alive),
     ("stall_idle", case_stall_idle),
+    ("stall_discovered", case_stall_discovered),
 ]

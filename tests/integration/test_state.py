@@ -397,7 +397,8 @@ def case_state_summary(ctx):
                  kap.proc.alive, after=dead)
     want = {"tracked": "1", "probing": "0", "dead": "1", "reset": "0",
             "probes_sent": str(PROBES), "replies": "0", "pcap_drops": "0",
-            "uncertain": "0", "learn_retries": "0", "unconfirmed": "0"}
+            "uncertain": "0", "learn_retries": "0", "unconfirmed": "0", "stalled": "0",
+            "stall_dead": "0"}
     wrong = ["%s=%s (expected %s)" % (k, s.get(k), v) for k, v in want.items()
              if s.get(k) != v]
     check(not wrong, "summary after dead: %s: %s" % (", ".join(wrong), s.raw))

@@ -1,10 +1,12 @@
 /* test_diag.c: inet_diag requests (bytecode run through a copy of the kernel's port
- * logic) and answers (hand-built netlink fixtures: good, cut, foreign, errors). */
+ * logic) and answers (hand-built netlink fixtures: good, cut, foreign, errors, what
+ * libmnl's checks miss). */
 #include <errno.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 
 #include <cmocka.h>
@@ -180,6 +182,10 @@ static size_t sock_payload(uint8_t *p, int family, const char *src, const char *
 	memcpy(p, &m, sizeof(m));
 	if (info_len == 0)
 		return sizeof(m);
+	ti.tcpi_retransmits = 1;
+	ti.tcpi_backoff = 2;
+	ti.tcpi_probes = 3;
+	ti.tcpi_snd_wnd = 65535;
 	ti.tcpi_unacked = 2;
 	ti.tcpi_last_data_recv = 7000;
 	ti.tcpi_last_ack_recv = 6500;
@@ -219,6 +225,95 @@ static void test_parse_sockets(void **state)
 	assert_false(g.s[1].has_info);
 	assert_int_equal(g.s[2].key.family, AF_INET6);
 	assert_true(g.s[2].has_info);
+}
+
+/* The kernel's silence on data in flight: only under the retransmission timer with segments
+ * in flight; the shorter of "since the last ACK" and "since our last new data". */
+static void test_stall_silence(void **state)
+{
+	struct diag_sock s;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	s.has_info = 1;
+	s.timer = DIAG_TIMER_RETRANS;
+	s.unacked = 1;
+	s.last_ack_recv_ms = 9000;
+	s.last_data_sent_ms = 3500; /* no RTO yet: since the last send */
+	assert_true(diag_stall_silence(&s) == 3.5);
+	s.backoff = 3; /* RTOs after 0.2, 0.4, 0.8 s; 1.6 s now; the last 0.3 s ago */
+	s.rto_us = 1600000;
+	s.last_data_sent_ms = 300;
+	assert_true(fabs(diag_stall_silence(&s) - 1.7) < 1e-9);
+	s.last_ack_recv_ms = 1200; /* an ACK since: from there */
+	assert_true(diag_stall_silence(&s) == 1.2);
+	s.unacked = 0;
+	assert_true(diag_stall_silence(&s) < 0);
+	s.unacked = 1;
+	s.timer = DIAG_TIMER_PROBE0;
+	assert_true(diag_stall_silence(&s) < 0);
+	s.timer = DIAG_TIMER_RETRANS;
+	s.has_info = 0;
+	assert_true(diag_stall_silence(&s) < 0);
+}
+
+/* The retransmission and window fields of tcp_info; tcpi_snd_wnd only from a kernel whose
+ * tcp_info is long enough to hold it (Linux 5.4), 0 from an older one. */
+static void test_parse_retrans_and_window(void **state)
+{
+	const size_t wnd_end = offsetof(struct tcp_info, tcpi_snd_wnd) + sizeof(uint32_t);
+	uint8_t buf[4096], p[512];
+	struct got g = {0};
+	size_t at = 0, n;
+	int err = 0;
+
+	(void)state;
+	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.2", sizeof(struct tcp_info));
+	at = put_msg(buf, at, SOCK_DIAG_BY_FAMILY, 9, p, n);
+	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.3", wnd_end);
+	at = put_msg(buf, at, SOCK_DIAG_BY_FAMILY, 9, p, n);
+	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.4", wnd_end - 1);
+	at = put_msg(buf, at, SOCK_DIAG_BY_FAMILY, 9, p, n);
+	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.5", 104); /* Linux 4.x */
+	at = put_msg(buf, at, SOCK_DIAG_BY_FAMILY, 9, p, n);
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_MORE);
+	assert_int_equal(g.n, 4);
+	for (int i = 0; i < 4; i++) {
+		assert_true(g.s[i].has_info);
+		assert_int_equal(g.s[i].retransmits, 1);
+		assert_int_equal(g.s[i].backoff, 2);
+		assert_int_equal(g.s[i].probes, 3);
+		assert_int_equal(g.s[i].snd_wnd, i < 2 ? 65535 : 0);
+	}
+}
+
+/* What libmnl's own checks let through: a length of 2^31 or more (mnl_nlmsg_ok compares it
+ * as a negative int), a misaligned buffer (libmnl reads headers in place). */
+static void test_parse_huge_length_and_misaligned(void **state)
+{
+	_Alignas(uint32_t) uint8_t buf[1024];
+	uint8_t p[512];
+	struct got g = {0};
+	struct nlmsghdr h;
+	size_t at, n;
+	int err = 0;
+
+	(void)state;
+	at = put_msg(buf, 0, NLMSG_DONE, 9, &err, sizeof(err)); /* taken whole: DIAG_DONE */
+	memcpy(&h, buf, sizeof(h));
+	h.nlmsg_len = 0x80000000u + (uint32_t)at;
+	memcpy(buf, &h, sizeof(h));
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_E_MALFORMED);
+	h.nlmsg_len = UINT32_MAX;
+	memcpy(buf, &h, sizeof(h));
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_E_MALFORMED);
+	n = sock_payload(p, AF_INET, "192.0.2.1", "198.51.100.2", sizeof(struct tcp_info));
+	at = put_msg(buf, 4, SOCK_DIAG_BY_FAMILY, 9, p, n) - 4;
+	memmove(buf + 1, buf + 4, at);
+	assert_int_equal(diag_parse(buf + 1, at, 9, 0, collect, &g, &err), DIAG_E_MALFORMED);
+	memmove(buf, buf + 1, at);
+	assert_int_equal(diag_parse(buf, at, 9, 0, collect, &g, &err), DIAG_MORE);
+	assert_int_equal(g.n, 1);
 }
 
 static void test_parse_done_error_foreign(void **state)
@@ -307,10 +402,13 @@ static void test_parse_error_int_min(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_stall_silence),
 	    cmocka_unit_test(test_filter_matches_rules),
 	    cmocka_unit_test(test_filter_impossible),
 	    cmocka_unit_test(test_dump_request),
 	    cmocka_unit_test(test_parse_sockets),
+	    cmocka_unit_test(test_parse_retrans_and_window),
+	    cmocka_unit_test(test_parse_huge_length_and_misaligned),
 	    cmocka_unit_test(test_parse_done_error_foreign),
 	    cmocka_unit_test(test_parse_malformed),
 	    cmocka_unit_test(test_parse_only_from_kernel),

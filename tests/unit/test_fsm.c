@@ -1553,6 +1553,38 @@ static void test_stall_idle_unchanged_and_spoof_ignored(void **state)
 	assert_int_equal(w.events[FSM_EV_DEAD], 1);
 }
 
+
+/* A discovered connection with data in flight and a silent peer: its numbers are unknown,
+ * so the kernel's tcp_info decides its stall; once the capture knows them, it decides. */
+static void test_stall_from_the_kernel(void **state)
+{
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	fsm_init_discovered(&w.c, w.now, 0.5, false, &sparams);
+	fsm_on_kernel_stall(&w.c, &sparams, w.now, 2.9, 1000, 3, &w.out);
+	record(&w);
+	assert_int_equal(w.events[FSM_EV_DEAD], 0);
+	fsm_on_kernel_stall(&w.c, &params, w.now, 9.0, 1000, 3, &w.out); /* stall_timeout 0 */
+	record(&w);
+	assert_int_equal(w.events[FSM_EV_DEAD], 0);
+	fsm_on_kernel_stall(&w.c, &sparams, w.now, 3.5, 1000, 3, &w.out);
+	record(&w);
+	assert_int_equal(w.events[FSM_EV_DEAD], 1);
+	assert_string_equal(w.out.ev[0].reason, "stalled");
+	assert_true(w.out.ev[0].since == 3.5);
+	assert_int_equal(w.out.ev[0].unacked, 1000);
+	assert_int_equal(w.out.ev[0].retransmits, 3);
+	assert_int_equal(w.c.state, FSM_DEAD);
+
+	s_setup(&w); /* numbers known: the capture decides */
+	s_data(&w, w.ours, 100);
+	fsm_on_kernel_stall(&w.c, &sparams, w.now, 30.0, 100, 3, &w.out);
+	record(&w);
+	assert_int_equal(w.events[FSM_EV_DEAD], 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1623,6 +1655,7 @@ int main(void)
 	    cmocka_unit_test(test_stall_zero_window_needs_our_probe),
 	    cmocka_unit_test(test_stall_blind_is_uncertain),
 	    cmocka_unit_test(test_stall_idle_unchanged_and_spoof_ignored),
+	    cmocka_unit_test(test_stall_from_the_kernel),
 	};
 
 	return cmocka_run_group_tests_name("fsm", tests, NULL, NULL);

@@ -105,6 +105,7 @@ static void test_new_and_del(void **state)
 static void test_bad_messages(void **state)
 {
 	uint8_t buf[1024];
+	struct nlmsghdr h;
 	struct seen s;
 	size_t at, cut;
 
@@ -121,6 +122,10 @@ static void test_bad_messages(void **state)
 	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), -1);
 	at = put_msg(buf, 0, RTM_NEWLINK, AF_INET, "192.0.2.1", NULL); /* other type */
 	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), 0);
+	memcpy(&h, buf, sizeof(h));
+	h.nlmsg_len += 0x80000000u; /* what libmnl's mnl_nlmsg_ok alone takes (a negative int) */
+	memcpy(buf, &h, sizeof(h));
+	assert_int_equal(ifaddr_parse(buf, at, 0, apply, &s), -1);
 	assert_int_equal(s.n, 0);
 }
 

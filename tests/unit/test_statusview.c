@@ -1,5 +1,6 @@
-/* test_statusview.c: `kaprobed -s`: the state file parser with good, truncated and
- * garbage input, and the table. */
+/* test_statusview.c: `kaprobed -s`: the state file reader (jansson for the values) with
+ * good, truncated and garbage input, and the table. The wording of syntax errors inside a
+ * value is jansson's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -122,11 +123,32 @@ static void test_garbage_is_an_error(void **state)
 	expect_error("{\"version\":1,\"connections\":[]}xyz", "text after the document");
 	expect_error("{\"version\":1,\"connections\":[{\"rule\":7}]}", "expected a string");
 	expect_error("{\"version\":1,\"connections\":[{\"idle\":\"x\"}]}", "expected a number");
-	expect_error("{\"version\":1,\"connections\":[{\"rule\":\"a\nb\"}]}", "control character");
-	expect_error("{\"version\":1,\"connections\":[{\"rule\":\"\\q\"}]}", "bad escape");
-	expect_error("{\"version\":1,\"connections\":[{\"rule\":\"\\u12\"}]}", "\\u escape");
-	expect_error("{\"version\":1,\"x\":1e,\"connections\":[]}", "bad number");
+	expect_error("{\"version\":1,\"connections\":[{\"rule\":\"a\nb\"}]}", "unexpected newline");
+	expect_error("{\"version\":1,\"connections\":[{\"rule\":\"a\x01"
+	             "b\"}]}",
+	             "control character");
+	expect_error("{\"version\":1,\"connections\":[{\"rule\":\"\\q\"}]}", "invalid escape");
+	expect_error("{\"version\":1,\"connections\":[{\"rule\":\"\\u12\"}]}", "invalid escape");
+	expect_error("{\"version\":1,\"x\":1e,\"connections\":[]}", "invalid token");
 	expect_error("{\"version\":1,\"connections\":[],}", "expected a string");
+}
+
+/* jansson's messages quote the input: its control bytes (here a C1 CSI) never reach the
+ * terminal. */
+static void test_error_message_is_printable(void **state)
+{
+	const char text[] = "{\"version\":1,\"x\":\"\xc2\x9b"
+	                    "31m\\q\"}";
+	struct statusview_header h;
+	struct rows rs;
+	char err[256];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(parse(text, strlen(text), &h, &rs, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "malformed: invalid escape near '\"??31m"));
+	for (i = 0; err[i]; i++)
+		assert_true((unsigned char)err[i] >= 0x20 && (unsigned char)err[i] < 0x7f);
 }
 
 static void test_deep_nesting_and_long_strings(void **state)
@@ -150,6 +172,9 @@ static void test_deep_nesting_and_long_strings(void **state)
 	assert_int_equal(parse(longs, strlen(longs), &h, &rs, err, sizeof(err)), 0);
 	assert_int_equal(strlen(rs.r[0].rule), STATUSVIEW_STR - 1); /* cut, not overflowed */
 	assert_string_equal(rs.r[0].state, "A?");
+	memcpy(longs + i, "\xc3\xa9t\xc3\xa9\"}]}", 9); /* raw UTF-8: one '?' a character */
+	assert_int_equal(parse(longs, i + 9, &h, &rs, err, sizeof(err)), 0);
+	assert_string_equal(rs.r[0].rule, "?t?");
 	free(longs);
 }
 
@@ -260,6 +285,7 @@ int main(void)
 	    cmocka_unit_test(test_good_document),
 	    cmocka_unit_test(test_every_truncation_is_an_error),
 	    cmocka_unit_test(test_garbage_is_an_error),
+	    cmocka_unit_test(test_error_message_is_printable),
 	    cmocka_unit_test(test_deep_nesting_and_long_strings),
 	    cmocka_unit_test(test_round_trip_with_state_rendering),
 	    cmocka_unit_test(test_table),
