@@ -110,7 +110,7 @@ struct engine {
 	struct unconf_entry *unconf; /* FIFO ring of unconfirmed records (stale ones skipped) */
 	size_t unconf_head, unconf_len, n_unconf;
 	size_t zw_stalled; /* records with CONN_F_ZW_STALLED */
-	size_t max_conns;  /* confirmed records at most (max_connections) */
+	size_t max_conns; /* confirmed records at most (max_connections) */
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -561,8 +561,8 @@ static void drop_record(struct engine *e, struct conn *c)
 		e->n_unconf--;
 	if (c->flags & CONN_F_ZW_STALLED)
 		e->zw_stalled--;
-	c->flags &=
-	    (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED | CONN_F_ZW_STALLED);
+	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED |
+	                         CONN_F_ZW_STALLED);
 	conntab_remove(e->tab, c);
 }
 
@@ -956,8 +956,8 @@ static void verdict_hook(struct engine *e, const struct conn *c, const struct fs
 {
 	struct engine_verdict v;
 
-	if (!e->hook ||
-	    (ev->type != FSM_EV_DEAD && ev->type != FSM_EV_RESET && ev->type != FSM_EV_STALLED))
+	if (!e->hook || (ev->type != FSM_EV_DEAD && ev->type != FSM_EV_RESET &&
+	                 ev->type != FSM_EV_STALLED))
 		return;
 	v.cfg = e->cfg;
 	v.rule = rule_of(e, c);
@@ -1289,7 +1289,7 @@ static void view_one(struct conn *c, void *arg)
 	v.rtt = c->rtt > 0 ? (double)c->rtt : -1.0;
 	v.verdict = c->verdict;
 	v.verdict_age = c->verdict ? x->now - c->verdict_at : -1.0;
-	v.stall = (c->flags & CONN_F_ZW_STALLED)   ? "zero-window"
+	v.stall = (c->flags & CONN_F_ZW_STALLED)  ? "zero-window"
 	          : (c->flags & CONN_F_STALL_DEAD) ? "retransmit"
 	                                           : NULL;
 	x->fn(&v, x->arg);
