@@ -35,5 +35,18 @@ for pcap in "$dir"/*.pcap; do
 		fail=$((fail + 1))
 	fi
 done
+# A file it cannot read: exit 1, a message naming it.
+for bad in "$dir/no-such.pcap" "$dir/README.md"; do
+	if "$bin" -r "$bad" -c "$dir/dead.ini" >"$out" 2>&1; then
+		echo "FAILED: kaprobed -r $bad exited 0"
+		fail=$((fail + 1))
+	elif ! grep -q "kaprobed: $bad" "$out"; then
+		echo "FAILED: kaprobed -r $bad: the message does not name the file:"
+		cat "$out"
+		fail=$((fail + 1))
+	else
+		pass=$((pass + 1))
+	fi
+done
 echo "replay: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
