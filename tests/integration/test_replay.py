@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from netns import check, fail, parse_ts, Event
+from netns import Event, check, fail, svc_rule, two_hosts
 import test_cases
 import test_scale
 import test_spoof
@@ -190,6 +190,31 @@ def case_spoofed(ctx):
     return "20 forged segments during the round: dead %+.0f ms, %d ignored" % (err * 1000, ign)
 
 
+def case_loopback(ctx):
+    """A connection over lo (both ends this host's): two answered rounds. The replay takes
+    its local addresses from the capture: both ends of a frame SLL2 says came through lo."""
+    net = two_hosts(ctx.topo)
+    ns = net["local"]
+    if ctx.netcheck:
+        return "loopback only"
+    kap = ctx.start_kaprobed(ns, [svc_rule()])
+    srv = ctx.peer(ns, "server")
+    srv.listen("127.0.0.1", 5432)
+    cli = ctx.peer(ns, "client")
+    r = cli.connect("127.0.0.1", 5432)
+    srv.accept()
+    c = test_cases.Conn(srv, cli, "127.0.0.1:5432", "127.0.0.1:%s" % r["lport"])
+    c.exchange()
+    after = None
+    for _ in range(2):
+        after = kap.log.wait_conn(c.local, c.remote, "alive", test_cases.DEAD_AFTER + 2,
+                                  after=after)
+    bad = [e.raw for e in c.events(kap.log) if e["event"] in ("dead", "reset", "unreachable")]
+    check(not bad, "verdicts on a healthy loopback connection: %s" % bad)
+    kap.stop_ok()
+    return "two answered rounds over lo (rtt %s ms)" % after["rtt"]
+
+
 CASES = [
     ("replay_alive", replayed("alive", test_cases.case_alive)),
     ("replay_dead", replayed("dead", test_cases.case_dead)),
@@ -199,4 +224,5 @@ CASES = [
     # two rules (accepting, connecting), connections seen only from their handshake: their
     # numbers learnt through the challenge ACK to a SYN into our own stack, then probed
     ("replay_handshake", replayed("handshake", test_scale.case_handshake_only)),
+    ("replay_loopback", replayed("loopback", case_loopback)),
 ]
