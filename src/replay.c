@@ -10,7 +10,6 @@
  * event=probe replay=unsent. The capture ends the replay: no timer runs past its last
  * frame, and a probe still waiting for its window then is unsent too. */
 #include <arpa/inet.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,16 +30,19 @@ struct wanted {
 	struct addr_tuple key;
 	double at; /* when the engine sent it */
 	int n;     /* its number in the round */
+	bool seen; /* matched (left in the queue until the entries before it are done) */
 };
 
+/* One replay: the engine, its clock, and the probes it wanted, oldest first in w[head..nw)
+ * (the capture shows them in about that order: a match is found near the head). */
 struct replay {
 	const char *path;
 	const struct config *cfg;
 	struct engine *e;
 	double now; /* the capture's clock: the frame or timer at hand */
 	struct wanted *w;
-	size_t nw, capw;
-	unsigned long long frames, seen, unsent, own_before;
+	size_t head, nw, capw;
+	unsigned long long seen, unsent;
 };
 
 static double replay_clock(void *arg)
@@ -107,11 +109,33 @@ static void log_unsent(struct replay *rp, const struct wanted *w)
 	log_line_emit(&l);
 }
 
-/* Removes wanted probe i (order kept: the oldest first). */
-static void wanted_remove(struct replay *rp, size_t i)
+/* Drops the entries at the head that are matched. */
+static void wanted_trim(struct replay *rp)
 {
-	memmove(&rp->w[i], &rp->w[i + 1], (rp->nw - i - 1) * sizeof(*rp->w));
-	rp->nw--;
+	while (rp->head < rp->nw && rp->w[rp->head].seen)
+		rp->head++;
+}
+
+/* Room for one more wanted probe: the done head moved out, or the queue grown. */
+static bool wanted_room(struct replay *rp)
+{
+	size_t cap = rp->capw ? rp->capw * 2 : 64;
+	struct wanted *w;
+
+	if (rp->nw < rp->capw)
+		return true;
+	if (rp->head > 0) {
+		memmove(rp->w, rp->w + rp->head, (rp->nw - rp->head) * sizeof(*rp->w));
+		rp->nw -= rp->head;
+		rp->head = 0;
+		return true;
+	}
+	w = realloc(rp->w, cap * sizeof(*w));
+	if (!w)
+		return false;
+	rp->w = w;
+	rp->capw = cap;
+	return true;
 }
 
 /* Probes whose window closed by now (all of them when final) are unsent: each line is
@@ -121,14 +145,13 @@ static void expire_wanted(struct replay *rp, bool final)
 {
 	double now = rp->now, due;
 
-	while (rp->nw > 0) {
-		due = rp->w[0].at + REPLAY_PROBE_WINDOW;
+	for (wanted_trim(rp); rp->head < rp->nw; wanted_trim(rp)) {
+		due = rp->w[rp->head].at + REPLAY_PROBE_WINDOW;
 		if (due > now && !final)
 			break; /* the window is [sent, sent + REPLAY_PROBE_WINDOW) */
 		rp->now = due < now ? due : now;
-		log_unsent(rp, &rp->w[0]);
+		log_unsent(rp, &rp->w[rp->head++]);
 		rp->now = now;
-		wanted_remove(rp, 0);
 	}
 }
 
@@ -136,22 +159,15 @@ static void expire_wanted(struct replay *rp, bool final)
 static void on_send(void *arg, const struct sender_pkt *pkts, size_t n, int *errs)
 {
 	struct replay *rp = arg;
-	size_t i, cap;
-	struct wanted *w;
+	size_t i;
 
 	(void)errs; /* every packet "went out": what the wire shows decides */
 	for (i = 0; i < n; i++) {
 		if (pkts[i].kind != SENDER_PROBE)
 			continue; /* learning SYNs are not matched */
-		if (rp->nw == rp->capw) {
-			cap = rp->capw ? rp->capw * 2 : 64;
-			w = realloc(rp->w, cap * sizeof(*w));
-			if (!w)
-				continue; /* out of memory: this probe is not followed */
-			rp->w = w;
-			rp->capw = cap;
-		}
-		rp->w[rp->nw++] = (struct wanted){*pkts[i].key, rp->now, pkts[i].probe.n};
+		if (!wanted_room(rp))
+			continue; /* out of memory: this probe is not followed */
+		rp->w[rp->nw++] = (struct wanted){*pkts[i].key, rp->now, pkts[i].probe.n, false};
 	}
 }
 
@@ -168,10 +184,11 @@ static void own_probe_seen(struct replay *rp, const struct pcap_pkthdr *h, const
 	if (codec_decode(dlt, b, h->caplen, h->len, &pkt) != CODEC_TCP || (t->flags & CODEC_TH_SYN))
 		return;
 	addr_tuple_make(&key, t->family, t->src, t->sport, t->dst, t->dport);
-	for (i = 0; i < rp->nw; i++) {
-		if (addr_tuple_equal(&rp->w[i].key, &key)) {
+	for (i = rp->head; i < rp->nw; i++) {
+		if (!rp->w[i].seen && addr_tuple_equal(&rp->w[i].key, &key)) {
+			rp->w[i].seen = true;
 			rp->seen++;
-			wanted_remove(rp, i);
+			wanted_trim(rp);
 			return;
 		}
 	}
@@ -198,6 +215,7 @@ static void advance(struct replay *rp, double t)
 static void replay_frame(struct replay *rp, const struct pcap_pkthdr *h, const uint8_t *b, int dlt)
 {
 	const struct engine_stats *st = engine_stats(rp->e);
+	unsigned long long own;
 	double t = stamp(h);
 	struct capture_frame f = {
 	    .dlt = dlt,
@@ -212,10 +230,9 @@ static void replay_frame(struct replay *rp, const struct pcap_pkthdr *h, const u
 		t = rp->now; /* the engine's clock never goes back */
 	advance(rp, t);
 	f.when = t;
-	rp->frames++;
-	rp->own_before = st->ignored[FSM_IGN_OWN_PROBE];
+	own = st->ignored[FSM_IGN_OWN_PROBE];
 	engine_on_frame(rp->e, &f);
-	if (st->ignored[FSM_IGN_OWN_PROBE] > rp->own_before)
+	if (st->ignored[FSM_IGN_OWN_PROBE] > own)
 		own_probe_seen(rp, h, b, dlt);
 	advance(rp, t);
 }
