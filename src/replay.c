@@ -369,35 +369,48 @@ static int local_addresses(const char *path, const struct addr_set *given, struc
 	return 0;
 }
 
+/* The capture, opened, of a link type kaprobed reads; NULL (with a message) otherwise. */
+static pcap_t *open_capture(const char *path)
+{
+	char err[PCAP_ERRBUF_SIZE] = "";
+	pcap_t *p = pcap_open_offline(path, err);
+
+	if (!p) {
+		file_error(path, err);
+		return NULL;
+	}
+	if (link_supported(pcap_datalink(p)))
+		return p;
+	fprintf(stderr, "kaprobed: %s: link type %d is not one kaprobed reads\n", path,
+	        pcap_datalink(p));
+	pcap_close(p);
+	return NULL;
+}
+
+/* An engine without a loop (the replay drives its time), or NULL (with a message). */
+static struct engine *new_engine(const struct config *cfg, const struct addr_set *set)
+{
+	struct engine *e = engine_new(NULL, cfg, set, NULL, (size_t)cfg->max_connections);
+
+	if (!e)
+		fprintf(stderr, "kaprobed: out of memory\n");
+	return e;
+}
+
 int replay_run(const char *path, const struct config *cfg, const struct addr_set *local)
 {
 	static struct addr_set set;
 	struct replay rp = {.path = path, .cfg = cfg};
-	char err[PCAP_ERRBUF_SIZE] = "";
-	pcap_t *p;
+	pcap_t *p = open_capture(path);
 	int rc;
 
-	if (local_addresses(path, local, &set) < 0)
-		return 1;
-	p = pcap_open_offline(path, err);
-	if (!p) {
-		file_error(path, err);
-		return 1;
-	}
-	if (!link_supported(pcap_datalink(p))) {
-		fprintf(stderr, "kaprobed: %s: link type %d is not one kaprobed reads\n", path,
-		        pcap_datalink(p));
-		pcap_close(p);
+	if (!p || local_addresses(path, local, &set) < 0 || !(rp.e = new_engine(cfg, &set))) {
+		if (p)
+			pcap_close(p);
 		return 1;
 	}
 	if (open_output(cfg) < 0)
 		fprintf(stderr, "kaprobed: standard output: cannot write the status log\n");
-	rp.e = engine_new(NULL, cfg, &set, NULL, (size_t)cfg->max_connections);
-	if (!rp.e) {
-		pcap_close(p);
-		fprintf(stderr, "kaprobed: out of memory\n");
-		return 1;
-	}
 	engine_set_clock(rp.e, replay_clock, &rp);
 	engine_set_send_hook(rp.e, on_send, &rp);
 	log_set_clock(replay_clock, &rp);
