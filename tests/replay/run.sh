@@ -1,5 +1,6 @@
 #!/bin/sh
-# Replay fixtures, the engine's regression tests (no root, no network): each NAME.pcap here
+# Replay fixtures, the engine's regression tests (no root, no network): each NAME.pcap (or
+# NAME.pcapng) here
 # is replayed (kaprobed -r NAME.pcap -c NAME.ini, plus the options in NAME.args if any) and
 # its status log must equal NAME.expected, byte for byte (its ts= come from the packets:
 # reproducible).
@@ -14,8 +15,8 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 pass=0
 fail=0
-for pcap in "$dir"/*.pcap; do
-	name=${pcap%.pcap}
+for pcap in "$dir"/*.pcap "$dir"/*.pcapng; do
+	name=${pcap%.pcap*}
 	args=""
 	[ -f "$name.args" ] && args=$(cat "$name.args")
 	# shellcheck disable=SC2086
