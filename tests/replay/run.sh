@@ -1,9 +1,8 @@
 #!/bin/sh
 # Replay fixtures, the engine's regression tests (no root, no network): each NAME.pcap (or
-# NAME.pcapng) here
-# is replayed (kaprobed -r NAME.pcap -c NAME.ini, plus the options in NAME.args if any) and
-# its status log must equal NAME.expected, byte for byte (its ts= come from the packets:
-# reproducible).
+# NAME.pcapng) here is replayed (kaprobed -r NAME.pcap -c NAME.ini, plus the options in
+# NAME.args if any) and its status log must equal NAME.expected, byte for byte (its ts=
+# come from the packets: reproducible).
 #   sh tests/replay/run.sh KAPROBED            check every fixture
 #   sh tests/replay/run.sh KAPROBED --update   rewrite the .expected files (review the diff)
 # make-fixtures.sh makes new fixtures from live runs.
