@@ -45,7 +45,7 @@ DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) m
 
 # Each unit test links only the module it tests (and the pure modules that module uses).
 UNIT_TESTS        := addr codec fsm rule config conntab log notify state metrics statusview \
-                     atomicfile actmsg diag ifaddr learn sender timerheap engine
+                     atomicfile actmsg diag ifaddr learn sender timerheap observe engine
 UNIT_DEPS_timerheap := timerheap
 UNIT_DEPS_addr    := addr
 UNIT_DEPS_codec   := codec
@@ -63,6 +63,7 @@ UNIT_DEPS_actmsg  := actmsg nlwalk addr
 UNIT_DEPS_diag    := diag nlwalk addr
 UNIT_DEPS_ifaddr  := ifaddr nlwalk addr
 UNIT_DEPS_learn   := fsm codec
+UNIT_DEPS_observe := fsm
 UNIT_DEPS_sender  := sender codec addr
 # The engine on a fake clock, no loop: sender.o only for the symbols (a send hook stands in).
 UNIT_DEPS_engine  := engine codec conntab fsm rule addr config log logline timerheap sender

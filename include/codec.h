@@ -1,7 +1,8 @@
 /* codec.h: decode captured frames, encode probe option bytes (pure, no I/O).
  *
  * Paranoid about lengths: every header is checked against the captured length
- * before it is read. Checksums are never validated (veth offload, see PLATFORM.md). */
+ * before it is read. Checksums are never validated (veth offload, see ARCHITECTURE.md,
+ * Platform facts). */
 #ifndef KAPROBE_CODEC_H
 #define KAPROBE_CODEC_H
 

@@ -21,6 +21,8 @@ struct conn {
 	double verdict_at;  /* when the last verdict was given (the fsm's clock) */
 	uint32_t timer_pos; /* its place in the engine's timer heap (1-based; 0: not armed) */
 	uint8_t in_use;     /* the table's: 1 while tracked (a cursor walk skips free records) */
+	uint8_t rate_epoch; /* the engine's: the 100 ms window rate_frames counts in */
+	uint16_t rate_frames; /* the engine's: frames seen in that window (busy detection) */
 	struct fsm_conn fsm;
 };
 

@@ -63,6 +63,12 @@ enum diag_result {
 size_t diag_build_dump(uint8_t *buf, size_t len, int family, uint32_t seq, const struct rule *rules,
                        size_t nrules);
 
+/* Writes a request for the one socket with this 4-tuple (key's local end is the socket's
+ * own), asked as family (AF_INET6 for an IPv4 key: its v4-mapped form, for a dual-stack
+ * socket), with tcp_info. Returns its length, or 0 when len is too small. */
+size_t diag_build_query(uint8_t *buf, size_t len, const struct addr_tuple *key, int family,
+                        uint32_t seq);
+
 /* Compiles the rules' port ranges to inet_diag bytecode into bc. Returns its length, or 0
  * when no filter can be made (a rule without any port limit, or too many rules). */
 size_t diag_build_filter(uint8_t *bc, size_t len, const struct rule *rules, size_t nrules);
@@ -86,6 +92,11 @@ double diag_idle(const struct diag_sock *s);
  * the last (re)transmission. -1 when nothing is in flight (or no tcp_info). Never more
  * than the truth. */
 double diag_stall_silence(const struct diag_sock *s);
+
+/* Asks the kernel for the one socket with this 4-tuple on fd (diag_open) and waits for
+ * the answer (the kernel answers at once). Returns 0 with *out filled, -1 with errno
+ * ENOENT when no such socket exists, or -1 with another errno on failure. */
+int diag_query(int fd, const struct addr_tuple *key, uint32_t seq, struct diag_sock *out);
 
 /* Buffer size that holds any datagram of a dump answer. */
 #define DIAG_RECV_BUF (64 * 1024)

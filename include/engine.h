@@ -5,7 +5,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include <ev.h>
 
@@ -14,61 +13,13 @@
 #include "config.h"
 #include "conntab.h"
 #include "fsm.h"
+#include "records.h"
 #include "sender.h"
 
 struct engine;
 
-/* Upper bounds (s) of the RTT histogram's buckets, 0.1 ms .. 10 s (engine_rtt_bounds). */
-#define ENGINE_RTT_BUCKETS 16
+/* Upper bounds (s) of the RTT histogram's buckets (ENGINE_RTT_BUCKETS, records.h). */
 extern const double engine_rtt_bounds[ENGINE_RTT_BUCKETS];
-
-/* Counters shown in the closing statistics and by the benchmark. */
-struct engine_stats {
-	unsigned long long packets, decode_errors, not_local, unmatched;
-	unsigned long long tracked, probes_sent, send_errors, replies;
-	unsigned long long alive, dead, reset, unreachable, closed, table_full;
-	unsigned long long discovered, gone, kernel_keepalive, learn_asked, learn_blocked;
-	unsigned long long uncertain;       /* rounds that gave no verdict: the capture was blind */
-	unsigned long long stall_retransmit;  /* dead verdicts from a retransmission stall */
-	unsigned long long stall_zero_window; /* zero-window stalls told (event=stalled) */
-	unsigned long long unstalled;         /* ... and ended (event=unstalled) */
-	unsigned long long learn_retries;   /* learning asked again: the capture was blind */
-	unsigned long long capture_reopens; /* captures reopened after failing at run time */
-	unsigned long long unconfirmed_dropped; /* records seen only from our side, dropped
-	                                           unconfirmed (a SYN flood shows here) */
-	double probe_late_max; /* s: the longest a probe waited for the pacer (since start) */
-	double probe_rate;     /* probes/s the pacer allows now (max_probe_rate, lower after
-	                          capture drops) */
-	unsigned long long ignored[FSM_IGN_COUNT]; /* by enum fsm_ignore */
-	/* RTT of every reply to a probe: rtt_hist[i] counts those <= engine_rtt_bounds[i]
-	 * (and above the previous bound; not cumulative), rtt_hist[ENGINE_RTT_BUCKETS] those
-	 * above the last bound; rtt_sum their sum in s. */
-	unsigned long long rtt_hist[ENGINE_RTT_BUCKETS + 1];
-	double rtt_sum;
-};
-
-/* A read-only view of one tracked connection, for the state file and the metrics. */
-struct engine_view {
-	const struct addr_tuple *key;
-	const char *rule;   /* the rule's name */
-	size_t rule_index;  /* index into the config's rules */
-	int state;          /* enum fsm_state */
-	double idle;        /* s since the last segment from the peer (or first sight) */
-	int probes_out;     /* probes unanswered in this round */
-	double rtt;         /* s of the last answered probe; < 0 when none yet */
-	int verdict;        /* last verdict: FSM_EV_ALIVE, _DEAD, _RESET, _UNREACHABLE; 0 none */
-	double verdict_age; /* s since that verdict; < 0 when none */
-	const char *stall;  /* "zero-window" (stalled now), "retransmit" (dead from a stall), or
-	                       NULL */
-};
-
-/* Connections by state, counted by one pass over the table. */
-struct engine_counts {
-	size_t tracked;
-	size_t by_state[FSM_STATE_COUNT]; /* by enum fsm_state */
-	size_t unconfirmed; /* records seen only from our side yet (not in tracked, by_state) */
-	size_t zw_stalled;  /* connections in a told zero-window stall now */
-};
 
 /* A new engine on loop with cfg's rules (cfg must outlive it), local addresses, and a
  * sender (may be NULL: probes are then only logged, for tests and benchmarks). loop may be
@@ -139,7 +90,7 @@ void engine_walk_begin(const struct engine *e, struct engine_cursor *cur);
 size_t engine_walk(const struct engine *e, struct engine_cursor *cur, double now, size_t max,
                    void (*fn)(const struct engine_view *v, void *arg), void *arg);
 
-/* Counts the tracked connections by state (O(1): the engine keeps the counts). */
+/* Counts the tracked connections by state (O(rules): the engine keeps the counts). */
 void engine_counts(const struct engine *e, struct engine_counts *out);
 
 /* The tracked connections of rule i of the config in force, by state (O(1)): adds them to
@@ -175,6 +126,40 @@ typedef void (*engine_verdict_fn)(void *arg, const struct engine_verdict *v);
 /* Calls fn(arg, verdict) after each dead or reset line is logged (NULL: none). The hook
  * must not call back into the engine. */
 void engine_set_verdict_hook(struct engine *e, engine_verdict_fn fn, void *arg);
+
+/* What the kernel says of one of this host's sockets (a sock_diag query), for a busy
+ * connection left out of the capture. */
+struct engine_kinfo {
+	double idle;          /* s since the last segment from the peer */
+	double quiet;         /* s since any segment either way */
+	double silent;        /* s our data has gone unanswered (diag_stall_silence); < 0: none */
+	uint32_t unacked;     /* bytes sent and not acknowledged */
+	uint16_t retransmits; /* retransmission timeouts without progress */
+	bool in_flight;       /* data in flight or queued */
+	bool zero_window;     /* the peer's window is shut (zero-window probing) */
+};
+
+/* Asks the kernel for the socket of key: 0 with *ki filled, -1 (errno ENOENT: none). */
+typedef int (*engine_kquery_fn)(void *arg, const struct addr_tuple *key, struct engine_kinfo *ki);
+
+/* Leaves the routine segments (no SYN, FIN or RST) of these n connections out of the capture
+ * (n = 0: none). Returns 0, or -1 when the filter could not be set (all are captured). */
+typedef int (*engine_exclude_fn)(void *arg, const struct addr_tuple *keys, size_t n);
+
+/* At most this many busy connections are left out of the capture at once. */
+#define ENGINE_BUSY_MAX 32
+/* Frames in one 100 ms window that make a connection busy (2 000 a second). */
+#define ENGINE_BUSY_FRAMES 200
+
+/* Busy connections (issue 14): a connection of this host carrying more than
+ * ENGINE_BUSY_FRAMES frames in 100 ms is left out of the capture (its SYN, FIN and RST
+ * still come) and watched through q instead, once per busy_period; when the kernel says it
+ * has been quiet that long (or its peer's window is shut) it comes back, its numbers asked
+ * for anew as for a discovered connection. NULL q: never (replay, tests). */
+void engine_set_busy(struct engine *e, engine_kquery_fn q, engine_exclude_fn x, void *arg);
+
+/* Sets the capture's exclusions again (after the filter was replaced: reload, reopen). */
+void engine_busy_refresh(struct engine *e);
 
 /* Applies a new configuration: every tracked connection is matched again. One that still
  * matches a rule keeps its state, numbers and armed timer (a probe round goes on; the new

@@ -20,6 +20,9 @@ struct fsm_params {
 	int probe_bytes; /* 1: one 0x00 byte; 0: none */
 	double stall_timeout; /* s without progress on data in flight (or an open window) before
 	                         a stall verdict; 0: off */
+	/* observe-only: tell when a probe would go out (FSM_EV_IDLE, once per silence of the
+	 * peer); ask for nothing to be sent, give no verdict */
+	bool observe;
 };
 
 enum fsm_state {
@@ -50,6 +53,8 @@ enum fsm_known {
 enum fsm_round {
 	FSM_R_SOFT_ERROR = 1 << 0, /* ICMP/send error heard since the round began */
 	FSM_R_UNCERTAIN = 1 << 1,  /* the round was restarted: the capture may have been deaf */
+	FSM_R_OBSERVED = 1 << 2,   /* observe-only: the idle of the silence up to round_at was
+	                              told (a segment from the peer since starts a new one) */
 };
 
 /* What the stall clock (struct fsm_conn.stall_since) is timing (struct fsm_conn.stall). */
@@ -209,7 +214,8 @@ void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct co
  * which the caller's capture may have missed packets (drops counted by the kernel; INFINITY
  * while the capture is down; FSM_NEVER_BLIND when never): a round that it overlaps gives no
  * verdict but FSM_EV_UNCERTAIN and a new round, and learning asks again instead of giving
- * up. */
+ * up. With p->observe, where a round would start it only tells FSM_EV_IDLE, once per silence
+ * of the peer: no probe, no learning SYN, no verdict, no stall. */
 void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
                   struct fsm_out *out);
 
@@ -228,8 +234,8 @@ void fsm_on_kernel_stall(struct fsm_conn *c, const struct fsm_params *p, double 
 double fsm_wake_at(const struct fsm_conn *c, const struct fsm_params *p);
 
 /* Paced sending: the probe asked for by out.send_probe is about to go out now. Fills *pr
- * from the numbers known now; false when it is no longer wanted (a reply came meanwhile, or
- * our data is in flight): then it is not counted. */
+ * from the numbers known now; false when it is no longer wanted (a reply came meanwhile, our
+ * data is in flight, or the rule became observe-only): then it is not counted. */
 bool fsm_probe_now(struct fsm_conn *c, const struct fsm_params *p, struct fsm_probe *pr);
 
 /* Paced sending: true while the learning SYN asked for by out.learn is still wanted; *seq

@@ -10,8 +10,8 @@
 #include <ev.h>
 
 #include "config.h"
-#include "engine.h"
 
+struct engine;
 struct report;
 
 /* Sum of the captures' kernel drop counters, asked for at each report. */

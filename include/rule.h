@@ -55,4 +55,10 @@ const struct rule *rule_match(const struct rule *rules, size_t n, const struct a
  * directions) and ICMP/ICMPv6 errors. Returns 0, or -1 when len is too small. */
 int rule_bpf_filter(const struct rule *rules, size_t n, char *buf, size_t len);
 
+/* Writes "(base) and not (...)": base, less the routine segments (no SYN, FIN or RST) of
+ * the n connections in keys, both directions, matched exactly (addresses and ports each
+ * way). Returns 0, or -1 when len is too small. */
+int rule_bpf_exclude(const char *base, const struct addr_tuple *keys, size_t n, char *buf,
+                     size_t len);
+
 #endif

@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "engine.h"
+#include "records.h"
 
 /* Version number written in the file ("version"). */
 #define STATE_VERSION 1

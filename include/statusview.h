@@ -24,6 +24,7 @@ struct statusview_header {
 struct statusview_row {
 	char rule[STATUSVIEW_STR], local[STATUSVIEW_STR], remote[STATUSVIEW_STR];
 	char state[STATUSVIEW_STR], verdict[STATUSVIEW_STR];
+	char stall[STATUSVIEW_STR]; /* "zero-window", "retransmit" or empty */
 	double idle, rtt_ms, verdict_age;
 	long probes;
 	bool has_idle, has_rtt, has_verdict_age;

@@ -2,7 +2,7 @@
  * snaplen (headers only): one for both directions, or one per direction (capture_split)
  * merged back in time order; the caller watches capture_fds() with ev_io watchers and
  * calls capture_drain(). pcap_dispatch() in blocking mode can hang once traffic stops on
- * this libpcap (PLATFORM.md), hence pcap_setnonblock(). */
+ * this libpcap (ARCHITECTURE.md, Platform facts), hence pcap_setnonblock(). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>

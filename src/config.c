@@ -129,6 +129,7 @@ static const struct key keys[] = {
     {"probes", PARAM(probes), INT(1, 127)},
     {"probe_bytes", PARAM(probe_bytes), INT(0, 1), .range = "0 or 1"},
     {"stall_timeout", PARAM(stall_timeout), DURATION_OR_OFF},
+    {"observe", PARAM(observe), .set = set_bool},
     {"on_dead", AT_BOTH(on_dead), .set = set_actions},
     {"on_reset", AT_BOTH(on_reset), .set = set_actions_log},
     {"on_stall", AT_BOTH(on_stall), .set = set_actions, .own = offsetof(struct rule, on_dead)},
@@ -139,7 +140,8 @@ static const struct key keys[] = {
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
 /* Linux's own defaults, used when the caller passes no host_defaults. */
-static const struct fsm_params linux_defaults = {7200.0, 75.0, 9, 1, 0.0};
+static const struct fsm_params linux_defaults = {
+    .idle = 7200.0, .interval = 75.0, .probes = 9, .probe_bytes = 1};
 
 enum sect_kind {
 	S_NONE,   /* before the first section header */

@@ -141,6 +141,46 @@ size_t diag_build_dump(uint8_t *buf, size_t len, int family, uint32_t seq, const
 	return nlh.nlmsg_len;
 }
 
+/* The 16 bytes of an inet_diag address for an address of key's family, asked as family. */
+static void query_addr(uint32_t dst[4], const uint8_t *ip, int key_family, int family)
+{
+	uint8_t b[16] = {0};
+
+	if (key_family == AF_INET && family == AF_INET6) {
+		b[10] = b[11] = 0xff; /* ::ffff:a.b.c.d */
+		memcpy(b + 12, ip, 4);
+	} else {
+		memcpy(b, ip, addr_len(key_family));
+	}
+	memcpy(dst, b, sizeof(b));
+}
+
+size_t diag_build_query(uint8_t *buf, size_t len, const struct addr_tuple *key, int family,
+                        uint32_t seq)
+{
+	struct nlmsghdr nlh = {0};
+	struct inet_diag_req_v2 req = {0};
+
+	if (len < NLMSG_LENGTH(sizeof(req)))
+		return 0;
+	nlh.nlmsg_len = (uint32_t)NLMSG_LENGTH(sizeof(req));
+	nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	nlh.nlmsg_flags = NLM_F_REQUEST;
+	nlh.nlmsg_seq = seq;
+	req.sdiag_family = (uint8_t)family;
+	req.sdiag_protocol = IPPROTO_TCP;
+	req.idiag_ext = 1 << (INET_DIAG_INFO - 1);
+	req.idiag_states = ~0u;
+	req.id.idiag_sport = htons(key->lport);
+	req.id.idiag_dport = htons(key->rport);
+	query_addr(req.id.idiag_src, key->local, key->family, family);
+	query_addr(req.id.idiag_dst, key->remote, key->family, family);
+	req.id.idiag_cookie[0] = req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	memcpy(buf, &nlh, sizeof(nlh));
+	memcpy(buf + NLMSG_HDRLEN, &req, sizeof(req));
+	return nlh.nlmsg_len;
+}
+
 /* ---- answer ----------------------------------------------------------------- */
 
 /* The socket's 4-tuple; an IPv6 socket talking IPv4 (v4-mapped) becomes IPv4. */
@@ -314,4 +354,46 @@ double diag_stall_silence(const struct diag_sock *s)
 	waited = (double)s->rto_us / 1e6 * (1.0 - 1.0 / (double)(1u << b));
 	head = waited + s->last_data_sent_ms / 1000.0;
 	return s->last_ack_recv_ms / 1000.0 < head ? s->last_ack_recv_ms / 1000.0 : head;
+}
+
+struct query_got {
+	struct diag_sock *out;
+	int found;
+};
+
+static void query_one(void *arg, const struct diag_sock *s)
+{
+	struct query_got *g = arg;
+
+	*g->out = *s;
+	g->found = 1;
+}
+
+/* One exact query asked as family; 0, or -1 with errno. */
+static int query_as(int fd, const struct addr_tuple *key, int family, uint32_t seq,
+                    struct diag_sock *out)
+{
+	_Alignas(uint32_t) uint8_t buf[4096];
+	struct query_got g = {out, 0};
+	uint32_t sender;
+	size_t n = diag_build_query(buf, sizeof(buf), key, family, seq);
+	ssize_t got;
+	int err = 0, rc;
+
+	if (diag_send(fd, buf, n) < 0 || (got = diag_recv(fd, buf, sizeof(buf), &sender)) < 0)
+		return -1;
+	rc = diag_parse(buf, (size_t)got, seq, sender, query_one, &g, &err);
+	if (g.found)
+		return 0;
+	errno = rc == DIAG_E_KERNEL ? err : EPROTO;
+	return -1;
+}
+
+int diag_query(int fd, const struct addr_tuple *key, uint32_t seq, struct diag_sock *out)
+{
+	if (query_as(fd, key, key->family, seq, out) == 0)
+		return 0;
+	if (key->family != AF_INET || errno != ENOENT)
+		return -1;
+	return query_as(fd, key, AF_INET6, seq + 1, out); /* a dual-stack socket */
 }

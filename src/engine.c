@@ -34,6 +34,8 @@ enum {
 	CONN_F_UNCONFIRMED = 1 << 7, /* seen only from our side so far: may be a SYN flood */
 	CONN_F_ZW_STALLED = 1 << 8,  /* counted in zw_stalled: its zero-window stall was told */
 	CONN_F_STALL_DEAD = 1 << 9,  /* its last verdict is dead from a retransmission stall */
+	CONN_F_BUSY = 1 << 10,       /* left out of the capture while busy (e->busy) */
+	CONN_F_NOBUSY = 1 << 11,     /* never left out: the kernel has no socket for it */
 };
 
 /* Records seen only from our side (our SYN-ACK to a SYN that may be spoofed, our first
@@ -110,6 +112,11 @@ struct engine {
 	struct unconf_entry *unconf; /* FIFO ring of unconfirmed records (stale ones skipped) */
 	size_t unconf_head, unconf_len, n_unconf;
 	size_t zw_stalled; /* records with CONN_F_ZW_STALLED */
+	engine_kquery_fn kquery;   /* busy connections: the kernel's view (NULL: none) */
+	engine_exclude_fn exclude; /* ... and the capture's exclusions */
+	void *busy_arg;
+	struct conn *busy[ENGINE_BUSY_MAX];
+	size_t nbusy;
 	size_t max_conns; /* confirmed records at most (max_connections) */
 };
 
@@ -120,6 +127,10 @@ const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
 
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents);
 static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double now);
+static void busy_remove(struct engine *e, struct conn *c);
+static void busy_recheck(struct engine *e, struct conn *c, double now);
+static bool busy_segment(struct engine *e, struct conn *c, const struct codec_tcp *seg,
+                         double now);
 static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
@@ -489,8 +500,8 @@ static int event_level(const struct engine *e, const struct conn *c, const struc
 	case FSM_EV_PROBE:
 	case FSM_EV_REPLY:
 		return CONFIG_LOG_DEBUG;
-	case FSM_EV_IDLE:
-		return every ? CONFIG_LOG_INFO : CONFIG_LOG_DEBUG;
+	case FSM_EV_IDLE: /* observe-only: what the operator asked to see */
+		return every || rule_of(e, c)->params.observe ? CONFIG_LOG_INFO : CONFIG_LOG_DEBUG;
 	case FSM_EV_ALIVE:
 		return every || ev->notable ? CONFIG_LOG_INFO : CONFIG_LOG_DEBUG;
 	case FSM_EV_LEARN:
@@ -514,6 +525,8 @@ static void log_event(struct engine *e, struct conn *c, const struct fsm_event *
 		return;
 	line_start(&l, fsm_event_name(ev->type), e, c);
 	add_fields(&l, c, ev);
+	if (ev->type == FSM_EV_IDLE && rule_of(e, c)->params.observe)
+		log_line_int(&l, "observe", 1); /* would probe now; sends nothing */
 	log_line_emit(&l);
 }
 
@@ -561,6 +574,8 @@ static void drop_record(struct engine *e, struct conn *c)
 		e->n_unconf--;
 	if (c->flags & CONN_F_ZW_STALLED)
 		e->zw_stalled--;
+	if (c->flags & CONN_F_BUSY)
+		busy_remove(e, c);
 	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED |
 	                         CONN_F_ZW_STALLED);
 	conntab_remove(e->tab, c);
@@ -739,6 +754,8 @@ static bool pace_packet(struct engine *e, struct conn *c, struct sender_pkt *pkt
 	bool learn = c->flags & CONN_F_Q_LEARN;
 
 	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN);
+	if (rule_of(e, c)->params.observe)
+		return false; /* observe-only (a reload made it so while it waited) */
 	memset(pkt, 0, sizeof(*pkt));
 	pkt->key = &c->key;
 	pkt->kind = learn ? SENDER_SYN : SENDER_PROBE;
@@ -956,9 +973,10 @@ static void verdict_hook(struct engine *e, const struct conn *c, const struct fs
 {
 	struct engine_verdict v;
 
-	if (!e->hook || (ev->type != FSM_EV_DEAD && ev->type != FSM_EV_RESET &&
-	                 ev->type != FSM_EV_STALLED))
-		return;
+	if (!e->hook ||
+	    (ev->type != FSM_EV_DEAD && ev->type != FSM_EV_RESET && ev->type != FSM_EV_STALLED) ||
+	    rule_of(e, c)->params.observe)
+		return; /* (observe-only: the fsm gives no verdict; no action either way) */
 	v.cfg = e->cfg;
 	v.rule = rule_of(e, c);
 	v.key = &c->key;
@@ -1012,6 +1030,10 @@ static void on_conn_timer(struct engine *e, struct conn *c)
 
 	if (c->flags & (CONN_F_KERNEL_KA | CONN_F_QUEUED))
 		return; /* the kernel's keepalive watches it, or the pacer re-arms it */
+	if (c->flags & CONN_F_BUSY) {
+		busy_recheck(e, c, now);
+		return;
+	}
 	if (may_judge(&c->fsm, &rule_of(e, c)->params, now))
 		sync_capture(e, now); /* a reply already captured is heard before a verdict */
 	fsm_on_timer(&c->fsm, &rule_of(e, c)->params, now, blind_at(e), &out);
@@ -1155,6 +1177,8 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 	}
 	if (c->flags & CONN_F_KERNEL_KA)
 		return FSM_IGN_NONE; /* the kernel's keepalive watches it */
+	if (!busy_segment(e, c, seg, now))
+		return FSM_IGN_NONE; /* a busy connection's routine segment (left in the ring) */
 	fsm_on_segment(&c->fsm, &rule_of(e, c)->params, seg, from_peer, now, &out);
 	apply(e, c, &out, now);
 	return out.ignored;
@@ -1317,12 +1341,32 @@ size_t engine_walk(const struct engine *e, struct engine_cursor *cur, double now
 	return conntab_walk(e->tab, &cur->tab, max, view_one, &x);
 }
 
+/* Tracked connections under an observe-only rule (O(rules)). */
+static size_t observed_count(const struct engine *e)
+{
+	unsigned long long by_state[FSM_STATE_COUNT];
+	size_t i, n = 0;
+	int s;
+
+	for (i = 0; i < e->cfg->nrules; i++) {
+		if (!e->cfg->rules[i].params.observe)
+			continue;
+		memset(by_state, 0, sizeof(by_state));
+		engine_rule_counts(e, i, by_state);
+		for (s = 0; s < FSM_STATE_COUNT; s++)
+			n += (size_t)by_state[s];
+	}
+	return n;
+}
+
 void engine_counts(const struct engine *e, struct engine_counts *out)
 {
+	out->observed = observed_count(e);
 	memcpy(out->by_state, e->by_state, sizeof(out->by_state));
 	out->tracked = conntab_count(e->tab) - e->n_unconf;
 	out->unconfirmed = e->n_unconf;
 	out->zw_stalled = e->zw_stalled;
+	out->busy = e->nbusy;
 }
 
 void engine_rule_counts(const struct engine *e, size_t i, unsigned long long *by_state)
@@ -1370,9 +1414,10 @@ static void reload_one(struct conn *c, void *arg)
 	if (c->flags & CONN_F_KERNEL_KA)
 		return; /* the kernel's keepalive watches it: no timer */
 	due = c->fsm.last_rx + r->params.idle;
-	if (c->fsm.state == FSM_WATCH && r->params.idle < was->params.idle && c->fsm.timer_at > 0 &&
-	    due < c->fsm.timer_at) {
-		c->fsm.timer_at = due; /* a shorter idle applies at once */
+	if (c->fsm.state == FSM_WATCH &&
+	    (r->params.idle < was->params.idle || (was->params.observe && !r->params.observe)) &&
+	    c->fsm.timer_at > 0 && due < c->fsm.timer_at) {
+		c->fsm.timer_at = due; /* a shorter idle, or the end of observing, applies at once */
 		arm_timer(e, c);
 	}
 }
@@ -1390,6 +1435,166 @@ size_t engine_reload(struct engine *e, const struct config *cfg, const struct co
 	e->st.probe_rate = e->pace.rate;
 	conntab_foreach(e->tab, reload_one, &rc);
 	return rc.dropped;
+}
+
+/* ---- busy connections (issue 14) -------------------------------------------------
+ * A connection carrying a bulk transfer costs the capture a frame per segment and ACK and
+ * teaches nothing keepalive needs: it is not idle. Past ENGINE_BUSY_FRAMES frames in one
+ * 100 ms window, a connection of this host (the kernel has its socket) is left out of the
+ * capture by the kernel filter (its SYN, FIN and RST still come), and the kernel is asked
+ * about it once per busy_period instead (one sock_diag query): a retransmission stall is
+ * judged from its answer; when it has been quiet for busy_period, or its peer's window is
+ * shut, it comes back to the capture with its numbers void, asked for again (the learning
+ * SYN) before its first probe, exactly as a discovered connection's. */
+
+#define BUSY_WINDOW 0.1 /* s */
+
+void engine_set_busy(struct engine *e, engine_kquery_fn q, engine_exclude_fn x, void *arg)
+{
+	e->kquery = q;
+	e->exclude = x;
+	e->busy_arg = arg;
+}
+
+/* How often a busy connection is looked at, and how long it must be quiet to come back:
+ * a quarter of its idle time (its learning lead must still come before the probe), between
+ * 50 ms and 1 s. */
+static double busy_period(const struct fsm_params *p)
+{
+	double t = p->idle / 4;
+
+	return t < 0.05 ? 0.05 : t > 1.0 ? 1.0 : t;
+}
+
+/* Hands the capture the current exclusions. */
+static int busy_apply(struct engine *e)
+{
+	struct addr_tuple keys[ENGINE_BUSY_MAX];
+	size_t i;
+
+	if (!e->exclude)
+		return 0;
+	for (i = 0; i < e->nbusy; i++)
+		keys[i] = e->busy[i]->key;
+	return e->exclude(e->busy_arg, keys, e->nbusy);
+}
+
+void engine_busy_refresh(struct engine *e)
+{
+	if (e->nbusy && busy_apply(e) < 0)
+		log_warnx("capture: busy connections could not be left out (captured in full)");
+}
+
+/* Takes c out of the busy set (the capture sees all of it again). */
+static void busy_remove(struct engine *e, struct conn *c)
+{
+	size_t i;
+
+	for (i = 0; i < e->nbusy && e->busy[i] != c; i++)
+		;
+	if (i < e->nbusy)
+		e->busy[i] = e->busy[--e->nbusy];
+	c->flags &= (uint16_t)~CONN_F_BUSY;
+	if (busy_apply(e) < 0)
+		log_warnx("capture: the busy exclusions could not be updated");
+}
+
+/* c comes back to the capture: numbers void, idle from the kernel's clock. */
+static void busy_leave(struct engine *e, struct conn *c, double idle, bool quiet, double now)
+{
+	busy_remove(e, c);
+	fsm_init_discovered(&c->fsm, now, idle, quiet, &rule_of(e, c)->params);
+	count_update(e, c);
+	arm_timer(e, c);
+	log_debug("busy: %s back in the capture (idle %.3f s)", e->cfg->rules[c->rule].name, idle);
+}
+
+static void busy_enter(struct engine *e, struct conn *c, double now)
+{
+	const struct fsm_params *p = &rule_of(e, c)->params;
+	struct engine_kinfo ki;
+
+	if (e->nbusy >= ENGINE_BUSY_MAX || c->fsm.state != FSM_WATCH || p->observe ||
+	    (c->flags & (CONN_F_NOBUSY | CONN_F_UNCONFIRMED | CONN_F_QUEUED)))
+		return;
+	e->st.busy_queries++;
+	if (e->kquery(e->busy_arg, &c->key, &ki) < 0) {
+		c->flags |= CONN_F_NOBUSY; /* not a socket of this host: always captured */
+		return;
+	}
+	e->busy[e->nbusy++] = c;
+	c->flags |= CONN_F_BUSY;
+	if (busy_apply(e) < 0) {
+		busy_remove(e, c);
+		c->flags |= CONN_F_NOBUSY;
+		return;
+	}
+	e->st.busy_left_out++;
+	fsm_init_discovered(&c->fsm, now, ki.idle, false, p); /* its numbers are void from now */
+	c->fsm.timer_at = now + busy_period(p);
+	count_update(e, c);
+	arm_timer(e, c);
+	log_debug("busy: %s left out of the capture", rule_of(e, c)->name);
+}
+
+/* Counts c's frame; past the threshold it is left out of the capture. */
+static void busy_count(struct engine *e, struct conn *c, double now)
+{
+	uint8_t epoch = (uint8_t)(uint64_t)(now / BUSY_WINDOW);
+
+	if (c->rate_epoch != epoch) {
+		c->rate_epoch = epoch;
+		c->rate_frames = 0;
+	}
+	if (++c->rate_frames == ENGINE_BUSY_FRAMES)
+		busy_enter(e, c, now);
+}
+
+/* A segment of c: true when the fsm should see it. A busy connection's routine segment
+ * (captured before its exclusion took effect) is dropped; its SYN, FIN or RST brings it
+ * back to the capture first. */
+static bool busy_segment(struct engine *e, struct conn *c, const struct codec_tcp *seg,
+                         double now)
+{
+	if (!(c->flags & CONN_F_BUSY)) {
+		if (e->kquery && !(c->flags & CONN_F_NOBUSY))
+			busy_count(e, c, now);
+		return true;
+	}
+	if (!(seg->flags & (CODEC_TH_SYN | CODEC_TH_FIN | CODEC_TH_RST)))
+		return false;
+	busy_leave(e, c, 0.0, false, now);
+	return true;
+}
+
+/* A busy connection's period: the kernel says whether it is still busy, stalled, or back. */
+static void busy_recheck(struct engine *e, struct conn *c, double now)
+{
+	const struct fsm_params *p = &rule_of(e, c)->params;
+	double next = now + busy_period(p);
+	struct engine_kinfo ki;
+	struct fsm_out out;
+
+	e->st.busy_queries++;
+	if (e->kquery(e->busy_arg, &c->key, &ki) < 0) {
+		busy_leave(e, c, 0.0, false, now); /* gone (the next dump says so) or unknown */
+		return;
+	}
+	c->fsm.last_rx = now - ki.idle;
+	if (ki.quiet >= busy_period(p) || ki.zero_window) {
+		busy_leave(e, c, ki.idle, !ki.in_flight, now);
+		return;
+	}
+	fsm_on_kernel_stall(&c->fsm, p, now, ki.silent, ki.unacked, ki.retransmits, &out);
+	if (out.nev) {
+		busy_remove(e, c);
+		apply(e, c, &out, now);
+		return;
+	}
+	if (ki.silent >= 0 && p->stall_timeout > ki.silent && now + p->stall_timeout - ki.silent < next)
+		next = now + p->stall_timeout - ki.silent;
+	c->fsm.timer_at = next;
+	arm_timer(e, c);
 }
 
 /* ---- discovery ------------------------------------------------------------------ */

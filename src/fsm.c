@@ -429,7 +429,7 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 
 static bool stall_watched(const struct fsm_params *p)
 {
-	return p->stall_timeout > 0;
+	return p->stall_timeout > 0 && !p->observe; /* observe-only: a stall is a verdict too */
 }
 
 /* Our data is in flight: SND.UNA and SND.NXT known and apart. */
@@ -707,8 +707,8 @@ static void send_probe(struct fsm_conn *c, const struct fsm_params *p, double no
 
 bool fsm_probe_now(struct fsm_conn *c, const struct fsm_params *p, struct fsm_probe *pr)
 {
-	if (c->state != FSM_PROBING || c->probes_out == 0)
-		return false; /* answered (or closed) while it waited */
+	if (c->state != FSM_PROBING || c->probes_out == 0 || p->observe)
+		return false; /* answered (or closed, or now observed only) while it waited */
 	if (!fsm_can_probe(c)) {
 		c->probes_out--; /* our data went out meanwhile: the kernel's turn, not sent */
 		return false;
@@ -797,6 +797,34 @@ static uint8_t missed_probes(const struct fsm_conn *c, const struct fsm_params *
 	return (uint8_t)(n < p->probes - 1 ? n : p->probes - 1);
 }
 
+/* Observe-only: the idle threshold is told (FSM_EV_IDLE) where a round would start, once per
+ * silence of the peer; nothing is asked for (a learning SYN is a packet too) and no round
+ * begins. The timer then looks again every idle: only a segment from the peer (last_rx after
+ * the telling) starts a new silence. Data in flight: the kernel's turn, as when probing. */
+static void timer_observe(struct fsm_conn *c, const struct fsm_params *p, double now,
+                          struct fsm_out *out)
+{
+	double due = c->last_rx + p->idle;
+
+	c->learn = FSM_LEARN_NONE;
+	if (now + FSM_EPSILON < due) {
+		rearm_at(c, due, out);
+		return;
+	}
+	if ((c->round & FSM_R_OBSERVED) && c->last_rx <= c->round_at) {
+		rearm_at(c, now + p->idle, out); /* told already: still silent */
+		return;
+	}
+	if (!fsm_can_probe(c) && !(numbers_unknown(c) && can_learn(c))) {
+		rearm_at(c, now + p->interval, out); /* no probe now, learnt or not */
+		return;
+	}
+	out_event(out, FSM_EV_IDLE, c)->idle = now - c->last_rx;
+	c->round = FSM_R_OBSERVED;
+	c->round_at = now;
+	rearm_at(c, now + p->idle, out);
+}
+
 static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
                         struct fsm_out *out)
 {
@@ -804,6 +832,10 @@ static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double n
 
 	if (!(c->known & FSM_K_CONFIRMED)) {
 		rearm_at(c, now + p->interval, out); /* never probe what may not exist */
+		return;
+	}
+	if (p->observe) {
+		timer_observe(c, p, now, out);
 		return;
 	}
 	if (numbers_unknown(c) && now + FSM_EPSILON >= due - learn_lead(p) && can_learn(c) &&
@@ -846,6 +878,13 @@ static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double
 {
 	struct fsm_event *ev;
 
+	if (p->observe) { /* the rule became observe-only (reload): the round ends untold */
+		c->state = FSM_WATCH;
+		c->probes_out = 0;
+		c->round = FSM_R_OBSERVED;
+		rearm_at(c, now + p->idle, out);
+		return;
+	}
 	if (!fsm_can_probe(c)) {
 		rearm_at(c, now + p->interval, out); /* our side sent data: the kernel's turn */
 		return;

@@ -24,6 +24,7 @@
 #include "addr.h"
 #include "capture.h"
 #include "config.h"
+#include "diag.h"
 #include "discover.h"
 #include "engine.h"
 #include "ifaddr.h"
@@ -72,6 +73,8 @@ struct daemon {
 	int debug;             /* -d: debug level whatever the file says */
 	struct discover *discover;
 	ev_io addr_io;
+	int qfd;       /* NETLINK_SOCK_DIAG for busy connections' one-socket queries */
+	uint32_t qseq; /* their sequence numbers */
 };
 
 static unsigned long long pcap_drops(void *arg);
@@ -139,6 +142,7 @@ static void host_defaults(struct fsm_params *p)
 	p->probes = (int)read_proc_number("/proc/sys/net/ipv4/tcp_keepalive_probes", 9);
 	p->probe_bytes = 1;
 	p->stall_timeout = 0.0; /* the kernel has none: tcp_retries2 decides */
+	p->observe = false;
 }
 
 /* Reads and checks the configuration. Returns 0, or -1 with every error in errs. */
@@ -350,6 +354,7 @@ static void reopen_one(struct daemon *d, int i, double now)
 		log_info("capture on %s reopened after %.1f s", d->cap_name[i],
 		         now - d->cap_down_since[i]);
 		watch_capture(d, i, c);
+		engine_busy_refresh(d->engine); /* it was opened with the rules' filter alone */
 		if (--d->ndown == 0)
 			engine_set_capture_down(d->engine, false);
 		return;
@@ -377,15 +382,23 @@ static void on_reopen(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* The capture filter text for cfg's rules (a static buffer). */
-static const char *capture_filter(const struct config *cfg)
+static const char *capture_filter_text(const struct config *cfg)
 {
 	static char filter[FILTER_MAX];
 
 	if (cfg->nrules > FILTER_MAX_RULES ||
-	    rule_bpf_filter(cfg->rules, cfg->nrules, filter, sizeof(filter)) < 0) {
-		log_info("%zu rules: capturing all TCP, rules applied in user space", cfg->nrules);
+	    rule_bpf_filter(cfg->rules, cfg->nrules, filter, sizeof(filter)) < 0)
 		snprintf(filter, sizeof(filter), "%s", FILTER_COARSE);
-	}
+	return filter;
+}
+
+/* The same, logged. */
+static const char *capture_filter(const struct config *cfg)
+{
+	const char *filter = capture_filter_text(cfg);
+
+	if (strcmp(filter, FILTER_COARSE) == 0)
+		log_info("%zu rules: capturing all TCP, rules applied in user space", cfg->nrules);
 	log_debug("capture filter: %s", filter);
 	return filter;
 }
@@ -427,6 +440,51 @@ static void keep_restart_keys(struct config *fresh, const struct config *old)
 		          old->max_connections);
 		fresh->max_connections = old->max_connections;
 	}
+}
+
+/* The kernel's view of one socket, for a busy connection (engine_kquery_fn). */
+static int busy_query(void *arg, const struct addr_tuple *key, struct engine_kinfo *ki)
+{
+	struct daemon *d = arg;
+	struct diag_sock s;
+	double sent;
+
+	d->qseq += 2;
+	if (diag_query(d->qfd, key, d->qseq, &s) < 0)
+		return -1;
+	if (!s.has_info) {
+		errno = EPROTO;
+		return -1;
+	}
+	ki->idle = diag_idle(&s);
+	sent = s.last_data_sent_ms / 1000.0;
+	ki->quiet = ki->idle < sent ? ki->idle : sent;
+	ki->silent = diag_stall_silence(&s);
+	ki->unacked = s.wqueue;
+	ki->retransmits = s.retransmits;
+	ki->in_flight = s.unacked != 0 || s.wqueue != 0;
+	ki->zero_window = s.timer == DIAG_TIMER_PROBE0;
+	return 0;
+}
+
+/* The rules' filter less the busy connections' routine segments (engine_exclude_fn). */
+static int busy_exclude(void *arg, const struct addr_tuple *keys, size_t n)
+{
+	static char filter[FILTER_MAX + ENGINE_BUSY_MAX * 2 * 200];
+	struct daemon *d = arg;
+	char err[512];
+	int i, rc = 0;
+
+	if (rule_bpf_exclude(capture_filter_text(&d->cfg), keys, n, filter, sizeof(filter)) < 0)
+		return -1;
+	for (i = 0; i < d->ncap; i++) {
+		if (d->cap[i] && capture_set_filter(d->cap[i], filter, err, sizeof(err)) < 0) {
+			log_warnx("capture filter for busy connections not set: %s", err);
+			rc = -1;
+		}
+	}
+	log_debug("capture: %zu busy connections left out", n);
+	return rc;
 }
 
 /* The open captures get the new rules' filter (each keeps its old one on failure). */
@@ -479,6 +537,7 @@ static int reload_config(struct daemon *d)
 	untracked = engine_reload(d->engine, &d->cfg, &old);
 	config_free(&old); /* nothing points into it any more */
 	refilter_captures(d);
+	engine_busy_refresh(d->engine);
 	if (!d->debug)
 		log_set_level(d->cfg.log_level);
 	if (log_configure(&d->cfg) < 0)
@@ -639,6 +698,10 @@ static void open_privileged(struct daemon *d)
 	d->discover = discover_new(d->loop, d->engine, &d->cfg);
 	if (!d->discover)
 		fatal("NETLINK_SOCK_DIAG");
+	d->qfd = diag_open();
+	if (d->qfd < 0)
+		fatal("NETLINK_SOCK_DIAG");
+	engine_set_busy(d->engine, busy_query, busy_exclude, d);
 	ev_timer_init(&d->reopen_t, on_reopen, REOPEN_EVERY, REOPEN_EVERY);
 	d->reopen_t.data = d;
 	open_captures(d);

@@ -104,6 +104,14 @@ static void stalls(FILE *f, const struct metrics_input *in)
 	fprintf(f, "kaprobe_stalled_connections %zu\n", in->zw_stalled);
 }
 
+/* Connections under an observe-only rule: tracked, told, never probed. */
+static void observed(FILE *f, const struct metrics_input *in)
+{
+	family(f, "kaprobe_observed_connections", "gauge",
+	       "Tracked connections under an observe-only rule (observe = yes): never probed.");
+	fprintf(f, "kaprobe_observed_connections %zu\n", in->observed);
+}
+
 static void rtt_histogram(FILE *f, const struct metrics_input *in)
 {
 	const struct engine_stats *st = in->st;
@@ -152,6 +160,7 @@ void metrics_render(FILE *f, const struct metrics_input *in)
 
 	connections(f, in);
 	table(f, in);
+	observed(f, in);
 	counter(f, "kaprobe_probes_sent_total", "Keepalive probes sent.", st->probes_sent);
 	counter(f, "kaprobe_replies_total", "Segments that answered a probe.", st->replies);
 	verdicts(f, st);

@@ -19,7 +19,11 @@
 #include <unistd.h>
 
 #include "atomicfile.h"
+#include "config.h"
+#include "engine.h"
+#include "fsm.h"
 #include "log.h"
+#include "logline.h"
 #include "loopstall.h"
 #include "metrics.h"
 #include "report.h"
@@ -282,6 +286,7 @@ static int render_metrics(struct report *r)
 		return -1;
 	engine_counts(r->e, &n);
 	in.zw_stalled = n.zw_stalled;
+	in.observed = n.observed;
 	metrics_render(f, &in);
 	return 0;
 }
@@ -389,6 +394,7 @@ void report_summary_now(struct report *r)
 	engine_counts(r->e, &n);
 	log_line_begin(&l, "summary");
 	log_line_int(&l, "tracked", (long long)n.tracked);
+	log_line_int(&l, "observed", (long long)n.observed);
 	log_line_int(&l, "probing", (long long)n.by_state[FSM_PROBING]);
 	log_line_int(&l, "dead", (long long)n.by_state[FSM_DEAD]);
 	log_line_int(&l, "reset", (long long)st->reset);

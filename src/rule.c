@@ -326,3 +326,48 @@ int rule_bpf_filter(const struct rule *rules, size_t n, char *buf, size_t len)
 	}
 	return 0;
 }
+
+/* One direction of one excluded connection: src -> dst, with no SYN, FIN or RST. libpcap's
+ * tcp[] reaches IPv4 only: for IPv6 the flags byte is read at its place after a fixed
+ * header (ip6[53]), with next header TCP. */
+static void sb_exclude_way(struct sbuf *sb, int family, const uint8_t *src, uint16_t sport,
+                           const uint8_t *dst, uint16_t dport)
+{
+	char s[ADDR_ENDPOINT_STRLEN], d[ADDR_ENDPOINT_STRLEN];
+
+	addr_format_ip(family, src, s, sizeof(s));
+	addr_format_ip(family, dst, d, sizeof(d));
+	if (family == AF_INET)
+		sb_add(sb, "(ip src %s and ip dst %s and tcp src port %u and tcp dst port %u and "
+		           "tcp[13] & 7 == 0)",
+		       s, d, sport, dport);
+	else
+		sb_add(sb, "(ip6 src %s and ip6 dst %s and ip6[6] == 6 and tcp src port %u and "
+		           "tcp dst port %u and ip6[53] & 7 == 0)",
+		       s, d, sport, dport);
+}
+
+int rule_bpf_exclude(const char *base, const struct addr_tuple *keys, size_t n, char *buf,
+                     size_t len)
+{
+	struct sbuf sb = {buf, len, 0, false};
+
+	if (len == 0)
+		return -1;
+	buf[0] = '\0';
+	sb_add(&sb, n ? "(%s) and not (" : "%s", base);
+	for (size_t i = 0; i < n; i++) {
+		const struct addr_tuple *k = &keys[i];
+
+		sb_add(&sb, i ? " or " : "");
+		sb_exclude_way(&sb, k->family, k->local, k->lport, k->remote, k->rport);
+		sb_add(&sb, " or ");
+		sb_exclude_way(&sb, k->family, k->remote, k->rport, k->local, k->lport);
+	}
+	sb_add(&sb, n ? ")" : "");
+	if (sb.overflow) {
+		buf[0] = '\0';
+		return -1;
+	}
+	return 0;
+}

@@ -1,5 +1,5 @@
 /* sender.c: libnet edge. One LIBNET_RAW4 and one LIBNET_RAW6 context, opened once
- * (libnet's init is slow, PLATFORM.md). Probes and learning SYNs are built by
+ * (libnet's init is slow: ARCHITECTURE.md, Platform facts). Probes and learning SYNs are built by
  * sender_build and written with sendmmsg on the contexts' own raw sockets (libnet_getfd),
  * up to SENDER_BATCH per system call and family. Why not libnet_write: it makes one
  * system call per packet, and its build path (clear, options, TCP, IP, coalesce into a

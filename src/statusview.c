@@ -169,6 +169,7 @@ static int row(struct sv *s, const json_t *o, struct statusview_row *r)
 	    row_string(s, o, "remote", r->remote, sizeof(r->remote), 0) < 0 ||
 	    row_string(s, o, "state", r->state, sizeof(r->state), 0) < 0 ||
 	    row_string(s, o, "last_verdict", r->verdict, sizeof(r->verdict), 1) < 0 ||
+	    row_string(s, o, "stall", r->stall, sizeof(r->stall), 1) < 0 ||
 	    row_number(s, o, "idle", &r->idle, &r->has_idle) < 0 ||
 	    row_number(s, o, "rtt_ms", &r->rtt_ms, &r->has_rtt) < 0 ||
 	    row_number(s, o, "verdict_age", &r->verdict_age, &r->has_verdict_age) < 0 ||
@@ -361,7 +362,9 @@ static void row_cells(const struct statusview_row *r, char cells[SV_COLS][STATUS
 	else
 		snprintf(cells[6], n, "-");
 	cell_str(v, sizeof(v), r->verdict);
-	if (r->verdict[0] && r->has_verdict_age)
+	if (r->verdict[0] && r->has_verdict_age && r->stall[0])
+		snprintf(cells[7], n, "%s (%.1fs ago, stall %.32s)", v, r->verdict_age, r->stall);
+	else if (r->verdict[0] && r->has_verdict_age)
 		snprintf(cells[7], n, "%s (%.1fs ago)", v, r->verdict_age);
 	else
 		snprintf(cells[7], n, "%s", v);

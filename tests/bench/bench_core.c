@@ -127,7 +127,7 @@ int main(void)
 {
 	static const char conf[] = "[global]\nlog_file = /dev/null\n[svc]\nlocal = *:5432\n"
 	                           "remote = *\nidle = 2h\ninterval = 75s\nprobes = 9\n";
-	struct fsm_params def = {7200, 75, 9, 1, 0};
+	struct fsm_params def = {.idle = 7200, .interval = 75, .probes = 9, .probe_bytes = 1};
 	struct config_errors errs;
 	struct config cfg;
 	struct addr_set local = {0};

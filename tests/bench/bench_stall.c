@@ -184,7 +184,7 @@ static void oneshot(struct engine *e, const char *dir)
 
 static int make_config(struct config *cfg, const char *dir)
 {
-	struct fsm_params def = {7200, 75, 9, 1, 0};
+	struct fsm_params def = {.idle = 7200, .interval = 75, .probes = 9, .probe_bytes = 1};
 	struct config_errors errs;
 	char conf[2048];
 

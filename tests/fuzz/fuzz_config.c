@@ -12,7 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const struct fsm_params host = {7200, 75, 9, 1, 0};
+	static const struct fsm_params host = {
+	    .idle = 7200, .interval = 75, .probes = 9, .probe_bytes = 1};
 	static struct config_errors errs;
 	struct config cfg;
 	char *text = malloc(size ? size : 1);

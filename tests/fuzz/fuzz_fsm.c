@@ -97,6 +97,7 @@ static void check_out(const struct fsm_conn *pre, const struct fsm_conn *c,
 	int i;
 
 	fail_if(c->state >= FSM_STATE_COUNT || c->probes_out > p->probes);
+	fail_if(p->observe && (out->send_probe || out->learn)); /* observe-only sends nothing */
 	if (out->send_probe) {
 		fail_if(!(c->known & FSM_K_CONFIRMED) || !fsm_can_probe(c));
 		fail_if(out->probe.seq != c->snd_una - 1 || out->probe.ack != c->rcv_nxt);
@@ -112,7 +113,19 @@ static void check_out(const struct fsm_conn *pre, const struct fsm_conn *c,
 			        pre->state != FSM_PROBING);
 			break;
 		case FSM_EV_DEAD:
+			fail_if(p->observe); /* observe-only judges nothing */
+			if (out->ev[i].reason && strcmp(out->ev[i].reason, "stalled") == 0) {
+				/* a retransmission stall: our data in flight, heard whole */
+				fail_if(op != 2 || p->stall_timeout <= 0 || blind >= pre->stall_since ||
+				        pre->stall != FSM_STALL_RTX || pre->snd_una == pre->snd_nxt);
+				break;
+			}
 			fail_if(op != 2 || pre->probes_out < p->probes || blind >= pre->round_at);
+			break;
+		case FSM_EV_PROBE:
+		case FSM_EV_STALLED:
+		case FSM_EV_UNCERTAIN:
+			fail_if(p->observe);
 			break;
 		case FSM_EV_CLOSE:
 			fail_if(op == 1 && !exact &&
@@ -144,8 +157,8 @@ static void step(struct world *w, struct input *in)
 	case 2: /* the timer (maybe early, maybe with a blind capture) */
 		if (take(in, 1) & 1)
 			w->blind = take(in, 1) & 1 ? INFINITY : w->now - (double)take(in, 1) * 0.01;
-		if (w->c.timer_at > w->now && (take(in, 1) & 1))
-			w->now = w->c.timer_at;
+		if (fsm_wake_at(&w->c, &w->p) > w->now && (take(in, 1) & 1))
+			w->now = fsm_wake_at(&w->c, &w->p);
 		fsm_on_timer(&w->c, &w->p, w->now, w->blind, &out);
 		break;
 	case 3:
@@ -161,6 +174,7 @@ static void step(struct world *w, struct input *in)
 		break;
 	case 5:
 		if (fsm_probe_now(&w->c, &w->p, &pr)) {
+			fail_if(w->p.observe);
 			fail_if(pr.seq != w->c.snd_una - 1 || pr.ack != w->c.rcv_nxt);
 			fsm_on_sent(&w->c, &w->p, false, w->now + (double)take(in, 1) * 0.001);
 		}
@@ -185,12 +199,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct input in = {data, size};
 	struct world w;
 	int steps = 0;
+	uint32_t pb;
 
 	memset(&w, 0, sizeof(w));
 	w.p.idle = 0.1 + (double)take(&in, 1) * 0.01;
 	w.p.interval = 0.1 + (double)take(&in, 1) * 0.01;
 	w.p.probes = 1 + (int)(take(&in, 1) % 9);
-	w.p.probe_bytes = (int)(take(&in, 1) & 1);
+	pb = take(&in, 1);
+	w.p.probe_bytes = (int)(pb & 1);
+	w.p.observe = (pb & 2) != 0;
+	w.p.stall_timeout = (pb & 4) ? 0.1 + (double)(pb >> 3) * 0.05 : 0.0;
 	w.now = 100.0;
 	fsm_init(&w.c, w.now, &w.p);
 	while (in.n > 0 && steps++ < 4096)

@@ -18,9 +18,9 @@ The kernel's view is read on the server side through sock_diag (tcpdiag.py): its
 received segment (min of tcpi_last_data_recv and tcpi_last_ack_recv) before the first
 round (last_rx0; due = last_rx0 + idle), every DUMP_GAP s during round 1, and right after
 the silence (last_rx1). A probe's reply refreshes the server socket's last_ack_recv
-(PLATFORM.md), so the first dump in which a socket's last-received moved past last_rx0
-shows when the server kernel saw its round-1 reply (round 2's comes an idle period later,
-after another dump): round 1 (first probe to last alive: first to last reply) and each
+(ARCHITECTURE.md, Platform facts), so the first dump in which a socket's last-received
+moved past last_rx0 shows when the server kernel saw its round-1 reply (round 2's comes
+an idle period later, after another dump): round 1 (first probe to last alive: first to last reply) and each
 probe's lateness (reply - due, RTT included) are measured for any daemon, without any
 per-connection log line. A silenced peer's dead verdict is due at last_rx1 + idle +
 interval x probes; its error is the `ts=` of its `event=dead` line minus that.

@@ -60,8 +60,16 @@ def errname(e):
     return errno.errorcode.get(getattr(e, "errno", None) or 0, type(e).__name__)
 
 
+_BLOCK = bytes(1 + (i % 251) for i in range(251 * 1045))  # ~256 KiB, whole periods
+
+
 def pattern(offset, n):
-    return bytes(1 + (i % 251) for i in range(offset, offset + n))
+    """Stream bytes offset .. offset+n (1 + i % 251: never 0x00), from a cached block."""
+    start = offset % 251
+    if start + n <= len(_BLOCK):
+        return _BLOCK[start:start + n]
+    reps = (start + n) // len(_BLOCK) + 1
+    return (_BLOCK * reps)[start:start + n]
 
 
 class Conn:
@@ -136,9 +144,11 @@ class Conn:
         self.thread.join(5)
 
     def send(self, n):
-        data = pattern(self.tx, n)
-        self.sock.sendall(data)
-        self.tx += n
+        while n > 0:  # in pieces: a bulk send never holds gigabytes in memory
+            k = min(n, 1 << 20)
+            self.sock.sendall(pattern(self.tx, k))
+            self.tx += k
+            n -= k
 
 
 class Peer:

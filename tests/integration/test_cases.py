@@ -86,7 +86,7 @@ def connect(ctx, net, fam, port=5432, tag=""):
     return Conn(srv, cli, endpoint(a["local"], port), endpoint(c["laddr"], int(c["lport"])))
 
 
-# nft scripts: one statement per line (PLATFORM.md). Table/chain names avoid keywords.
+# nft scripts: one statement per line (ARCHITECTURE.md, Platform facts). Table/chain names avoid keywords.
 def nft_drop_all(ctx, ns):
     ctx.topo.nft(ns, "\n".join([
         "add table inet kptdrop",

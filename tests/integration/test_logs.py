@@ -20,7 +20,8 @@ import time
 
 from netns import HERE, REPO, RUN_USER, CaseFailure, LineTail, check, conf_text, endpoint, fail, \
     parse_logfmt, parse_ts, run, svc_rule, two_hosts
-from test_cases import DEAD_AFTER, EVENT_FIELDS, PROBES, connect, nft_drop_all
+from test_cases import DEAD_AFTER, EVENT_FIELDS, IDLE, INTERVAL, PROBES, connect, \
+    nft_drop_all
 
 CONNLOAD = os.path.join(HERE, "connload.py")
 TIMING_KEYS = ("ts", "idle", "rtt")
@@ -628,8 +629,91 @@ def case_log_policy(ctx):
         "one 1 line (track) over its rounds; a silenced one 2 (track, dead)" % POLICY_SHORT
 
 
+# --------------------------------------------------------------------------------------
+# observe = yes: the would-probe line, nothing on the wire, no verdict; probed after a reload
+
+OBS_PORT, LIVE_PORT = 5440, 5441
+
+
+def nft_count_from(ctx, ns, ports):
+    """In ns (the peer's): counts every TCP segment arriving from each server port, ahead of
+    any drop rule (priority -20), so that what was sent is counted even when silenced."""
+    ctx.topo.nft(ns, "\n".join(
+        ["add table inet kptcount",
+         "add chain inet kptcount in_c { type filter hook input priority -20; policy accept; }"] +
+        ["add rule inet kptcount in_c tcp sport %d counter" % p for p in ports] + [""]))
+
+
+def nft_counts(ns):
+    """{port: packets} of nft_count_from's counters."""
+    out = run(["nft", "list", "table", "inet", "kptcount"], ns=ns).stdout
+    return {int(m.group(1)): int(m.group(2)) for m in
+            re.finditer(r"tcp sport (\d+) counter packets (\d+)", out)}
+
+
+def observe_rules(observe):
+    timing = {"idle": "1s", "interval": "500ms", "probes": PROBES}
+    return [("obs", dict({"local": "*:%d" % OBS_PORT, "remote": "*", "observe": observe},
+                         **timing)),
+            ("live", dict({"local": "*:%d" % LIVE_PORT, "remote": "*"}, **timing))]
+
+
+def case_observe(ctx):
+    net = two_hosts(ctx.topo)
+    if ctx.netcheck:
+        return "nothing to check without kaprobed"
+    extra = {"summary_interval": "1s", "on_dead": "rst"}
+    kap = start(ctx, net["local"], conf_text("{log}", observe_rules("yes"), log_level="info",
+                                             extra=extra))
+    nft_count_from(ctx, net["peer"], (OBS_PORT, LIVE_PORT))
+    obs = connect(ctx, net, 4, OBS_PORT, "-o")
+    live = connect(ctx, net, 4, LIVE_PORT, "-l")
+    obs.exchange()
+    t_last = live.exchange()
+    time.sleep(0.2)  # the last ACKs of the exchanges
+    base = nft_counts(net["peer"])
+    nft_drop_all(ctx, net["peer"])  # both peers silent from now on
+    idle = kap.log.wait_conn(obs.local, obs.remote, "idle", IDLE + 3)
+    check(idle.get("observe") == "1", "observed idle line without observe=1: " + idle.raw)
+    kap.log.wait_conn(live.local, live.remote, "dead", DEAD_AFTER + 3)
+    # An observation window: two more idle periods of silence, in which the observed
+    # connection may write nothing more (one idle line per silence) and get no verdict.
+    time.sleep(2 * IDLE + 0.5)
+    sent = nft_counts(net["peer"])
+    o_sent, l_sent = sent[OBS_PORT] - base[OBS_PORT], sent[LIVE_PORT] - base[LIVE_PORT]
+    check(o_sent == 0, "%d segments reached the observed connection's peer" % o_sent)
+    check(l_sent >= PROBES, "only %d segments reached the probed connection's peer "
+          "(expected its %d probes)" % (l_sent, PROBES))
+    kap.log.poll()
+    o_evs = [e.get("event") for e in obs.events(kap.log)]
+    l_evs = [e.get("event") for e in live.events(kap.log)]
+    check(o_evs == ["track", "idle"], "observed connection: expected track, idle; got %s" % o_evs)
+    check(l_evs[:1] == ["track"] and "dead" in l_evs and "action" in l_evs,
+          "probed connection: expected track, dead, action; got %s" % l_evs)
+    summ = [e for e in kap.log.events if e.get("event") == "summary"]
+    check(summ and summ[-1].get("observed") == "1",
+          "summary: expected observed=1, got %s" % (summ[-1].raw if summ else None))
+    # observe = no: the same connection is probed at once (overdue) and judged.
+    mark = kap.log.events[-1]
+    with open(kap.conf_path + ".new", "w") as f:
+        f.write(conf_text(kap.log_path, observe_rules("no"), log_level="info", extra=extra)
+                .replace("{tmp}", ctx.topo.tmp))
+    os.rename(kap.conf_path + ".new", kap.conf_path)
+    t_reload = time.time()
+    signal_kap(kap, signal.SIGHUP)
+    d = kap.log.wait_conn(obs.local, obs.remote, "dead", INTERVAL * PROBES + 3, after=mark)
+    reprobed = nft_counts(net["peer"])[OBS_PORT] - sent[OBS_PORT]
+    check(reprobed >= PROBES, "after observe = no: %d segments reached the peer" % reprobed)
+    kap.stop_ok()
+    return "observe = yes: one idle observe=1 line, 0 segments to the peer, no verdict in " \
+        "%.1f s of silence (the other rule: %d segments, dead, rst); after a reload to no: " \
+        "%d segments, dead %.1f s after the reload" % (
+            t_reload - t_last, l_sent, reprobed, d.t - t_reload)
+
+
 CASES = [
     ("log_policy", case_log_policy),
+    ("observe", case_observe),
     ("logs_json", case_json),
     ("logs_syslog", case_syslog),
     ("logs_journal", case_journal),

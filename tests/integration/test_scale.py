@@ -37,7 +37,7 @@ N_SCALE = 20000
 # with a healthy daemon. 100 ms is twice that, the tolerance test_discover allows one
 # connection, and still far below what goes wrong at scale: verdicts queued behind a burst
 # or a pacer (+0.3 to +1.5 s at 100 000 here) or the kernel's own keepalive (p50 +2.3 s at
-# 20 000, PLATFORM.md).
+# 20 000, ARCHITECTURE.md Platform facts).
 P99_BOUND = 0.100
 TOL = 0.100  # one connection's probe or verdict against the kernel's time (as test_discover)
 

@@ -12,12 +12,15 @@ loses every fifth segment: neither is stalled (progress restarts the clock).
 stall_idle: stall_timeout set, an idle connection is probed and judged as without it.
 """
 
+import os
+import signal
 import time
 
 from netns import check, conf_text, endpoint, run
 from test_cases import (DEAD_AFTER, IDLE, Conn, check_dead_timing, fmt_events, no_errors,
                         nft_drop_all, only_events, EVENT_FIELDS)
 from test_actions import action_line, err_after
+from test_state import find_conn, state_path, status_table, wait_state
 
 STALL = 3.0          # stall_timeout of these cases, s
 STALL_SLACK = 0.1    # the issue's tolerance on the verdict's time
@@ -34,8 +37,30 @@ def stall_rule(port=5432, name="svc", **kw):
 
 
 def start(ctx, net, rules):
-    ctx.kap = ctx.topo.kaprobed(ctx.binary, net["local"], conf_text("{log}", rules))
+    extra = {"metrics_file": "{tmp}/kaprobe.prom", "metrics_interval": "1s",
+             "state_interval": "0"}
+    ctx.kap = ctx.topo.kaprobed(ctx.binary, net["local"], conf_text("{log}", rules, extra=extra))
     return ctx.kap
+
+
+def shows_stall(ctx, kap, c, kind, metric_lines):
+    """The state file (written on SIGUSR2), `kaprobed -s` and the metrics file show the
+    connection's stall of this kind."""
+    os.kill(kap.proc.pid, signal.SIGUSR2)
+    doc = wait_state(state_path(ctx), lambda d: (find_conn(d, c) or {}).get("stall") == kind,
+                     3.0, "stall=%s for %s" % (kind, c.local))
+    rc, out, err = status_table(ctx, kap)
+    check(rc == 0 and ("stall %s" % kind) in out, "kaprobed -s does not show stall %s (rc "
+          "%d):\n%s%s" % (kind, rc, out, err))
+    path = os.path.join(ctx.topo.tmp, "kaprobe.prom")
+    deadline = time.monotonic() + 20
+    while True:
+        text = open(path).read() if os.path.exists(path) else ""
+        missing = [m for m in metric_lines if m not in text.splitlines()]
+        if not missing:
+            return find_conn(doc, c)
+        check(time.monotonic() < deadline, "metrics file lacks %s:\n%s" % (missing, text))
+        time.sleep(0.2)
 
 
 def connect(ctx, net, fam, port=5432, tag="", rcvbuf=0):
@@ -105,6 +130,8 @@ def retransmit(ctx, fam):
     a = action_line(log, c, "close", after=d)
     check(a.get("result") == "ok", "close action failed: %s" % a.raw)
     _, err_took = err_after(c.srv, d, "stall close")
+    if fam == 4:
+        shows_stall(ctx, kap, c, "retransmit", ['kaprobe_stalls_total{kind="retransmit"} 1'])
     info = twin.srv.cmd("info")
     st = twin.srv.stats()
     check(info["state"] == "1" and int(info["unacked"]) >= 1 and int(info["retransmits"]) >= 1
@@ -146,6 +173,8 @@ def case_stall_zero_window(ctx):
     check(s.t - t_pause >= STALL, "stalled %.3f s after the reader paused (< %g)" % (
         s.t - t_pause, STALL))
     no_verdict(log, c, ("dead", "reset", "close"))
+    shows_stall(ctx, kap, c, "zero-window", ['kaprobe_stalls_total{kind="zero-window"} 1',
+                                              "kaprobe_stalled_connections 1"])
     c.cli.cmd("resume")
     t_resume = time.time()
     u = log.wait_conn(c.local, c.remote, "unstalled", 5, after=s)
@@ -192,7 +221,7 @@ def case_stall_slow_alive(ctx):
     # The slow reader drains its small window every 2 s: the window shuts, then opens.
     slow.cli.cmd("trickle 65536 2000")
     nft_lose_every_fifth(ctx, net["peer"], 5433)
-    mark_s = sent_bg(slow, 60000)
+    mark_s = sent_bg(slow, 30000)
     mark_b = sent_bg(bulk, 8000000)
     wait_sent(bulk, mark_b, 60)
     delivered(bulk, bulk.srv.tx, 60)

@@ -395,7 +395,7 @@ def case_state_summary(ctx):
     dead = log.wait_conn(c.local, c.remote, "dead", DEAD_AFTER + 3)
     s = log.wait(lambda e: e.get("event") == "summary", 2.5, "event=summary after dead",
                  kap.proc.alive, after=dead)
-    want = {"tracked": "1", "probing": "0", "dead": "1", "reset": "0",
+    want = {"tracked": "1", "observed": "0", "probing": "0", "dead": "1", "reset": "0",
             "probes_sent": str(PROBES), "replies": "0", "pcap_drops": "0",
             "uncertain": "0", "learn_retries": "0", "unconfirmed": "0", "stalled": "0",
             "stall_dead": "0"}

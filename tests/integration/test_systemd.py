@@ -4,8 +4,8 @@
 /usr bind-mounted read-only, a copy of /etc), and one boot of systemd as PID 1 in a
 container (systemd-nspawn, private network: loopback only). The boot unit runs
 systemd_inside.py, which drives kaprobed.service with systemctl and writes one JSON line
-per check to a bind-mounted directory; this side reads them. See PLATFORM.md, "A real
-systemd, booted in a container".
+per check to a bind-mounted directory; this side reads them. See ARCHITECTURE.md,
+Platform facts, "Test machine".
 
 The unit file is the installed one, byte for byte; a drop-in only shortens WatchdogSec
 and RestartSec (and, for a sanitized build, turns LeakSanitizer off: it needs ptrace,

@@ -15,7 +15,8 @@
 
 #include "config.h"
 
-static const struct fsm_params host = {3600.0, 60.0, 5, 1, 0.0};
+static const struct fsm_params host = {
+    .idle = 3600.0, .interval = 60.0, .probes = 5, .probe_bytes = 1};
 
 /* The parse result of the last parse(), freed by the next call and at teardown. */
 static struct config cfg;
@@ -579,6 +580,28 @@ static void test_stall_keys(void **state)
 	          "t.ini:4: on_stall: \"nap\" is not one of log, close, rst, exec:PATH");
 }
 
+/* observe: no by default; a rule takes [global]'s unless it sets its own. */
+static void test_observe_key(void **state)
+{
+	(void)state;
+	parse_good("[a]\nlocal = *:1\nremote = *\n");
+	assert_false(cfg.rules[0].params.observe);
+	assert_false(cfg.defaults.observe);
+
+	parse_good("[global]\nobserve = yes\n"
+	           "[a]\nlocal = *:1\nremote = *\nobserve = no\n"
+	           "[b]\nlocal = *:2\nremote = *\n");
+	assert_false(cfg.rules[0].params.observe);
+	assert_true(cfg.rules[1].params.observe);
+
+	parse_good("[a]\nlocal = *:1\nremote = *\nobserve = yes\n[b]\nlocal = *:2\nremote = *\n");
+	assert_true(cfg.rules[0].params.observe);
+	assert_false(cfg.rules[1].params.observe);
+
+	parse_bad("[a]\nlocal = *:1\nremote = *\nobserve = maybe\n",
+	          "t.ini:4: observe: \"maybe\" is not yes or no");
+}
+
 /* ---- the files under tests/configs and conf/ ---------------------------------- */
 
 /* The file at path, NUL-terminated; *len (when not NULL) gets its length. */
@@ -786,6 +809,7 @@ int main(void)
 	    cmocka_unit_test(test_nul_byte),
 	    cmocka_unit_test(test_scale_keys),
 	    cmocka_unit_test(test_stall_keys),
+	    cmocka_unit_test(test_observe_key),
 	    cmocka_unit_test(test_bad_files),
 	    cmocka_unit_test(test_good_files),
 	    cmocka_unit_test(test_shipped_config),

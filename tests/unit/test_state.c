@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "addr.h"
 #include "state.h"
 
 /* Renders the views with begin/conn/end into a string (caller frees). */

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "addr.h"
 #include "state.h"
 #include "statusview.h"
 
@@ -23,7 +24,10 @@ static const char good[] =
     "\"last_verdict\":null,\"verdict_age\":null},\n"
     "{\"rule\":\"web\",\"local\":\"[2001:db8::1]:443\",\"remote\":\"[2001:db8::2]:50000\","
     "\"state\":\"dead\",\"idle\":5.001,\"probes_out\":3,\"rtt_ms\":0.123,"
-    "\"last_verdict\":\"dead\",\"verdict_age\":1.500,\"future_field\":[1,{\"x\":true}]}\n]}\n";
+    "\"last_verdict\":\"dead\",\"verdict_age\":1.500,\"future_field\":[1,{\"x\":true}]},\n"
+    "{\"rule\":\"db\",\"local\":\"192.0.2.1:5433\",\"remote\":\"198.51.100.8:40001\","
+    "\"state\":\"dead\",\"idle\":3.5,\"probes_out\":0,\"rtt_ms\":null,"
+    "\"last_verdict\":\"dead\",\"verdict_age\":0.5,\"stall\":\"retransmit\"}\n]}\n";
 
 struct rows {
 	size_t n;
@@ -57,8 +61,8 @@ static void test_good_document(void **state)
 	assert_int_equal(h.version, 1);
 	assert_int_equal(h.pid, 4242);
 	assert_string_equal(h.written, "2026-11-23T12:00:00.123Z");
-	assert_int_equal(h.nconn, 2);
-	assert_int_equal(rs.n, 2);
+	assert_int_equal(h.nconn, 3);
+	assert_int_equal(rs.n, 3);
 	assert_string_equal(rs.r[0].rule, "pg");
 	assert_string_equal(rs.r[0].state, "probing");
 	assert_string_equal(rs.r[0].remote, "198.51.100.7:40000");
@@ -71,6 +75,8 @@ static void test_good_document(void **state)
 	assert_true(rs.r[1].has_rtt && rs.r[1].rtt_ms == 0.123);
 	assert_string_equal(rs.r[1].verdict, "dead");
 	assert_true(rs.r[1].has_verdict_age && rs.r[1].verdict_age == 1.5);
+	assert_string_equal(rs.r[1].stall, "");
+	assert_string_equal(rs.r[2].stall, "retransmit");
 }
 
 /* Every proper prefix of a good file (a torn write) is refused, never read past. */
@@ -88,7 +94,7 @@ static void test_every_truncation_is_an_error(void **state)
 		if (parse(copy, cut, &h, &rs, err, sizeof(err)) != -1)
 			fail_msg("prefix of %zu bytes accepted", cut);
 		assert_true(err[0] != '\0');
-		assert_true(rs.n <= 2);
+		assert_true(rs.n <= 3);
 		free(copy);
 	}
 	assert_int_equal(parse(good, len - 1, &h, &rs, err, sizeof(err)), 0);
@@ -243,13 +249,14 @@ static void test_table(void **state)
 	assert_int_equal(rc, 0);
 	assert_string_equal(errs, "");
 	assert_non_null(strstr(out, "kaprobed state written 2026-11-23T12:00:00.123Z by pid "
-	                            "4242: 2 connections\n"));
+	                            "4242: 3 connections\n"));
 	assert_non_null(strstr(out, "\nState    Rule  Local              Remote               "
 	                            "Idle   Probes  RTT      Verdict\n"));
 	assert_non_null(strstr(out, "\nprobing  pg    192.0.2.1:5432     198.51.100.7:40000   "
 	                            "31.2s  2       -        -\n"));
 	assert_non_null(strstr(out, "\ndead     web   [2001:db8::1]:443  [2001:db8::2]:50000  "
 	                            "5.0s   3       0.123ms  dead (1.5s ago)\n"));
+	assert_non_null(strstr(out, "dead (0.5s ago, stall retransmit)\n"));
 	free(out);
 	free(errs);
 	out = print_file("{\"version\":1,\"connections\":[{\"rule\":\"a", &rc, &errs);

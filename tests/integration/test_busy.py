@@ -1,0 +1,74 @@
+"""kaprobe integration cases for issue 14: a busy connection costs (almost) nothing.
+
+busy_bulk*: a connection carries 2 GB, then goes idle. While busy it is left out of the
+capture (kaprobed says so at debug level, and the kernel's count of frames kaprobed read
+stays far below the transfer's); once quiet it comes back, its numbers are asked for anew,
+and it is probed at last-received + idle (+-10 ms) with exact probes (alive: the peer's
+kernel answered with exactly the numbers kaprobed relearnt, and every byte of the stream
+arrived exactly), then judged dead on time when the peer is silenced.
+"""
+
+from netns import check, conf_text, two_hosts
+from test_cases import (DEAD_AFTER, IDLE, check_dead_timing, connect, fmt_events,
+                        nft_drop_all, no_errors, EVENT_FIELDS)
+
+BULK = 2 * 1000 * 1000 * 1000
+FIELDS = dict(EVENT_FIELDS)
+FIELDS.update({"learn": ("result",)})
+
+
+def bulk(ctx, fam):
+    net = two_hosts(ctx.topo)
+    rules = [("svc", {"local": "*:5432", "remote": "*", "idle": "1s", "interval": "500ms",
+                      "probes": 3})]
+    kap = ctx.topo.kaprobed(ctx.binary, net["local"], conf_text("{log}", rules))
+    ctx.kap = kap
+    log = kap.log
+    c = connect(ctx, net, fam)
+    c.exchange()
+    mark = len(c.srv.proc.out)
+    c.srv.cmd("send_bg %d" % BULK)
+    c.srv.tx += BULK
+    c.srv.proc.wait_line(lambda l: l.startswith("ev=sent") or l.startswith("ev=send_error"),
+                         120, "the 2 GB send to finish", start=mark)
+    r = c.cli.wait_rx(c.srv.tx, 120)
+    check(r["bad"] == "0", "the stream arrived corrupted: %s" % r["line"])
+    left_out = "busy: svc left out of the capture" in kap.proc.text("err")
+    check(left_out, "the busy connection was never left out of the capture")
+    t_last = c.exchange()
+    idle = log.wait_conn(c.local, c.remote, "idle", IDLE + 3)
+    gap = idle.t - t_last
+    check(abs(gap - IDLE) <= 0.010 + 0.001,  # the log's ms stamps
+          "first probe %.3f s after the last segment, expected %.1f s (+-10 ms): %s" % (
+              gap, IDLE, idle.raw))
+    alive = log.wait_conn(c.local, c.remote, "alive", DEAD_AFTER + 2, after=idle)
+    t_last = c.exchange(1000, 2000)
+    st_s, st_c = c.srv.stats(), c.cli.stats()
+    check(st_s["bad"] == "0" and st_c["bad"] == "0" and st_s["error"] == "none"
+          and int(st_c["rx"]) == c.srv.tx,
+          "the connection is not intact after the probes: server %s, client %s" % (
+              st_s["line"], st_c["line"]))
+    nft_drop_all(ctx, net["peer"])
+    d = log.wait_conn(c.local, c.remote, "dead", DEAD_AFTER + 3, after=alive)
+    check(d.get("reason") == "no-reply", "dead reason is not no-reply: %s" % d.raw)
+    took = check_dead_timing(d, t_last, DEAD_AFTER, "busy_bulk")
+    bad = [e for e in c.events(log) if e.get("event") in ("uncertain", "reset", "unreachable")]
+    check(not bad, "unexpected lines:\n%s" % fmt_events(bad))
+    no_errors(ctx, FIELDS)
+    kap.stop_ok()
+    return "2 GB carried while left out of the capture; probed %.3f s after the last " \
+           "segment (rtt %s ms, alive), dead %.3f s after silence" % (gap, alive["rtt"], took)
+
+
+def case_busy_bulk(ctx):
+    return bulk(ctx, 4)
+
+
+def case_busy_bulk6(ctx):
+    return bulk(ctx, 6)
+
+
+CASES = [
+    ("busy_bulk", case_busy_bulk),
+    ("busy_bulk6", case_busy_bulk6),
+]
