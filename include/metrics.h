@@ -25,6 +25,7 @@ struct metrics_input {
 	double loop_stall_max;              /* s: the longest single loop iteration's work so far */
 	unsigned long long max_connections; /* the table's cap (config max_connections) */
 	size_t zw_stalled;                  /* connections in a zero-window stall now */
+	size_t busy;                        /* connections left out of the capture now */
 	size_t observed;                    /* connections under an observe-only rule now */
 };
 

@@ -131,6 +131,7 @@ static void busy_remove(struct engine *e, struct conn *c);
 static void busy_recheck(struct engine *e, struct conn *c, double now);
 static bool busy_segment(struct engine *e, struct conn *c, const struct codec_tcp *seg,
                          double now);
+static void busy_count(struct engine *e, struct conn *c, double now);
 static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
 
@@ -1181,6 +1182,8 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 		return FSM_IGN_NONE; /* a busy connection's routine segment (left in the ring) */
 	fsm_on_segment(&c->fsm, &rule_of(e, c)->params, seg, from_peer, now, &out);
 	apply(e, c, &out, now);
+	if (out.ignored == FSM_IGN_NONE && c->in_use && c->fsm.state == FSM_WATCH)
+		busy_count(e, c, now);
 	return out.ignored;
 }
 
@@ -1537,11 +1540,14 @@ static void busy_enter(struct engine *e, struct conn *c, double now)
 	log_debug("busy: %s left out of the capture", rule_of(e, c)->name);
 }
 
-/* Counts c's frame; past the threshold it is left out of the capture. */
+/* Counts a segment of c that the fsm took (a spoofed one, ignored, never makes a connection
+ * busy); past the threshold c is left out of the capture. */
 static void busy_count(struct engine *e, struct conn *c, double now)
 {
 	uint8_t epoch = (uint8_t)(uint64_t)(now / BUSY_WINDOW);
 
+	if (!e->kquery || (c->flags & (CONN_F_BUSY | CONN_F_NOBUSY)))
+		return;
 	if (c->rate_epoch != epoch) {
 		c->rate_epoch = epoch;
 		c->rate_frames = 0;
@@ -1556,11 +1562,8 @@ static void busy_count(struct engine *e, struct conn *c, double now)
 static bool busy_segment(struct engine *e, struct conn *c, const struct codec_tcp *seg,
                          double now)
 {
-	if (!(c->flags & CONN_F_BUSY)) {
-		if (e->kquery && !(c->flags & CONN_F_NOBUSY))
-			busy_count(e, c, now);
+	if (!(c->flags & CONN_F_BUSY))
 		return true;
-	}
 	if (!(seg->flags & (CODEC_TH_SYN | CODEC_TH_FIN | CODEC_TH_RST)))
 		return false;
 	busy_leave(e, c, 0.0, false, now);

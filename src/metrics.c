@@ -104,6 +104,18 @@ static void stalls(FILE *f, const struct metrics_input *in)
 	fprintf(f, "kaprobe_stalled_connections %zu\n", in->zw_stalled);
 }
 
+static void busy(FILE *f, const struct metrics_input *in)
+{
+	family(f, "kaprobe_busy_connections", "gauge",
+	       "Busy connections left out of the capture now (watched through sock_diag).");
+	fprintf(f, "kaprobe_busy_connections %zu\n", in->busy);
+	counter(f, "kaprobe_busy_left_out_total",
+	        "Times a busy connection was left out of the capture.", in->st->busy_left_out);
+	counter(f, "kaprobe_busy_queries_total",
+	        "sock_diag queries of busy connections (one per period each).",
+	        in->st->busy_queries);
+}
+
 /* Connections under an observe-only rule: tracked, told, never probed. */
 static void observed(FILE *f, const struct metrics_input *in)
 {
@@ -165,6 +177,7 @@ void metrics_render(FILE *f, const struct metrics_input *in)
 	counter(f, "kaprobe_replies_total", "Segments that answered a probe.", st->replies);
 	verdicts(f, st);
 	stalls(f, in);
+	busy(f, in);
 	rtt_histogram(f, in);
 	counter(f, "kaprobe_pcap_drops_total", "Packets dropped by the captures (kernel count).",
 	        in->pcap_drops);

@@ -286,6 +286,7 @@ static int render_metrics(struct report *r)
 		return -1;
 	engine_counts(r->e, &n);
 	in.zw_stalled = n.zw_stalled;
+	in.busy = n.busy;
 	in.observed = n.observed;
 	metrics_render(f, &in);
 	return 0;

@@ -129,6 +129,40 @@ static void test_dump_request(void **state)
 	assert_int_equal(diag_build_dump(buf, 100, AF_INET, 1, NULL, 0), 0);
 }
 
+/* A one-socket query: no dump flag, the exact 4-tuple (the socket's own end as source), an
+ * IPv4 key asked as IPv6 in its v4-mapped form. */
+static void test_query_request(void **state)
+{
+	struct addr_tuple k;
+	const uint8_t l4[4] = {192, 0, 2, 1}, r4[4] = {198, 51, 100, 2};
+	const uint8_t mapped[16] = {[10] = 0xff, [11] = 0xff, 192, 0, 2, 1};
+	uint8_t buf[256];
+	struct nlmsghdr h;
+	struct inet_diag_req_v2 req;
+	size_t n;
+
+	(void)state;
+	addr_tuple_make(&k, AF_INET, l4, 5432, r4, 40000);
+	n = diag_build_query(buf, sizeof(buf), &k, AF_INET, 9);
+	memcpy(&h, buf, sizeof(h));
+	memcpy(&req, buf + NLMSG_HDRLEN, sizeof(req));
+	assert_int_equal(n, NLMSG_LENGTH(sizeof(req)));
+	assert_int_equal(h.nlmsg_flags, NLM_F_REQUEST);
+	assert_int_equal(h.nlmsg_seq, 9);
+	assert_int_equal(req.sdiag_family, AF_INET);
+	assert_int_equal(ntohs(req.id.idiag_sport), 5432);
+	assert_int_equal(ntohs(req.id.idiag_dport), 40000);
+	assert_memory_equal(req.id.idiag_src, l4, 4);
+	assert_memory_equal(req.id.idiag_dst, r4, 4);
+	assert_int_equal(req.id.idiag_cookie[0], INET_DIAG_NOCOOKIE);
+	assert_int_equal(req.idiag_ext, 1 << (INET_DIAG_INFO - 1));
+	diag_build_query(buf, sizeof(buf), &k, AF_INET6, 10);
+	memcpy(&req, buf + NLMSG_HDRLEN, sizeof(req));
+	assert_int_equal(req.sdiag_family, AF_INET6);
+	assert_memory_equal(req.id.idiag_src, mapped, 16);
+	assert_int_equal(diag_build_query(buf, 20, &k, AF_INET, 1), 0);
+}
+
 /* ---- answers ---------------------------------------------------------------------- */
 
 struct got {
@@ -403,6 +437,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_stall_silence),
+	    cmocka_unit_test(test_query_request),
 	    cmocka_unit_test(test_filter_matches_rules),
 	    cmocka_unit_test(test_filter_impossible),
 	    cmocka_unit_test(test_dump_request),

@@ -41,7 +41,7 @@ static void test_counters_and_gauges(void **state)
 {
 	struct engine_stats st = {0};
 	struct metrics_rule rules[2] = {{"pg", {3, 1, 2, 0}}, {"web", {0}}};
-	struct metrics_input in = {&st, bounds, 7, rules, 2, 0.0123, 1000000, 2, 5};
+	struct metrics_input in = {&st, bounds, 7, rules, 2, 0.0123, 1000000, 2, 3, 5};
 	char *s;
 
 	(void)state;
@@ -62,6 +62,9 @@ static void test_counters_and_gauges(void **state)
 	has_line(s, "kaprobe_stalls_total{kind=\"zero-window\"} 8");
 	has_line(s, "# TYPE kaprobe_stalled_connections gauge");
 	has_line(s, "kaprobe_stalled_connections 2");
+	has_line(s, "# TYPE kaprobe_busy_connections gauge");
+	has_line(s, "kaprobe_busy_connections 3");
+	has_line(s, "kaprobe_busy_left_out_total 0");
 	has_line(s, "# TYPE kaprobe_observed_connections gauge");
 	has_line(s, "kaprobe_observed_connections 5");
 	assert_memory_equal(s, "# HELP kaprobe_connections ", 27);
@@ -96,7 +99,7 @@ static void test_counters_and_gauges(void **state)
 static void test_histogram_is_cumulative(void **state)
 {
 	struct engine_stats st = {0};
-	struct metrics_input in = {&st, bounds, 0, NULL, 0, 0.0, 0, 0, 0};
+	struct metrics_input in = {&st, bounds, 0, NULL, 0, 0.0, 0, 0, 0, 0};
 	char *s;
 
 	(void)state;
@@ -123,7 +126,7 @@ static void test_label_values_are_escaped(void **state)
 {
 	struct engine_stats st = {0};
 	struct metrics_rule rules[1] = {{"a\"b\\c\nd", {0}}};
-	struct metrics_input in = {&st, bounds, 0, rules, 1, 0.0, 0, 0, 0};
+	struct metrics_input in = {&st, bounds, 0, rules, 1, 0.0, 0, 0, 0, 0};
 	char *s;
 
 	(void)state;

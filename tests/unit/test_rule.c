@@ -416,6 +416,53 @@ static void test_filter_icmp(void **state)
 	pcap_close(pc);
 }
 
+/* A busy connection's exclusion: its routine segments (no SYN, FIN, RST) are dropped both
+ * ways, its SYN/FIN/RST pass, and so does every other connection, the port-swapped twin
+ * included; IPv4 and IPv6. */
+static void test_filter_exclude(void **state)
+{
+	struct rule r = make_rule("r", "*:5432", "*");
+	static char base[4096], buf[8192];
+	struct addr_tuple k[2];
+	struct bpf_program prog;
+	uint8_t pkt[80], a[16], b[16], a6[16], b6[16];
+	pcap_t *pc = pcap_open_dead(DLT_RAW, 256);
+	size_t n;
+	int fam;
+
+	(void)state;
+	assert_int_equal(rule_bpf_filter(&r, 1, base, sizeof(base)), 0);
+	k[0] = tuple("192.0.2.1", 5432, "192.0.2.2", 40000);
+	k[1] = tuple("2001:db8::1", 5432, "2001:db8::2", 40001);
+	assert_int_equal(rule_bpf_exclude(base, k, 2, buf, sizeof(buf)), 0);
+	compile(pc, buf, &prog);
+	ip_of("192.0.2.1", a, &fam);
+	ip_of("192.0.2.2", b, &fam);
+	ip_of("2001:db8::1", a6, &fam);
+	ip_of("2001:db8::2", b6, &fam);
+	assert_false(accepts(&prog, pkt, packet(pkt, AF_INET, a, 5432, b, 40000, 0)));
+	assert_false(accepts(&prog, pkt, packet(pkt, AF_INET, b, 40000, a, 5432, 0)));
+	n = packet(pkt, AF_INET, b, 40000, a, 5432, 0);
+	pkt[20 + 13] = 0x11; /* FIN|ACK */
+	assert_true(accepts(&prog, pkt, n));
+	pkt[20 + 13] = 0x04; /* RST */
+	assert_true(accepts(&prog, pkt, n));
+	assert_true(accepts(&prog, pkt, packet(pkt, AF_INET, a, 5432, b, 40001, 0)));
+	assert_true(accepts(&prog, pkt, packet(pkt, AF_INET, a, 40000, b, 5432, 0))); /* twin */
+	assert_false(accepts(&prog, pkt, packet(pkt, AF_INET6, a6, 5432, b6, 40001, 0)));
+	assert_false(accepts(&prog, pkt, packet(pkt, AF_INET6, b6, 40001, a6, 5432, 0)));
+	n = packet(pkt, AF_INET6, b6, 40001, a6, 5432, 0);
+	pkt[40 + 13] = 0x02; /* SYN */
+	assert_true(accepts(&prog, pkt, n));
+	assert_true(accepts(&prog, pkt, packet(pkt, AF_INET6, a6, 5432, b6, 40000, 0)));
+	pcap_freecode(&prog);
+	assert_int_equal(rule_bpf_exclude(base, k, 0, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, base);
+	assert_int_equal(rule_bpf_exclude(base, k, 2, buf, 100), -1);
+	assert_string_equal(buf, "");
+	pcap_close(pc);
+}
+
 static const char *const pool_patterns[] = {
     "*",
     "*:22",
@@ -529,6 +576,7 @@ int main(void)
 	    cmocka_unit_test(test_filter_too_small),
 	    cmocka_unit_test(test_filter_compiles),
 	    cmocka_unit_test(test_filter_icmp),
+	    cmocka_unit_test(test_filter_exclude),
 	    cmocka_unit_test(test_filter_agrees_with_rule_match),
 	    cmocka_unit_test(test_filter_many_rules),
 	};
