@@ -22,7 +22,10 @@ struct engine;
 extern const double engine_rtt_bounds[ENGINE_RTT_BUCKETS];
 
 /* A new engine on loop with cfg's rules (cfg must outlive it), local addresses, and a
- * sender (may be NULL: probes are then only logged, for tests and benchmarks). */
+ * sender (may be NULL: probes are then only logged, for tests and benchmarks). loop may be
+ * NULL: the engine then arms no watcher and its caller drives time (engine_next_due,
+ * engine_run_due; replay and unit tests). Its clock is CLOCK_MONOTONIC until
+ * engine_set_clock. */
 struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
                           const struct addr_set *local, struct sender *sender, size_t max_conns);
 
@@ -37,9 +40,34 @@ const struct engine_stats *engine_stats(const struct engine *e);
 /* Number of tracked connections. */
 size_t engine_count(const struct engine *e);
 
-/* The engine's clock (monotonic s): the `now` to pass to engine_foreach and
- * engine_discovered. */
+/* The live clock (CLOCK_MONOTONIC, s): every engine's clock unless engine_set_clock gave
+ * it another. */
 double engine_clock(void);
+
+/* The time on e's clock: the `now` to pass to engine_foreach and engine_discovered. */
+double engine_now(const struct engine *e);
+
+/* Where the engine reads the time (s; never going back): fn(arg). NULL: CLOCK_MONOTONIC
+ * (the daemon). Replay gives the capture's packet time, unit tests a fake clock. Every
+ * decision, timer and status line of the engine takes its time from here; frames carry
+ * their own (capture_frame.when, on the same clock). */
+typedef double (*engine_clock_fn)(void *arg);
+void engine_set_clock(struct engine *e, engine_clock_fn fn, void *arg);
+
+/* Where the packets the pacer would send go instead of the sender (NULL: the sender):
+ * fn gets each batch and may set errs[i] to an errno (all 0 on entry: sent). Replay
+ * matches them against the capture; unit tests look at them. */
+typedef void (*engine_send_fn)(void *arg, const struct sender_pkt *pkts, size_t n, int *errs);
+void engine_set_send_hook(struct engine *e, engine_send_fn fn, void *arg);
+
+/* Without a loop: the earliest time the engine has work (a connection timer, the pacer);
+ * false when none. */
+bool engine_next_due(const struct engine *e, double *at);
+
+/* Without a loop: does the work due at engine_now() (connection timers due by then, at
+ * most 1024 per call, in time order; the pacer; expiry of unconfirmed records). Call it
+ * while engine_next_due() is at or before the clock. */
+void engine_run_due(struct engine *e);
 
 /* Calls fn with a view of every tracked connection (O(n); fn must not change the engine).
  * now is engine_clock() time. */

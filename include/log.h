@@ -55,7 +55,11 @@ void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn))
 /* Fatal error without errno, then exit(1). Start-up only. */
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
-/* Starts a status line with ts= (UTC wall clock now, ms) and event= (unless NULL).
+/* Where ts= takes the time: fn(arg), s since the epoch (replay: the packet clock, so that
+ * its output is reproducible); NULL: CLOCK_REALTIME (the daemon). */
+void log_set_clock(double (*fn)(void *arg), void *arg);
+
+/* Starts a status line with ts= (UTC wall clock now, ms: log_set_clock) and event= (unless NULL).
  * Fields are then added with log_line_str/int/fixed (logline.h). */
 void log_line_begin(struct log_line *l, const char *event);
 /* Writes the line to every status output: the status file (one write(2) of the whole

@@ -74,9 +74,14 @@ struct pacer {
 	size_t cap, head, n;
 	double tokens, refill_at, rate;
 	ev_timer t;
+	double at; /* without a loop: when it runs next (0: not armed) */
 };
 struct engine {
-	struct ev_loop *loop;
+	struct ev_loop *loop; /* NULL: the caller drives time (engine_next_due) */
+	engine_clock_fn clock;
+	void *clock_arg;
+	engine_send_fn send_hook;
+	void *send_arg;
 	const struct config *cfg;
 	const struct addr_set *local;
 	struct sender *sender;
@@ -136,6 +141,18 @@ static double mono_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double mono_clock(void *arg)
+{
+	(void)arg;
+	return mono_now();
+}
+
+/* The time now on the engine's clock (its caller's: engine_set_clock). */
+static double now_of(const struct engine *e)
+{
+	return e->clock(e->clock_arg);
 }
 
 static uint32_t random_seed(void)
@@ -216,6 +233,7 @@ struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
 		return NULL;
 	}
 	e->loop = loop;
+	e->clock = mono_clock;
 	e->cfg = cfg;
 	e->local = local;
 	e->sender = sender;
@@ -518,6 +536,8 @@ static void schedule_tick(struct engine *e)
 {
 	double at, delay;
 
+	if (!e->loop)
+		return; /* the caller drives time: engine_next_due */
 	if (!timerheap_top(&e->timers, &at)) {
 		ev_timer_stop(e->loop, &e->tick);
 		return;
@@ -525,7 +545,7 @@ static void schedule_tick(struct engine *e)
 	if (ev_is_active(&e->tick) && at == e->tick_at)
 		return; /* the earliest timer did not change */
 	e->tick_at = at;
-	delay = at - mono_now();
+	delay = at - now_of(e);
 	ev_timer_stop(e->loop, &e->tick);
 	ev_timer_set(&e->tick, delay > 0 ? delay : 0.0, 0.0);
 	ev_timer_start(e->loop, &e->tick);
@@ -687,6 +707,22 @@ static int pace_grow(struct pacer *pc)
 	return 0;
 }
 
+/* Runs the pacer in delay s: its ev_timer, or (without a loop) its due time. */
+static void pace_arm(struct engine *e, double delay)
+{
+	if (!e->loop) {
+		e->pace.at = now_of(e) + delay;
+		return;
+	}
+	ev_timer_set(&e->pace.t, delay, 0.0);
+	ev_timer_start(e->loop, &e->pace.t);
+}
+
+static bool pace_armed(const struct engine *e)
+{
+	return e->loop ? ev_is_active(&e->pace.t) : e->pace.at > 0;
+}
+
 /* Queues c's probe (or learning SYN); the pacer sends it in FIFO order. */
 static void pace_push(struct engine *e, struct conn *c, bool learn)
 {
@@ -700,10 +736,8 @@ static void pace_push(struct engine *e, struct conn *c, bool learn)
 	}
 	pc->q[(pc->head + pc->n++) % pc->cap] = c;
 	c->flags |= (uint16_t)(CONN_F_QUEUED | (learn ? CONN_F_Q_LEARN : 0));
-	if (!ev_is_active(&pc->t)) {
-		ev_timer_set(&pc->t, 0.0, 0.0);
-		ev_timer_start(e->loop, &pc->t);
-	}
+	if (!pace_armed(e))
+		pace_arm(e, 0.0);
 }
 
 static struct conn *pace_pop(struct pacer *pc)
@@ -778,10 +812,14 @@ static void pace_result(struct engine *e, struct conn *c, const struct sender_pk
 		arm_timer(e, c); /* it fired while c waited (a later timer_at is caught lazily) */
 }
 
-/* Sends a batch (sendmmsg); without a sender (tests, benchmarks) every packet "goes out". */
+/* Sends a batch (sendmmsg), or hands it to the send hook; without either (tests,
+ * benchmarks) every packet "goes out". */
 static void pace_write(struct engine *e, struct sender_pkt *pkts, size_t n, int *errs)
 {
-	if (e->sender)
+	if (e->send_hook) {
+		memset(errs, 0, n * sizeof(*errs));
+		e->send_hook(e->send_arg, pkts, n, errs);
+	} else if (e->sender)
 		sender_send_batch(e->sender, pkts, n, errs);
 	else
 		memset(errs, 0, n * sizeof(*errs));
@@ -808,7 +846,7 @@ static size_t pace_send(struct engine *e, size_t budget)
 				arm_timer(e, c); /* answered meanwhile: its timer goes on */
 		}
 		pace_write(e, pkts, n, errs);
-		now = mono_now();
+		now = now_of(e);
 		for (i = 0; i < n; i++)
 			pace_result(e, conns[i], &pkts[i], errs[i], now);
 		sent += n;
@@ -816,14 +854,14 @@ static size_t pace_send(struct engine *e, size_t budget)
 	return sent;
 }
 
-static void on_pace(struct ev_loop *loop, ev_timer *w, int revents)
+/* Sends what the token bucket allows now, and re-arms for the rest. */
+static void pace_run(struct engine *e)
 {
-	struct engine *e = w->data;
 	struct pacer *pc = &e->pace;
-	double now = mono_now(), cap = pc->rate * PACE_BURST, want;
+	double now = now_of(e), cap = pc->rate * PACE_BURST, want;
 	size_t budget;
 
-	(void)revents;
+	pc->at = 0;
 	if (cap < PACE_BATCH)
 		cap = PACE_BATCH;
 	pc->tokens += (now - pc->refill_at) * pc->rate;
@@ -835,8 +873,14 @@ static void on_pace(struct ev_loop *loop, ev_timer *w, int revents)
 	if (pc->n == 0)
 		return;
 	want = pc->n < PACE_BATCH ? (double)pc->n : PACE_BATCH;
-	ev_timer_set(w, pc->tokens >= want ? 0.0 : (want - pc->tokens) / pc->rate, 0.0);
-	ev_timer_start(loop, w);
+	pace_arm(e, pc->tokens >= want ? 0.0 : (want - pc->tokens) / pc->rate);
+}
+
+static void on_pace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	pace_run(w->data);
 }
 
 /* ---- what the capture heard: drops make it blind --------------------------------- */
@@ -869,22 +913,21 @@ static void sync_capture(struct engine *e, double now)
 {
 	unsigned long long d;
 
-	if (!e->sync || e->sync_iter == ev_iteration(e->loop) + 1)
+	if (!e->sync || (e->loop && e->sync_iter == ev_iteration(e->loop) + 1))
 		return;
-	e->sync_iter = ev_iteration(e->loop) + 1;
+	if (e->loop)
+		e->sync_iter = ev_iteration(e->loop) + 1;
 	d = e->sync(e->sync_arg);
 	if (d > e->drops)
 		went_blind(e, d - e->drops, now);
 	e->drops = d;
 }
 
-static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents)
+/* Every SYNC_EVERY s: drops read, unconfirmed records expired, the pacer's rate recovered. */
+static void sync_work(struct engine *e, double now)
 {
-	struct engine *e = w->data;
-	double now = mono_now(), max = (double)e->cfg->max_probe_rate;
+	double max = (double)e->cfg->max_probe_rate;
 
-	(void)loop;
-	(void)revents;
 	sync_capture(e, now);
 	unconf_expire(e, now);
 	if (e->pace.rate < max && now - e->blind >= 1.0) {
@@ -894,11 +937,22 @@ static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
+static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct engine *e = w->data;
+
+	(void)loop;
+	(void)revents;
+	sync_work(e, now_of(e));
+}
+
 void engine_set_sync(struct engine *e, engine_sync_fn fn, void *arg)
 {
 	e->sync = fn;
 	e->sync_arg = arg;
 	e->drops = fn ? fn(arg) : 0;
+	if (!e->loop)
+		return; /* engine_run_due does its work */
 	if (fn)
 		ev_timer_again(e->loop, &e->sync_t);
 	else
@@ -910,7 +964,7 @@ void engine_set_capture_down(struct engine *e, bool down)
 	if (e->down && !down)
 		e->st.capture_reopens++;
 	e->down = down;
-	e->blind = mono_now();
+	e->blind = now_of(e);
 	e->blind_why = "capture-down";
 }
 
@@ -962,18 +1016,18 @@ static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double 
 
 /* True when this timer may end a round, a learning try or a stall: the capture is read
  * first. */
-static bool may_judge(const struct fsm_conn *f, const struct fsm_params *p)
+static bool may_judge(const struct fsm_conn *f, const struct fsm_params *p, double now)
 {
 	return (f->state == FSM_PROBING && f->probes_out >= p->probes) ||
 	       f->learn == FSM_LEARN_ASKED2 ||
-	       (f->stall != FSM_STALL_NONE && mono_now() + 0.001 >= f->stall_since + p->stall_timeout);
+	       (f->stall != FSM_STALL_NONE && now + 0.001 >= f->stall_since + p->stall_timeout);
 }
 
 /* c's timer fired: the machine decides (after reading the capture when it may judge). */
 static void on_conn_timer(struct engine *e, struct conn *c)
 {
 	struct fsm_out out;
-	double now = mono_now();
+	double now = now_of(e);
 
 	if (c->flags & (CONN_F_KERNEL_KA | CONN_F_QUEUED))
 		return; /* the kernel's keepalive watches it, or the pacer re-arms it */
@@ -981,28 +1035,57 @@ static void on_conn_timer(struct engine *e, struct conn *c)
 		busy_recheck(e, c, now);
 		return;
 	}
-	if (may_judge(&c->fsm, &rule_of(e, c)->params))
+	if (may_judge(&c->fsm, &rule_of(e, c)->params, now))
 		sync_capture(e, now); /* a reply already captured is heard before a verdict */
 	fsm_on_timer(&c->fsm, &rule_of(e, c)->params, now, blind_at(e), &out);
 	apply(e, c, &out, now);
+}
+
+/* Fires the connection timers due by now + slack, at most TICK_MAX. */
+static void fire_due(struct engine *e, double now, double slack)
+{
+	struct conn *c;
+	double at;
+	int n;
+
+	for (n = 0; n < TICK_MAX && (c = timerheap_top(&e->timers, &at)) && at <= now + slack;
+	     n++) {
+		timerheap_remove(&e->timers, c);
+		on_conn_timer(e, c);
+	}
 }
 
 /* Fires the due connection timers, at most TICK_MAX per loop iteration. */
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct engine *e = w->data;
-	struct conn *c;
-	double at, now = mono_now();
-	int n;
 
 	(void)loop;
 	(void)revents;
-	for (n = 0; n < TICK_MAX && (c = timerheap_top(&e->timers, &at)) && at <= now + TICK_SLACK;
-	     n++) {
-		timerheap_remove(&e->timers, c);
-		on_conn_timer(e, c);
-	}
+	fire_due(e, now_of(e), TICK_SLACK);
 	schedule_tick(e);
+}
+
+bool engine_next_due(const struct engine *e, double *at)
+{
+	double t = INFINITY;
+
+	if (timerheap_top(&e->timers, at))
+		t = *at;
+	if (e->pace.at > 0 && e->pace.at < t)
+		t = e->pace.at;
+	*at = t;
+	return t < INFINITY;
+}
+
+void engine_run_due(struct engine *e)
+{
+	double now = now_of(e);
+
+	fire_due(e, now, 0.0);
+	if (e->pace.at > 0 && e->pace.at <= now)
+		pace_run(e);
+	sync_work(e, now);
 }
 /* The table is full: one untrack line per rule, then silence. */
 static void refuse(struct engine *e, const struct rule *r, const struct addr_tuple *key)
@@ -1191,6 +1274,23 @@ void engine_on_frame(void *arg, const struct capture_frame *f)
 double engine_clock(void)
 {
 	return mono_now();
+}
+
+double engine_now(const struct engine *e)
+{
+	return now_of(e);
+}
+
+void engine_set_clock(struct engine *e, engine_clock_fn fn, void *arg)
+{
+	e->clock = fn ? fn : mono_clock;
+	e->clock_arg = fn ? arg : NULL;
+}
+
+void engine_set_send_hook(struct engine *e, engine_send_fn fn, void *arg)
+{
+	e->send_hook = fn;
+	e->send_arg = arg;
 }
 
 struct foreach_ctx {

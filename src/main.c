@@ -32,6 +32,7 @@
 #include "loopstall.h"
 #include "notify.h"
 #include "priv.h"
+#include "replay.h"
 #include "report.h"
 #include "rule.h"
 #include "sender.h"
@@ -81,9 +82,13 @@ static unsigned long long pcap_drops(void *arg);
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: kaprobed [-c FILE] [-n] [-s] [-d] [-V] [-h]\n"
+	           "       kaprobed -r CAPTURE [-l ADDR[,ADDR...]] [-c FILE] [-d]\n"
 	           "  -c FILE  configuration (default " CONFIG_DEFAULT_PATH ")\n"
 	           "  -n       check the configuration and exit\n"
 	           "  -s       print the running daemon's state file as a table and exit\n"
+	           "  -r FILE  replay a capture (pcap, pcapng) on its own clock: the status log\n"
+	           "           to standard output, nothing sent\n"
+	           "  -l ADDRS with -r: this host's addresses (default: from the capture)\n"
 	           "  -d       debug log level\n"
 	           "  -V       print the version and exit\n"
 	           "  -h       this help\n");
@@ -748,16 +753,41 @@ static void run(struct daemon *d)
 	shut_down(d);
 }
 
+/* kaprobed -r: the capture through the engine, nothing opened but the file. */
+static int replay_main(const char *capture, const char *local, struct config *cfg, int debug)
+{
+	static struct addr_set set;
+	int rc;
+
+	if (local && replay_parse_local(local, &set) < 0) {
+		fprintf(stderr, "kaprobed: -l %s: not a list of IPv4 or IPv6 addresses\n", local);
+		config_free(cfg);
+		return 1;
+	}
+	log_init(debug ? CONFIG_LOG_DEBUG : cfg->log_level);
+	rc = replay_run(capture, cfg, local ? &set : NULL);
+	log_close();
+	config_free(cfg);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d;
 	const char *path = CONFIG_DEFAULT_PATH;
+	const char *capture = NULL, *local = NULL;
 	int opt, check = 0, debug = 0, status = 0;
 
-	while ((opt = getopt(argc, argv, "c:nsdVh")) != -1) {
+	while ((opt = getopt(argc, argv, "c:nsdVhr:l:")) != -1) {
 		switch (opt) {
 		case 'c':
 			path = optarg;
+			break;
+		case 'r':
+			capture = optarg;
+			break;
+		case 'l':
+			local = optarg;
 			break;
 		case 'n':
 			check = 1;
@@ -779,12 +809,14 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc || (local && !capture)) {
 		usage(stderr);
 		return 1;
 	}
 	if (load_config(path, &d.cfg) < 0)
 		return 1;
+	if (capture && !check && !status)
+		return replay_main(capture, local, &d.cfg, debug);
 	if (check) {
 		action_check_config(&d.cfg, path, false);
 		printf("configuration OK\n");

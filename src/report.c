@@ -198,7 +198,7 @@ static void state_step(struct report *r)
 {
 	struct state_job *j = &r->sj;
 
-	if (engine_walk(r->e, &j->cur, engine_clock(), REPORT_STATE_STEP, state_one, j) > 0) {
+	if (engine_walk(r->e, &j->cur, engine_now(r->e), REPORT_STATE_STEP, state_one, j) > 0) {
 		atomicfile_writeback(&j->c.af);
 		return;
 	}
