@@ -117,6 +117,7 @@ struct engine {
 	void *busy_arg;
 	struct conn *busy[ENGINE_BUSY_MAX];
 	size_t nbusy;
+	double busy_next_enter; /* no connection is left out before (filter changes rare) */
 	size_t max_conns; /* confirmed records at most (max_connections) */
 };
 
@@ -1002,6 +1003,8 @@ static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double 
 		verdict_hook(e, c, &out->ev[i], now);
 	}
 	count_update(e, c);
+	if ((c->flags & CONN_F_BUSY) && c->fsm.state != FSM_WATCH)
+		busy_remove(e, c); /* judged (a kernel-told stall) or closed: nothing to recheck */
 	if ((c->flags & CONN_F_UNCONFIRMED) && (c->fsm.known & FSM_K_CONFIRMED) && !confirmed(e, c))
 		return; /* refused: over max_connections */
 	if (out->send_probe)
@@ -1450,7 +1453,9 @@ size_t engine_reload(struct engine *e, const struct config *cfg, const struct co
  * shut, it comes back to the capture with its numbers void, asked for again (the learning
  * SYN) before its first probe, exactly as a discovered connection's. */
 
-#define BUSY_WINDOW 0.1 /* s */
+#define BUSY_WINDOW 0.1     /* s */
+#define BUSY_ENTER_GAP 0.05 /* s: at most 20 connections left out per second (each is one
+                               filter compile and set per capture) */
 
 void engine_set_busy(struct engine *e, engine_kquery_fn q, engine_exclude_fn x, void *arg)
 {
@@ -1518,8 +1523,10 @@ static void busy_enter(struct engine *e, struct conn *c, double now)
 	struct engine_kinfo ki;
 
 	if (e->nbusy >= ENGINE_BUSY_MAX || c->fsm.state != FSM_WATCH || p->observe ||
-	    (c->flags & (CONN_F_NOBUSY | CONN_F_UNCONFIRMED | CONN_F_QUEUED)))
+	    (c->flags & (CONN_F_NOBUSY | CONN_F_UNCONFIRMED | CONN_F_QUEUED)) ||
+	    now < e->busy_next_enter)
 		return;
+	e->busy_next_enter = now + BUSY_ENTER_GAP; /* filter changes stay rare */
 	e->st.busy_queries++;
 	if (e->kquery(e->busy_arg, &c->key, &ki) < 0) {
 		c->flags |= CONN_F_NOBUSY; /* not a socket of this host: always captured */
@@ -1615,6 +1622,8 @@ static void leave_to_kernel(struct engine *e, struct conn *c)
 
 	disarm_timer(e, c);
 	c->fsm.timer_at = 0;
+	if (c->flags & CONN_F_BUSY)
+		busy_remove(e, c); /* the kernel's keepalive watches it: nothing to recheck */
 	c->flags |= CONN_F_KERNEL_KA;
 	e->st.kernel_keepalive++;
 	if (!(c->flags & CONN_F_ANNOUNCED))
