@@ -1449,8 +1449,8 @@ size_t engine_reload(struct engine *e, const struct config *cfg, const struct co
  * 100 ms window, a connection of this host (the kernel has its socket) is left out of the
  * capture by the kernel filter (its SYN, FIN and RST still come), and the kernel is asked
  * about it once per busy_period instead (one sock_diag query): a retransmission stall is
- * judged from its answer; when it has been quiet for busy_period, or its peer's window is
- * shut, it comes back to the capture with its numbers void, asked for again (the learning
+ * judged from its answer; when it has been quiet for busy_period with nothing in flight, or
+ * its peer's window is shut, it comes back to the capture with its numbers void, asked for again (the learning
  * SYN) before its first probe, exactly as a discovered connection's. */
 
 #define BUSY_WINDOW 0.1     /* s */
@@ -1591,10 +1591,10 @@ static void busy_recheck(struct engine *e, struct conn *c, double now)
 		return;
 	}
 	c->fsm.last_rx = now - ki.idle;
-	if (ki.quiet >= busy_period(p) || ki.zero_window) {
-		busy_leave(e, c, ki.idle, !ki.in_flight, now);
+	if ((ki.quiet >= busy_period(p) && !ki.in_flight) || ki.zero_window) {
+		busy_leave(e, c, ki.idle, true, now);
 		return;
-	}
+	} /* data in flight: the kernel's view is the better one (its numbers, its stall) */
 	fsm_on_kernel_stall(&c->fsm, p, now, ki.silent, ki.unacked, ki.retransmits, &out);
 	if (out.nev) {
 		busy_remove(e, c);

@@ -8,13 +8,15 @@ kernel answered with exactly the numbers kaprobed relearnt, and every byte of th
 arrived exactly), then judged dead on time when the peer is silenced.
 """
 
+import time
+
 from netns import check, conf_text, two_hosts
 from test_cases import (DEAD_AFTER, IDLE, check_dead_timing, connect, fmt_events,
                         nft_drop_all, no_errors, EVENT_FIELDS)
 
 BULK = 2 * 1000 * 1000 * 1000
 FIELDS = dict(EVENT_FIELDS)
-FIELDS.update({"learn": ("result",)})
+FIELDS.update({"learn": ("result",), "action": ("action", "result")})
 
 
 def bulk(ctx, fam):
@@ -68,7 +70,42 @@ def case_busy_bulk6(ctx):
     return bulk(ctx, 6)
 
 
+def case_busy_stall(ctx):
+    """A bulk transfer left out of the capture whose peer vanishes mid-stream: the kernel's
+    tcp_info, asked once per period, gives dead reason=stalled no sooner than stall_timeout
+    after the peer's last ACK, and soon after it."""
+    net = two_hosts(ctx.topo)
+    rules = [("svc", {"local": "*:5432", "remote": "*", "idle": "1s", "interval": "500ms",
+                      "probes": 3, "stall_timeout": "3s", "on_stall": "close"})]
+    kap = ctx.topo.kaprobed(ctx.binary, net["local"], conf_text("{log}", rules))
+    ctx.kap = kap
+    log = kap.log
+    c = connect(ctx, net, 4)
+    c.exchange()
+    c.srv.cmd("send_bg %d" % BULK)
+    deadline = time.monotonic() + 10
+    while "busy: svc left out of the capture" not in kap.proc.text("err"):
+        check(time.monotonic() < deadline, "the bulk transfer was never left out of the capture")
+        time.sleep(0.02)
+    time.sleep(0.3)  # (well into the transfer)
+    nft_drop_all(ctx, net["peer"])
+    t_drop = time.time()
+    d = log.wait_conn(c.local, c.remote, "dead", 3.0 + 3)
+    took = d.t - t_drop
+    check(d.get("reason") == "stalled", "dead reason is not stalled: %s" % d.raw)
+    check(3.0 - 0.05 <= took <= 3.0 + 1.0,
+          "dead reason=stalled %.3f s after the peer vanished, expected 3..4 s: %s" % (
+              took, d.raw))
+    e = c.srv.wait_err(3, expect_ok=False)
+    check(e["ok"], "on_stall = close: the server's socket did not fail: %s" % e["line"])
+    no_errors(ctx, FIELDS)
+    kap.stop_ok()
+    return "bulk transfer left out of the capture, peer gone: dead reason=stalled %.3f s " \
+           "later (since=%s), server's socket closed" % (took, d["since"])
+
+
 CASES = [
     ("busy_bulk", case_busy_bulk),
     ("busy_bulk6", case_busy_bulk6),
+    ("busy_stall", case_busy_stall),
 ]
