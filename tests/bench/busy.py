@@ -18,14 +18,17 @@ fails the build. Every namespace and process is removed at the end, also on fail
     --rule KEY=VALUE extra key of the rule (repeatable)
     --iface NAME     kaprobed's interface: any (default) or veth (the srv end)
     --label TEXT     printed in the header (for comparing builds)
+    --grep REGEX     also print kaprobed's standard error lines that match (experiments)
 """
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,7 +43,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 
 def opts(argv):
     o = {"secs": 8.0, "rounds": 2, "fam": [4, 6], "dir": ["rx"], "set": [], "rule": [],
-         "iface": "any", "label": ""}
+         "iface": "any", "label": "", "grep": None}
     i = 0
     while i < len(argv):
         k, v = argv[i], argv[i + 1] if i + 1 < len(argv) else ""
@@ -58,6 +61,8 @@ def opts(argv):
             o["iface"] = v
         elif k == "--label":
             o["label"] = v
+        elif k == "--grep":
+            o["grep"] = re.compile(v)
         else:
             raise SystemExit("unknown option %s" % k)
         i += 2
@@ -74,6 +79,18 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / HZ
 
 
+def proc_wakeups(pid):
+    """Voluntary context switches of pid (each a sleep in epoll_wait, then a wake-up)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def machine_cpu():
     """(user+nice, system, softirq) jiffies of all CPUs, in seconds."""
     with open("/proc/stat") as f:
@@ -88,12 +105,21 @@ def link_frames(ns, ifname):
 
 
 def iperf(ns, dst, secs, reverse):
-    argv = ["iperf3", "-c", dst, "-p", str(PORT), "-t", "%g" % secs, "-J"]
+    """Runs the client; returns (Gbit/s received, bytes received, the client's CPU s)."""
+    argv = ["ip", "netns", "exec", ns, "iperf3", "-c", dst, "-p", str(PORT), "-t", "%g" % secs,
+            "-J"]
     if reverse:
         argv.append("-R")
-    p = netns.run(argv, ns=ns, timeout=secs + 30)
-    d = json.loads(p.stdout)
-    return d["end"]["sum_received"]["bits_per_second"] / 1e9
+    with tempfile.TemporaryFile() as out:
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            raise RuntimeError("iperf3 client exited with status %d" % p.returncode)
+        out.seek(0)
+        d = json.loads(out.read())
+    got = d["end"]["sum_received"]
+    return got["bits_per_second"] / 1e9, got["bytes"], ru.ru_utime + ru.ru_stime
 
 
 def one_run(topo, o, binary, fam, rev, with_k):
@@ -110,11 +136,15 @@ def one_run(topo, o, binary, fam, rev, with_k):
         time.sleep(0.3)
     f0 = link_frames(srv, "vs")
     c0 = proc_cpu(k.proc.pid) if k else 0.0
+    w0 = proc_wakeups(k.proc.pid) if k else None
     m0 = machine_cpu()
     t0 = time.monotonic()
-    gbps = iperf(cli, ADDR[fam][0], o["secs"], rev)
+    s0 = proc_cpu(topo.iperf_srv.pid)
+    gbps, nbytes, ccpu = iperf(cli, ADDR[fam][0], o["secs"], rev)
+    s1 = proc_cpu(topo.iperf_srv.pid)
     t1 = time.monotonic()
     c1 = proc_cpu(k.proc.pid) if k else 0.0
+    w1 = proc_wakeups(k.proc.pid) if k else None
     m1 = machine_cpu()
     f1 = link_frames(srv, "vs")
     extra = ""
@@ -125,18 +155,26 @@ def one_run(topo, o, binary, fam, rev, with_k):
         errs = [l for l in k.log.text().splitlines() if "level=error" in l or "drops" in l]
         if errs:
             extra += " log: " + " | ".join(errs[:2])
+        if o["grep"]:
+            extra += "".join("\n           " + l for l in k.proc.text("err").splitlines()
+                             if o["grep"].search(l))
     wall = t1 - t0
     kcpu = None if c1 is None else 100.0 * (c1 - c0) / wall
+    wake = None if w0 is None or w1 is None else (w1 - w0) / wall
     mu, ms, mq = ((b - a) * 100.0 / wall for a, b in zip(m0, m1))
     return {"gbps": gbps, "kcpu": kcpu, "mu": mu, "ms": ms, "mq": mq,
-            "frames": (f1 - f0) / wall, "extra": extra}
+            "frames": (f1 - f0) / wall, "wake": wake, "extra": extra,
+            "ipcpu": (ccpu + s1 - s0) / (nbytes / 1e9)}
 
 
 def fmt(r):
     kc = "-" if r["kcpu"] is None else "%5.1f %%" % r["kcpu"]
-    return "%6.2f Gbit/s  kaprobed %7s  machine user %5.1f %% sys %5.1f %% softirq %5.1f %%  " \
-           "%6.0f kframes/s%s" % (r["gbps"], kc, r["mu"], r["ms"], r["mq"], r["frames"] / 1e3,
-                                  r["extra"])
+    if r["wake"] is not None:
+        kc += " (%5.0f wake-ups/s)" % r["wake"]
+    return "%6.2f Gbit/s  iperf3 %.3f CPU s/GB  kaprobed %s  machine user %3.0f %% sys %3.0f %% " \
+           "softirq %3.0f %%  %3.0f kframes/s on the veth%s" % (
+               r["gbps"], r["ipcpu"], kc, r["mu"], r["ms"], r["mq"], r["frames"] / 1e3,
+               r["extra"])
 
 
 def setup(topo):
@@ -146,7 +184,8 @@ def setup(topo):
     for fam, (a, b, plen) in ADDR.items():
         topo.addr(topo.srv, "vs", "%s/%s" % (a, plen))
         topo.addr(topo.cli, "vc", "%s/%s" % (b, plen))
-    topo.spawn(topo.srv, ["iperf3", "-s", "-p", str(PORT)], "iperf3-server", stdin=False)
+    topo.iperf_srv = topo.spawn(topo.srv, ["iperf3", "-s", "-p", str(PORT)], "iperf3-server",
+                                stdin=False)
     time.sleep(0.5)
 
 
@@ -190,10 +229,14 @@ def main():
                 wo = statistics.median(r["gbps"] for r in res[False])
                 wi = statistics.median(r["gbps"] for r in res[True])
                 kc = [r["kcpu"] for r in res[True] if r["kcpu"] is not None]
+                cwo = statistics.median(r["ipcpu"] for r in res[False])
+                cwi = statistics.median(r["ipcpu"] for r in res[True])
                 print("  => %s: without %.2f, with %.2f Gbit/s (medians), ratio %.3f; "
-                      "kaprobed CPU %s %% of a core" % (
+                      "kaprobed CPU %s %% of a core; iperf3 (kernel included) %.3f -> %.3f "
+                      "CPU s/GB (%+.0f %%)" % (
                           name, wo, wi, wi / wo if wo else 0.0,
-                          "/".join("%.1f" % x for x in kc) or "-"), flush=True)
+                          "/".join("%.1f" % x for x in kc) or "-", cwo, cwi,
+                          100.0 * (cwi / cwo - 1) if cwo else 0.0), flush=True)
     except KeyboardInterrupt:
         print("  interrupted: namespaces and processes removed")
     except Exception as e:  # a figure, never a build failure
