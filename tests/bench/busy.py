@@ -2,18 +2,22 @@
 """make bench, busy connections (issue 14): one saturating iperf3 stream over a veth between
 two namespaces (srv 192.0.2.1 / 2001:db8::1, cli .2 / ::2), measured without kaprobed and
 with kaprobed running in srv with a rule matching the iperf3 port, alternating, ROUNDS
-rounds each, IPv4 and IPv6. Prints per run: throughput, kaprobed's CPU (utime+stime from
-/proc/PID/stat over the stream, as % of one core), the whole machine's busy CPU (from
-/proc/stat: user, system and softirq, % of one core) and the frames that crossed the veth;
-then per family the medians and the with/without throughput ratio. Figures only: never
-fails the build. Every namespace and process is removed at the end, also on failure.
+rounds each, IPv4 and IPv6, the bulk into and out of kaprobed's side. Prints per run:
+throughput, iperf3's own CPU per GB (client and server, kernel work done in their context
+included), kaprobed's CPU (utime+stime from /proc/PID/stat over the stream, as % of one
+core) and wake-ups (voluntary context switches), the whole machine's busy CPU (from
+/proc/stat: user, system and softirq, % of one core: other jobs show there) and the frames
+that crossed the veth; then per case the medians and the with/without throughput ratio.
+On a shared 2-core machine the ratio moves by +-10 % between identical runs (see
+docs/capture-cost.md); kaprobed's CPU is the stable figure. Figures only: never fails the
+build. Every namespace and process is removed at the end, also on failure.
 
   python3 tests/bench/busy.py KAPROBED [options]
     --secs S         stream length (default 8)
     --rounds N       rounds of (without, with) (default 2)
     --fam 4,6        families (default 4,6)
     --dir rx         rx: the bulk flows into srv (kaprobed's side receives it);
-                     tx: srv sends the bulk (iperf3 -R); a comma list (default rx)
+                     tx: srv sends the bulk (iperf3 -R); a comma list (default rx,tx)
     --set KEY=VALUE  extra [global] key of kaprobed's configuration (repeatable)
     --rule KEY=VALUE extra key of the rule (repeatable)
     --iface NAME     kaprobed's interface: any (default) or veth (the srv end)
@@ -42,7 +46,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 
 
 def opts(argv):
-    o = {"secs": 8.0, "rounds": 2, "fam": [4, 6], "dir": ["rx"], "set": [], "rule": [],
+    o = {"secs": 8.0, "rounds": 2, "fam": [4, 6], "dir": ["rx", "tx"], "set": [], "rule": [],
          "iface": "any", "label": "", "grep": None}
     i = 0
     while i < len(argv):
