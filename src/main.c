@@ -66,11 +66,11 @@ struct daemon {
 	unsigned long long cap_drops_before[MAX_CAPTURES]; /* drops of handles since closed */
 	int ncap, ndown;
 	ev_timer reopen_t;
-	ev_timer pace_t;             /* while paced: the next batch (see pause_captures) */
-	ev_check pace_check;         /* while paced: drains before any other callback */
-	int paced;                   /* the capture descriptors are not watched */
-	unsigned long paced_frames;  /* frames drained by pace_check since the last batch */
-	double last_drain;           /* ev_now of the last drain on readiness */
+	ev_timer pace_t;            /* while paced: the next batch (see pause_captures) */
+	ev_check pace_check;        /* while paced: drains before any other callback */
+	int paced;                  /* the capture descriptors are not watched */
+	unsigned long paced_frames; /* frames drained by pace_check since the last batch */
+	double last_drain;          /* ev_now of the last drain on readiness */
 	int exit_status;
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	ev_signal sig_usr2; /* write the state file now */
