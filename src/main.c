@@ -44,6 +44,10 @@
 #define NOTIFY_EVERY    10.0 /* s between STATUS= updates to systemd */
 #define REOPEN_EVERY    1.0  /* s between tries to reopen a failed capture */
 #define REOPEN_GIVE_UP  30.0 /* s after which kaprobed exits (systemd restarts it) */
+/* Busy captures are read in batches (issue 14): a drain that comes less than CAPTURE_PACE
+ * after the previous one stops watching the capture descriptors, and a timer drains them
+ * every CAPTURE_PACE for as long as frames keep coming; then they are watched again. */
+#define CAPTURE_PACE 0.005 /* s */
 /* Past this many rules libpcap's compiled filter nears the kernel's 4096-instruction
  * limit (and takes seconds to build): capture all TCP and ICMP errors instead. */
 #define FILTER_MAX_RULES 64
@@ -64,6 +68,11 @@ struct daemon {
 	unsigned long long cap_drops_before[MAX_CAPTURES]; /* drops of handles since closed */
 	int ncap, ndown;
 	ev_timer reopen_t;
+	ev_timer pace_t;            /* while paced: the next batch (see pause_captures) */
+	ev_check pace_check;        /* while paced: drains before any other callback */
+	int paced;                  /* the capture descriptors are not watched */
+	unsigned long paced_frames; /* frames drained by pace_check since the last batch */
+	double last_drain;          /* ev_now of the last drain on readiness */
 	int exit_status;
 	ev_signal sig_term, sig_int, sig_hup, sig_usr1;
 	ev_signal sig_usr2; /* write the state file now */
@@ -285,18 +294,102 @@ static void capture_lost(struct daemon *d, int i)
 		ev_timer_again(d->loop, &d->reopen_t);
 }
 
+/* Every frame captured so far, of every capture, is handed to the engine; returns how
+ * many. A capture whose read fails is closed (capture_lost). */
+static unsigned long drain_captures(struct daemon *d)
+{
+	unsigned long total = 0;
+	int i, n;
+
+	for (i = 0; i < d->ncap; i++) {
+		if (!d->cap[i])
+			continue;
+		n = capture_drain(d->cap[i], engine_on_frame, d->engine);
+		if (n < 0)
+			capture_lost(d, i);
+		else
+			total += (unsigned long)n;
+	}
+	return total;
+}
+
+/* Watches every descriptor of capture i (one per direction, or one). */
+static void start_watching(struct daemon *d, int i)
+{
+	int fds[CAPTURE_MAX_HANDLES], n = capture_fds(d->cap[i], fds);
+
+	for (int k = 0; k < n; k++)
+		if (!ev_is_active(&d->cap_io[i][k]))
+			ev_io_start(d->loop, &d->cap_io[i][k]);
+}
+
+/* Paced reads (issue 14). Under a stream of frames the kernel would wake the loop for
+ * every frame or two (libpcap's immediate mode: a TPACKET_V2 ring); the capture
+ * descriptors are unwatched instead and pace_t drains them every CAPTURE_PACE. Nothing is
+ * decided on stale state: V2 frames are readable one by one as soon as the kernel wrote
+ * them, and while paced, pace_check (an ev_check of the highest priority) drains every
+ * capture at the start of each loop iteration, before the timers, the pacer or a verdict
+ * run, as the watchers do now when frames are waiting. Frames keep the kernel's
+ * timestamps (last_rx, RTT); only their handling comes up to CAPTURE_PACE later. The ring
+ * must hold CAPTURE_PACE of frames: 8 MB of 160-byte frames is ~32 000. */
+static void pause_captures(struct daemon *d)
+{
+	for (int i = 0; i < d->ncap; i++)
+		unwatch_capture(d, i);
+	d->paced = 1;
+	d->paced_frames = 0;
+	ev_check_start(d->loop, &d->pace_check);
+	ev_timer_set(&d->pace_t, CAPTURE_PACE, 0.0);
+	ev_timer_start(d->loop, &d->pace_t);
+}
+
+static void on_pace_check(struct ev_loop *loop, ev_check *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	(void)loop;
+	(void)revents;
+	d->paced_frames += drain_captures(d);
+}
+
+/* A batch: frames came in the last CAPTURE_PACE, so the next batch is in CAPTURE_PACE;
+ * none came, so the descriptors are watched again. */
+static void on_pace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon *d = w->data;
+
+	(void)revents;
+	if (d->paced_frames + drain_captures(d) > 0) {
+		d->paced_frames = 0;
+		ev_timer_set(w, CAPTURE_PACE, 0.0);
+		ev_timer_start(loop, w);
+		return;
+	}
+	d->paced = 0;
+	ev_check_stop(loop, &d->pace_check);
+	for (int i = 0; i < d->ncap; i++)
+		if (d->cap[i])
+			start_watching(d, i);
+}
+
 static void on_capture(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct daemon *d = w->data;
 	int i = (int)((w - &d->cap_io[0][0]) / CAPTURE_MAX_HANDLES);
+	double now = ev_now(loop);
 
-	(void)loop;
 	(void)revents;
-	if (capture_drain(d->cap[i], engine_on_frame, d->engine) < 0)
+	if (capture_drain(d->cap[i], engine_on_frame, d->engine) < 0) {
 		capture_lost(d, i);
+		return;
+	}
+	if (!d->paced && now - d->last_drain < CAPTURE_PACE)
+		pause_captures(d);
+	d->last_drain = now;
 }
 
-/* Starts reading capture i: every descriptor it has (one per direction, or one). */
+/* Starts reading capture i: every descriptor it has (one per direction, or one); while
+ * paced, on_pace starts watching them. */
 static void watch_capture(struct daemon *d, int i, struct capture *c)
 {
 	int fds[CAPTURE_MAX_HANDLES], n = capture_fds(c, fds);
@@ -309,8 +402,9 @@ static void watch_capture(struct daemon *d, int i, struct capture *c)
 		w->data = d;
 		/* Before timers: a reply already captured must be seen before a dead verdict. */
 		ev_set_priority(w, EV_MAXPRI);
-		ev_io_start(d->loop, w);
 	}
+	if (!d->paced)
+		start_watching(d, i);
 }
 
 /* Opens the capture of interface ifname: one handle where the link type gives each frame's
@@ -586,11 +680,8 @@ static void on_usr2(struct ev_loop *loop, ev_signal *w, int revents)
 static unsigned long long capture_sync(void *arg)
 {
 	struct daemon *d = arg;
-	int i;
 
-	for (i = 0; i < d->ncap; i++)
-		if (d->cap[i] && capture_drain(d->cap[i], engine_on_frame, d->engine) < 0)
-			capture_lost(d, i);
+	d->paced_frames += drain_captures(d);
 	return pcap_drops(d);
 }
 
@@ -706,6 +797,12 @@ static void open_privileged(struct daemon *d)
 	engine_set_busy(d->engine, busy_query, busy_exclude, d);
 	ev_timer_init(&d->reopen_t, on_reopen, REOPEN_EVERY, REOPEN_EVERY);
 	d->reopen_t.data = d;
+	ev_timer_init(&d->pace_t, on_pace, CAPTURE_PACE, 0.0);
+	d->pace_t.data = d;
+	ev_set_priority(&d->pace_t, EV_MAXPRI);
+	ev_check_init(&d->pace_check, on_pace_check);
+	d->pace_check.data = d;
+	ev_set_priority(&d->pace_check, EV_MAXPRI);
 	open_captures(d);
 }
 
@@ -739,6 +836,8 @@ static void shut_down(struct daemon *d)
 	engine_free(d->engine);
 	action_close(d->action);
 	ev_timer_stop(d->loop, &d->reopen_t);
+	ev_timer_stop(d->loop, &d->pace_t);
+	ev_check_stop(d->loop, &d->pace_check);
 	for (i = 0; i < d->ncap; i++)
 		capture_close(d->cap[i]);
 	sender_close(d->sender);

@@ -2,7 +2,8 @@
 # make bench: prints figures, never fails the build. Sends only inside namespaces it makes
 # (sender: 192.0.2.1 -> 192.0.2.2, whose namespace drops everything; discovery: N idle
 # connections between two namespaces, see discover.py; scale: N connections between two
-# namespaces, see scale.py) and removes them after.
+# namespaces, see scale.py; busy: one iperf3 stream between two namespaces, see busy.py)
+# and removes them after.
 BUILD=${1:-build/rel}
 A=kpbench$$a
 B=kpbench$$b
@@ -26,6 +27,11 @@ fi
 cleanup
 echo "== discovery (10000 idle connections: dump time, learning rate)"
 python3 tests/bench/discover.py "$BUILD/kaprobed" 10000 || echo "discovery benchmark failed"
+echo "== busy connection (one saturating iperf3 stream on a matching rule; see tests/bench/busy.py)"
+command -v iperf3 >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] &&
+	{ apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends iperf3; } >/dev/null 2>&1; }
+python3 tests/bench/busy.py "$BUILD/kaprobed" || echo "busy benchmark failed"
 N=${KAPROBE_BENCH_CONNS:-100000}
 echo "== scale ($N connections, half the peers silenced after round 1; see tests/bench/scale.py)"
 python3 tests/bench/scale.py "$BUILD/kaprobed" "$N" || echo "scale benchmark failed"

@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""make bench, busy connections (issue 14): one saturating iperf3 stream over a veth between
+two namespaces (srv 192.0.2.1 / 2001:db8::1, cli .2 / ::2), measured without kaprobed and
+with kaprobed running in srv with a rule matching the iperf3 port, alternating, ROUNDS
+rounds each, IPv4 and IPv6, the bulk into and out of kaprobed's side. Prints per run:
+throughput, iperf3's own CPU per GB (client and server, kernel work done in their context
+included), kaprobed's CPU (utime+stime from /proc/PID/stat over the stream, as % of one
+core) and wake-ups (voluntary context switches), the whole machine's busy CPU (from
+/proc/stat: user, system and softirq, % of one core: other jobs show there) and the frames
+that crossed the veth; then per case the medians and the with/without throughput ratio.
+On a shared 2-core machine the ratio moves by +-10 % between identical runs (see
+docs/capture-cost.md); kaprobed's CPU is the stable figure. Figures only: never fails the
+build. Every namespace and process is removed at the end, also on failure.
+
+  python3 tests/bench/busy.py KAPROBED [options]
+    --secs S         stream length (default 8)
+    --rounds N       rounds of (without, with) (default 2)
+    --fam 4,6        families (default 4,6)
+    --dir rx         rx: the bulk flows into srv (kaprobed's side receives it);
+                     tx: srv sends the bulk (iperf3 -R); a comma list (default rx,tx)
+    --set KEY=VALUE  extra [global] key of kaprobed's configuration (repeatable)
+    --rule KEY=VALUE extra key of the rule (repeatable)
+    --iface NAME     kaprobed's interface: any (default) or veth (the srv end)
+    --label TEXT     printed in the header (for comparing builds)
+    --grep REGEX     also print kaprobed's standard error lines that match (experiments)
+"""
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+import netns  # noqa: E402
+
+PORT = 5201
+ADDR = {4: ("192.0.2.1", "192.0.2.2", "24"), 6: ("2001:db8::1", "2001:db8::2", "64")}
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def opts(argv):
+    o = {"secs": 8.0, "rounds": 2, "fam": [4, 6], "dir": ["rx", "tx"], "set": [], "rule": [],
+         "iface": "any", "label": "", "grep": None}
+    i = 0
+    while i < len(argv):
+        k, v = argv[i], argv[i + 1] if i + 1 < len(argv) else ""
+        if k == "--secs":
+            o["secs"] = float(v)
+        elif k == "--rounds":
+            o["rounds"] = int(v)
+        elif k == "--fam":
+            o["fam"] = [int(x) for x in v.split(",")]
+        elif k == "--dir":
+            o["dir"] = v.split(",")
+        elif k in ("--set", "--rule"):
+            o[k[2:]].append(tuple(v.split("=", 1)))
+        elif k == "--iface":
+            o["iface"] = v
+        elif k == "--label":
+            o["label"] = v
+        elif k == "--grep":
+            o["grep"] = re.compile(v)
+        else:
+            raise SystemExit("unknown option %s" % k)
+        i += 2
+    return o
+
+
+def proc_cpu(pid):
+    """utime+stime of pid in seconds, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def proc_wakeups(pid):
+    """Voluntary context switches of pid (each a sleep in epoll_wait, then a wake-up)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def machine_cpu():
+    """(user+nice, system, softirq) jiffies of all CPUs, in seconds."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return ((v[0] + v[1]) / HZ, v[2] / HZ, v[6] / HZ)
+
+
+def link_frames(ns, ifname):
+    out = netns.run(["ip", "-j", "-s", "link", "show", "dev", ifname], ns=ns).stdout
+    st = json.loads(out)[0]["stats64"]
+    return st["rx"]["packets"] + st["tx"]["packets"]
+
+
+def iperf(ns, dst, secs, reverse):
+    """Runs the client; returns (Gbit/s received, bytes received, the client's CPU s)."""
+    argv = ["ip", "netns", "exec", ns, "iperf3", "-c", dst, "-p", str(PORT), "-t", "%g" % secs,
+            "-J"]
+    if reverse:
+        argv.append("-R")
+    with tempfile.TemporaryFile() as out:
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            raise RuntimeError("iperf3 client exited with status %d" % p.returncode)
+        out.seek(0)
+        d = json.loads(out.read())
+    got = d["end"]["sum_received"]
+    return got["bits_per_second"] / 1e9, got["bytes"], ru.ru_utime + ru.ru_stime
+
+
+def one_run(topo, o, binary, fam, rev, with_k):
+    srv, cli = topo.srv, topo.cli
+    k = None
+    if with_k:
+        conf = netns.conf_text(
+            "{log}", [("busy", dict([("local", "*:%d" % PORT), ("remote", "*"),
+                                     ("idle", "60s"), ("interval", "5s"), ("probes", "3")]
+                                    + o["rule"]))],
+            log_level="info", interface=topo.kiface,
+            extra=dict([("state_file", "none"), ("summary_interval", "0")] + o["set"]))
+        k = topo.kaprobed(binary, srv, conf, name="kaprobed-%d" % len(topo.procs))
+        time.sleep(0.3)
+    f0 = link_frames(srv, "vs")
+    c0 = proc_cpu(k.proc.pid) if k else 0.0
+    w0 = proc_wakeups(k.proc.pid) if k else None
+    m0 = machine_cpu()
+    t0 = time.monotonic()
+    s0 = proc_cpu(topo.iperf_srv.pid)
+    gbps, nbytes, ccpu = iperf(cli, ADDR[fam][0], o["secs"], rev)
+    s1 = proc_cpu(topo.iperf_srv.pid)
+    t1 = time.monotonic()
+    c1 = proc_cpu(k.proc.pid) if k else 0.0
+    w1 = proc_wakeups(k.proc.pid) if k else None
+    m1 = machine_cpu()
+    f1 = link_frames(srv, "vs")
+    extra = ""
+    if k:
+        st = k.stop()
+        if st != 0:
+            extra = " (kaprobed exit %s)" % st
+        errs = [l for l in k.log.text().splitlines() if "level=error" in l or "drops" in l]
+        if errs:
+            extra += " log: " + " | ".join(errs[:2])
+        if o["grep"]:
+            extra += "".join("\n           " + l for l in k.proc.text("err").splitlines()
+                             if o["grep"].search(l))
+    wall = t1 - t0
+    kcpu = None if c1 is None else 100.0 * (c1 - c0) / wall
+    wake = None if w0 is None or w1 is None else (w1 - w0) / wall
+    mu, ms, mq = ((b - a) * 100.0 / wall for a, b in zip(m0, m1))
+    return {"gbps": gbps, "kcpu": kcpu, "mu": mu, "ms": ms, "mq": mq,
+            "frames": (f1 - f0) / wall, "wake": wake, "extra": extra,
+            "ipcpu": (ccpu + s1 - s0) / (nbytes / 1e9)}
+
+
+def fmt(r):
+    kc = "-" if r["kcpu"] is None else "%5.1f %%" % r["kcpu"]
+    if r["wake"] is not None:
+        kc += " (%5.0f wake-ups/s)" % r["wake"]
+    return "%6.2f Gbit/s  iperf3 %.3f CPU s/GB  kaprobed %s  machine user %3.0f %% sys %3.0f %% " \
+           "softirq %3.0f %%  %3.0f kframes/s on the veth%s" % (
+               r["gbps"], r["ipcpu"], kc, r["mu"], r["ms"], r["mq"], r["frames"] / 1e3,
+               r["extra"])
+
+
+def setup(topo):
+    topo.srv = topo.netns("srv")
+    topo.cli = topo.netns("cli")
+    topo.link(topo.srv, "vs", topo.cli, "vc")
+    for fam, (a, b, plen) in ADDR.items():
+        topo.addr(topo.srv, "vs", "%s/%s" % (a, plen))
+        topo.addr(topo.cli, "vc", "%s/%s" % (b, plen))
+    topo.iperf_srv = topo.spawn(topo.srv, ["iperf3", "-s", "-p", str(PORT)], "iperf3-server",
+                                stdin=False)
+    time.sleep(0.5)
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__)
+        return 0
+    binary = os.path.abspath(sys.argv[1])
+    o = opts(sys.argv[2:])
+    if os.geteuid() != 0:
+        print("  root needed (namespaces): busy benchmark skipped")
+        return 0
+    if not shutil.which("iperf3"):
+        print("  iperf3 not installed: busy benchmark skipped")
+        return 0
+    if not os.access(binary, os.X_OK):
+        print("  %s: not built: busy benchmark skipped" % binary)
+        return 0
+    netns.install_signal_handlers()
+    print("  (one iperf3 stream, %g s, %d rounds of without/with, alternating; rule local "
+          "*:%d; interface %s; %s%s; CPU %% of one core, this machine has %d)" % (
+              o["secs"], o["rounds"], PORT, o["iface"],
+              ", ".join("%s=%s" % kv for kv in o["set"] + o["rule"]) or "defaults",
+              (" [%s]" % o["label"]) if o["label"] else "", os.cpu_count()))
+    topo = netns.Topo("busy")
+    try:
+        setup(topo)
+        topo.kiface = "vs" if o["iface"] == "veth" else "any"
+        for d in o["dir"]:
+            for fam in o["fam"]:
+                name = "IPv%d, %s" % (fam, "bulk into kaprobed's side" if d == "rx"
+                                      else "bulk out of kaprobed's side")
+                print("-- %s" % name)
+                res = {False: [], True: []}
+                for rnd in range(o["rounds"]):
+                    for with_k in (False, True):
+                        r = one_run(topo, o, binary, fam, d == "tx", with_k)
+                        res[with_k].append(r)
+                        print("  %-8s %s" % ("with" if with_k else "without", fmt(r)),
+                              flush=True)
+                wo = statistics.median(r["gbps"] for r in res[False])
+                wi = statistics.median(r["gbps"] for r in res[True])
+                kc = [r["kcpu"] for r in res[True] if r["kcpu"] is not None]
+                cwo = statistics.median(r["ipcpu"] for r in res[False])
+                cwi = statistics.median(r["ipcpu"] for r in res[True])
+                print("  => %s: without %.2f, with %.2f Gbit/s (medians), ratio %.3f; "
+                      "kaprobed CPU %s %% of a core; iperf3 (kernel included) %.3f -> %.3f "
+                      "CPU s/GB (%+.0f %%)" % (
+                          name, wo, wi, wi / wo if wo else 0.0,
+                          "/".join("%.1f" % x for x in kc) or "-", cwo, cwi,
+                          100.0 * (cwi / cwo - 1) if cwo else 0.0), flush=True)
+    except KeyboardInterrupt:
+        print("  interrupted: namespaces and processes removed")
+    except Exception as e:  # a figure, never a build failure
+        print("  busy benchmark failed: %s" % str(e).splitlines()[0])
+    finally:
+        topo.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
