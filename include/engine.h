@@ -97,6 +97,9 @@ void engine_counts(const struct engine *e, struct engine_counts *out);
  * by_state[FSM_STATE_COUNT]. */
 void engine_rule_counts(const struct engine *e, size_t i, unsigned long long *by_state);
 
+/* Dead verdicts of rule i since the rules in force were loaded (a reload starts again). */
+unsigned long long engine_rule_dead(const struct engine *e, size_t i);
+
 /* What the engine asks of the capture before a verdict and every 100 ms: read every frame
  * already captured (through engine_on_frame), then return the kernel's drop count summed
  * over every capture (cumulative). New drops make the capture "blind" at that time: no round

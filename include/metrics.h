@@ -13,6 +13,7 @@
 struct metrics_rule {
 	const char *name;
 	unsigned long long by_state[FSM_STATE_COUNT]; /* by enum fsm_state */
+	unsigned long long dead_verdicts;             /* since the rule was loaded */
 };
 
 /* Everything one exposition shows. */

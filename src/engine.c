@@ -96,6 +96,7 @@ struct engine {
 	size_t by_state[FSM_STATE_COUNT];         /* records by their counted state */
 	unsigned long long *rule_state;           /* [rule][state] counts, cfg's rules */
 	size_t rule_state_n;                      /* rules rule_state is sized for */
+	unsigned long long *rule_dead;            /* dead verdicts per rule since it was loaded */
 	struct pacer pace;
 	struct timerheap timers; /* every connection's timer (fsm.timer_at) */
 	ev_timer tick;           /* fires at the earliest of them */
@@ -175,11 +176,17 @@ static uint32_t *timer_pos_of(void *item)
 static int counts_resize(struct engine *e, size_t n)
 {
 	unsigned long long *rs = calloc((n ? n : 1) * FSM_STATE_COUNT, sizeof(*rs));
+	unsigned long long *rd = calloc(n ? n : 1, sizeof(*rd));
 
-	if (!rs)
+	if (!rs || !rd) {
+		free(rs);
+		free(rd);
 		return -1;
+	}
 	free(e->rule_state);
+	free(e->rule_dead);
 	e->rule_state = rs;
+	e->rule_dead = rd;
 	e->rule_state_n = n;
 	return 0;
 }
@@ -267,6 +274,7 @@ void engine_free(struct engine *e)
 	conntab_free(e->tab);
 	free(e->pace.q);
 	free(e->rule_state);
+	free(e->rule_dead);
 	free(e->unconf);
 	free(e);
 }
@@ -521,6 +529,8 @@ static void log_event(struct engine *e, struct conn *c, const struct fsm_event *
 	int level = event_level(e, c, ev);
 
 	count_event(&e->st, ev);
+	if (ev->type == FSM_EV_DEAD && c->rule < e->rule_state_n)
+		e->rule_dead[c->rule]++;
 	if (ev->type == FSM_EV_IDLE || level <= CONFIG_LOG_INFO)
 		announce(e, c); /* first idle, or news: the operator hears of it now */
 	if (level > log_level())
@@ -1381,6 +1391,11 @@ void engine_rule_counts(const struct engine *e, size_t i, unsigned long long *by
 
 	for (s = 0; i < e->rule_state_n && s < FSM_STATE_COUNT; s++)
 		by_state[s] += e->rule_state[i * FSM_STATE_COUNT + s];
+}
+
+unsigned long long engine_rule_dead(const struct engine *e, size_t i)
+{
+	return i < e->rule_state_n ? e->rule_dead[i] : 0;
 }
 
 void engine_set_verdict_hook(struct engine *e, engine_verdict_fn fn, void *arg)

@@ -84,6 +84,21 @@ static void table(FILE *f, const struct metrics_input *in)
 	        in->st->table_full);
 }
 
+/* Dead verdicts by rule (a reload, which may rename or reorder rules, starts them again:
+ * a counter reset to Prometheus). */
+static void rule_dead(FILE *f, const struct metrics_input *in)
+{
+	size_t i;
+
+	family(f, "kaprobe_rule_dead_verdicts_total", "counter",
+	       "Dead verdicts by rule, since the rules were loaded.");
+	for (i = 0; i < in->nrules; i++) {
+		fputs("kaprobe_rule_dead_verdicts_total{rule=\"", f);
+		metrics_label_value(f, in->rules[i].name);
+		fprintf(f, "\"} %llu\n", in->rules[i].dead_verdicts);
+	}
+}
+
 static void verdicts(FILE *f, const struct engine_stats *st)
 {
 	family(f, "kaprobe_verdicts_total", "counter", "Verdicts given, by kind.");
@@ -176,6 +191,7 @@ void metrics_render(FILE *f, const struct metrics_input *in)
 	counter(f, "kaprobe_probes_sent_total", "Keepalive probes sent.", st->probes_sent);
 	counter(f, "kaprobe_replies_total", "Segments that answered a probe.", st->replies);
 	verdicts(f, st);
+	rule_dead(f, in);
 	stalls(f, in);
 	busy(f, in);
 	rtt_histogram(f, in);

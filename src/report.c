@@ -262,6 +262,7 @@ static void metrics_begin(struct report *r)
 	for (i = 0; i < j->nrules; i++) {
 		j->rules[i].name = cfg->rules[i].name;
 		engine_rule_counts(r->e, i, j->rules[i].by_state);
+		j->rules[i].dead_verdicts = engine_rule_dead(r->e, i);
 	}
 	j->active = true;
 }

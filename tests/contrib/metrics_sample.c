@@ -11,7 +11,7 @@ int main(void)
 	    0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0,
 	};
 	struct engine_stats st = {0};
-	struct metrics_rule rule = {"sample", {1, 0, 0, 0}};
+	struct metrics_rule rule = {"sample", {1, 0, 0, 0}, 0};
 	struct metrics_input in = {
 	    .st = &st,
 	    .rtt_bounds = bounds,

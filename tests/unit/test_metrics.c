@@ -40,7 +40,7 @@ static void has_line(const char *text, const char *line)
 static void test_counters_and_gauges(void **state)
 {
 	struct engine_stats st = {0};
-	struct metrics_rule rules[2] = {{"pg", {3, 1, 2, 0}}, {"web", {0}}};
+	struct metrics_rule rules[2] = {{"pg", {3, 1, 2, 0}, 4}, {"web", {0}, 0}};
 	struct metrics_input in = {&st, bounds, 7, rules, 2, 0.0123, 1000000, 2, 3, 5};
 	char *s;
 
@@ -62,6 +62,8 @@ static void test_counters_and_gauges(void **state)
 	has_line(s, "kaprobe_stalls_total{kind=\"zero-window\"} 8");
 	has_line(s, "# TYPE kaprobe_stalled_connections gauge");
 	has_line(s, "kaprobe_stalled_connections 2");
+	has_line(s, "kaprobe_rule_dead_verdicts_total{rule=\"pg\"} 4");
+	has_line(s, "kaprobe_rule_dead_verdicts_total{rule=\"web\"} 0");
 	has_line(s, "# TYPE kaprobe_busy_connections gauge");
 	has_line(s, "kaprobe_busy_connections 3");
 	has_line(s, "kaprobe_busy_left_out_total 0");
@@ -125,7 +127,7 @@ static void test_histogram_is_cumulative(void **state)
 static void test_label_values_are_escaped(void **state)
 {
 	struct engine_stats st = {0};
-	struct metrics_rule rules[1] = {{"a\"b\\c\nd", {0}}};
+	struct metrics_rule rules[1] = {{"a\"b\\c\nd", {0}, 0}};
 	struct metrics_input in = {&st, bounds, 0, rules, 1, 0.0, 0, 0, 0, 0};
 	char *s;
 
