@@ -14,10 +14,10 @@
 
 /* Per-rule keepalive settings. */
 struct fsm_params {
-	double idle;     /* s without a segment from the peer before the first probe */
-	double interval; /* s between probes */
-	int probes;      /* unanswered probes before dead */
-	int probe_bytes; /* 1: one 0x00 byte; 0: none */
+	double idle;          /* s without a segment from the peer before the first probe */
+	double interval;      /* s between probes */
+	int probes;           /* unanswered probes before dead */
+	int probe_bytes;      /* 1: one 0x00 byte; 0: none */
 	double stall_timeout; /* s without progress on data in flight (or an open window) before
 	                         a stall verdict; 0: off */
 	/* observe-only: tell when a probe would go out (FSM_EV_IDLE, once per silence of the
@@ -102,18 +102,18 @@ struct fsm_conn {
 	                      that end proves it real, and its time becomes last_rx */
 	float pend_dt;     /* when it came, s after last_rx */
 	uint16_t our_window;
-	uint8_t known;      /* FSM_K_* */
-	uint8_t ts_on;      /* our last segment carried a timestamp */
-	uint8_t state;      /* enum fsm_state */
-	uint8_t probes_out; /* probes sent this round */
-	uint8_t round;      /* FSM_R_* of the current probe round */
-	uint8_t learn;      /* enum fsm_learn */
-	double last_rx;     /* time of the last segment from the peer (or first sight) */
-	double last_probe;  /* time the last probe was sent */
-	double round_at;    /* when this probe round (or learning) began: a capture blind
-	                       after it may have hidden the answer */
-	double timer_at;    /* when the keepalive timer fires; 0 = never (see fsm_wake_at) */
-	double stall_since; /* start of the stall clock (enum fsm_stall; stall_timeout > 0) */
+	uint8_t known;        /* FSM_K_* */
+	uint8_t ts_on;        /* our last segment carried a timestamp */
+	uint8_t state;        /* enum fsm_state */
+	uint8_t probes_out;   /* probes sent this round */
+	uint8_t round;        /* FSM_R_* of the current probe round */
+	uint8_t learn;        /* enum fsm_learn */
+	double last_rx;       /* time of the last segment from the peer (or first sight) */
+	double last_probe;    /* time the last probe was sent */
+	double round_at;      /* when this probe round (or learning) began: a capture blind
+	                         after it may have hidden the answer */
+	double timer_at;      /* when the keepalive timer fires; 0 = never (see fsm_wake_at) */
+	double stall_since;   /* start of the stall clock (enum fsm_stall; stall_timeout > 0) */
 	uint16_t retransmits; /* our retransmissions seen since stall_since */
 	uint8_t stall;        /* enum fsm_stall */
 	uint8_t stall_bits;   /* FSM_SB_* */
@@ -164,14 +164,14 @@ struct fsm_event {
 	uint8_t type;   /* enum fsm_event_type */
 	uint8_t probes; /* probes out when the event happened */
 	uint8_t icmp_type, icmp_code;
-	uint8_t notable;     /* FSM_EV_ALIVE after a missed probe, a dead verdict or an
-	                        uncertain round: a change worth logging */
-	int send_errno;      /* FSM_EV_UNREACHABLE from a local send error; 0 for ICMP */
-	double idle;         /* s since the last segment from the peer */
-	double since;        /* stalls: s since the stall clock started */
-	uint32_t unacked;    /* stalled dead verdict: bytes in flight */
+	uint8_t notable;      /* FSM_EV_ALIVE after a missed probe, a dead verdict or an
+	                         uncertain round: a change worth logging */
+	int send_errno;       /* FSM_EV_UNREACHABLE from a local send error; 0 for ICMP */
+	double idle;          /* s since the last segment from the peer */
+	double since;         /* stalls: s since the stall clock started */
+	uint32_t unacked;     /* stalled dead verdict: bytes in flight */
 	uint16_t retransmits; /* stalled dead verdict: our retransmissions seen */
-	double rtt;          /* s from the last probe to the reply */
+	double rtt;           /* s from the last probe to the reply */
 	const char *reason;  /* "no-reply", "unreachable", "stalled", "zero-window", "fin", "rst" */
 	const uint8_t *from; /* ICMP sender (points into the caller's packet) */
 };
@@ -225,9 +225,8 @@ void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, do
  * capture has not taught (discovered with data in flight, a silent peer) gets its
  * retransmission stall from here: dead reason=stalled when silent >= stall_timeout. With
  * its numbers known, the capture decides and this does nothing. */
-void fsm_on_kernel_stall(struct fsm_conn *c, const struct fsm_params *p, double now,
-                         double silent, uint32_t unacked, uint16_t retransmits,
-                         struct fsm_out *out);
+void fsm_on_kernel_stall(struct fsm_conn *c, const struct fsm_params *p, double now, double silent,
+                         uint32_t unacked, uint16_t retransmits, struct fsm_out *out);
 
 /* When the machine wants its next fsm_on_timer call: its keepalive timer, or the stall
  * deadline (stall_since + stall_timeout) when sooner; 0 = never. */

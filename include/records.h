@@ -19,14 +19,14 @@ struct engine_stats {
 	unsigned long long tracked, probes_sent, send_errors, replies;
 	unsigned long long alive, dead, reset, unreachable, closed, table_full;
 	unsigned long long discovered, gone, kernel_keepalive, learn_asked, learn_blocked;
-	unsigned long long uncertain;       /* rounds that gave no verdict: the capture was blind */
-	unsigned long long stall_retransmit;  /* dead verdicts from a retransmission stall */
-	unsigned long long busy_left_out;     /* times a busy connection left the capture */
-	unsigned long long busy_queries;      /* sock_diag queries of busy connections */
-	unsigned long long stall_zero_window; /* zero-window stalls told (event=stalled) */
-	unsigned long long unstalled;         /* ... and ended (event=unstalled) */
-	unsigned long long learn_retries;   /* learning asked again: the capture was blind */
-	unsigned long long capture_reopens; /* captures reopened after failing at run time */
+	unsigned long long uncertain; /* rounds that gave no verdict: the capture was blind */
+	unsigned long long stall_retransmit;    /* dead verdicts from a retransmission stall */
+	unsigned long long busy_left_out;       /* times a busy connection left the capture */
+	unsigned long long busy_queries;        /* sock_diag queries of busy connections */
+	unsigned long long stall_zero_window;   /* zero-window stalls told (event=stalled) */
+	unsigned long long unstalled;           /* ... and ended (event=unstalled) */
+	unsigned long long learn_retries;       /* learning asked again: the capture was blind */
+	unsigned long long capture_reopens;     /* captures reopened after failing at run time */
 	unsigned long long unconfirmed_dropped; /* records seen only from our side, dropped
 	                                           unconfirmed (a SYN flood shows here) */
 	double probe_late_max; /* s: the longest a probe waited for the pacer (since start) */

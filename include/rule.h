@@ -39,7 +39,7 @@ struct rule {
 	struct fsm_params params;
 	struct rule_actions on_dead, on_reset;
 	struct rule_actions on_stall; /* default: [global] on_stall, else this rule's on_dead */
-	int line; /* line of the section header */
+	int line;                     /* line of the section header */
 };
 
 /* Parses a pattern. Returns 0, or -1 with *err set to a static message. */

@@ -89,8 +89,8 @@ static void on_sock(void *arg, const struct diag_sock *s)
 	engine_discovered(d->engine, &s->key, diag_idle(s), quiet, s->timer == DIAG_TIMER_KEEPALIVE,
 	                  d->dt.at);
 	if (silent >= 0)
-		engine_kernel_stall(d->engine, &s->key, silent, s->wqueue,
-		                    (uint16_t)s->retransmits, d->dt.at);
+		engine_kernel_stall(d->engine, &s->key, silent, s->wqueue, (uint16_t)s->retransmits,
+		                    d->dt.at);
 }
 
 static void log_run(struct discover *d)

@@ -531,9 +531,8 @@ static double stall_due(const struct fsm_conn *c, const struct fsm_params *p)
 	return c->stall_since + p->stall_timeout;
 }
 
-void fsm_on_kernel_stall(struct fsm_conn *c, const struct fsm_params *p, double now,
-                         double silent, uint32_t unacked, uint16_t retransmits,
-                         struct fsm_out *out)
+void fsm_on_kernel_stall(struct fsm_conn *c, const struct fsm_params *p, double now, double silent,
+                         uint32_t unacked, uint16_t retransmits, struct fsm_out *out)
 {
 	const uint8_t both = FSM_K_SND_UNA | FSM_K_SND_NXT;
 	struct fsm_event *ev;

@@ -116,8 +116,9 @@ static void check_out(const struct fsm_conn *pre, const struct fsm_conn *c,
 			fail_if(p->observe); /* observe-only judges nothing */
 			if (out->ev[i].reason && strcmp(out->ev[i].reason, "stalled") == 0) {
 				/* a retransmission stall: our data in flight, heard whole */
-				fail_if(op != 2 || p->stall_timeout <= 0 || blind >= pre->stall_since ||
-				        pre->stall != FSM_STALL_RTX || pre->snd_una == pre->snd_nxt);
+				fail_if(op != 2 || p->stall_timeout <= 0 ||
+				        blind >= pre->stall_since || pre->stall != FSM_STALL_RTX ||
+				        pre->snd_una == pre->snd_nxt);
 				break;
 			}
 			fail_if(op != 2 || pre->probes_out < p->probes || blind >= pre->round_at);

@@ -1310,7 +1310,6 @@ static void test_paced_late_probe_not_doubled(void **state)
 	assert_true(w.out.ev[1].type == FSM_EV_ALIVE && !w.out.ev[1].notable);
 }
 
-
 /* ---- stalls: stall_timeout ------------------------------------------------------ */
 
 static const struct fsm_params sparams = {
@@ -1552,7 +1551,6 @@ static void test_stall_idle_unchanged_and_spoof_ignored(void **state)
 	s_run(&w, last + 3.0, FSM_NEVER_BLIND);
 	assert_int_equal(w.events[FSM_EV_DEAD], 1);
 }
-
 
 /* A discovered connection with data in flight and a silent peer: its numbers are unknown,
  * so the kernel's tcp_info decides its stall; once the capture knows them, it decides. */
