@@ -216,11 +216,40 @@ const struct rule *rule_match(const struct rule *rules, size_t n, const struct a
 	for (size_t i = 0; i < n; i++) {
 		const struct rule *r = &rules[i];
 
-		if (rule_pattern_match(&r->local, t->family, t->local, t->lport) &&
+		if (r->mode == RULE_MODE_LOCAL &&
+		    rule_pattern_match(&r->local, t->family, t->local, t->lport) &&
 		    rule_pattern_match(&r->remote, t->family, t->remote, t->rport))
 			return r;
 	}
 	return NULL;
+}
+
+/* t.local as the client and t.remote as the server (way true), or the other way round. */
+static bool gateway_way(const struct rule *r, const struct addr_tuple *t, bool local_is_client)
+{
+	if (local_is_client)
+		return rule_pattern_match(&r->client, t->family, t->local, t->lport) &&
+		       rule_pattern_match(&r->server, t->family, t->remote, t->rport);
+	return rule_pattern_match(&r->client, t->family, t->remote, t->rport) &&
+	       rule_pattern_match(&r->server, t->family, t->local, t->lport);
+}
+
+const struct rule *rule_match_gateway(const struct rule *rules, size_t n,
+                                      const struct addr_tuple *t)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct rule *r = &rules[i];
+
+		if (r->mode == RULE_MODE_GATEWAY &&
+		    (gateway_way(r, t, true) || gateway_way(r, t, false)))
+			return r;
+	}
+	return NULL;
+}
+
+bool rule_gateway_probes_client(const struct rule *r, const struct addr_tuple *t)
+{
+	return !gateway_way(r, t, true);
 }
 
 /* A bounded string builder: overflow is sticky and reported at the end. */
@@ -338,12 +367,14 @@ static void sb_exclude_way(struct sbuf *sb, int family, const uint8_t *src, uint
 	addr_format_ip(family, src, s, sizeof(s));
 	addr_format_ip(family, dst, d, sizeof(d));
 	if (family == AF_INET)
-		sb_add(sb, "(ip src %s and ip dst %s and tcp src port %u and tcp dst port %u and "
-		           "tcp[13] & 7 == 0)",
+		sb_add(sb,
+		       "(ip src %s and ip dst %s and tcp src port %u and tcp dst port %u and "
+		       "tcp[13] & 7 == 0)",
 		       s, d, sport, dport);
 	else
-		sb_add(sb, "(ip6 src %s and ip6 dst %s and ip6[6] == 6 and tcp src port %u and "
-		           "tcp dst port %u and ip6[53] & 7 == 0)",
+		sb_add(sb,
+		       "(ip6 src %s and ip6 dst %s and ip6[6] == 6 and tcp src port %u and "
+		       "tcp dst port %u and ip6[53] & 7 == 0)",
 		       s, d, sport, dport);
 }
 
