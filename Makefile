@@ -37,14 +37,14 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
 CORE    := addr codec fsm rule config conntab logline state metrics statusview nlwalk actmsg \
-           timerheap
+           timerheap gateway
 EDGE    := log capture sender engine atomicfile report action diag ifaddr discover loopstall
 SERVICE := priv notify
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) main))
 
 # Each unit test links only the module it tests (and the pure modules that module uses).
 UNIT_TESTS        := addr codec fsm rule config conntab log notify state metrics statusview \
-                     atomicfile actmsg diag ifaddr learn sender timerheap observe
+                     atomicfile actmsg diag ifaddr learn sender timerheap observe gateway
 UNIT_DEPS_timerheap := timerheap
 UNIT_DEPS_addr    := addr
 UNIT_DEPS_codec   := codec
@@ -64,6 +64,7 @@ UNIT_DEPS_ifaddr  := ifaddr nlwalk addr
 UNIT_DEPS_learn   := fsm codec
 UNIT_DEPS_observe := fsm
 UNIT_DEPS_sender  := sender codec addr
+UNIT_DEPS_gateway := gateway rule addr logline
 UNIT_LIBS_learn   := $(PCAP_LIBS)
 UNIT_LIBS_sender  := $(NET_LIBS)
 UNIT_LIBS_codec   := $(PCAP_LIBS)

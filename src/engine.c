@@ -18,6 +18,7 @@
 #include "conntab.h"
 #include "engine.h"
 #include "fsm.h"
+#include "gateway.h"
 #include "log.h"
 #include "rule.h"
 #include "timerheap.h"
@@ -36,6 +37,7 @@ enum {
 	CONN_F_STALL_DEAD = 1 << 9,  /* its last verdict is dead from a retransmission stall */
 	CONN_F_BUSY = 1 << 10,       /* left out of the capture while busy (e->busy) */
 	CONN_F_NOBUSY = 1 << 11,     /* never left out: the kernel has no socket for it */
+	CONN_F_GATEWAY = 1 << 12,    /* one end of a forwarded connection (a gateway rule's) */
 };
 
 /* Records seen only from our side (our SYN-ACK to a SYN that may be spoofed, our first
@@ -113,6 +115,7 @@ struct engine {
 	struct conn *busy[ENGINE_BUSY_MAX];
 	size_t nbusy;
 	size_t max_conns; /* confirmed records at most (max_connections) */
+	bool gateway;     /* the config has a gateway rule: forwarded segments are followed */
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -129,6 +132,7 @@ static bool busy_segment(struct engine *e, struct conn *c, const struct codec_tc
 static void busy_count(struct engine *e, struct conn *c, double now);
 static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static bool has_gateway_rule(const struct config *cfg);
 
 static double mono_now(void)
 {
@@ -219,6 +223,7 @@ struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
 	e->cfg = cfg;
 	e->local = local;
 	e->sender = sender;
+	e->gateway = has_gateway_rule(cfg);
 	e->pace.rate = (double)cfg->max_probe_rate;
 	e->st.probe_rate = e->pace.rate;
 	ev_timer_init(&e->pace.t, on_pace, 0.0, 0.0);
@@ -274,6 +279,10 @@ static void line_start_rule(struct log_line *l, const char *event, const struct 
 	char ep[ADDR_ENDPOINT_STRLEN];
 
 	log_line_begin(l, event);
+	if (r->mode == RULE_MODE_GATEWAY) {
+		gateway_line_fields(l, r, k); /* client=, server=, side= */
+		return;
+	}
 	log_line_str(l, "rule", r->name);
 	log_line_str(l, "local",
 	             addr_format_endpoint(k->family, k->local, k->lport, ep, sizeof(ep)));
@@ -1023,14 +1032,17 @@ static void refuse(struct engine *e, const struct rule *r, const struct addr_tup
 /* How a new record starts: from traffic, or from the kernel's socket list. */
 struct track_how {
 	bool discovered, quiet;
-	double idle; /* s since the kernel last received a segment */
+	double idle;    /* s since the kernel last received a segment */
+	bool forwarded; /* one end of a forwarded connection (gateway rules) */
 };
 
 /* A new connection: matched against the rules, tracked, its timer armed. */
 static struct conn *track(struct engine *e, const struct addr_tuple *key, double now,
                           const struct track_how *how)
 {
-	const struct rule *r = rule_match(e->cfg->rules, e->cfg->nrules, key);
+	const struct rule *r = how->forwarded
+	                           ? rule_match_gateway(e->cfg->rules, e->cfg->nrules, key)
+	                           : rule_match(e->cfg->rules, e->cfg->nrules, key);
 	struct unconf_entry *u;
 	struct conn *c;
 
@@ -1052,6 +1064,8 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 	e->st.tracked++;
 	c->rule = (uint16_t)(r - e->cfg->rules);
 	c->flags = e->gen | (how->discovered ? CONN_F_DISCOVERED : 0);
+	if (how->forwarded)
+		c->flags |= CONN_F_GATEWAY | CONN_F_NOBUSY; /* no socket here to ask about */
 	if (how->discovered)
 		fsm_init_discovered(&c->fsm, now, how->idle, how->quiet, &r->params);
 	else
@@ -1066,8 +1080,10 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 	return c;
 }
 
-/* Hands a segment to its connection (tracking it when new); returns the fsm's ignore reason. */
-static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_peer, double now)
+/* Hands a segment to its connection (tracking it when new; fwd: one end of a forwarded
+ * connection, under the gateway rules); returns the fsm's ignore reason. */
+static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_peer, bool fwd,
+                      double now)
 {
 	struct addr_tuple key;
 	struct fsm_out out;
@@ -1089,7 +1105,7 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 		if (from_peer || (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN)) ||
 		    !(seg->flags & (CODEC_TH_ACK | CODEC_TH_SYN)))
 			return FSM_IGN_NONE;
-		c = track(e, &key, now, &(struct track_how){false, false, 0});
+		c = track(e, &key, now, &(struct track_how){false, false, 0, fwd});
 		if (!c)
 			return FSM_IGN_NONE;
 	}
@@ -1102,6 +1118,28 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 	if (out.ignored == FSM_IGN_NONE && c->in_use && c->fsm.state == FSM_WATCH)
 		busy_count(e, c, now);
 	return out.ignored;
+}
+
+/* ---- gateway mode: connections this host forwards (gateway.h) ------------------- */
+
+static bool has_gateway_rule(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nrules; i++) {
+		if (cfg->rules[i].mode == RULE_MODE_GATEWAY)
+			return true;
+	}
+	return false;
+}
+
+/* A forwarded segment, as it left: the sender's end speaks for itself in the record that
+ * probes the other end (ours there), and is the peer in the record that probes it. Our own
+ * probe, sent in one end's name, is no sign of life of that end. */
+static void on_forwarded(struct engine *e, const struct codec_tcp *seg, double now)
+{
+	e->st.forwarded++;
+	if (on_segment(e, seg, false, true, now) == FSM_IGN_OWN_PROBE)
+		return;
+	on_segment(e, seg, true, true, now);
 }
 
 /* Which way a segment goes: from this host (ours), to it (the peer's), or both on loopback.
@@ -1121,14 +1159,18 @@ static void on_tcp(struct engine *e, const struct codec_tcp *seg, int lo, double
 		dst_local = false;
 	else if (seg->pkttype != CODEC_PKT_UNKNOWN)
 		src_local = src_local && dst_local && lo != 0; /* arrived: ours only on loopback */
+	if (e->gateway && gateway_forwarded(seg->pkttype, src_local, dst_local)) {
+		on_forwarded(e, seg, now);
+		return;
+	}
 	if (!src_local && !dst_local) {
 		e->st.not_local++;
 		return;
 	}
-	if (src_local && on_segment(e, seg, false, now) == FSM_IGN_OWN_PROBE)
+	if (src_local && on_segment(e, seg, false, false, now) == FSM_IGN_OWN_PROBE)
 		return; /* our probe over loopback is no sign of life for the other end */
 	if (dst_local)
-		on_segment(e, seg, true, now);
+		on_segment(e, seg, true, false, now);
 }
 
 static void on_icmp(struct engine *e, const struct codec_icmp *icmp, double now)
@@ -1297,7 +1339,9 @@ static void reload_one(struct conn *c, void *arg)
 {
 	struct reload_ctx *rc = arg;
 	struct engine *e = rc->e;
-	const struct rule *r = rule_match(e->cfg->rules, e->cfg->nrules, &c->key);
+	const struct rule *r = (c->flags & CONN_F_GATEWAY)
+	                           ? rule_match_gateway(e->cfg->rules, e->cfg->nrules, &c->key)
+	                           : rule_match(e->cfg->rules, e->cfg->nrules, &c->key);
 	const struct rule *was = &rc->old->rules[c->rule];
 	struct log_line l;
 	double due;
@@ -1330,6 +1374,7 @@ size_t engine_reload(struct engine *e, const struct config *cfg, const struct co
 	struct reload_ctx rc = {e, old, 0};
 
 	e->cfg = cfg;
+	e->gateway = has_gateway_rule(cfg);
 	memset(e->limit_told, 0, sizeof(e->limit_told)); /* rule indexes changed */
 	memset(e->by_state, 0, sizeof(e->by_state));
 	if (counts_resize(e, cfg->nrules) < 0)
@@ -1542,7 +1587,7 @@ void engine_discovered(struct engine *e, const struct addr_tuple *key, double id
                        bool keepalive, double now)
 {
 	struct conn *c = conntab_find(e->tab, key);
-	struct track_how how = {true, quiet, idle};
+	struct track_how how = {true, quiet, idle, false};
 	bool skip = keepalive && e->cfg->skip_kernel_keepalive;
 
 	if (!c) {

@@ -367,14 +367,12 @@ static void sb_exclude_way(struct sbuf *sb, int family, const uint8_t *src, uint
 	addr_format_ip(family, src, s, sizeof(s));
 	addr_format_ip(family, dst, d, sizeof(d));
 	if (family == AF_INET)
-		sb_add(sb,
-		       "(ip src %s and ip dst %s and tcp src port %u and tcp dst port %u and "
-		       "tcp[13] & 7 == 0)",
+		sb_add(sb, "(ip src %s and ip dst %s and tcp src port %u and tcp dst port %u and "
+		           "tcp[13] & 7 == 0)",
 		       s, d, sport, dport);
 	else
-		sb_add(sb,
-		       "(ip6 src %s and ip6 dst %s and ip6[6] == 6 and tcp src port %u and "
-		       "tcp dst port %u and ip6[53] & 7 == 0)",
+		sb_add(sb, "(ip6 src %s and ip6 dst %s and ip6[6] == 6 and tcp src port %u and "
+		           "tcp dst port %u and ip6[53] & 7 == 0)",
 		       s, d, sport, dport);
 }
 

@@ -767,8 +767,7 @@ static void test_scale_keys(void **state)
 	assert_int_equal(cfg.max_probe_rate, CONFIG_PROBE_RATE_DEFAULT);
 	assert_int_equal(cfg.capture_buffer, CONFIG_CAPTURE_BUFFER_DEFAULT);
 	assert_false(cfg.log_alive_every);
-	parse_good(
-	    "[global]\nmax_probe_rate = 2000\ncapture_buffer = 64k\nlog_alive = every\n" RULE);
+	parse_good("[global]\nmax_probe_rate = 2000\ncapture_buffer = 64k\nlog_alive = every\n" RULE);
 	assert_int_equal(cfg.max_probe_rate, 2000);
 	assert_int_equal(cfg.capture_buffer, 65536);
 	assert_true(cfg.log_alive_every);

@@ -1,0 +1,33 @@
+/* gateway.h: connections this host forwards (rules with mode = gateway): which captured
+ * segments belong to them, and how their records are named in the status log (pure).
+ *
+ * A forwarded connection between a client and a server is two records of the engine's
+ * table, with swapped keys: the record (local = client, remote = server) probes the server
+ * in the client's name, the record (local = server, remote = client) probes the client in
+ * the server's name. Each forwarded segment is "ours" for one and "the peer's" for the
+ * other, so the state machine (fsm.c) learns and judges each end exactly as it does a
+ * connection of this host (ARCHITECTURE.md, "Gateway mode"). */
+#ifndef KAPROBE_GATEWAY_H
+#define KAPROBE_GATEWAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "logline.h"
+#include "rule.h"
+
+/* True when a captured segment is a forwarded one as it left this host: neither address is
+ * local and the capture saw it going out (pkttype CODEC_PKT_OUTGOING). Only that copy counts
+ * (the kernel forwarded it, past the router's own firewall and conntrack); the copy that
+ * arrived on the other interface is ignored, so each segment is seen once. */
+bool gateway_forwarded(uint8_t pkttype, bool src_local, bool dst_local);
+
+/* "client" or "server": the end record k of gateway rule r probes (its key's remote). */
+const char *gateway_side(const struct rule *r, const struct addr_tuple *k);
+
+/* Appends the fields that name a gateway record, after ts and event: rule, client, server
+ * (as the capture saw them on the way out), side (the end this record probes and judges). */
+void gateway_line_fields(struct log_line *l, const struct rule *r, const struct addr_tuple *k);
+
+#endif

@@ -1,0 +1,28 @@
+/* gateway.c: connections this host forwards (mode = gateway): which captured segments are
+ * theirs, and the fields that name their records in the status log (pure, no I/O). */
+#include "gateway.h"
+
+#include "codec.h"
+
+bool gateway_forwarded(uint8_t pkttype, bool src_local, bool dst_local)
+{
+	return pkttype == CODEC_PKT_OUTGOING && !src_local && !dst_local;
+}
+
+const char *gateway_side(const struct rule *r, const struct addr_tuple *k)
+{
+	return rule_gateway_probes_client(r, k) ? "client" : "server";
+}
+
+void gateway_line_fields(struct log_line *l, const struct rule *r, const struct addr_tuple *k)
+{
+	char lo[ADDR_ENDPOINT_STRLEN], re[ADDR_ENDPOINT_STRLEN];
+	bool to_client = rule_gateway_probes_client(r, k);
+
+	addr_format_endpoint(k->family, k->local, k->lport, lo, sizeof(lo));
+	addr_format_endpoint(k->family, k->remote, k->rport, re, sizeof(re));
+	log_line_str(l, "rule", r->name);
+	log_line_str(l, "client", to_client ? re : lo);
+	log_line_str(l, "server", to_client ? lo : re);
+	log_line_str(l, "side", to_client ? "client" : "server");
+}

@@ -1,0 +1,173 @@
+"""Gateway mode (issue 11): kaprobed on a router probes both ends of the connections it
+forwards, each in the other end's name.
+
+Three namespaces (netns.routed, connect of test_cases): the server program in "local"
+(192.0.2.1 / 2001:db8:1::1) - the router (kaprobed, forwarding) - the client program in "peer"
+(198.51.100.2 / 2001:db8:2::2). An nft counter in each end's namespace counts
+the 1-byte TCP segments that arrive from the other end's address (the probes: the programs
+only ever send 100 bytes or more), before any drop.
+"""
+
+import re
+
+from netns import check, conf_text, endpoint, routed, run
+from test_cases import (DEAD_AFTER, IDLE, INTERVAL, PROBES, connect, fmt_events,
+                        nft_drop_all)
+
+PORT = 5432
+GW_FIELDS = ["ts", "event", "rule", "client", "server", "side"]
+
+
+def gw_rule():
+    return ("gw", {"mode": "gateway", "client": "*", "server": "*:%d" % PORT,
+                   "idle": "%gs" % IDLE, "interval": "%dms" % (INTERVAL * 1000),
+                   "probes": PROBES})
+
+
+def count_probes(ctx, ns, fam, src):
+    """In ns: counts the 1-byte TCP segments from src (IPv4 total length 41 or 53 with
+    timestamps; IPv6 payload length 21 or 33), ahead of any drop."""
+    if fam == 4:
+        rule = "add rule inet kptcnt in_c ip saddr %s ip length { 41, 53 } counter" % src
+    else:
+        rule = "add rule inet kptcnt in_c ip6 saddr %s ip6 length { 21, 33 } counter" % src
+    ctx.topo.nft(ns, "\n".join([
+        "add table inet kptcnt",
+        "add chain inet kptcnt in_c { type filter hook input priority -20; policy accept; }",
+        "add rule inet kptcnt in_c meta l4proto != tcp accept",
+        rule,
+        ""]))
+
+
+def probes_seen(ns):
+    out = run(["nft", "list", "chain", "inet", "kptcnt", "in_c"], ns=ns).stdout
+    m = re.search(r"counter packets (\d+)", out)
+    return int(m.group(1)) if m else 0
+
+
+class Flow:
+    """The forwarded connection: server program in "local", client program in "peer"."""
+
+    def __init__(self, c):
+        self.c = c
+        self.client, self.server = c.remote, c.local  # as connect() names them
+
+    def events(self, log, side=None):
+        log.poll()
+        return [e for e in log.events if e.get("client") == self.client
+                and e.get("server") == self.server and (side is None or e.get("side") == side)]
+
+    def wait(self, log, side, event, timeout, after=None):
+        def pred(e):
+            return (e.get("client") == self.client and e.get("server") == self.server
+                    and e.get("side") == side and e.get("event") == event)
+        return log.wait(pred, timeout, "event=%s side=%s" % (event, side), log.alive, after)
+
+
+def lines_shaped(log):
+    bad = [e.raw for e in log.events if "client" in e and list(e.keys())[:6] != GW_FIELDS]
+    check(not bad, "gateway lines not starting with %s:\n%s" % (", ".join(GW_FIELDS),
+                                                               "\n".join(bad)))
+    errs = log.errors()
+    check(not errs, "status log has level=error lines:\n%s" % "\n".join(e.raw for e in errs))
+
+
+def setup(ctx, fam):
+    net = routed(ctx.topo)
+    a = net[fam]
+    count_probes(ctx, net["local"], fam, a["peer"])
+    count_probes(ctx, net["peer"], fam, a["local"])
+    kap = None
+    if not ctx.netcheck:
+        kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"],
+                                          conf_text("{log}", [gw_rule()]))
+    return net, kap
+
+
+def gw_alive(ctx, fam):
+    net, kap = setup(ctx, fam)
+    f = Flow(connect(ctx, net, fam, PORT))
+    c = f.c
+    t_last = c.exchange()
+    if ctx.netcheck:
+        c.exchange(3000, 5000)
+        s, k = c.srv.stats(), c.cli.stats()
+        check(s["bad"] == "0" and k["bad"] == "0" and int(s["rx"]) == c.cli.tx,
+              "byte counts wrong: %s / %s" % (s["line"], k["line"]))
+        return "data crosses the router both ways"
+    log = kap.log
+    rounds = {}
+    for side in ("server", "client"):
+        after, rounds[side] = None, []
+        for _ in range(2):
+            idle = f.wait(log, side, "idle", IDLE + 3, after)
+            alive = f.wait(log, side, "alive", DEAD_AFTER + 2, idle)
+            bad = [e for e in f.events(log, side) if idle.idx < e.idx < alive.idx
+                   and e.get("event") in ("dead", "reset", "unreachable")]
+            check(not bad, "side=%s: verdicts between idle and alive:\n%s" % (
+                side, fmt_events(bad)))
+            rounds[side].append((idle, alive))
+            after = alive
+        gap = rounds[side][0][0].t - t_last
+        check(IDLE * 0.9 <= gap <= IDLE * 1.1 + 0.05,
+              "side=%s: first idle %.3f s after the last segment, expected %.1f s (+-10%%)"
+              % (side, gap, IDLE))
+    # Each end got the probes, from the other end's address.
+    at_cli, at_srv = probes_seen(net["peer"]), probes_seen(net["local"])
+    check(at_cli >= 2 and at_srv >= 2,
+          "1-byte segments from the other end: %d at the client, %d at the server (>= 2 "
+          "each expected)" % (at_cli, at_srv))
+    # No probe byte reached either program, and the connection still works.
+    c.exchange(1000, 2000)
+    s, k = c.srv.stats(), c.cli.stats()
+    check(int(s["rx"]) == c.cli.tx and int(k["rx"]) == c.srv.tx,
+          "bytes received differ from bytes sent: %s / %s" % (s["line"], k["line"]))
+    check(s["bad"] == "0" and k["bad"] == "0" and s["error"] == "none" and k["error"] == "none",
+          "probe bytes delivered, or the connection broke: %s / %s" % (s["line"], k["line"]))
+    bad = [e for e in f.events(log) if e.get("event") not in
+           ("track", "idle", "probe", "reply", "alive")]
+    check(not bad, "unexpected lines:\n%s" % fmt_events(bad))
+    lines_shaped(log)
+    kap.stop_ok()
+    return "2 rounds each side (rtt server %s ms, client %s ms); probes seen at the client %d, " \
+           "at the server %d; bytes exact" % (rounds["server"][0][1]["rtt"],
+                                              rounds["client"][0][1]["rtt"], at_cli, at_srv)
+
+
+def gw_dead(ctx, fam):
+    net, kap = setup(ctx, fam)
+    f = Flow(connect(ctx, net, fam, PORT))
+    c = f.c
+    t_last = c.exchange()
+    nft_drop_all(ctx, net["local"])  # the server's namespace
+    if ctx.netcheck:
+        c.cli.send(10)
+        r = c.srv.wait_rx(c.cli.tx, 1.5, expect_ok=False)
+        check(not r["ok"], "the silenced server still received data: %s" % r["line"])
+        return "nft drop silences the server"
+    log = kap.log
+    d = f.wait(log, "server", "dead", DEAD_AFTER + 3)
+    check(d.get("reason") == "no-reply" and d.get("probes") == str(PROBES),
+          "dead line: %s" % d.raw)
+    took = d.t - t_last
+    check(abs(took - DEAD_AFTER) <= 0.1 * DEAD_AFTER,
+          "dead side=server %.3f s after the last segment, expected %.3f s +-10%%: %s"
+          % (took, DEAD_AFTER, d.raw))
+    # The client still answers in the server's name.
+    f.wait(log, "client", "alive", 3)
+    check(not [e for e in f.events(log, "client") if e.get("event") == "dead"],
+          "the client side was judged dead:\n%s" % fmt_events(f.events(log, "client")))
+    at_srv = probes_seen(net["local"])
+    check(at_srv >= PROBES, "the server got %d probes (>= %d expected)" % (at_srv, PROBES))
+    lines_shaped(log)
+    kap.stop_ok()
+    return "dead side=server %.3f s after the last segment (expected %.1f); client side alive; " \
+           "%d probes reached the server" % (took, DEAD_AFTER, at_srv)
+
+
+CASES = [
+    ("gateway_alive", lambda ctx: gw_alive(ctx, 4)),
+    ("gateway_dead", lambda ctx: gw_dead(ctx, 4)),
+    ("gateway_alive6", lambda ctx: gw_alive(ctx, 6)),
+    ("gateway_dead6", lambda ctx: gw_dead(ctx, 6)),
+]

@@ -1,0 +1,90 @@
+/* test_gateway.c: unit tests of gateway.c (forwarded segments, the fields of a line). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "codec.h"
+#include "gateway.h"
+
+static void test_forwarded(void **state)
+{
+	(void)state;
+	assert_true(gateway_forwarded(CODEC_PKT_OUTGOING, false, false));
+	/* the copy that arrived (each forwarded segment is seen twice on "any") */
+	assert_false(gateway_forwarded(CODEC_PKT_HOST, false, false));
+	/* direction unknown: not trusted as forwarded */
+	assert_false(gateway_forwarded(CODEC_PKT_UNKNOWN, false, false));
+	/* this host's own connections */
+	assert_false(gateway_forwarded(CODEC_PKT_OUTGOING, true, false));
+	assert_false(gateway_forwarded(CODEC_PKT_OUTGOING, false, true));
+}
+
+static struct rule gw_rule(const char *client, const char *server)
+{
+	struct rule r;
+
+	memset(&r, 0, sizeof(r));
+	strcpy(r.name, "gw");
+	r.mode = RULE_MODE_GATEWAY;
+	assert_int_equal(rule_pattern_parse(client, &r.client, NULL), 0);
+	assert_int_equal(rule_pattern_parse(server, &r.server, NULL), 0);
+	return r;
+}
+
+static struct addr_tuple key(int fam, const char *l, uint16_t lp, const char *rm, uint16_t rp)
+{
+	uint8_t a[16], b[16];
+	struct addr_tuple t;
+
+	assert_int_equal(inet_pton(fam, l, a), 1);
+	assert_int_equal(inet_pton(fam, rm, b), 1);
+	addr_tuple_make(&t, fam, a, lp, b, rp);
+	return t;
+}
+
+static void expect_line(const struct rule *r, const struct addr_tuple *k, const char *want)
+{
+	struct log_line l;
+	char out[LOG_LINE_OUT];
+
+	log_line_reset(&l);
+	gateway_line_fields(&l, r, k);
+	log_line_render(&l, LOG_LINE_LOGFMT, out, sizeof(out));
+	assert_string_equal(out, want);
+}
+
+static void test_line_fields(void **state)
+{
+	struct rule r = gw_rule("192.0.2.0/24", "*:5432");
+	struct addr_tuple to_srv = key(AF_INET, "192.0.2.1", 40000, "198.51.100.2", 5432);
+	struct addr_tuple to_cli = key(AF_INET, "198.51.100.2", 5432, "192.0.2.1", 40000);
+	struct rule r6 = gw_rule("*", "*:443");
+	struct addr_tuple k6 = key(AF_INET6, "2001:db8:2::2", 443, "2001:db8:1::1", 50000);
+
+	(void)state;
+	expect_line(&r, &to_srv,
+	            "rule=gw client=192.0.2.1:40000 server=198.51.100.2:5432 side=server\n");
+	expect_line(&r, &to_cli,
+	            "rule=gw client=192.0.2.1:40000 server=198.51.100.2:5432 side=client\n");
+	assert_string_equal(gateway_side(&r, &to_srv), "server");
+	assert_string_equal(gateway_side(&r, &to_cli), "client");
+	expect_line(
+	    &r6, &k6,
+	    "rule=gw client=[2001:db8:1::1]:50000 server=[2001:db8:2::2]:443 side=client\n");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_forwarded),
+	    cmocka_unit_test(test_line_fields),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
