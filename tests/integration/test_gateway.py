@@ -11,8 +11,8 @@ only ever send 100 bytes or more), before any drop.
 import re
 
 from netns import check, conf_text, endpoint, routed, run
-from test_cases import (DEAD_AFTER, IDLE, INTERVAL, PROBES, connect, fmt_events,
-                        nft_drop_all)
+from test_cases import (CT_TIMEOUT, DEAD_AFTER, IDLE, INTERVAL, MB_IDLE, MB_WAIT, PROBES,
+                        connect, firewall, fmt_events, idle_until, nft_drop_all)
 
 PORT = 5432
 GW_FIELDS = ["ts", "event", "rule", "client", "server", "side"]
@@ -165,9 +165,60 @@ def gw_dead(ctx, fam):
            "%d probes reached the server" % (took, DEAD_AFTER, at_srv)
 
 
+def ct_entries(router, port=PORT):
+    """The router's conntrack entries of TCP port `port` (/proc/net/nf_conntrack)."""
+    out = run(["cat", "/proc/net/nf_conntrack"], ns=router).stdout
+    return [l for l in out.splitlines() if " tcp " in l and "dport=%d " % port in l]
+
+
+def gw_conntrack(ctx, fam):
+    """The router's firewall forgets a flow idle for CT_TIMEOUT s (its conntrack entry
+    expires; only a SYN may make a new one). The probes kaprobed sends in each end's name,
+    and their answers, keep the entry: data crosses after MB_IDLE s of silence."""
+    net = routed(ctx.topo)
+    firewall(ctx, net["router"])
+    if ctx.netcheck:
+        c = connect(ctx, net, fam, PORT, "-a")
+        t_last = c.exchange()
+        idle_until(t_last + MB_IDLE)
+        c.srv.send(100)
+        r = c.cli.wait_rx(c.srv.tx, MB_WAIT, expect_ok=False)
+        check(not r["ok"], "without kaprobed, data after %.0f s idle crossed the firewall "
+              "(conntrack timeout %d s): %s" % (MB_IDLE, CT_TIMEOUT, r["line"]))
+        return "without probes the entry expires: data after %.0f s idle is lost" % MB_IDLE
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", [gw_rule()]))
+    log = kap.log
+    f = Flow(connect(ctx, net, fam, PORT))
+    c = f.c
+    t_last = c.exchange()
+    idle_until(t_last + MB_IDLE, log)
+    entries = ct_entries(net["router"])
+    c.srv.send(100)
+    r = c.cli.wait_rx(c.srv.tx, MB_WAIT, expect_ok=False)
+    alive = {side: len([e for e in f.events(log, side) if e["event"] == "alive"])
+             for side in ("client", "server")}
+    check(r["ok"], "with kaprobed probing both ends (idle 1s), data after %.0f s idle did not "
+          "cross the firewall (conntrack timeout %d s): %s (alive lines: %s; conntrack: %s)" % (
+              MB_IDLE, CT_TIMEOUT, r["line"], alive, entries))
+    check(min(alive.values()) >= 3, "expected an alive line per side about every %.1f s, got "
+          "%s" % (IDLE, alive))
+    check(len(entries) == 1 and "ESTABLISHED" in entries[0],
+          "router conntrack after %.0f s idle: %s" % (MB_IDLE, entries))
+    bad = [e for e in f.events(log) if e.get("event") not in
+           ("track", "idle", "probe", "reply", "alive")]
+    check(not bad, "unexpected lines:\n%s" % fmt_events(bad))
+    lines_shaped(log)
+    kap.stop_ok()
+    return "flow idle %.0f s through a %d s conntrack timeout: entry kept, data crossed " \
+           "(alive lines: client %d, server %d)" % (MB_IDLE, CT_TIMEOUT, alive["client"],
+                                                    alive["server"])
+
+
 CASES = [
     ("gateway_alive", lambda ctx: gw_alive(ctx, 4)),
     ("gateway_dead", lambda ctx: gw_dead(ctx, 4)),
     ("gateway_alive6", lambda ctx: gw_alive(ctx, 6)),
     ("gateway_dead6", lambda ctx: gw_dead(ctx, 6)),
+    ("gateway_conntrack", lambda ctx: gw_conntrack(ctx, 4)),
+    ("gateway_conntrack6", lambda ctx: gw_conntrack(ctx, 6)),
 ]
