@@ -25,6 +25,7 @@
 #include "action.h"
 #include "actmsg.h"
 #include "addr.h"
+#include "gateway.h"
 #include "log.h"
 
 struct child {
@@ -36,6 +37,7 @@ struct child {
 	char verdict[8];
 	char rule[RULE_NAME_MAX];
 	char local[ADDR_ENDPOINT_STRLEN], remote[ADDR_ENDPOINT_STRLEN];
+	char side[8];
 	char path[CONFIG_PATH_MAX];
 };
 
@@ -48,11 +50,13 @@ struct action {
 	struct child kids[ACTION_MAX_CHILDREN];
 };
 
-/* The connection's fields as the status log writes them. */
+/* The connection's fields as the status log writes them. A gateway rule's record (side
+ * "client" or "server", the end it judges) has the client in local, the server in remote. */
 struct who {
 	const char *verdict;
 	const char *rule;
 	char local[ADDR_ENDPOINT_STRLEN], remote[ADDR_ENDPOINT_STRLEN];
+	char side[8]; /* "" for a local rule */
 };
 
 struct action *action_open(char *errbuf, size_t errlen)
@@ -82,8 +86,10 @@ static void line_begin(struct log_line *l, const struct who *w, const char *acti
 {
 	log_line_begin(l, "action");
 	log_line_str(l, "rule", w->rule);
-	log_line_str(l, "local", w->local);
-	log_line_str(l, "remote", w->remote);
+	log_line_str(l, w->side[0] ? "client" : "local", w->local);
+	log_line_str(l, w->side[0] ? "server" : "remote", w->remote);
+	if (w->side[0])
+		log_line_str(l, "side", w->side);
 	log_line_str(l, "action", action);
 	log_line_str(l, "verdict", w->verdict);
 }
@@ -302,6 +308,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
 	who.rule = k->rule;
 	snprintf(who.local, sizeof(who.local), "%s", k->local);
 	snprintf(who.remote, sizeof(who.remote), "%s", k->remote);
+	snprintf(who.side, sizeof(who.side), "%s", k->side);
 	line_begin(&l, &who, "exec");
 	log_line_str(&l, "path", k->path);
 	log_line_int(&l, "pid", k->pid);
@@ -397,12 +404,26 @@ static void do_exec(struct action *a, const struct engine_verdict *v, const stru
 	snprintf(k->rule, sizeof(k->rule), "%s", w->rule);
 	snprintf(k->local, sizeof(k->local), "%s", w->local);
 	snprintf(k->remote, sizeof(k->remote), "%s", w->remote);
+	snprintf(k->side, sizeof(k->side), "%s", w->side);
 	snprintf(k->path, sizeof(k->path), "%s", path);
 	child_watch(a, k, v->cfg->action_timeout);
 	log_debug("exec %s: pid %d", path, (int)k->pid);
 }
 
 /* ---- dispatch ------------------------------------------------------------------ */
+
+/* The ends as the status log names them: local and remote, or (a gateway rule) client,
+ * server and the side judged. */
+static void who_endpoints(struct who *w, const struct rule *r, const struct addr_tuple *k)
+{
+	bool to_client = r->mode == RULE_MODE_GATEWAY && rule_gateway_probes_client(r, k);
+	char *lo = to_client ? w->remote : w->local, *re = to_client ? w->local : w->remote;
+
+	addr_format_endpoint(k->family, k->local, k->lport, lo, sizeof(w->local));
+	addr_format_endpoint(k->family, k->remote, k->rport, re, sizeof(w->remote));
+	snprintf(w->side, sizeof(w->side), "%s",
+	         r->mode == RULE_MODE_GATEWAY ? gateway_side(r, k) : "");
+}
 
 void action_on_verdict(void *arg, const struct engine_verdict *v)
 {
@@ -418,8 +439,7 @@ void action_on_verdict(void *arg, const struct engine_verdict *v)
 		return;
 	w.verdict = v->ev->type == FSM_EV_STALLED ? "stalled" : dead ? "dead" : "reset";
 	w.rule = v->rule->name;
-	addr_format_endpoint(k->family, k->local, k->lport, w.local, sizeof(w.local));
-	addr_format_endpoint(k->family, k->remote, k->rport, w.remote, sizeof(w.remote));
+	who_endpoints(&w, v->rule, k);
 	if (dead && (acts->mask & RULE_ACT_CLOSE))
 		do_close(a, v, &w);
 	if (dead && (acts->mask & RULE_ACT_RST))

@@ -18,10 +18,11 @@ PORT = 5432
 GW_FIELDS = ["ts", "event", "rule", "client", "server", "side"]
 
 
-def gw_rule():
-    return ("gw", {"mode": "gateway", "client": "*", "server": "*:%d" % PORT,
-                   "idle": "%gs" % IDLE, "interval": "%dms" % (INTERVAL * 1000),
-                   "probes": PROBES})
+def gw_rule(**extra):
+    kv = {"mode": "gateway", "client": "*", "server": "*:%d" % PORT, "idle": "%gs" % IDLE,
+          "interval": "%dms" % (INTERVAL * 1000), "probes": PROBES}
+    kv.update(extra)
+    return ("gw", kv)
 
 
 def count_probes(ctx, ns, fam, src):
@@ -72,7 +73,7 @@ def lines_shaped(log):
     check(not errs, "status log has level=error lines:\n%s" % "\n".join(e.raw for e in errs))
 
 
-def setup(ctx, fam):
+def setup(ctx, fam, **extra):
     net = routed(ctx.topo)
     a = net[fam]
     count_probes(ctx, net["local"], fam, a["peer"])
@@ -80,7 +81,7 @@ def setup(ctx, fam):
     kap = None
     if not ctx.netcheck:
         kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"],
-                                          conf_text("{log}", [gw_rule()]))
+                                          conf_text("{log}", [gw_rule(**extra)]))
     return net, kap
 
 
@@ -165,6 +166,36 @@ def gw_dead(ctx, fam):
            "%d probes reached the server" % (took, DEAD_AFTER, at_srv)
 
 
+def gw_rst(ctx, fam):
+    """on_dead = rst: the server goes silent; the client, still alive, gets a RST in the
+    server's name with exact numbers, and its program's blocked read fails at once."""
+    net, kap = setup(ctx, fam, on_dead="rst")
+    f = Flow(connect(ctx, net, fam, PORT))
+    c = f.c
+    t_last = c.exchange()
+    nft_drop_all(ctx, net["local"])  # the server's namespace
+    if ctx.netcheck:
+        return "nft drop silences the server"
+    log = kap.log
+    d = f.wait(log, "server", "dead", DEAD_AFTER + 3)
+    took = d.t - t_last
+    check(abs(took - DEAD_AFTER) <= 0.1 * DEAD_AFTER,
+          "dead side=server %.3f s after the last segment, expected %.3f s" % (took, DEAD_AFTER))
+    a = log.wait(lambda e: e.get("event") == "action" and e.get("client") == f.client and
+                 e.get("server") == f.server, 3, "event=action", log.alive, d)
+    check(list(a.keys())[:7] == GW_FIELDS[:3] + ["client", "server", "side", "action"] and
+          a.get("side") == "server" and a.get("action") == "rst" and a.get("result") == "ok",
+          "action line: %s" % a.raw)
+    e = c.cli.wait_err(3, expect_ok=False)
+    check(e["ok"] and e.get("errno") == "ECONNRESET",
+          "the client program's read did not fail with ECONNRESET: %s" % e["line"])
+    late = float(e["err_t"]) - d.t
+    check(late <= 0.5, "the client's read failed %.3f s after the dead line" % late)
+    kap.stop_ok()
+    return "dead side=server %.3f s after the last segment; rst: the client's read failed " \
+           "with ECONNRESET %.3f s later" % (took, late)
+
+
 def ct_entries(router, port=PORT):
     """The router's conntrack entries of TCP port `port` (/proc/net/nf_conntrack)."""
     out = run(["cat", "/proc/net/nf_conntrack"], ns=router).stdout
@@ -219,6 +250,8 @@ CASES = [
     ("gateway_dead", lambda ctx: gw_dead(ctx, 4)),
     ("gateway_alive6", lambda ctx: gw_alive(ctx, 6)),
     ("gateway_dead6", lambda ctx: gw_dead(ctx, 6)),
+    ("gateway_rst", lambda ctx: gw_rst(ctx, 4)),
+    ("gateway_rst6", lambda ctx: gw_rst(ctx, 6)),
     ("gateway_conntrack", lambda ctx: gw_conntrack(ctx, 4)),
     ("gateway_conntrack6", lambda ctx: gw_conntrack(ctx, 6)),
 ]
