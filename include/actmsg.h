@@ -45,6 +45,16 @@ int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sen
 size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, const uint32_t cookie[2],
                            uint8_t *buf, size_t len);
 
+/* Most bytes of a conntrack delete request (actmsg_ct_delete), IPv6. */
+#define ACTMSG_CT_LEN 128
+
+/* Writes a ctnetlink IPCTNL_MSG_CT_DELETE request (NFNL_SUBSYS_CTNETLINK, NLM_F_REQUEST |
+ * NLM_F_ACK, sequence seq) for the TCP conntrack entry of connection t: the tuple local ->
+ * remote (the kernel finds an entry by either of its directions). Returns the length, or 0
+ * when len is too small. buf must be NLWALK_ALIGN-aligned. Its answer is an ack
+ * (actmsg_diag_ack: ENOENT when there is no such entry). */
+size_t actmsg_ct_delete(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len);
+
 /* Reads netlink messages in buf (a datagram from port sender) for the ack of request seq.
  * Returns 0 (success), a positive errno value (the kernel refused: ENOENT when no such
  * socket), or -1 when buf holds no ack for seq from the kernel. */

@@ -26,6 +26,7 @@ enum rule_action {
 	RULE_ACT_CLOSE = 1 << 1, /* destroy the local socket (sock_diag SOCK_DESTROY) */
 	RULE_ACT_RST = 1 << 2,   /* send a RST to both ends with exact numbers */
 	RULE_ACT_EXEC = 1 << 3,  /* run config.exec_paths[exec - 1] */
+	RULE_ACT_FLUSH = 1 << 4, /* gateway rules: delete the forwarded flow's conntrack entry */
 };
 
 struct rule_actions {

@@ -4,7 +4,10 @@
  * kernel handles it inside sendto(), so its ack is read at once without blocking.
  * rst: two RSTs through the raw sender, with the numbers the connection's state machine
  * learnt: to our end SEQ = RCV.NXT (what our stack expects from the peer), to the peer
- * SEQ = SND.NXT. exec: fork + execve in a new session, reaped by an ev_child, killed by
+ * SEQ = SND.NXT (for a gateway rule's record: to the live end in the dead end's name, and
+ * to the dead end). flush: one ctnetlink IPCTNL_MSG_CT_DELETE of the forwarded flow's
+ * entry on a NETLINK_NETFILTER socket opened at start-up (handled inside sendto() too).
+ * exec: fork + execve in a new session, reaped by an ev_child, killed by
  * an ev_timer (SIGTERM at action_timeout, SIGKILL ACTION_KILL_GRACE later). */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +48,8 @@ struct action {
 	struct ev_loop *loop;
 	struct sender *sender;
 	int nl;       /* NETLINK_SOCK_DIAG */
+	int nf;       /* NETLINK_NETFILTER (flush), or -1 ... */
+	int nf_err;   /* ... with the errno of its socket() */
 	uint32_t seq; /* of the last request */
 	int running;
 	struct child kids[ACTION_MAX_CHILDREN];
@@ -73,6 +78,8 @@ struct action *action_open(char *errbuf, size_t errlen)
 		free(a);
 		return NULL;
 	}
+	a->nf = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
+	a->nf_err = a->nf < 0 ? errno : 0; /* flush fails, logged; the rest works */
 	return a;
 }
 
@@ -130,24 +137,31 @@ static ssize_t nl_recv(int fd, uint8_t *buf, size_t size, uint32_t *sender)
 /* Sends one request and reads the kernel's answer into buf (the kernel handles sock_diag
  * requests inside sendto(), so the answer is already queued); datagrams from other ports
  * are skipped. Returns its length (*sender: its port id) or -1 with errno set. */
-static ssize_t nl_ask(struct action *a, const uint8_t *req, size_t len, uint8_t *buf, size_t size,
-                      uint32_t *sender)
+static ssize_t nl_ask_on(int fd, const uint8_t *req, size_t len, uint8_t *buf, size_t size,
+                         uint32_t *sender)
 {
 	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
 	ssize_t n;
 
-	while (nl_recv(a->nl, buf, size, sender) > 0)
+	while (nl_recv(fd, buf, size, sender) > 0)
 		; /* a late answer to an earlier request, if any */
-	if (sendto(a->nl, req, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+	if (sendto(fd, req, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
 		return -1;
 	do
-		n = nl_recv(a->nl, buf, size, sender);
+		n = nl_recv(fd, buf, size, sender);
 	while (n > 0 && *sender != 0);
 	if (n == 0) {
 		errno = EPROTO;
 		return -1;
 	}
 	return n;
+}
+
+/* nl_ask_on the sock_diag socket. */
+static ssize_t nl_ask(struct action *a, const uint8_t *req, size_t len, uint8_t *buf, size_t size,
+                      uint32_t *sender)
+{
+	return nl_ask_on(a->nl, req, len, buf, size, sender);
 }
 
 /* Looks the connection up (0 and its cookie, or an errno value): never the listener. */
@@ -211,6 +225,27 @@ static void do_rst(struct action *a, const struct engine_verdict *v, const struc
 		return;
 	}
 	log_result(w, "rst", NULL, NULL);
+}
+
+/* ---- flush: the forwarded flow's conntrack entry (gateway rules) ---------------- */
+
+static void do_flush(struct action *a, const struct engine_verdict *v, const struct who *w)
+{
+	_Alignas(uint32_t) uint8_t req[ACTMSG_CT_LEN], buf[4096]; /* netlink's alignment */
+	uint32_t sender;
+	size_t len;
+	ssize_t n;
+	int rc = a->nf_err;
+
+	if (a->nf >= 0) {
+		len = actmsg_ct_delete(v->key, ++a->seq, req, sizeof(req));
+		n = len ? nl_ask_on(a->nf, req, len, buf, sizeof(buf), &sender) : -1;
+		rc = n < 0 ? (len ? errno : EINVAL)
+		           : actmsg_diag_ack(buf, (size_t)n, a->seq, sender);
+		if (rc < 0)
+			rc = EPROTO;
+	}
+	log_result(w, "flush", NULL, rc ? strerror(rc) : NULL);
 }
 
 /* ---- exec ---------------------------------------------------------------------- */
@@ -435,7 +470,7 @@ void action_on_verdict(void *arg, const struct engine_verdict *v)
 	const struct addr_tuple *k = v->key;
 	struct who w;
 
-	if (!(acts->mask & (RULE_ACT_CLOSE | RULE_ACT_RST | RULE_ACT_EXEC)))
+	if (!(acts->mask & (RULE_ACT_CLOSE | RULE_ACT_RST | RULE_ACT_FLUSH | RULE_ACT_EXEC)))
 		return;
 	w.verdict = v->ev->type == FSM_EV_STALLED ? "stalled" : dead ? "dead" : "reset";
 	w.rule = v->rule->name;
@@ -444,6 +479,8 @@ void action_on_verdict(void *arg, const struct engine_verdict *v)
 		do_close(a, v, &w);
 	if (dead && (acts->mask & RULE_ACT_RST))
 		do_rst(a, v, &w);
+	if (dead && (acts->mask & RULE_ACT_FLUSH))
+		do_flush(a, v, &w); /* after the RSTs, which the entry still saw */
 	if ((acts->mask & RULE_ACT_EXEC) && acts->exec >= 1 && acts->exec <= v->cfg->nexec)
 		do_exec(a, v, &w, acts->exec);
 }
@@ -462,5 +499,7 @@ void action_close(struct action *a)
 	}
 	if (a->nl >= 0)
 		close(a->nl);
+	if (a->nf >= 0)
+		close(a->nf);
 	free(a);
 }

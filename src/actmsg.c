@@ -5,7 +5,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <libmnl/libmnl.h>
 #include <linux/inet_diag.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
@@ -61,6 +64,45 @@ size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, const uint3
                            uint8_t *buf, size_t len)
 {
 	return diag_request(t, SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, seq, cookie, buf, len);
+}
+
+/* The nested CTA_TUPLE_ORIG of t: addresses, then protocol TCP and ports (network order). */
+static void ct_tuple(struct nlmsghdr *h, const struct addr_tuple *t)
+{
+	struct nlattr *tuple = mnl_attr_nest_start(h, CTA_TUPLE_ORIG), *ip, *proto;
+	bool v4 = t->family == AF_INET;
+
+	ip = mnl_attr_nest_start(h, CTA_TUPLE_IP);
+	mnl_attr_put(h, v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, addr_len(t->family), t->local);
+	mnl_attr_put(h, v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST, addr_len(t->family), t->remote);
+	mnl_attr_nest_end(h, ip);
+	proto = mnl_attr_nest_start(h, CTA_TUPLE_PROTO);
+	mnl_attr_put_u8(h, CTA_PROTO_NUM, IPPROTO_TCP);
+	mnl_attr_put_u16(h, CTA_PROTO_SRC_PORT, htons(t->lport));
+	mnl_attr_put_u16(h, CTA_PROTO_DST_PORT, htons(t->rport));
+	mnl_attr_nest_end(h, proto);
+	mnl_attr_nest_end(h, tuple);
+}
+
+size_t actmsg_ct_delete(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len)
+{
+	struct nlmsghdr *h;
+	struct nfgenmsg *nf;
+
+	if (len < ACTMSG_CT_LEN || ((uintptr_t)buf % NLWALK_ALIGN) != 0 ||
+	    (t->family != AF_INET && t->family != AF_INET6))
+		return 0;
+	memset(buf, 0, ACTMSG_CT_LEN);
+	h = mnl_nlmsg_put_header(buf);
+	h->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
+	h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	h->nlmsg_seq = seq;
+	nf = mnl_nlmsg_put_extra_header(h, sizeof(*nf));
+	nf->nfgen_family = t->family;
+	nf->version = NFNETLINK_V0;
+	nf->res_id = 0;
+	ct_tuple(h, t);
+	return h->nlmsg_len;
 }
 
 /* Does the kernel's answer name connection t itself? An IPv6 socket talking IPv4 (a

@@ -596,7 +596,8 @@ static int action_bit(struct parser *p, const char *key, bool dead, const char *
 		bool dead_only;
 	} acts[] = {{"log", RULE_ACT_LOG, false},
 	            {"close", RULE_ACT_CLOSE, true},
-	            {"rst", RULE_ACT_RST, true}};
+	            {"rst", RULE_ACT_RST, true},
+	            {"flush", RULE_ACT_FLUSH, true}};
 
 	for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++) {
 		if (strlen(acts[i].name) != len || memcmp(it, acts[i].name, len) != 0)
@@ -629,7 +630,7 @@ static int add_action(struct parser *p, const char *key, bool dead, const char *
 	if (!bit) {
 		cfg_err(p, p->line, "%s: \"%.*s\" is not one of %s", key,
 		        (int)(len > VALUE_SHOW ? VALUE_SHOW : len), it,
-		        dead ? "log, close, rst, exec:PATH" : "log, exec:PATH");
+		        dead ? "log, close, rst, flush, exec:PATH" : "log, exec:PATH");
 		return -1;
 	}
 	if (a->mask & bit & ~RULE_ACT_EXEC) {
@@ -665,7 +666,7 @@ static void actions(struct parser *p, const char *key, bool dead, const char *v,
 	*dst = a;
 }
 
-/* The actions on a verdict about the peer: log, close, rst, exec:PATH. */
+/* The actions on a verdict about the peer: log, close, rst, flush, exec:PATH. */
 static void set_actions(struct parser *p, const struct key *k, const char *v, void *dst)
 {
 	actions(p, k->name, true, v, dst);
@@ -1060,11 +1061,13 @@ static bool lacks_required(struct parser *p, const struct pend_rule *pr)
 	return miss[0] != '\0';
 }
 
-/* A gateway rule's actions: close needs a socket of this host (there is none). */
-static void gateway_actions(struct parser *p, const struct pend_rule *pr)
+/* The actions of a rule's mode: close needs a socket of this host (a gateway rule has
+ * none), flush a forwarded flow (a local rule has none). */
+static void mode_actions(struct parser *p, const struct pend_rule *pr)
 {
 	static const char *const names[] = {"on_dead", "on_stall"};
 	const struct rule_actions *acts[] = {&pr->r.on_dead, &pr->r.on_stall};
+	bool gw = pr->r.mode == RULE_MODE_GATEWAY;
 
 	for (size_t i = 0; i < 2; i++) {
 		int k = key_find(names[i]);
@@ -1072,11 +1075,14 @@ static void gateway_actions(struct parser *p, const struct pend_rule *pr)
 
 		if (i == 1 && !line)
 			continue; /* on_stall is on_dead's copy: told once, for on_dead */
-		if (acts[i]->mask & RULE_ACT_CLOSE)
+		if (gw && (acts[i]->mask & RULE_ACT_CLOSE))
 			cfg_err(p, line ? line : pr->r.line,
 			        "%s: close is not for rule [%s] (mode = gateway: no socket of this "
-			        "host; "
-			        "use log, rst or exec:PATH)",
+			        "host; use log, rst, flush or exec:PATH)",
+			        names[i], pr->r.name);
+		if (!gw && (acts[i]->mask & RULE_ACT_FLUSH))
+			cfg_err(p, line ? line : pr->r.line,
+			        "%s: flush is for rules with mode = gateway, not for rule [%s]",
 			        names[i], pr->r.name);
 	}
 }
@@ -1084,7 +1090,7 @@ static void gateway_actions(struct parser *p, const struct pend_rule *pr)
 static void finish_rule(struct parser *p, struct pend_rule *pr)
 {
 	const struct rule *r = &pr->r;
-	bool gw = r->mode == RULE_MODE_GATEWAY;
+	bool gw;
 
 	inherit(p, pr);
 	if (pr->r.mode == MODE_UNSET && pr->key_line[key_find("mode")])
@@ -1093,8 +1099,8 @@ static void finish_rule(struct parser *p, struct pend_rule *pr)
 		pr->r.mode = RULE_MODE_LOCAL;
 	if (wrong_mode(p, pr) | lacks_required(p, pr))
 		return;
-	if (gw)
-		gateway_actions(p, pr);
+	mode_actions(p, pr);
+	gw = r->mode == RULE_MODE_GATEWAY;
 	if (r->local.family && r->remote.family && r->local.family != r->remote.family)
 		cfg_err(p, r->line, "rule [%s] can never match: \"%s\" is %s but \"%s\" is %s",
 		        r->name, gw ? "client" : "local",

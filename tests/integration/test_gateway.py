@@ -196,6 +196,37 @@ def gw_rst(ctx, fam):
            "with ECONNRESET %.3f s later" % (took, late)
 
 
+def gw_flush(ctx, fam):
+    """on_dead = flush: the server goes silent; the router's conntrack entry of the flow
+    (its firewall only lets a SYN make one) is deleted at the dead verdict."""
+    net = routed(ctx.topo)
+    firewall(ctx, net["router"])
+    if ctx.netcheck:
+        return "firewall loaded (conntrack on in the router)"
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"],
+                                      conf_text("{log}", [gw_rule(on_dead="flush")]))
+    log = kap.log
+    f = Flow(connect(ctx, net, fam, PORT))
+    c = f.c
+    t_last = c.exchange()
+    before = ct_entries(net["router"])
+    check(len(before) == 1, "router conntrack before: %s" % before)
+    nft_drop_all(ctx, net["local"])  # the server's namespace
+    d = f.wait(log, "server", "dead", DEAD_AFTER + 3)
+    took = d.t - t_last
+    check(abs(took - DEAD_AFTER) <= 0.1 * DEAD_AFTER,
+          "dead side=server %.3f s after the last segment, expected %.3f s" % (took, DEAD_AFTER))
+    a = log.wait(lambda e: e.get("event") == "action" and e.get("client") == f.client and
+                 e.get("server") == f.server, 3, "event=action", log.alive, d)
+    after = ct_entries(net["router"])
+    check(a.get("action") == "flush" and a.get("result") == "ok" and a.get("side") == "server",
+          "action line: %s" % a.raw)
+    check(not after, "router conntrack after flush: %s" % after)
+    kap.stop_ok()
+    return "dead side=server %.3f s after the last segment; flush removed the router's " \
+           "conntrack entry" % took
+
+
 def ct_entries(router, port=PORT):
     """The router's conntrack entries of TCP port `port` (/proc/net/nf_conntrack)."""
     out = run(["cat", "/proc/net/nf_conntrack"], ns=router).stdout
@@ -252,6 +283,8 @@ CASES = [
     ("gateway_dead6", lambda ctx: gw_dead(ctx, 6)),
     ("gateway_rst", lambda ctx: gw_rst(ctx, 4)),
     ("gateway_rst6", lambda ctx: gw_rst(ctx, 6)),
+    ("gateway_flush", lambda ctx: gw_flush(ctx, 4)),
+    ("gateway_flush6", lambda ctx: gw_flush(ctx, 6)),
     ("gateway_conntrack", lambda ctx: gw_conntrack(ctx, 4)),
     ("gateway_conntrack6", lambda ctx: gw_conntrack(ctx, 6)),
 ]

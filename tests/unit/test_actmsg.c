@@ -246,6 +246,38 @@ static void test_env_too_long(void **state)
 	assert_int_equal(actmsg_env(&e, &f), -1);
 }
 
+/* ctnetlink IPCTNL_MSG_CT_DELETE: nlmsghdr len 72, type 0x0102 (CTNETLINK << 8 | DELETE),
+ * flags REQUEST|ACK, seq 9; nfgenmsg AF_INET, version 0; CTA_TUPLE_ORIG (nested) holding
+ * CTA_TUPLE_IP (nested: V4_SRC, V4_DST) and CTA_TUPLE_PROTO (nested: NUM 6, SRC_PORT 5432,
+ * DST_PORT 40000, big-endian). */
+/* clang-format off */
+static const uint8_t want_ct_delete[72] = {
+    72, 0, 0, 0, 2, 1, 5, 0, 9, 0, 0, 0, 0, 0, 0, 0,
+    2, 0, 0, 0,
+    52, 0, 1, 0x80,
+    20, 0, 1, 0x80, 8, 0, 1, 0, 192, 0, 2, 1, 8, 0, 2, 0, 198, 51, 100, 2,
+    28, 0, 2, 0x80, 5, 0, 1, 0, 6, 0, 0, 0, 6, 0, 2, 0, 0x15, 0x38, 0, 0,
+    6, 0, 3, 0, 0x9c, 0x40, 0, 0};
+/* clang-format on */
+
+static void test_ct_delete_bytes(void **state)
+{
+	_Alignas(uint32_t) uint8_t buf[ACTMSG_CT_LEN];
+	struct addr_tuple t = tuple4(), t6;
+	uint8_t a6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1},
+	        b6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 2};
+
+	(void)state;
+	assert_int_equal(actmsg_ct_delete(&t, 9, buf, sizeof(buf)), sizeof(want_ct_delete));
+	assert_memory_equal(buf, want_ct_delete, sizeof(want_ct_delete));
+	addr_tuple_make(&t6, AF_INET6, a6, 443, b6, 50000);
+	assert_int_equal(actmsg_ct_delete(&t6, 9, buf, sizeof(buf)), 96);
+	assert_int_equal(buf[16], AF_INET6);
+	assert_memory_equal(buf + 32, a6, 16); /* CTA_IP_V6_SRC's value */
+	assert_int_equal(actmsg_ct_delete(&t, 9, buf, ACTMSG_CT_LEN - 1), 0);
+	assert_int_equal(actmsg_ct_delete(&t, 9, buf + 1, ACTMSG_CT_LEN - 1), 0); /* misaligned */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -257,6 +289,7 @@ int main(void)
 	    cmocka_unit_test(test_env_dead),
 	    cmocka_unit_test(test_env_reset_no_reason),
 	    cmocka_unit_test(test_env_too_long),
+	    cmocka_unit_test(test_ct_delete_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -577,7 +577,7 @@ static void test_stall_keys(void **state)
 	parse_bad("[global]\nstall_timeout = 50ms\n[a]\nlocal = *:1\nremote = *\n",
 	          "t.ini:2: stall_timeout: 50ms is out of range (0 (off) or 100ms..32767s)");
 	parse_bad("[a]\nlocal = *:1\nremote = *\non_stall = nap\n",
-	          "t.ini:4: on_stall: \"nap\" is not one of log, close, rst, exec:PATH");
+	          "t.ini:4: on_stall: \"nap\" is not one of log, close, rst, flush, exec:PATH");
 }
 
 /* observe: no by default; a rule takes [global]'s unless it sets its own. */
@@ -633,11 +633,15 @@ static void test_gateway_rules(void **state)
 	          "t.ini:1: rule [gw] can never match: \"client\" is IPv4 but \"server\" is IPv6");
 	parse_bad("[gw]\nmode = gateway\nclient = *\nserver = *\non_dead = close\n",
 	          "t.ini:5: on_dead: close is not for rule [gw] (mode = gateway: no socket of this "
-	          "host; use log, rst or exec:PATH)");
+	          "host; use log, rst, flush or exec:PATH)");
 	parse_bad("[global]\non_dead = close\n[a]\nlocal = *\nremote = *\n"
 	          "[gw]\nmode = gateway\nclient = *\nserver = *\n",
 	          "t.ini:2: on_dead: close is not for rule [gw] (mode = gateway: no socket of this "
-	          "host; use log, rst or exec:PATH)");
+	          "host; use log, rst, flush or exec:PATH)");
+	parse_good("[gw]\nmode = gateway\nclient = *\nserver = *\non_dead = flush, rst\n");
+	assert_int_equal(cfg.rules[0].on_dead.mask, RULE_ACT_FLUSH | RULE_ACT_RST);
+	parse_bad("[a]\nlocal = *\nremote = *\non_dead = flush\n",
+	          "t.ini:4: on_dead: flush is for rules with mode = gateway, not for rule [a]");
 	parse_bad("[global]\nmode = gateway\n[a]\nlocal = *\nremote = *\n",
 	          "t.ini:2: \"mode\" belongs in a rule section, not in [global]");
 }
