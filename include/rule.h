@@ -75,8 +75,9 @@ const struct rule *rule_match_gateway(const struct rule *rules, size_t n,
                                       const struct addr_tuple *t);
 
 /* For a gateway rule r matching t: true when t.remote (the end probed) is the client,
- * false when it is the server. t.local as the client is tried first, as rule_match_gateway
- * does: a pair of patterns that matches both ways round calls t.remote the server. */
+ * false when it is the server. Where the patterns match both ways round (client = *,
+ * server = *), the server is the end with the lower port, then the lower address, so
+ * that the two records of one connection agree. */
 bool rule_gateway_probes_client(const struct rule *r, const struct addr_tuple *t);
 
 /* Writes a pcap filter expression selecting the TCP segments of every rule (both

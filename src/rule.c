@@ -249,7 +249,17 @@ const struct rule *rule_match_gateway(const struct rule *rules, size_t n,
 
 bool rule_gateway_probes_client(const struct rule *r, const struct addr_tuple *t)
 {
-	return !gateway_way(r, t, true);
+	bool local_client = gateway_way(r, t, true), remote_client = gateway_way(r, t, false);
+	int c;
+
+	if (local_client != remote_client)
+		return remote_client;
+	/* either way round (or neither): the server is the end with the lower port (an
+	 * ephemeral port is the client's), then the lower address: both records agree */
+	if (t->lport != t->rport)
+		return t->lport < t->rport;
+	c = memcmp(t->local, t->remote, sizeof(t->local));
+	return c < 0;
 }
 
 /* A bounded string builder: overflow is sticky and reported at the end. */

@@ -277,8 +277,13 @@ static void test_rule_match_gateway(void **state)
 	other = tuple("203.0.113.1", 40000, "198.51.100.2", 5432);
 	assert_string_equal(rule_match_gateway(rules, 3, &other)->name, "gw-all");
 	assert_null(rule_match_gateway(rules, 2, &other));
-	/* patterns that match both ways round: t.local taken as the client */
-	assert_false(rule_gateway_probes_client(&rules[2], &to_cli));
+	/* patterns that match both ways round: the lower port is the server's */
+	assert_true(rule_gateway_probes_client(&rules[2], &to_cli));
+	assert_false(rule_gateway_probes_client(&rules[2], &to_srv));
+	other = tuple("192.0.2.1", 80, "192.0.2.2", 80); /* same ports: the lower address */
+	assert_true(rule_gateway_probes_client(&rules[2], &other));
+	other = tuple("192.0.2.2", 80, "192.0.2.1", 80);
+	assert_false(rule_gateway_probes_client(&rules[2], &other));
 	assert_null(rule_match_gateway(rules, 1, &to_srv));
 }
 
