@@ -68,6 +68,8 @@ struct actmsg_fields {
 	int probes;
 	double idle;        /* s since the last segment from the peer; < 0: left out */
 	const char *reason; /* "no-reply", "unreachable", or NULL */
+	const char *side;   /* a gateway rule's: "client" or "server" (local is then the client,
+	                       remote the server); NULL for a local rule */
 };
 
 /* An environment: envp[] (NULL-terminated) points into buf. */

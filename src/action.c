@@ -390,6 +390,7 @@ static void env_fields(const struct engine_verdict *v, const struct who *w, stru
 	f->probes = v->ev->probes;
 	f->idle = v->idle;
 	f->reason = v->ev->reason;
+	f->side = w->side[0] ? w->side : NULL;
 }
 
 /* Starts the watchers of a forked child in slot k. */

@@ -195,9 +195,9 @@ static int env_add(struct actmsg_env *env, int *n, size_t *used, const char *nam
 
 int actmsg_env(struct actmsg_env *env, const struct actmsg_fields *f)
 {
-	const char *names[] = {"KAPROBE_EVENT", "KAPROBE_RULE", "KAPROBE_LOCAL", "KAPROBE_REMOTE",
-	                       "KAPROBE_REASON"};
-	const char *values[] = {f->event, f->rule, f->local, f->remote, f->reason};
+	const char *names[] = {"KAPROBE_EVENT",  "KAPROBE_RULE",   "KAPROBE_LOCAL",
+	                       "KAPROBE_REMOTE", "KAPROBE_REASON", "KAPROBE_SIDE"};
+	const char *values[] = {f->event, f->rule, f->local, f->remote, f->reason, f->side};
 	char probes[16], idle[32];
 	size_t used = 0, i;
 	int n = 0;

@@ -202,7 +202,7 @@ static const char *env_get(const struct actmsg_env *e, const char *name)
 static void test_env_dead(void **state)
 {
 	struct actmsg_fields f = {"dead", "postgres", "192.0.2.1:5432", "198.51.100.2:40000",
-	                          3,      2.5004,     "no-reply"};
+	                          3,      2.5004,     "no-reply",       NULL};
 	struct actmsg_env e;
 
 	(void)state;
@@ -216,12 +216,15 @@ static void test_env_dead(void **state)
 	assert_string_equal(env_get(&e, "KAPROBE_REASON"), "no-reply");
 	assert_string_equal(env_get(&e, "PATH"), "/usr/sbin:/usr/bin:/sbin:/bin");
 	assert_null(e.envp[8]);
+	f.side = "server"; /* a gateway rule's: local is the client, remote the server */
+	assert_int_equal(actmsg_env(&e, &f), 9);
+	assert_string_equal(env_get(&e, "KAPROBE_SIDE"), "server");
 }
 
 static void test_env_reset_no_reason(void **state)
 {
-	struct actmsg_fields f = {"reset", "r\x01x", "[2001:db8::1]:443", "[2001:db8::2]:5", 1,
-	                          0.25,    NULL};
+	struct actmsg_fields f = {
+	    "reset", "r\x01x", "[2001:db8::1]:443", "[2001:db8::2]:5", 1, 0.25, NULL, NULL};
 	struct actmsg_env e;
 
 	(void)state;
@@ -237,7 +240,7 @@ static void test_env_reset_no_reason(void **state)
 static void test_env_too_long(void **state)
 {
 	char big[2000];
-	struct actmsg_fields f = {"dead", big, "a", "b", 1, 1.0, NULL};
+	struct actmsg_fields f = {"dead", big, "a", "b", 1, 1.0, NULL, NULL};
 	struct actmsg_env e;
 
 	(void)state;
