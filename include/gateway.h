@@ -30,4 +30,14 @@ const char *gateway_side(const struct rule *r, const struct addr_tuple *k);
  * (as the capture saw them on the way out), side (the end this record probes and judges). */
 void gateway_line_fields(struct log_line *l, const struct rule *r, const struct addr_tuple *k);
 
+/* The kernel's conntrack TCP established timeout (s), as
+ * /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established gives it. */
+#define GATEWAY_CT_TIMEOUT_PATH "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established"
+
+/* The next gateway rule, from rules[*i] on, whose idle is at least ct_established s (the
+ * router's conntrack would forget an idle flow before its first probe); *i moves past it.
+ * NULL when none is left. */
+const struct rule *gateway_outlived(const struct rule *rules, size_t n, size_t *i,
+                                    double ct_established);
+
 #endif

@@ -14,6 +14,16 @@ const char *gateway_side(const struct rule *r, const struct addr_tuple *k)
 	return rule_gateway_probes_client(r, k) ? "client" : "server";
 }
 
+const struct rule *gateway_outlived(const struct rule *rules, size_t n, size_t *i,
+                                    double ct_established)
+{
+	for (; *i < n; (*i)++) {
+		if (rules[*i].mode == RULE_MODE_GATEWAY && rules[*i].params.idle >= ct_established)
+			return &rules[(*i)++];
+	}
+	return NULL;
+}
+
 void gateway_line_fields(struct log_line *l, const struct rule *r, const struct addr_tuple *k)
 {
 	char lo[ADDR_ENDPOINT_STRLEN], re[ADDR_ENDPOINT_STRLEN];

@@ -27,6 +27,7 @@
 #include "diag.h"
 #include "discover.h"
 #include "engine.h"
+#include "gateway.h"
 #include "ifaddr.h"
 #include "log.h"
 #include "loopstall.h"
@@ -510,6 +511,27 @@ static void log_reloaded(const struct daemon *d, size_t untracked)
 
 /* SIGHUP: re-reads the configuration file. A bad one: every error is logged and the old
  * configuration stays. A good one replaces it; the engine re-applies the rules. */
+/* Warns of each gateway rule whose flows the router's conntrack would forget before their
+ * first probe (its idle is not shorter than the established timeout of this namespace). */
+static void warn_conntrack_timeout(const struct config *cfg)
+{
+	FILE *f = fopen(GATEWAY_CT_TIMEOUT_PATH, "re");
+	const struct rule *r;
+	double t;
+	size_t i = 0;
+	int ok;
+
+	if (!f)
+		return; /* no conntrack here (yet): nothing forgets the flows */
+	ok = fscanf(f, "%lf", &t) == 1;
+	fclose(f);
+	while (ok && (r = gateway_outlived(cfg->rules, cfg->nrules, &i, t)))
+		log_warnx("rule [%s]: idle %.0f s is not shorter than conntrack's established "
+		          "timeout (%s = %.0f s): its flows are forgotten by this router before "
+		          "their first probe",
+		          r->name, r->params.idle, "nf_conntrack_tcp_timeout_established", t);
+}
+
 /* Re-reads the configuration file; returns 0 when the new one is in force, -1 when the
  * old one is kept (every error logged). */
 static int reload_config(struct daemon *d)
@@ -539,6 +561,7 @@ static int reload_config(struct daemon *d)
 		log_warn("status log %s: keeping the old one", d->cfg.log_file);
 	report_reload(d->report);
 	action_check_config(&d->cfg, d->conf_path, true);
+	warn_conntrack_timeout(&d->cfg);
 	log_reloaded(d, untracked);
 	discover_set_config(d->discover, &d->cfg);
 	discover_run(d->discover); /* connections the new rules match */
@@ -708,6 +731,7 @@ static void open_privileged(struct daemon *d)
 static void start_unprivileged(struct daemon *d)
 {
 	action_check_config(&d->cfg, d->conf_path, true); /* as the user that will run them */
+	warn_conntrack_timeout(&d->cfg);
 	d->report = report_new(d->loop, &d->cfg, d->engine, pcap_drops, d);
 	if (!d->report)
 		fatalx("out of memory");

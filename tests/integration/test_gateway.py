@@ -276,6 +276,24 @@ def gw_conntrack(ctx, fam):
                                                     alive["server"])
 
 
+def gw_ct_warning(ctx):
+    """A gateway rule whose idle is not shorter than the router's conntrack established
+    timeout is warned about at start (its flows would be forgotten before a probe)."""
+    net = routed(ctx.topo)
+    firewall(ctx, net["router"])  # conntrack on, established timeout CT_TIMEOUT s
+    if ctx.netcheck:
+        return "firewall loaded"
+    rules = [gw_rule(idle="%ds" % (CT_TIMEOUT + 1)), ("ok", dict(gw_rule()[1], server="*:1"))]
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", rules))
+    i, line = kap.proc.wait_line(lambda l: "nf_conntrack_tcp_timeout_established" in l, 3,
+                                 "the conntrack timeout warning", stream="err")
+    check("rule [gw]" in line and "level=warning" in line, "warning: %s" % line)
+    others = [l for _, l in kap.proc.err if "rule [ok]" in l]
+    check(not others, "rule [ok] (idle %gs) warned about: %s" % (IDLE, others))
+    kap.stop_ok()
+    return "warned: %s" % line.split("msg=", 1)[-1][:90]
+
+
 CASES = [
     ("gateway_alive", lambda ctx: gw_alive(ctx, 4)),
     ("gateway_dead", lambda ctx: gw_dead(ctx, 4)),
@@ -287,4 +305,5 @@ CASES = [
     ("gateway_flush6", lambda ctx: gw_flush(ctx, 6)),
     ("gateway_conntrack", lambda ctx: gw_conntrack(ctx, 4)),
     ("gateway_conntrack6", lambda ctx: gw_conntrack(ctx, 6)),
+    ("gateway_ct_warning", gw_ct_warning),
 ]

@@ -79,11 +79,35 @@ static void test_line_fields(void **state)
 	    "rule=gw client=[2001:db8:1::1]:50000 server=[2001:db8:2::2]:443 side=client\n");
 }
 
+static void test_outlived(void **state)
+{
+	struct rule rules[3];
+	size_t i = 0;
+
+	(void)state;
+	rules[0] = gw_rule("*", "*:1");
+	rules[0].params.idle = 3600;
+	rules[1] = gw_rule("*", "*:2");
+	rules[1].params.idle = 600;
+	rules[2] = gw_rule("*", "*:3");
+	rules[2].mode = RULE_MODE_LOCAL; /* a local rule: not the router's conntrack's business */
+	rules[2].params.idle = 7200;
+	assert_ptr_equal(gateway_outlived(rules, 3, &i, 3600), &rules[0]);
+	assert_null(gateway_outlived(rules, 3, &i, 3600));
+	i = 0;
+	assert_ptr_equal(gateway_outlived(rules, 3, &i, 600), &rules[0]);
+	assert_ptr_equal(gateway_outlived(rules, 3, &i, 600), &rules[1]);
+	assert_null(gateway_outlived(rules, 3, &i, 600));
+	i = 0;
+	assert_null(gateway_outlived(rules, 3, &i, 432000));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_forwarded),
 	    cmocka_unit_test(test_line_fields),
+	    cmocka_unit_test(test_outlived),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
