@@ -10,9 +10,9 @@ only ever send 100 bytes or more), before any drop.
 
 import re
 
-from netns import check, conf_text, endpoint, routed, run
+from netns import check, conf_text, endpoint, routed, run, svc_rule
 from test_cases import (CT_TIMEOUT, DEAD_AFTER, IDLE, INTERVAL, MB_IDLE, MB_WAIT, PROBES,
-                        connect, firewall, fmt_events, idle_until, nft_drop_all)
+                        Conn, connect, firewall, fmt_events, idle_until, nft_drop_all)
 
 PORT = 5432
 GW_FIELDS = ["ts", "event", "rule", "client", "server", "side"]
@@ -294,6 +294,45 @@ def gw_ct_warning(ctx):
     return "warned: %s" % line.split("msg=", 1)[-1][:90]
 
 
+def gw_mixed(ctx, fam):
+    """Local and gateway rules in one file, same server port: the router's own connection
+    to the server follows the local rule (local=, remote=), the forwarded flow the gateway
+    rule (client=, server=, side=), each probed and alive."""
+    net = routed(ctx.topo)
+    if ctx.netcheck:
+        return "nothing to check without kaprobed"
+    a = net[fam]
+    rules = [svc_rule(port=PORT), gw_rule()]
+    rules[0][1].update({"local": "*", "remote": "*:%d" % PORT})  # the router as a client
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", rules))
+    log = kap.log
+    f = Flow(connect(ctx, net, fam, PORT))
+    # A second server address in the server's namespace, for the router's own connection.
+    srv2 = "192.0.2.3" if fam == 4 else "2001:db8:1::3"
+    ctx.topo.addr(net["local"], "eth0", srv2 + ("/24" if fam == 4 else "/64"))
+    srv = ctx.peer(net["local"], "server2")
+    srv.listen(srv2, PORT)
+    own = ctx.peer(net["router"], "router-client")
+    r = own.connect(srv2, PORT)
+    srv.accept()
+    router_end = endpoint(r["laddr"], int(r["lport"]))
+    f.c.exchange()
+    own.send(50)
+    srv.wait_rx(50)
+    f.wait(log, "server", "alive", IDLE + DEAD_AFTER + 2)
+    f.wait(log, "client", "alive", IDLE + DEAD_AFTER + 2)
+    al = log.wait_conn(router_end, endpoint(srv2, PORT), "alive", IDLE + DEAD_AFTER + 2)
+    check(al.get("rule") == "svc", "the router's own connection: %s" % al.raw)
+    gw_rules = {e.get("rule") for e in f.events(log)}
+    check(gw_rules == {"gw"}, "the forwarded flow's lines name rules %s" % gw_rules)
+    wrong = [e.raw for e in log.events if e.get("rule") == "svc" and "client" in e]
+    check(not wrong, "local rule lines with client=: %s" % wrong)
+    lines_shaped(log)
+    kap.stop_ok()
+    return "router's own connection alive under [svc] (local=%s), forwarded flow alive both " \
+           "sides under [gw]" % router_end
+
+
 CASES = [
     ("gateway_alive", lambda ctx: gw_alive(ctx, 4)),
     ("gateway_dead", lambda ctx: gw_dead(ctx, 4)),
@@ -306,4 +345,6 @@ CASES = [
     ("gateway_conntrack", lambda ctx: gw_conntrack(ctx, 4)),
     ("gateway_conntrack6", lambda ctx: gw_conntrack(ctx, 6)),
     ("gateway_ct_warning", gw_ct_warning),
+    ("gateway_mixed", lambda ctx: gw_mixed(ctx, 4)),
+    ("gateway_mixed6", lambda ctx: gw_mixed(ctx, 6)),
 ]
