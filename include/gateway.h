@@ -4,8 +4,8 @@
  * A forwarded connection between a client and a server is two records of the engine's
  * table, with swapped keys: the record (local = client, remote = server) probes the server
  * in the client's name, the record (local = server, remote = client) probes the client in
- * the server's name. Each forwarded segment is "ours" for one and "the peer's" for the
- * other, so the state machine (fsm.c) learns and judges each end exactly as it does a
+ * the server's name. Each forwarded segment is "ours" for one (as it leaves) and "the
+ * peer's" for the other (as it arrives), so the state machine (fsm.c) learns and judges each end exactly as it does a
  * connection of this host (ARCHITECTURE.md, "Gateway mode"). */
 #ifndef KAPROBE_GATEWAY_H
 #define KAPROBE_GATEWAY_H
@@ -17,11 +17,20 @@
 #include "logline.h"
 #include "rule.h"
 
-/* True when a captured segment is a forwarded one as it left this host: neither address is
- * local and the capture saw it going out (pkttype CODEC_PKT_OUTGOING). Only that copy counts
- * (the kernel forwarded it, past the router's own firewall and conntrack); the copy that
- * arrived on the other interface is ignored, so each segment is seen once. */
-bool gateway_forwarded(uint8_t pkttype, bool src_local, bool dst_local);
+/* What a captured copy of a segment with neither address local is to the gateway records
+ * (gateway_copy). A forwarded segment is captured twice: arriving, then leaving. */
+enum gateway_copy {
+	GATEWAY_NONE = 0, /* not a forwarded segment (an end is local, or no direction known) */
+	GATEWAY_LEFT,     /* it left this host (CODEC_PKT_OUTGOING): forwarded by the kernel,
+	                     past the router's firewall and conntrack: "ours" for the record
+	                     keyed (local = source, remote = destination) */
+	GATEWAY_ARRIVED,  /* it arrived (CODEC_PKT_HOST): the peer's for the record keyed
+	                     (local = destination, remote = source), judged as any peer segment */
+};
+
+/* Which copy a captured segment is (enum gateway_copy), from its packet type and whether
+ * its addresses are local. */
+int gateway_copy(uint8_t pkttype, bool src_local, bool dst_local);
 
 /* "client" or "server": the end record k of gateway rule r probes (its key's remote). */
 const char *gateway_side(const struct rule *r, const struct addr_tuple *k);

@@ -1131,15 +1131,13 @@ static bool has_gateway_rule(const struct config *cfg)
 	return false;
 }
 
-/* A forwarded segment, as it left: the sender's end speaks for itself in the record that
- * probes the other end (ours there), and is the peer in the record that probes it. Our own
- * probe, sent in one end's name, is no sign of life of that end. */
-static void on_forwarded(struct engine *e, const struct codec_tcp *seg, double now)
+/* A copy of a forwarded segment (gateway.h): as it left, the sender's end speaks for itself
+ * in the record that probes the other end (ours there); as it arrived, it is the peer's in
+ * the record that probes the sender. Our own probes and RSTs only ever leave. */
+static void on_forwarded(struct engine *e, const struct codec_tcp *seg, int copy, double now)
 {
 	e->st.forwarded++;
-	if (on_segment(e, seg, false, true, now) == FSM_IGN_OWN_PROBE)
-		return;
-	on_segment(e, seg, true, true, now);
+	on_segment(e, seg, copy == GATEWAY_ARRIVED, true, now);
 }
 
 /* Which way a segment goes: from this host (ours), to it (the peer's), or both on loopback.
@@ -1154,15 +1152,16 @@ static void on_tcp(struct engine *e, const struct codec_tcp *seg, int lo, double
 {
 	bool src_local = addr_set_contains(e->local, seg->family, seg->src);
 	bool dst_local = addr_set_contains(e->local, seg->family, seg->dst);
+	int copy = e->gateway ? gateway_copy(seg->pkttype, src_local, dst_local) : GATEWAY_NONE;
 
+	if (copy != GATEWAY_NONE) {
+		on_forwarded(e, seg, copy, now);
+		return;
+	}
 	if (seg->pkttype == CODEC_PKT_OUTGOING)
 		dst_local = false;
 	else if (seg->pkttype != CODEC_PKT_UNKNOWN)
 		src_local = src_local && dst_local && lo != 0; /* arrived: ours only on loopback */
-	if (e->gateway && gateway_forwarded(seg->pkttype, src_local, dst_local)) {
-		on_forwarded(e, seg, now);
-		return;
-	}
 	if (!src_local && !dst_local) {
 		e->st.not_local++;
 		return;

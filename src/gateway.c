@@ -4,9 +4,15 @@
 
 #include "codec.h"
 
-bool gateway_forwarded(uint8_t pkttype, bool src_local, bool dst_local)
+int gateway_copy(uint8_t pkttype, bool src_local, bool dst_local)
 {
-	return pkttype == CODEC_PKT_OUTGOING && !src_local && !dst_local;
+	if (src_local || dst_local)
+		return GATEWAY_NONE;
+	if (pkttype == CODEC_PKT_OUTGOING)
+		return GATEWAY_LEFT;
+	if (pkttype == CODEC_PKT_HOST)
+		return GATEWAY_ARRIVED;
+	return GATEWAY_NONE;
 }
 
 const char *gateway_side(const struct rule *r, const struct addr_tuple *k)

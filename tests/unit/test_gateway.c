@@ -12,17 +12,17 @@
 #include "codec.h"
 #include "gateway.h"
 
-static void test_forwarded(void **state)
+static void test_copy(void **state)
 {
 	(void)state;
-	assert_true(gateway_forwarded(CODEC_PKT_OUTGOING, false, false));
-	/* the copy that arrived (each forwarded segment is seen twice on "any") */
-	assert_false(gateway_forwarded(CODEC_PKT_HOST, false, false));
-	/* direction unknown: not trusted as forwarded */
-	assert_false(gateway_forwarded(CODEC_PKT_UNKNOWN, false, false));
+	assert_int_equal(gateway_copy(CODEC_PKT_OUTGOING, false, false), GATEWAY_LEFT);
+	assert_int_equal(gateway_copy(CODEC_PKT_HOST, false, false), GATEWAY_ARRIVED);
+	/* direction unknown: neither */
+	assert_int_equal(gateway_copy(CODEC_PKT_UNKNOWN, false, false), GATEWAY_NONE);
 	/* this host's own connections */
-	assert_false(gateway_forwarded(CODEC_PKT_OUTGOING, true, false));
-	assert_false(gateway_forwarded(CODEC_PKT_OUTGOING, false, true));
+	assert_int_equal(gateway_copy(CODEC_PKT_OUTGOING, true, false), GATEWAY_NONE);
+	assert_int_equal(gateway_copy(CODEC_PKT_HOST, false, true), GATEWAY_NONE);
+	assert_int_equal(gateway_copy(CODEC_PKT_HOST, true, true), GATEWAY_NONE);
 }
 
 static struct rule gw_rule(const char *client, const char *server)
@@ -105,7 +105,7 @@ static void test_outlived(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_forwarded),
+	    cmocka_unit_test(test_copy),
 	    cmocka_unit_test(test_line_fields),
 	    cmocka_unit_test(test_outlived),
 	};
