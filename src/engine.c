@@ -1131,12 +1131,33 @@ static bool has_gateway_rule(const struct config *cfg)
 	return false;
 }
 
+/* A learning SYN of the record keyed (local = seg's destination, remote = its source), sent
+ * in its remote end's name, seen leaving: it is no SYN of the end it claims to come from
+ * (the other record would take it as a new connection and void its numbers). */
+static bool own_learn_syn(struct engine *e, const struct codec_tcp *seg)
+{
+	struct addr_tuple key;
+	struct conn *c;
+
+	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK | CODEC_TH_RST)) != CODEC_TH_SYN)
+		return false;
+	addr_tuple_make(&key, seg->family, seg->dst, seg->dport, seg->src, seg->sport);
+	c = conntab_find(e->tab, &key);
+	return c && (c->fsm.learn == FSM_LEARN_ASKED1 || c->fsm.learn == FSM_LEARN_ASKED2) &&
+	       c->fsm.probe_seq == seg->seq;
+}
+
 /* A copy of a forwarded segment (gateway.h): as it left, the sender's end speaks for itself
  * in the record that probes the other end (ours there); as it arrived, it is the peer's in
- * the record that probes the sender. Our own probes and RSTs only ever leave. */
+ * the record that probes the sender. Our own probes, RSTs and learning SYNs only ever leave
+ * (a learning SYN is recognised by the record that sent it). */
 static void on_forwarded(struct engine *e, const struct codec_tcp *seg, int copy, double now)
 {
 	e->st.forwarded++;
+	if (copy == GATEWAY_LEFT && own_learn_syn(e, seg)) {
+		e->st.ignored[FSM_IGN_OWN_PROBE]++;
+		return;
+	}
 	on_segment(e, seg, copy == GATEWAY_ARRIVED, true, now);
 }
 

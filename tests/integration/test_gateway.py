@@ -333,6 +333,31 @@ def gw_mixed(ctx, fam):
            "sides under [gw]" % router_end
 
 
+def gw_handshake_only(ctx, fam):
+    """A connection that carried nothing since its handshake: the server's window was never
+    seen in a non-SYN segment, so its record asks for its numbers with a SYN to the server
+    in the client's name; the server's challenge ACK, forwarded, teaches them; both sides
+    are then probed and alive, and no byte reaches either program."""
+    net, kap = setup(ctx, fam)
+    f = Flow(connect(ctx, net, fam, PORT))
+    if ctx.netcheck:
+        return "nothing to check without kaprobed"
+    log = kap.log
+    for side in ("server", "client"):
+        f.wait(log, side, "alive", IDLE + DEAD_AFTER + 3)
+    learn = [e for e in f.events(log) if e.get("event") == "learn"]
+    c = f.c
+    c.exchange()
+    s, k = c.srv.stats(), c.cli.stats()
+    check(s["bad"] == "0" and k["bad"] == "0" and s["error"] == "none" and k["error"] == "none",
+          "probe bytes delivered, or the connection broke: %s / %s" % (s["line"], k["line"]))
+    lines_shaped(log)
+    kap.stop_ok()
+    return "alive both sides after a bare handshake; learn lines: %s" % (
+        ", ".join("side=%s result=%s" % (e.get("side"), e.get("result")) for e in learn)
+        or "none")
+
+
 CASES = [
     ("gateway_alive", lambda ctx: gw_alive(ctx, 4)),
     ("gateway_dead", lambda ctx: gw_dead(ctx, 4)),
@@ -345,6 +370,8 @@ CASES = [
     ("gateway_conntrack", lambda ctx: gw_conntrack(ctx, 4)),
     ("gateway_conntrack6", lambda ctx: gw_conntrack(ctx, 6)),
     ("gateway_ct_warning", gw_ct_warning),
+    ("gateway_handshake", lambda ctx: gw_handshake_only(ctx, 4)),
+    ("gateway_handshake6", lambda ctx: gw_handshake_only(ctx, 6)),
     ("gateway_mixed", lambda ctx: gw_mixed(ctx, 4)),
     ("gateway_mixed6", lambda ctx: gw_mixed(ctx, 6)),
 ]
