@@ -1090,15 +1090,16 @@ static void mode_actions(struct parser *p, const struct pend_rule *pr)
 static void finish_rule(struct parser *p, struct pend_rule *pr)
 {
 	const struct rule *r = &pr->r;
-	bool gw;
+	bool gw, bad;
 
 	inherit(p, pr);
 	if (pr->r.mode == MODE_UNSET && pr->key_line[key_find("mode")])
 		return; /* a bad mode (told): which keys it needs is unknown */
 	if (pr->r.mode == MODE_UNSET)
 		pr->r.mode = RULE_MODE_LOCAL;
-	if (wrong_mode(p, pr) | lacks_required(p, pr))
-		return;
+	bad = wrong_mode(p, pr);
+	if (lacks_required(p, pr) || bad)
+		return; /* (both told) */
 	mode_actions(p, pr);
 	gw = r->mode == RULE_MODE_GATEWAY;
 	if (r->local.family && r->remote.family && r->local.family != r->remote.family)
