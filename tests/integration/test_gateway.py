@@ -166,34 +166,37 @@ def gw_dead(ctx, fam):
            "%d probes reached the server" % (took, DEAD_AFTER, at_srv)
 
 
-def gw_rst(ctx, fam):
-    """on_dead = rst: the server goes silent; the client, still alive, gets a RST in the
-    server's name with exact numbers, and its program's blocked read fails at once."""
+def gw_rst(ctx, fam, dead_side="server"):
+    """on_dead = rst: one end goes silent; the other, still alive, gets a RST in the dead
+    end's name with exact numbers, and its program's blocked read fails at once."""
+    live_side = "client" if dead_side == "server" else "server"
     net, kap = setup(ctx, fam, on_dead="rst")
     f = Flow(connect(ctx, net, fam, PORT))
     c = f.c
     t_last = c.exchange()
-    nft_drop_all(ctx, net["local"])  # the server's namespace
+    nft_drop_all(ctx, net["local" if dead_side == "server" else "peer"])
     if ctx.netcheck:
-        return "nft drop silences the server"
+        return "nft drop silences the %s" % dead_side
     log = kap.log
-    d = f.wait(log, "server", "dead", DEAD_AFTER + 3)
+    d = f.wait(log, dead_side, "dead", DEAD_AFTER + 3)
     took = d.t - t_last
     check(abs(took - DEAD_AFTER) <= 0.1 * DEAD_AFTER,
-          "dead side=server %.3f s after the last segment, expected %.3f s" % (took, DEAD_AFTER))
+          "dead side=%s %.3f s after the last segment, expected %.3f s" % (
+              dead_side, took, DEAD_AFTER))
     a = log.wait(lambda e: e.get("event") == "action" and e.get("client") == f.client and
                  e.get("server") == f.server, 3, "event=action", log.alive, d)
     check(list(a.keys())[:7] == GW_FIELDS[:3] + ["client", "server", "side", "action"] and
-          a.get("side") == "server" and a.get("action") == "rst" and a.get("result") == "ok",
+          a.get("side") == dead_side and a.get("action") == "rst" and a.get("result") == "ok",
           "action line: %s" % a.raw)
-    e = c.cli.wait_err(3, expect_ok=False)
+    live = c.cli if live_side == "client" else c.srv
+    e = live.wait_err(3, expect_ok=False)
     check(e["ok"] and e.get("errno") == "ECONNRESET",
-          "the client program's read did not fail with ECONNRESET: %s" % e["line"])
+          "the %s program's read did not fail with ECONNRESET: %s" % (live_side, e["line"]))
     late = float(e["err_t"]) - d.t
-    check(late <= 0.5, "the client's read failed %.3f s after the dead line" % late)
+    check(late <= 0.5, "the %s's read failed %.3f s after the dead line" % (live_side, late))
     kap.stop_ok()
-    return "dead side=server %.3f s after the last segment; rst: the client's read failed " \
-           "with ECONNRESET %.3f s later" % (took, late)
+    return "dead side=%s %.3f s after the last segment; rst: the %s's read failed " \
+           "with ECONNRESET %.3f s later" % (dead_side, took, live_side, late)
 
 
 def gw_flush(ctx, fam):
@@ -365,6 +368,7 @@ CASES = [
     ("gateway_dead6", lambda ctx: gw_dead(ctx, 6)),
     ("gateway_rst", lambda ctx: gw_rst(ctx, 4)),
     ("gateway_rst6", lambda ctx: gw_rst(ctx, 6)),
+    ("gateway_rst_client", lambda ctx: gw_rst(ctx, 4, "client")),
     ("gateway_flush", lambda ctx: gw_flush(ctx, 4)),
     ("gateway_flush6", lambda ctx: gw_flush(ctx, 6)),
     ("gateway_conntrack", lambda ctx: gw_conntrack(ctx, 4)),
