@@ -116,6 +116,7 @@ struct engine {
 	size_t nbusy;
 	size_t max_conns; /* confirmed records at most (max_connections) */
 	bool gateway;     /* the config has a gateway rule: forwarded segments are followed */
+	bool oneway_told; /* the warning of a forwarded connection seen one way was written */
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -133,6 +134,7 @@ static void busy_count(struct engine *e, struct conn *c, double now);
 static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static bool has_gateway_rule(const struct config *cfg);
+static bool gateway_pair_seen(struct engine *e, struct conn *c, double now);
 
 static double mono_now(void)
 {
@@ -990,6 +992,8 @@ static void on_conn_timer(struct engine *e, struct conn *c)
 		busy_recheck(e, c, now);
 		return;
 	}
+	if ((c->flags & CONN_F_GATEWAY) && !gateway_pair_seen(e, c, now))
+		return; /* one way only (NAT): never probed, looked at again */
 	if (may_judge(&c->fsm, &rule_of(e, c)->params))
 		sync_capture(e, now); /* a reply already captured is heard before a verdict */
 	fsm_on_timer(&c->fsm, &rule_of(e, c)->params, now, blind_at(e), &out);
@@ -1128,6 +1132,32 @@ static bool has_gateway_rule(const struct config *cfg)
 		if (cfg->rules[i].mode == RULE_MODE_GATEWAY)
 			return true;
 	}
+	return false;
+}
+
+/* A forwarded connection is probed only when both its records exist: each direction was
+ * seen forwarded with the same addresses. Through NAT (not followed yet) one direction
+ * carries other addresses, so the record probing an end in the other's name would never
+ * hear the answers and give a false dead verdict; likewise under asymmetric routing.
+ * False (c's timer re-armed an interval later) while c, watching, has no partner. */
+static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
+{
+	struct addr_tuple key;
+
+	if (c->fsm.state != FSM_WATCH)
+		return true; /* a round under way ends as it began; a closed record lingers */
+	addr_tuple_make(&key, c->key.family, c->key.remote, c->key.rport, c->key.local,
+	                c->key.lport);
+	if (conntab_find(e->tab, &key))
+		return true;
+	e->st.gateway_oneway++;
+	if (!e->oneway_told)
+		log_warnx("gateway: a forwarded connection of rule [%s] is seen one way only "
+		          "(NAT, or asymmetric routing): not probed (NAT is not supported yet)",
+		          rule_of(e, c)->name);
+	e->oneway_told = true;
+	c->fsm.timer_at = now + rule_of(e, c)->params.interval;
+	arm_timer(e, c);
 	return false;
 }
 

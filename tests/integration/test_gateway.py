@@ -9,6 +9,7 @@ only ever send 100 bytes or more), before any drop.
 """
 
 import re
+import time
 
 from netns import check, conf_text, endpoint, routed, run, svc_rule
 from test_cases import (CT_TIMEOUT, DEAD_AFTER, IDLE, INTERVAL, MB_IDLE, MB_WAIT, PROBES,
@@ -361,6 +362,37 @@ def gw_handshake_only(ctx, fam):
         or "none")
 
 
+def gw_masquerade(ctx):
+    """Through masquerade (not followed yet) the router sees the flow's two directions with
+    different addresses: the record it can make (the client's end) would never hear the
+    answers to its probes. It is not probed (no false dead), and the operator is told."""
+    net = routed(ctx.topo)
+    ctx.topo.nft(net["router"], "\n".join([
+        "add table ip kptnat",
+        "add chain ip kptnat post { type nat hook postrouting priority 100; }",
+        "add rule ip kptnat post oifname eth0 masquerade", ""]))
+    if ctx.netcheck:
+        return "masquerade loaded"
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", [gw_rule()]))
+    log = kap.log
+    f = Flow(connect(ctx, net, 4, PORT))
+    c = f.c
+    c.exchange()
+    i, line = kap.proc.wait_line(lambda l: "seen one way only" in l, IDLE + 3,
+                                 "the one-way warning", stream="err")
+    idle_until(time.time() + DEAD_AFTER + 0.5, log)
+    log.poll()
+    acted = [e.raw for e in log.events if e.get("event") in
+             ("idle", "probe", "dead", "reset", "alive", "unreachable")]
+    check(not acted, "a one-way (NATed) flow was probed or judged:\n%s" % "\n".join(acted))
+    c.exchange(300, 400)
+    s, k = c.srv.stats(), c.cli.stats()
+    check(s["error"] == "none" and k["error"] == "none" and s["bad"] == "0" and k["bad"] == "0",
+          "the connection broke: %s / %s" % (s["line"], k["line"]))
+    kap.stop_ok()
+    return "not probed, no verdict; warned: %s" % line.split("msg=", 1)[-1][:70]
+
+
 CASES = [
     ("gateway_alive", lambda ctx: gw_alive(ctx, 4)),
     ("gateway_dead", lambda ctx: gw_dead(ctx, 4)),
@@ -376,6 +408,7 @@ CASES = [
     ("gateway_ct_warning", gw_ct_warning),
     ("gateway_handshake", lambda ctx: gw_handshake_only(ctx, 4)),
     ("gateway_handshake6", lambda ctx: gw_handshake_only(ctx, 6)),
+    ("gateway_masquerade", gw_masquerade),
     ("gateway_mixed", lambda ctx: gw_mixed(ctx, 4)),
     ("gateway_mixed6", lambda ctx: gw_mixed(ctx, 6)),
 ]
