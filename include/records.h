@@ -53,6 +53,8 @@ struct engine_view {
 	double verdict_age; /* s since that verdict; < 0 when none */
 	const char *stall;  /* "zero-window" (stalled now), "retransmit" (dead from a stall), or
 	                       NULL */
+	const char *side;   /* a gateway rule's record: the end it probes ("client" or "server";
+	                       key.local is the other end); NULL for a local rule */
 };
 
 /* Connections by state (engine_counts: kept by the engine as states change). */

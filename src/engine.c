@@ -1308,6 +1308,7 @@ static void view_one(struct conn *c, void *arg)
 	v.rtt = c->rtt > 0 ? (double)c->rtt : -1.0;
 	v.verdict = c->verdict;
 	v.verdict_age = c->verdict ? x->now - c->verdict_at : -1.0;
+	v.side = (c->flags & CONN_F_GATEWAY) ? gateway_side(rule_of(x->e, c), &c->key) : NULL;
 	v.stall = (c->flags & CONN_F_ZW_STALLED)  ? "zero-window"
 	          : (c->flags & CONN_F_STALL_DEAD) ? "retransmit"
 	                                           : NULL;

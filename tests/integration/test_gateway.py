@@ -8,7 +8,10 @@ the 1-byte TCP segments that arrive from the other end's address (the probes: th
 only ever send 100 bytes or more), before any drop.
 """
 
+import json
+import os
 import re
+import signal
 import time
 
 from netns import check, conf_text, endpoint, routed, run, svc_rule
@@ -74,6 +77,25 @@ def lines_shaped(log):
     check(not errs, "status log has level=error lines:\n%s" % "\n".join(e.raw for e in errs))
 
 
+def state_sides(ctx, kap, timeout=3.0):
+    """(side, local, remote) of each gateway record in the state file, once written."""
+    path = os.path.join(ctx.topo.tmp, "state.json")
+    os.kill(kap.proc.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as fh:
+                doc = json.load(fh)
+            got = {(c.get("side"), c["local"], c["remote"]) for c in doc["connections"]
+                   if c.get("side")}
+            if got:
+                return got
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return set()
+
+
 def setup(ctx, fam, **extra):
     net = routed(ctx.topo)
     a = net[fam]
@@ -114,6 +136,10 @@ def gw_alive(ctx, fam):
         check(IDLE * 0.9 <= gap <= IDLE * 1.1 + 0.05,
               "side=%s: first idle %.3f s after the last segment, expected %.1f s (+-10%%)"
               % (side, gap, IDLE))
+    # The state file names the side of each record (SIGUSR2 writes it now).
+    sides = state_sides(ctx, kap)
+    check(sides == {("server", f.client, f.server), ("client", f.server, f.client)},
+          "state file: side, local, remote of the flow's records: %s" % sides)
     # Each end got the probes, from the other end's address.
     at_cli, at_srv = probes_seen(net["peer"]), probes_seen(net["local"])
     check(at_cli >= 2 and at_srv >= 2,
