@@ -669,7 +669,8 @@ static void log_totals(const struct daemon *d)
 	         "pcap_received=%u pcap_drops=%u uncertain=%llu learn_retries=%llu "
 	         "probe_late_max_ms=%.1f probe_rate=%.0f unconfirmed_dropped=%llu "
 	         "loop_stall_max_ms=%.3f loop_stall_max_cpu_ms=%.3f stall_dead=%llu "
-	         "stall_zero_window=%llu busy_left_out=%llu busy_queries=%llu",
+	         "stall_zero_window=%llu busy_left_out=%llu busy_queries=%llu forwarded=%llu "
+	         "gateway_oneway=%llu",
 	         s->packets, s->decode_errors, s->tracked, s->probes_sent, s->send_errors,
 	         s->replies, s->alive, s->dead, s->reset, s->unreachable, s->closed,
 	         s->ignored[FSM_IGN_OWN_PROBE], s->ignored[FSM_IGN_BAD_ACK],
@@ -678,7 +679,8 @@ static void log_totals(const struct daemon *d)
 	         s->ignored[FSM_IGN_UNVERIFIED], recv, drop, s->uncertain, s->learn_retries,
 	         s->probe_late_max * 1000.0, s->probe_rate, s->unconfirmed_dropped,
 	         loopstall_max() * 1000.0, loopstall_max_cpu() * 1000.0, s->stall_retransmit,
-	         s->stall_zero_window, s->busy_left_out, s->busy_queries);
+	         s->stall_zero_window, s->busy_left_out, s->busy_queries, s->forwarded,
+	         s->gateway_oneway);
 }
 
 /* systemd's STATUS= line (a notify_status_fn). */
