@@ -55,6 +55,28 @@ size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, const uint3
  * (actmsg_diag_ack: ENOENT when there is no such entry). */
 size_t actmsg_ct_delete(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len);
 
+/* Writes a ctnetlink IPCTNL_MSG_CT_GET request (NLM_F_REQUEST, sequence seq) for the TCP
+ * conntrack entry with the tuple local -> remote of t (either direction's). Returns the
+ * length, or 0 when len is too small. buf must be NLWALK_ALIGN-aligned. */
+size_t actmsg_ct_get(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len);
+
+/* A conntrack entry (actmsg_ct_found): its tuples, each as an addr_tuple with local = the
+ * direction's source and remote = its destination, and its status (IPS_* bits). */
+struct actmsg_ct {
+	struct addr_tuple orig;  /* as the connection's opener sent its first packet */
+	struct addr_tuple reply; /* as the other end sends, after NAT */
+	uint32_t status;
+	unsigned have; /* ACTMSG_CT_* */
+};
+
+enum { ACTMSG_CT_ORIG = 1, ACTMSG_CT_REPLY = 2, ACTMSG_CT_STATUS = 4 };
+
+/* Reads the answer to get request seq in buf (a datagram from port sender): 0 with *out
+ * filled (both tuples whole, TCP), ENOENT when there is no such entry, another errno value
+ * when the kernel refused, or -1 when buf holds no whole answer to seq from the kernel. */
+int actmsg_ct_found(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender,
+                    struct actmsg_ct *out);
+
 /* Reads netlink messages in buf (a datagram from port sender) for the ack of request seq.
  * Returns 0 (success), a positive errno value (the kernel refused: ENOENT when no such
  * socket), or -1 when buf holds no ack for seq from the kernel. */

@@ -84,7 +84,9 @@ static void ct_tuple(struct nlmsghdr *h, const struct addr_tuple *t)
 	mnl_attr_nest_end(h, tuple);
 }
 
-size_t actmsg_ct_delete(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len)
+/* A ctnetlink request of type type (IPCTNL_MSG_CT_*) naming the entry of t. */
+static size_t ct_request(const struct addr_tuple *t, uint16_t type, uint16_t flags, uint32_t seq,
+                         uint8_t *buf, size_t len)
 {
 	struct nlmsghdr *h;
 	struct nfgenmsg *nf;
@@ -94,8 +96,8 @@ size_t actmsg_ct_delete(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, 
 		return 0;
 	memset(buf, 0, ACTMSG_CT_LEN);
 	h = mnl_nlmsg_put_header(buf);
-	h->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
-	h->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	h->nlmsg_type = (uint16_t)((NFNL_SUBSYS_CTNETLINK << 8) | type);
+	h->nlmsg_flags = flags;
 	h->nlmsg_seq = seq;
 	nf = mnl_nlmsg_put_extra_header(h, sizeof(*nf));
 	nf->nfgen_family = t->family;
@@ -103,6 +105,139 @@ size_t actmsg_ct_delete(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, 
 	nf->res_id = 0;
 	ct_tuple(h, t);
 	return h->nlmsg_len;
+}
+
+size_t actmsg_ct_delete(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len)
+{
+	return ct_request(t, IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, buf, len);
+}
+
+size_t actmsg_ct_get(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len)
+{
+	return ct_request(t, IPCTNL_MSG_CT_GET, NLM_F_REQUEST, seq, buf, len);
+}
+
+/* Where a conntrack answer's attributes go while they are walked. */
+struct ct_walk {
+	struct actmsg_ct *out;
+	struct addr_tuple *t; /* the tuple being read */
+	int family;
+	unsigned got; /* CT_GOT_* of the tuple being read */
+};
+
+enum { CT_GOT_SRC = 1, CT_GOT_DST = 2, CT_GOT_NUM = 4, CT_GOT_SPORT = 8, CT_GOT_DPORT = 16 };
+#define CT_GOT_ALL 31
+
+/* An address attribute of CTA_TUPLE_IP, of the answer's family. */
+static int ct_ip_cb(const struct nlattr *a, void *data)
+{
+	struct ct_walk *w = data;
+	int type = mnl_attr_get_type(a);
+	size_t n = addr_len(w->family);
+	bool v4 = w->family == AF_INET;
+
+	if (mnl_attr_get_payload_len(a) != n)
+		return MNL_CB_OK;
+	if (type == (v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC)) {
+		memcpy(w->t->local, mnl_attr_get_payload(a), n);
+		w->got |= CT_GOT_SRC;
+	} else if (type == (v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST)) {
+		memcpy(w->t->remote, mnl_attr_get_payload(a), n);
+		w->got |= CT_GOT_DST;
+	}
+	return MNL_CB_OK;
+}
+
+/* An attribute of CTA_TUPLE_PROTO: TCP, and the ports (network order). */
+static int ct_proto_cb(const struct nlattr *a, void *data)
+{
+	struct ct_walk *w = data;
+	int type = mnl_attr_get_type(a);
+
+	if (type == CTA_PROTO_NUM && mnl_attr_validate(a, MNL_TYPE_U8) == 0 &&
+	    mnl_attr_get_u8(a) == IPPROTO_TCP)
+		w->got |= CT_GOT_NUM;
+	else if (type == CTA_PROTO_SRC_PORT && mnl_attr_validate(a, MNL_TYPE_U16) == 0) {
+		w->t->lport = ntohs(mnl_attr_get_u16(a));
+		w->got |= CT_GOT_SPORT;
+	} else if (type == CTA_PROTO_DST_PORT && mnl_attr_validate(a, MNL_TYPE_U16) == 0) {
+		w->t->rport = ntohs(mnl_attr_get_u16(a));
+		w->got |= CT_GOT_DPORT;
+	}
+	return MNL_CB_OK;
+}
+
+/* An attribute of CTA_TUPLE_ORIG or CTA_TUPLE_REPLY. */
+static int ct_tuple_cb(const struct nlattr *a, void *data)
+{
+	int type = mnl_attr_get_type(a);
+
+	if (type == CTA_TUPLE_IP)
+		return mnl_attr_parse_nested(a, ct_ip_cb, data) < 0 ? MNL_CB_ERROR : MNL_CB_OK;
+	if (type == CTA_TUPLE_PROTO)
+		return mnl_attr_parse_nested(a, ct_proto_cb, data) < 0 ? MNL_CB_ERROR : MNL_CB_OK;
+	return MNL_CB_OK;
+}
+
+/* One tuple into t: true when it is whole (addresses, TCP, ports). */
+static bool ct_read_tuple(const struct nlattr *a, struct ct_walk *w, struct addr_tuple *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->family = (uint8_t)w->family;
+	w->t = t;
+	w->got = 0;
+	return mnl_attr_parse_nested(a, ct_tuple_cb, w) >= 0 && w->got == CT_GOT_ALL;
+}
+
+/* A top-level attribute of the entry. */
+static int ct_attr_cb(const struct nlattr *a, void *data)
+{
+	struct ct_walk *w = data;
+	int type = mnl_attr_get_type(a);
+
+	if (type == CTA_TUPLE_ORIG && ct_read_tuple(a, w, &w->out->orig))
+		w->out->have |= ACTMSG_CT_ORIG;
+	else if (type == CTA_TUPLE_REPLY && ct_read_tuple(a, w, &w->out->reply))
+		w->out->have |= ACTMSG_CT_REPLY;
+	else if (type == CTA_STATUS && mnl_attr_validate(a, MNL_TYPE_U32) == 0) {
+		w->out->status = ntohl(mnl_attr_get_u32(a));
+		w->out->have |= ACTMSG_CT_STATUS;
+	}
+	return MNL_CB_OK;
+}
+
+int actmsg_ct_found(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender,
+                    struct actmsg_ct *out)
+{
+	const uint16_t entry = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
+	const struct nlmsghdr *h;
+	struct nfgenmsg nf;
+	struct ct_walk w;
+	int rest;
+
+	if (sender != ACTMSG_KERNEL_PORT)
+		return -1;
+	for (h = nlwalk_first(buf, len, &rest); nlwalk_ok(h, rest); h = mnl_nlmsg_next(h, &rest)) {
+		if (h->nlmsg_seq != seq)
+			continue;
+		if (h->nlmsg_type == NLMSG_ERROR)
+			return actmsg_diag_ack((const uint8_t *)h, h->nlmsg_len, seq, sender);
+		if (h->nlmsg_type != entry || mnl_nlmsg_get_payload_len(h) < sizeof(nf))
+			continue;
+		memcpy(&nf, mnl_nlmsg_get_payload(h), sizeof(nf));
+		if (nf.nfgen_family != AF_INET && nf.nfgen_family != AF_INET6)
+			return -1;
+		memset(out, 0, sizeof(*out));
+		w.out = out;
+		w.family = nf.nfgen_family;
+		if (nlwalk_attrs(h, sizeof(nf), ct_attr_cb, &w) < 0)
+			return -1;
+		return (out->have & (ACTMSG_CT_ORIG | ACTMSG_CT_REPLY)) ==
+		               (ACTMSG_CT_ORIG | ACTMSG_CT_REPLY)
+		           ? 0
+		           : -1;
+	}
+	return -1; /* no answer, or a cut message before it */
 }
 
 /* Does the kernel's answer name connection t itself? An IPv6 socket talking IPv4 (a

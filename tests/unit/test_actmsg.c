@@ -10,6 +10,13 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netlink.h>
+
 #include "actmsg.h"
 
 static struct addr_tuple tuple4(void)
@@ -281,6 +288,92 @@ static void test_ct_delete_bytes(void **state)
 	assert_int_equal(actmsg_ct_delete(&t, 9, buf + 1, ACTMSG_CT_LEN - 1), 0); /* misaligned */
 }
 
+/* A ctnetlink tuple into h (as the kernel nests it). */
+static void put_tuple(struct nlmsghdr *h, int type, const uint8_t *src, const uint8_t *dst,
+                      uint16_t sport, uint16_t dport)
+{
+	struct nlattr *t = mnl_attr_nest_start(h, (uint16_t)type), *n;
+
+	n = mnl_attr_nest_start(h, CTA_TUPLE_IP);
+	mnl_attr_put(h, CTA_IP_V4_SRC, 4, src);
+	mnl_attr_put(h, CTA_IP_V4_DST, 4, dst);
+	mnl_attr_nest_end(h, n);
+	n = mnl_attr_nest_start(h, CTA_TUPLE_PROTO);
+	mnl_attr_put_u8(h, CTA_PROTO_NUM, IPPROTO_TCP);
+	mnl_attr_put_u16(h, CTA_PROTO_SRC_PORT, htons(sport));
+	mnl_attr_put_u16(h, CTA_PROTO_DST_PORT, htons(dport));
+	mnl_attr_nest_end(h, n);
+	mnl_attr_nest_end(h, t);
+}
+
+/* A masqueraded entry: 198.51.100.2:40000 -> 192.0.2.1:5432, answered to 192.0.2.254:41000. */
+static size_t ct_answer(uint8_t *buf, uint32_t seq, uint32_t status)
+{
+	const uint8_t c[4] = {198, 51, 100, 2}, s[4] = {192, 0, 2, 1}, r[4] = {192, 0, 2, 254};
+	struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
+	struct nfgenmsg *nf;
+
+	h->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
+	h->nlmsg_seq = seq;
+	nf = mnl_nlmsg_put_extra_header(h, sizeof(*nf));
+	nf->nfgen_family = AF_INET;
+	put_tuple(h, CTA_TUPLE_ORIG, c, s, 40000, 5432);
+	put_tuple(h, CTA_TUPLE_REPLY, s, r, 5432, 41000);
+	mnl_attr_put_u32(h, CTA_STATUS, htonl(status));
+	return h->nlmsg_len;
+}
+
+static void test_ct_get_and_found(void **state)
+{
+	_Alignas(uint32_t) uint8_t buf[512];
+	struct addr_tuple t = tuple4();
+	struct actmsg_ct ct;
+	size_t n;
+
+	(void)state;
+	n = actmsg_ct_get(&t, 11, buf, sizeof(buf));
+	assert_int_equal(n, sizeof(want_ct_delete));
+	assert_int_equal(buf[4], IPCTNL_MSG_CT_GET);
+	assert_int_equal(buf[6], NLM_F_REQUEST);
+	assert_memory_equal(buf + 16, want_ct_delete + 16, n - 16); /* the same tuple */
+
+	memset(buf, 0, sizeof(buf));
+	n = ct_answer(buf, 11, IPS_SRC_NAT | IPS_CONFIRMED);
+	assert_int_equal(actmsg_ct_found(buf, n, 11, 0, &ct), 0);
+	assert_int_equal(ct.orig.family, AF_INET);
+	assert_int_equal(ct.orig.local[0], 198);
+	assert_int_equal(ct.orig.lport, 40000);
+	assert_int_equal(ct.orig.remote[3], 1);
+	assert_int_equal(ct.orig.rport, 5432);
+	assert_int_equal(ct.reply.local[3], 1);
+	assert_int_equal(ct.reply.lport, 5432);
+	assert_int_equal(ct.reply.remote[3], 254);
+	assert_int_equal(ct.reply.rport, 41000);
+	assert_true(ct.status & IPS_SRC_NAT);
+	assert_int_equal(ct.have, ACTMSG_CT_ORIG | ACTMSG_CT_REPLY | ACTMSG_CT_STATUS);
+	/* another sequence, another sender, a cut datagram: no answer */
+	assert_int_equal(actmsg_ct_found(buf, n, 12, 0, &ct), -1);
+	assert_int_equal(actmsg_ct_found(buf, n, 11, 4242, &ct), -1);
+	assert_int_equal(actmsg_ct_found(buf, n - 4, 11, 0, &ct), -1);
+}
+
+static void test_ct_found_error(void **state)
+{
+	_Alignas(uint32_t) uint8_t buf[64];
+	struct nlmsghdr *h;
+	struct nlmsgerr *e;
+	struct actmsg_ct ct;
+
+	(void)state;
+	memset(buf, 0, sizeof(buf));
+	h = mnl_nlmsg_put_header(buf);
+	h->nlmsg_type = NLMSG_ERROR;
+	h->nlmsg_seq = 5;
+	e = mnl_nlmsg_put_extra_header(h, sizeof(*e));
+	e->error = -ENOENT;
+	assert_int_equal(actmsg_ct_found(buf, h->nlmsg_len, 5, 0, &ct), ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -293,6 +386,8 @@ int main(void)
 	    cmocka_unit_test(test_env_reset_no_reason),
 	    cmocka_unit_test(test_env_too_long),
 	    cmocka_unit_test(test_ct_delete_bytes),
+	    cmocka_unit_test(test_ct_get_and_found),
+	    cmocka_unit_test(test_ct_found_error),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
