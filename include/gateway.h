@@ -39,6 +39,47 @@ const char *gateway_side(const struct rule *r, const struct addr_tuple *k);
  * (as the capture saw them on the way out), side (the end this record probes and judges). */
 void gateway_line_fields(struct log_line *l, const struct rule *r, const struct addr_tuple *k);
 
+/* A forwarded connection's record as its conntrack entry describes it (gateway_nat_view):
+ * through NAT the addresses the probed end sees, the client's and those a probe must carry
+ * differ. Without NAT all but partner are the record's key. */
+struct gateway_nat {
+	struct addr_tuple key;     /* the record's key: the flow as the probed end sees it
+	                              (local = the end spoken for, remote = the probed end) */
+	struct addr_tuple name;    /* the flow as the client sees it, oriented as the key: rules
+	                              and status lines use it */
+	struct addr_tuple send;    /* probes, and the RST to the probed end, go from send.local to
+	                              send.remote: the entry's tuple towards the probed end before
+	                              NAT, which the router's conntrack finds and translates (a
+	                              probe with the addresses the end sees makes a new entry,
+	                              whose source port NAT changes) */
+	struct addr_tuple partner; /* the key of the flow's other record */
+};
+
+/* The view of record key of a flow whose conntrack entry has the tuples orig and reply
+ * (local = the direction's source, remote = its destination). False when key is neither
+ * end's view of the entry. */
+bool gateway_nat_view(const struct addr_tuple *orig, const struct addr_tuple *reply,
+                      const struct addr_tuple *key, struct gateway_nat *n);
+
+/* The gateway_nat of the records whose flow is translated, by record key. */
+struct gateway_natmap;
+
+/* An empty map; NULL when out of memory. */
+struct gateway_natmap *gateway_natmap_new(uint32_t seed);
+
+/* Adds (or replaces) n under n->key. Returns 0, or -1 when out of memory. */
+int gateway_natmap_put(struct gateway_natmap *m, const struct gateway_nat *n);
+
+/* The entry of key, or NULL. */
+const struct gateway_nat *gateway_natmap_get(const struct gateway_natmap *m,
+                                             const struct addr_tuple *key);
+
+/* Removes the entry of key (if any). */
+void gateway_natmap_del(struct gateway_natmap *m, const struct addr_tuple *key);
+
+/* Frees the map and its entries. */
+void gateway_natmap_free(struct gateway_natmap *m);
+
 /* The kernel's conntrack TCP established timeout (s), as
  * /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established gives it. */
 #define GATEWAY_CT_TIMEOUT_PATH "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established"

@@ -102,12 +102,108 @@ static void test_outlived(void **state)
 	assert_null(gateway_outlived(rules, 3, &i, 432000));
 }
 
+/* Masquerade: client 198.51.100.2:40000 -> server 192.0.2.1:5432, seen by the server as
+ * from 192.0.2.254:41000. */
+static void test_nat_view_masquerade(void **state)
+{
+	struct addr_tuple orig = key(AF_INET, "198.51.100.2", 40000, "192.0.2.1", 5432);
+	struct addr_tuple reply = key(AF_INET, "192.0.2.1", 5432, "192.0.2.254", 41000);
+	struct addr_tuple to_srv = key(AF_INET, "192.0.2.254", 41000, "192.0.2.1", 5432);
+	struct addr_tuple to_cli = key(AF_INET, "192.0.2.1", 5432, "198.51.100.2", 40000);
+	struct addr_tuple other = key(AF_INET, "198.51.100.2", 40000, "192.0.2.1", 5432);
+	struct gateway_nat n;
+
+	(void)state;
+	assert_true(gateway_nat_view(&orig, &reply, &to_srv, &n)); /* probes the server */
+	assert_true(addr_tuple_equal(&n.key, &to_srv));
+	assert_true(addr_tuple_equal(&n.name, &orig));    /* named as the client sees it */
+	assert_true(addr_tuple_equal(&n.send, &orig));    /* sent before SNAT */
+	assert_true(addr_tuple_equal(&n.partner, &to_cli));
+	assert_true(gateway_nat_view(&orig, &reply, &to_cli, &n)); /* probes the client */
+	assert_true(addr_tuple_equal(&n.name, &to_cli));
+	assert_true(addr_tuple_equal(&n.send, &reply)); /* as the server sends, before de-NAT */
+	assert_true(addr_tuple_equal(&n.partner, &to_srv));
+	assert_false(gateway_nat_view(&orig, &reply, &other, &n)); /* neither end's view */
+}
+
+/* DNAT: the client connects to 203.0.113.1:443, the router sends it to 192.0.2.1:8443. */
+static void test_nat_view_dnat(void **state)
+{
+	struct addr_tuple orig = key(AF_INET, "198.51.100.2", 40000, "203.0.113.1", 443);
+	struct addr_tuple reply = key(AF_INET, "192.0.2.1", 8443, "198.51.100.2", 40000);
+	struct addr_tuple to_srv = key(AF_INET, "198.51.100.2", 40000, "192.0.2.1", 8443);
+	struct addr_tuple to_cli = key(AF_INET, "203.0.113.1", 443, "198.51.100.2", 40000);
+	struct gateway_nat n;
+
+	(void)state;
+	assert_true(gateway_nat_view(&orig, &reply, &to_srv, &n));
+	assert_true(addr_tuple_equal(&n.name, &orig));
+	assert_true(addr_tuple_equal(&n.send, &orig)); /* DNAT at OUTPUT takes it to the server */
+	assert_true(addr_tuple_equal(&n.partner, &to_cli));
+	assert_true(gateway_nat_view(&orig, &reply, &to_cli, &n));
+	assert_true(addr_tuple_equal(&n.name, &to_cli));
+	assert_true(addr_tuple_equal(&n.send, &reply));
+	assert_true(addr_tuple_equal(&n.partner, &to_srv));
+}
+
+/* Without NAT every tuple is the key (and the partner its swap). */
+static void test_nat_view_none(void **state)
+{
+	struct addr_tuple orig = key(AF_INET6, "2001:db8:2::2", 40000, "2001:db8:1::1", 22);
+	struct addr_tuple reply = key(AF_INET6, "2001:db8:1::1", 22, "2001:db8:2::2", 40000);
+	struct gateway_nat n;
+
+	(void)state;
+	assert_true(gateway_nat_view(&orig, &reply, &orig, &n));
+	assert_true(addr_tuple_equal(&n.name, &orig) && addr_tuple_equal(&n.send, &orig));
+	assert_true(addr_tuple_equal(&n.partner, &reply));
+	assert_true(gateway_nat_view(&orig, &reply, &reply, &n));
+	assert_true(addr_tuple_equal(&n.name, &reply) && addr_tuple_equal(&n.send, &reply));
+	assert_true(addr_tuple_equal(&n.partner, &orig));
+}
+
+static void test_natmap(void **state)
+{
+	struct gateway_natmap *m = gateway_natmap_new(7);
+	struct gateway_nat n;
+	uint8_t a[4] = {10, 0, 0, 1}, b[4] = {10, 0, 0, 2};
+	int i;
+
+	(void)state;
+	assert_non_null(m);
+	memset(&n, 0, sizeof(n));
+	for (i = 1; i <= 300; i++) { /* past a few doublings */
+		addr_tuple_make(&n.key, AF_INET, a, (uint16_t)i, b, 80);
+		n.send.lport = (uint16_t)i;
+		assert_int_equal(gateway_natmap_put(m, &n), 0);
+	}
+	for (i = 1; i <= 300; i++) {
+		addr_tuple_make(&n.key, AF_INET, a, (uint16_t)i, b, 80);
+		assert_non_null(gateway_natmap_get(m, &n.key));
+		assert_int_equal(gateway_natmap_get(m, &n.key)->send.lport, i);
+	}
+	addr_tuple_make(&n.key, AF_INET, a, 7, b, 80);
+	n.send.lport = 9999; /* replaced in place */
+	assert_int_equal(gateway_natmap_put(m, &n), 0);
+	assert_int_equal(gateway_natmap_get(m, &n.key)->send.lport, 9999);
+	gateway_natmap_del(m, &n.key);
+	assert_null(gateway_natmap_get(m, &n.key));
+	gateway_natmap_del(m, &n.key); /* absent: nothing */
+	addr_tuple_make(&n.key, AF_INET, a, 8, b, 80);
+	assert_non_null(gateway_natmap_get(m, &n.key));
+	gateway_natmap_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_copy),
 	    cmocka_unit_test(test_line_fields),
 	    cmocka_unit_test(test_outlived),
+	    cmocka_unit_test(test_nat_view_masquerade),
+	    cmocka_unit_test(test_nat_view_dnat),
+	    cmocka_unit_test(test_nat_view_none),
+	    cmocka_unit_test(test_natmap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
