@@ -5,8 +5,8 @@
  * table, with swapped keys: the record (local = client, remote = server) probes the server
  * in the client's name, the record (local = server, remote = client) probes the client in
  * the server's name. Each forwarded segment is "ours" for one (as it leaves) and "the
- * peer's" for the other (as it arrives), so the state machine (fsm.c) learns and judges each end exactly as it does a
- * connection of this host (ARCHITECTURE.md, "Gateway mode"). */
+ * peer's" for the other (as it arrives), so the state machine (fsm.c) learns and judges each end
+ * exactly as it does a connection of this host (ARCHITECTURE.md, "Gateway mode"). */
 #ifndef KAPROBE_GATEWAY_H
 #define KAPROBE_GATEWAY_H
 

@@ -116,8 +116,8 @@ static void test_nat_view_masquerade(void **state)
 	(void)state;
 	assert_true(gateway_nat_view(&orig, &reply, &to_srv, &n)); /* probes the server */
 	assert_true(addr_tuple_equal(&n.key, &to_srv));
-	assert_true(addr_tuple_equal(&n.name, &orig));    /* named as the client sees it */
-	assert_true(addr_tuple_equal(&n.send, &orig));    /* sent before SNAT */
+	assert_true(addr_tuple_equal(&n.name, &orig)); /* named as the client sees it */
+	assert_true(addr_tuple_equal(&n.send, &orig)); /* sent before SNAT */
 	assert_true(addr_tuple_equal(&n.partner, &to_cli));
 	assert_true(gateway_nat_view(&orig, &reply, &to_cli, &n)); /* probes the client */
 	assert_true(addr_tuple_equal(&n.name, &to_cli));
@@ -197,12 +197,9 @@ static void test_natmap(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_copy),
-	    cmocka_unit_test(test_line_fields),
-	    cmocka_unit_test(test_outlived),
-	    cmocka_unit_test(test_nat_view_masquerade),
-	    cmocka_unit_test(test_nat_view_dnat),
-	    cmocka_unit_test(test_nat_view_none),
+	    cmocka_unit_test(test_copy),          cmocka_unit_test(test_line_fields),
+	    cmocka_unit_test(test_outlived),      cmocka_unit_test(test_nat_view_masquerade),
+	    cmocka_unit_test(test_nat_view_dnat), cmocka_unit_test(test_nat_view_none),
 	    cmocka_unit_test(test_natmap),
 	};
 
