@@ -218,7 +218,7 @@ static void do_rst(struct action *a, const struct engine_verdict *v, const struc
 		log_result(w, "rst", NULL, msg);
 		return;
 	}
-	err = sender_send_rst(a->sender, v->key, 0, f->snd_nxt, f->rcv_nxt);
+	err = sender_send_rst(a->sender, v->send ? v->send : v->key, 0, f->snd_nxt, f->rcv_nxt);
 	if (err) {
 		snprintf(msg, sizeof(msg), "to peer: %s", strerror(err));
 		log_result(w, "rst", NULL, msg);
@@ -238,7 +238,7 @@ static void do_flush(struct action *a, const struct engine_verdict *v, const str
 	int rc = a->nf_err;
 
 	if (a->nf >= 0) {
-		len = actmsg_ct_delete(v->key, ++a->seq, req, sizeof(req));
+		len = actmsg_ct_delete(v->send ? v->send : v->key, ++a->seq, req, sizeof(req));
 		n = len ? nl_ask_on(a->nf, req, len, buf, sizeof(buf), &sender) : -1;
 		rc = n < 0 ? (len ? errno : EINVAL)
 		           : actmsg_diag_ack(buf, (size_t)n, a->seq, sender);
@@ -468,7 +468,7 @@ void action_on_verdict(void *arg, const struct engine_verdict *v)
 	const struct rule_actions *acts = v->stall ? &v->rule->on_stall
 	                                  : dead   ? &v->rule->on_dead
 	                                           : &v->rule->on_reset;
-	const struct addr_tuple *k = v->key;
+	const struct addr_tuple *k = v->name ? v->name : v->key;
 	struct who w;
 
 	if (!(acts->mask & (RULE_ACT_CLOSE | RULE_ACT_RST | RULE_ACT_FLUSH | RULE_ACT_EXEC)))

@@ -38,6 +38,7 @@ enum {
 	CONN_F_BUSY = 1 << 10,       /* left out of the capture while busy (e->busy) */
 	CONN_F_NOBUSY = 1 << 11,     /* never left out: the kernel has no socket for it */
 	CONN_F_GATEWAY = 1 << 12,    /* one end of a forwarded connection (a gateway rule's) */
+	CONN_F_NAT = 1 << 13,        /* ... through NAT: its gateway_nat is in e->nat */
 };
 
 /* Records seen only from our side (our SYN-ACK to a SYN that may be spoofed, our first
@@ -117,6 +118,9 @@ struct engine {
 	size_t max_conns; /* confirmed records at most (max_connections) */
 	bool gateway;     /* the config has a gateway rule: forwarded segments are followed */
 	bool oneway_told; /* the warning of a forwarded connection seen one way was written */
+	engine_ct_fn ct;  /* conntrack lookups (NAT), or NULL */
+	void *ct_arg;
+	struct gateway_natmap *nat; /* the CONN_F_NAT records' views (made at the first) */
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -135,6 +139,8 @@ static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static bool has_gateway_rule(const struct config *cfg);
 static bool gateway_pair_seen(struct engine *e, struct conn *c, double now);
+static const struct addr_tuple *name_of(const struct engine *e, const struct conn *c);
+static const struct addr_tuple *send_of(const struct engine *e, const struct conn *c);
 
 static double mono_now(void)
 {
@@ -253,6 +259,7 @@ void engine_free(struct engine *e)
 	}
 	timerheap_free(&e->timers);
 	conntab_free(e->tab);
+	gateway_natmap_free(e->nat);
 	free(e->pace.q);
 	free(e->rule_state);
 	free(e->unconf);
@@ -296,7 +303,7 @@ static void line_start_rule(struct log_line *l, const char *event, const struct 
 static void line_start(struct log_line *l, const char *event, const struct engine *e,
                        const struct conn *c)
 {
-	line_start_rule(l, event, rule_of(e, c), &c->key);
+	line_start_rule(l, event, rule_of(e, c), name_of(e, c));
 }
 
 static const char *send_error_name(int err)
@@ -568,6 +575,8 @@ static void drop_record(struct engine *e, struct conn *c)
 		e->zw_stalled--;
 	if (c->flags & CONN_F_BUSY)
 		busy_remove(e, c);
+	if (c->flags & CONN_F_NAT)
+		gateway_natmap_del(e->nat, &c->key);
 	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED |
 	                         CONN_F_ZW_STALLED);
 	conntab_remove(e->tab, c);
@@ -735,7 +744,7 @@ static bool pace_packet(struct engine *e, struct conn *c, struct sender_pkt *pkt
 	if (rule_of(e, c)->params.observe)
 		return false; /* observe-only (a reload made it so while it waited) */
 	memset(pkt, 0, sizeof(*pkt));
-	pkt->key = &c->key;
+	pkt->key = learn ? &c->key : send_of(e, c); /* (a learning SYN goes as the key says) */
 	pkt->kind = learn ? SENDER_SYN : SENDER_PROBE;
 	if (learn)
 		return fsm_learn_now(&c->fsm, &pkt->seq);
@@ -938,6 +947,8 @@ static void verdict_hook(struct engine *e, const struct conn *c, const struct fs
 	v.cfg = e->cfg;
 	v.rule = rule_of(e, c);
 	v.key = &c->key;
+	v.name = name_of(e, c);
+	v.send = send_of(e, c);
 	v.fsm = &c->fsm;
 	v.ev = ev;
 	v.idle = ev->type == FSM_EV_DEAD ? ev->idle : now - c->fsm.last_rx;
@@ -1033,6 +1044,14 @@ static void refuse(struct engine *e, const struct rule *r, const struct addr_tup
 	log_line_emit(&l);
 }
 
+/* What a new record is: a connection of this host, a forwarded one, or a forwarded one
+ * through NAT (gateway_kind). */
+enum { GW_LOCAL = 0, GW_PLAIN, GW_NAT };
+
+struct track_how;
+static int gateway_kind(struct engine *e, const struct addr_tuple *key, const struct track_how *how,
+                        struct gateway_nat *nat);
+
 /* How a new record starts: from traffic, or from the kernel's socket list. */
 struct track_how {
 	bool discovered, quiet;
@@ -1044,9 +1063,12 @@ struct track_how {
 static struct conn *track(struct engine *e, const struct addr_tuple *key, double now,
                           const struct track_how *how)
 {
-	const struct rule *r = how->forwarded
-	                           ? rule_match_gateway(e->cfg->rules, e->cfg->nrules, key)
-	                           : rule_match(e->cfg->rules, e->cfg->nrules, key);
+	struct gateway_nat nat;
+	int kind = gateway_kind(e, key, how, &nat);
+	const struct rule *r = kind == GW_LOCAL
+	                           ? rule_match(e->cfg->rules, e->cfg->nrules, key)
+	                           : rule_match_gateway(e->cfg->rules, e->cfg->nrules,
+	                                                kind == GW_NAT ? &nat.name : key);
 	struct unconf_entry *u;
 	struct conn *c;
 
@@ -1068,8 +1090,10 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 	e->st.tracked++;
 	c->rule = (uint16_t)(r - e->cfg->rules);
 	c->flags = e->gen | (how->discovered ? CONN_F_DISCOVERED : 0);
-	if (how->forwarded)
+	if (kind != GW_LOCAL)
 		c->flags |= CONN_F_GATEWAY | CONN_F_NOBUSY; /* no socket here to ask about */
+	if (kind == GW_NAT && gateway_natmap_put(e->nat, &nat) == 0)
+		c->flags |= CONN_F_NAT;
 	if (how->discovered)
 		fsm_init_discovered(&c->fsm, now, how->idle, how->quiet, &r->params);
 	else
@@ -1135,6 +1159,57 @@ static bool has_gateway_rule(const struct config *cfg)
 	return false;
 }
 
+/* A record's key as rules and status lines see it (gateway.h: gateway_nat.name). */
+static const struct addr_tuple *name_of(const struct engine *e, const struct conn *c)
+{
+	const struct gateway_nat *n;
+
+	if ((c->flags & CONN_F_NAT) && (n = gateway_natmap_get(e->nat, &c->key)))
+		return &n->name;
+	return &c->key;
+}
+
+/* What a record's probes go out as (gateway.h: gateway_nat.send). */
+static const struct addr_tuple *send_of(const struct engine *e, const struct conn *c)
+{
+	const struct gateway_nat *n;
+
+	if ((c->flags & CONN_F_NAT) && (n = gateway_natmap_get(e->nat, &c->key)))
+		return &n->send;
+	return &c->key;
+}
+
+void engine_set_conntrack(struct engine *e, engine_ct_fn fn, void *arg)
+{
+	e->ct = fn;
+	e->ct_arg = arg;
+}
+
+/* Whether a new record is a connection of this host (GW_LOCAL), a forwarded one
+ * (GW_PLAIN) or a forwarded one through NAT (GW_NAT, *nat filled): a forwarded segment
+ * makes a gateway record; one with this host's address does too when conntrack says its
+ * flow is translated and neither end, as the client sees them, is this host. */
+static int gateway_kind(struct engine *e, const struct addr_tuple *key, const struct track_how *how,
+                        struct gateway_nat *nat)
+{
+	struct addr_tuple from, orig, reply;
+	bool translated;
+
+	if (how->discovered || (!how->forwarded && (!e->gateway || !e->ct)))
+		return how->forwarded ? GW_PLAIN : GW_LOCAL;
+	if (!e->ct)
+		return GW_PLAIN;
+	addr_tuple_make(&from, key->family, key->remote, key->rport, key->local, key->lport);
+	if (e->ct(e->ct_arg, &from, &orig, &reply, &translated) < 0 || !translated ||
+	    !gateway_nat_view(&orig, &reply, key, nat) ||
+	    addr_set_contains(e->local, orig.family, orig.local) ||
+	    addr_set_contains(e->local, reply.family, reply.local))
+		return how->forwarded ? GW_PLAIN : GW_LOCAL;
+	if (!e->nat && !(e->nat = gateway_natmap_new(addr_tuple_hash(key, 0))))
+		return how->forwarded ? GW_PLAIN : GW_LOCAL;
+	return GW_NAT;
+}
+
 /* A forwarded connection is probed only when both its records exist: each direction was
  * seen forwarded with the same addresses. Through NAT (not followed yet) one direction
  * carries other addresses, so the record probing an end in the other's name would never
@@ -1146,8 +1221,14 @@ static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
 
 	if (c->fsm.state != FSM_WATCH)
 		return true; /* a round under way ends as it began; a closed record lingers */
-	addr_tuple_make(&key, c->key.family, c->key.remote, c->key.rport, c->key.local,
-	                c->key.lport);
+	const struct gateway_nat *n =
+	    (c->flags & CONN_F_NAT) ? gateway_natmap_get(e->nat, &c->key) : NULL;
+
+	if (n)
+		key = n->partner;
+	else
+		addr_tuple_make(&key, c->key.family, c->key.remote, c->key.rport, c->key.local,
+		                c->key.lport);
 	if (conntab_find(e->tab, &key))
 		return true;
 	e->st.gateway_oneway++;
@@ -1308,7 +1389,8 @@ static void view_one(struct conn *c, void *arg)
 	v.rtt = c->rtt > 0 ? (double)c->rtt : -1.0;
 	v.verdict = c->verdict;
 	v.verdict_age = c->verdict ? x->now - c->verdict_at : -1.0;
-	v.side = (c->flags & CONN_F_GATEWAY) ? gateway_side(rule_of(x->e, c), &c->key) : NULL;
+	v.side =
+	    (c->flags & CONN_F_GATEWAY) ? gateway_side(rule_of(x->e, c), name_of(x->e, c)) : NULL;
 	v.stall = (c->flags & CONN_F_ZW_STALLED)  ? "zero-window"
 	          : (c->flags & CONN_F_STALL_DEAD) ? "retransmit"
 	                                           : NULL;
@@ -1390,16 +1472,17 @@ static void reload_one(struct conn *c, void *arg)
 {
 	struct reload_ctx *rc = arg;
 	struct engine *e = rc->e;
-	const struct rule *r = (c->flags & CONN_F_GATEWAY)
-	                           ? rule_match_gateway(e->cfg->rules, e->cfg->nrules, &c->key)
-	                           : rule_match(e->cfg->rules, e->cfg->nrules, &c->key);
+	const struct rule *r =
+	    (c->flags & CONN_F_GATEWAY)
+	        ? rule_match_gateway(e->cfg->rules, e->cfg->nrules, name_of(e, c))
+	        : rule_match(e->cfg->rules, e->cfg->nrules, &c->key);
 	const struct rule *was = &rc->old->rules[c->rule];
 	struct log_line l;
 	double due;
 
 	if (!r) {
 		if ((c->flags & CONN_F_ANNOUNCED) || log_level() >= CONFIG_LOG_DEBUG) {
-			line_start_rule(&l, "untrack", was, &c->key);
+			line_start_rule(&l, "untrack", was, name_of(e, c));
 			log_line_str(&l, "reason", "config");
 			log_line_emit(&l);
 		}

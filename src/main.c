@@ -9,6 +9,8 @@
  * state file now. */
 #include <errno.h>
 #include <ifaddrs.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -21,6 +23,7 @@
 #include <ev.h>
 
 #include "action.h"
+#include "actmsg.h"
 #include "addr.h"
 #include "capture.h"
 #include "config.h"
@@ -75,6 +78,8 @@ struct daemon {
 	ev_io addr_io;
 	int qfd;       /* NETLINK_SOCK_DIAG for busy connections' one-socket queries */
 	uint32_t qseq; /* their sequence numbers */
+	int ctfd;      /* NETLINK_NETFILTER for gateway records' conntrack lookups, or -1 */
+	uint32_t ctseq;
 };
 
 static unsigned long long pcap_drops(void *arg);
@@ -463,6 +468,39 @@ static int busy_query(void *arg, const struct addr_tuple *key, struct engine_kin
 	return 0;
 }
 
+/* A conntrack entry by one of its tuples (engine_ct_fn): one ctnetlink GET, which the
+ * kernel answers inside sendto(); only the kernel's answer to this request counts. */
+static int ct_query(void *arg, const struct addr_tuple *from, struct addr_tuple *orig,
+                    struct addr_tuple *reply, bool *nat)
+{
+	struct daemon *d = arg;
+	_Alignas(uint32_t) uint8_t req[ACTMSG_CT_LEN], buf[4096]; /* netlink's alignment */
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK}, src;
+	socklen_t slen;
+	struct actmsg_ct ct;
+	size_t len = actmsg_ct_get(from, ++d->ctseq, req, sizeof(req));
+	ssize_t n;
+
+	if (!len)
+		return -1;
+	while (recv(d->ctfd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		; /* a late answer to an earlier request, if any */
+	if (sendto(d->ctfd, req, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+		return -1;
+	do {
+		memset(&src, 0, sizeof(src));
+		slen = sizeof(src);
+		n = recvfrom(d->ctfd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&src,
+		             &slen);
+	} while ((n > 0 && src.nl_pid != 0) || (n < 0 && errno == EINTR));
+	if (n <= 0 || actmsg_ct_found(buf, (size_t)n, d->ctseq, src.nl_pid, &ct) != 0)
+		return -1;
+	*orig = ct.orig;
+	*reply = ct.reply;
+	*nat = (ct.status & (IPS_SRC_NAT | IPS_DST_NAT)) != 0;
+	return 0;
+}
+
 /* The rules' filter less the busy connections' routine segments (engine_exclude_fn). */
 static int busy_exclude(void *arg, const struct addr_tuple *keys, size_t n)
 {
@@ -724,6 +762,11 @@ static void open_privileged(struct daemon *d)
 	if (d->qfd < 0)
 		fatal("NETLINK_SOCK_DIAG");
 	engine_set_busy(d->engine, busy_query, busy_exclude, d);
+	d->ctfd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
+	if (d->ctfd >= 0)
+		engine_set_conntrack(d->engine, ct_query, d); /* else no NAT is followed */
+	else
+		log_warn("NETLINK_NETFILTER: gateway rules follow no connection through NAT");
 	ev_timer_init(&d->reopen_t, on_reopen, REOPEN_EVERY, REOPEN_EVERY);
 	d->reopen_t.data = d;
 	open_captures(d);

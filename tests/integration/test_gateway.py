@@ -388,35 +388,88 @@ def gw_handshake_only(ctx, fam):
         or "none")
 
 
-def gw_masquerade(ctx):
-    """Through masquerade (not followed yet) the router sees the flow's two directions with
-    different addresses: the record it can make (the client's end) would never hear the
-    answers to its probes. It is not probed (no false dead), and the operator is told."""
+NAT_RULES = {
+    # the client's connections leave towards the server with the router's address
+    "masq": ["add table ip kptnat",
+             "add chain ip kptnat post { type nat hook postrouting priority 100; }",
+             "add rule ip kptnat post oifname eth0 masquerade"],
+    # the server is published on the router's client-side address
+    "dnat": ["add table ip kptnat",
+             "add chain ip kptnat pre { type nat hook prerouting priority -100; }",
+             "add rule ip kptnat pre iifname eth1 tcp dport %d dnat to 192.0.2.1:%d" % (
+                 PORT, PORT)],
+}
+
+
+def nat_connect(ctx, net, kind):
+    """The flow through NAT; returns (Flow, the address the server sees the client at, the
+    address the client sees the server at)."""
+    a = net[4]
+    srv = ctx.peer(net["local"], "server")
+    srv.listen(a["local"], PORT)
+    cli = ctx.peer(net["peer"], "client")
+    dst = "198.51.100.254" if kind == "dnat" else a["local"]
+    r = cli.connect(dst, PORT)
+    srv.accept()
+    c = Conn(srv, cli, endpoint(dst, PORT), endpoint(r["laddr"], int(r["lport"])))
+    seen_at_srv = "192.0.2.254" if kind == "masq" else r["laddr"]
+    return Flow(c), seen_at_srv, dst
+
+
+def gw_nat(ctx, kind, what):
+    """Through masquerade or DNAT: the records are keyed as each end sees the flow, named as
+    the client sees it, and probed with the conntrack entry's own tuples (a probe with the
+    addresses the end sees would get another port from the router's NAT). Both ends alive,
+    each probed from the address it knows the other by; or the server silenced: dead
+    side=server on time, and flush removes the entry."""
     net = routed(ctx.topo)
-    ctx.topo.nft(net["router"], "\n".join([
-        "add table ip kptnat",
-        "add chain ip kptnat post { type nat hook postrouting priority 100; }",
-        "add rule ip kptnat post oifname eth0 masquerade", ""]))
+    ctx.topo.nft(net["router"], "\n".join(NAT_RULES[kind] + [""]))
     if ctx.netcheck:
-        return "masquerade loaded"
-    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", [gw_rule()]))
+        f, _, _ = nat_connect(ctx, net, kind)
+        f.c.exchange()
+        return "data crosses the %s" % kind
+    rule = gw_rule(on_dead="flush") if what == "dead" else gw_rule()
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", [rule]))
     log = kap.log
-    f = Flow(connect(ctx, net, 4, PORT))
+    f, seen_at_srv, dst = nat_connect(ctx, net, kind)
+    count_probes(ctx, net["local"], 4, seen_at_srv)
+    count_probes(ctx, net["peer"], 4, dst)
     c = f.c
-    c.exchange()
-    i, line = kap.proc.wait_line(lambda l: "seen one way only" in l, IDLE + 3,
-                                 "the one-way warning", stream="err")
-    idle_until(time.time() + DEAD_AFTER + 0.5, log)
-    log.poll()
-    acted = [e.raw for e in log.events if e.get("event") in
-             ("idle", "probe", "dead", "reset", "alive", "unreachable")]
-    check(not acted, "a one-way (NATed) flow was probed or judged:\n%s" % "\n".join(acted))
-    c.exchange(300, 400)
-    s, k = c.srv.stats(), c.cli.stats()
-    check(s["error"] == "none" and k["error"] == "none" and s["bad"] == "0" and k["bad"] == "0",
-          "the connection broke: %s / %s" % (s["line"], k["line"]))
+    t_last = c.exchange()
+    if what == "alive":
+        for side in ("server", "client"):
+            idle = f.wait(log, side, "idle", IDLE + 3)
+            f.wait(log, side, "alive", DEAD_AFTER + 2, idle)
+        at_srv, at_cli = probes_seen(net["local"]), probes_seen(net["peer"])
+        check(at_srv >= 1 and at_cli >= 1, "probes seen: server %d (from %s), client %d (from "
+              "%s)" % (at_srv, seen_at_srv, at_cli, dst))
+        c.exchange(300, 400)
+        s, k = c.srv.stats(), c.cli.stats()
+        check(s["bad"] == "0" and k["bad"] == "0" and s["error"] == "none" and
+              k["error"] == "none", "bytes or connection wrong: %s / %s" % (s["line"], k["line"]))
+        bad = [e for e in f.events(log) if e.get("event") not in
+               ("track", "idle", "probe", "reply", "alive")]
+        check(not bad, "unexpected lines:\n%s" % fmt_events(bad))
+        lines_shaped(log)
+        kap.stop_ok()
+        return "%s: alive both sides, named client=%s server=%s; probes seen at the server " \
+               "from %s (%d), at the client from %s (%d)" % (kind, f.client, f.server,
+                                                             seen_at_srv, at_srv, dst, at_cli)
+    nft_drop_all(ctx, net["local"])  # the server's namespace
+    d = f.wait(log, "server", "dead", DEAD_AFTER + 3)
+    took = d.t - t_last
+    check(abs(took - DEAD_AFTER) <= 0.1 * DEAD_AFTER,
+          "dead side=server %.3f s after the last segment, expected %.3f s" % (took, DEAD_AFTER))
+    bad = [e for e in f.events(log, "client") if e.get("event") == "dead"]
+    check(not bad, "the client side was judged dead:\n%s" % fmt_events(bad))
+    a = log.wait(lambda e: e.get("event") == "action" and e.get("client") == f.client,
+                 3, "event=action", log.alive, d)
+    after = ct_entries(net["router"])
+    check(a.get("action") == "flush" and a.get("result") == "ok", "action line: %s" % a.raw)
+    check(not after, "router conntrack after flush: %s" % after)
     kap.stop_ok()
-    return "not probed, no verdict; warned: %s" % line.split("msg=", 1)[-1][:70]
+    return "%s: dead side=server %.3f s after the last segment; flush removed the entry" % (
+        kind, took)
 
 
 CASES = [
@@ -434,7 +487,10 @@ CASES = [
     ("gateway_ct_warning", gw_ct_warning),
     ("gateway_handshake", lambda ctx: gw_handshake_only(ctx, 4)),
     ("gateway_handshake6", lambda ctx: gw_handshake_only(ctx, 6)),
-    ("gateway_masquerade", gw_masquerade),
+    ("gateway_masq_alive", lambda ctx: gw_nat(ctx, "masq", "alive")),
+    ("gateway_masq_dead", lambda ctx: gw_nat(ctx, "masq", "dead")),
+    ("gateway_dnat_alive", lambda ctx: gw_nat(ctx, "dnat", "alive")),
+    ("gateway_dnat_dead", lambda ctx: gw_nat(ctx, "dnat", "dead")),
     ("gateway_mixed", lambda ctx: gw_mixed(ctx, 4)),
     ("gateway_mixed6", lambda ctx: gw_mixed(ctx, 6)),
 ]
