@@ -388,52 +388,58 @@ def gw_handshake_only(ctx, fam):
         or "none")
 
 
-NAT_RULES = {
-    # the client's connections leave towards the server with the router's address
-    "masq": ["add table ip kptnat",
-             "add chain ip kptnat post { type nat hook postrouting priority 100; }",
-             "add rule ip kptnat post oifname eth0 masquerade"],
-    # the server is published on the router's client-side address
-    "dnat": ["add table ip kptnat",
-             "add chain ip kptnat pre { type nat hook prerouting priority -100; }",
-             "add rule ip kptnat pre iifname eth1 tcp dport %d dnat to 192.0.2.1:%d" % (
-                 PORT, PORT)],
-}
+# The router's addresses: towards the server (eth0), towards the client (eth1).
+ROUTER = {4: ("192.0.2.254", "198.51.100.254"), 6: ("2001:db8:1::fe", "2001:db8:2::fe")}
 
 
-def nat_connect(ctx, net, kind):
+def nat_rules(kind, fam):
+    """masq: the client's connections leave towards the server with the router's address;
+    dnat: the server is published on the router's client-side address."""
+    t = "ip" if fam == 4 else "ip6"
+    srv = "192.0.2.1" if fam == 4 else "[2001:db8:1::1]"
+    if kind == "masq":
+        return ["add table %s kptnat" % t,
+                "add chain %s kptnat post { type nat hook postrouting priority 100; }" % t,
+                "add rule %s kptnat post oifname eth0 masquerade" % t]
+    return ["add table %s kptnat" % t,
+            "add chain %s kptnat pre { type nat hook prerouting priority -100; }" % t,
+            "add rule %s kptnat pre iifname eth1 tcp dport %d dnat to %s:%d" % (
+                t, PORT, srv, PORT)]
+
+
+def nat_connect(ctx, net, kind, fam):
     """The flow through NAT; returns (Flow, the address the server sees the client at, the
     address the client sees the server at)."""
-    a = net[4]
+    a = net[fam]
     srv = ctx.peer(net["local"], "server")
     srv.listen(a["local"], PORT)
     cli = ctx.peer(net["peer"], "client")
-    dst = "198.51.100.254" if kind == "dnat" else a["local"]
+    dst = ROUTER[fam][1] if kind == "dnat" else a["local"]
     r = cli.connect(dst, PORT)
     srv.accept()
     c = Conn(srv, cli, endpoint(dst, PORT), endpoint(r["laddr"], int(r["lport"])))
-    seen_at_srv = "192.0.2.254" if kind == "masq" else r["laddr"]
+    seen_at_srv = ROUTER[fam][0] if kind == "masq" else r["laddr"]
     return Flow(c), seen_at_srv, dst
 
 
-def gw_nat(ctx, kind, what):
+def gw_nat(ctx, kind, what, fam=4):
     """Through masquerade or DNAT: the records are keyed as each end sees the flow, named as
     the client sees it, and probed with the conntrack entry's own tuples (a probe with the
     addresses the end sees would get another port from the router's NAT). Both ends alive,
     each probed from the address it knows the other by; or the server silenced: dead
     side=server on time, and flush removes the entry."""
     net = routed(ctx.topo)
-    ctx.topo.nft(net["router"], "\n".join(NAT_RULES[kind] + [""]))
+    ctx.topo.nft(net["router"], "\n".join(nat_rules(kind, fam) + [""]))
     if ctx.netcheck:
-        f, _, _ = nat_connect(ctx, net, kind)
+        f, _, _ = nat_connect(ctx, net, kind, fam)
         f.c.exchange()
         return "data crosses the %s" % kind
-    rule = gw_rule(on_dead="flush") if what == "dead" else gw_rule()
+    rule = gw_rule(on_dead={"dead": "flush", "rst": "rst, flush"}.get(what, "log"))
     kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", [rule]))
     log = kap.log
-    f, seen_at_srv, dst = nat_connect(ctx, net, kind)
-    count_probes(ctx, net["local"], 4, seen_at_srv)
-    count_probes(ctx, net["peer"], 4, dst)
+    f, seen_at_srv, dst = nat_connect(ctx, net, kind, fam)
+    count_probes(ctx, net["local"], fam, seen_at_srv)
+    count_probes(ctx, net["peer"], fam, dst)
     c = f.c
     t_last = c.exchange()
     if what == "alive":
@@ -455,6 +461,8 @@ def gw_nat(ctx, kind, what):
         return "%s: alive both sides, named client=%s server=%s; probes seen at the server " \
                "from %s (%d), at the client from %s (%d)" % (kind, f.client, f.server,
                                                              seen_at_srv, at_srv, dst, at_cli)
+    before = ct_entries(net["router"])
+    check(len(before) == 1, "router conntrack before: %s" % before)
     nft_drop_all(ctx, net["local"])  # the server's namespace
     d = f.wait(log, "server", "dead", DEAD_AFTER + 3)
     took = d.t - t_last
@@ -462,14 +470,26 @@ def gw_nat(ctx, kind, what):
           "dead side=server %.3f s after the last segment, expected %.3f s" % (took, DEAD_AFTER))
     bad = [e for e in f.events(log, "client") if e.get("event") == "dead"]
     check(not bad, "the client side was judged dead:\n%s" % fmt_events(bad))
-    a = log.wait(lambda e: e.get("event") == "action" and e.get("client") == f.client,
-                 3, "event=action", log.alive, d)
+    acts = {}
+    while len(acts) < (2 if what == "rst" else 1):
+        a = log.wait(lambda e: e.get("event") == "action" and e.get("client") == f.client,
+                     3, "event=action", log.alive, d)
+        acts[a.get("action")] = a
+        d = a
     after = ct_entries(net["router"])
-    check(a.get("action") == "flush" and a.get("result") == "ok", "action line: %s" % a.raw)
+    bad = [a.raw for a in acts.values() if a.get("result") != "ok"]
+    check(not bad and "flush" in acts, "action lines: %s" % [a.raw for a in acts.values()])
     check(not after, "router conntrack after flush: %s" % after)
+    late = ""
+    if what == "rst":
+        e = c.cli.wait_err(3, expect_ok=False)
+        check(e["ok"] and e.get("errno") == "ECONNRESET",
+              "the client program's read did not fail with ECONNRESET: %s" % e["line"])
+        late = "; the client's read failed with ECONNRESET %.3f s later" % (
+            float(e["err_t"]) - acts["rst"].t)
     kap.stop_ok()
-    return "%s: dead side=server %.3f s after the last segment; flush removed the entry" % (
-        kind, took)
+    return "%s: dead side=server %.3f s after the last segment; actions %s ok, entry gone%s" % (
+        kind, took, ", ".join(sorted(acts)), late)
 
 
 CASES = [
@@ -491,6 +511,11 @@ CASES = [
     ("gateway_masq_dead", lambda ctx: gw_nat(ctx, "masq", "dead")),
     ("gateway_dnat_alive", lambda ctx: gw_nat(ctx, "dnat", "alive")),
     ("gateway_dnat_dead", lambda ctx: gw_nat(ctx, "dnat", "dead")),
+    ("gateway_masq_rst", lambda ctx: gw_nat(ctx, "masq", "rst")),
+    ("gateway_dnat_rst", lambda ctx: gw_nat(ctx, "dnat", "rst")),
+    ("gateway_masq_alive6", lambda ctx: gw_nat(ctx, "masq", "alive", 6)),
+    ("gateway_masq_dead6", lambda ctx: gw_nat(ctx, "masq", "dead", 6)),
+    ("gateway_dnat_alive6", lambda ctx: gw_nat(ctx, "dnat", "alive", 6)),
     ("gateway_mixed", lambda ctx: gw_mixed(ctx, 4)),
     ("gateway_mixed6", lambda ctx: gw_mixed(ctx, 6)),
 ]
