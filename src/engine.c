@@ -1187,8 +1187,9 @@ void engine_set_conntrack(struct engine *e, engine_ct_fn fn, void *arg)
 
 /* Whether a new record is a connection of this host (GW_LOCAL), a forwarded one
  * (GW_PLAIN) or a forwarded one through NAT (GW_NAT, *nat filled): a forwarded segment
- * makes a gateway record; one with this host's address does too when conntrack says its
- * flow is translated and neither end, as the client sees them, is this host. */
+ * makes a gateway record; one with this host's address does too when no local rule
+ * matches it and conntrack says its flow is translated and neither end, as the client
+ * sees them, is this host. */
 static int gateway_kind(struct engine *e, const struct addr_tuple *key, const struct track_how *how,
                         struct gateway_nat *nat)
 {
@@ -1197,6 +1198,8 @@ static int gateway_kind(struct engine *e, const struct addr_tuple *key, const st
 
 	if (how->discovered || (!how->forwarded && (!e->gateway || !e->ct)))
 		return how->forwarded ? GW_PLAIN : GW_LOCAL;
+	if (!how->forwarded && rule_match(e->cfg->rules, e->cfg->nrules, key))
+		return GW_LOCAL; /* a local rule's: no lookup (our SYN-ACKs to a flood cost none) */
 	if (!e->ct)
 		return GW_PLAIN;
 	addr_tuple_make(&from, key->family, key->remote, key->rport, key->local, key->lport);
@@ -1210,11 +1213,10 @@ static int gateway_kind(struct engine *e, const struct addr_tuple *key, const st
 	return GW_NAT;
 }
 
-/* A forwarded connection is probed only when both its records exist: each direction was
- * seen forwarded with the same addresses. Through NAT (not followed yet) one direction
- * carries other addresses, so the record probing an end in the other's name would never
- * hear the answers and give a false dead verdict; likewise under asymmetric routing.
- * False (c's timer re-armed an interval later) while c, watching, has no partner. */
+/* A forwarded connection is probed only when both its records exist (both directions
+ * were seen). With asymmetric routing, or through NAT without conntrack, the record
+ * probing an end in the other's name would never hear the answers and give a false dead
+ * verdict. False (c's timer re-armed an interval later) while c, watching, has no partner. */
 static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
 {
 	struct addr_tuple key;
@@ -1234,7 +1236,7 @@ static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
 	e->st.gateway_oneway++;
 	if (!e->oneway_told)
 		log_warnx("gateway: a forwarded connection of rule [%s] is seen one way only "
-		          "(NAT, or asymmetric routing): not probed (NAT is not supported yet)",
+		          "(asymmetric routing, or NAT while conntrack cannot be asked): not probed",
 		          rule_of(e, c)->name);
 	e->oneway_told = true;
 	c->fsm.timer_at = now + rule_of(e, c)->params.interval;
