@@ -1236,7 +1236,7 @@ static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
 	e->st.gateway_oneway++;
 	if (!e->oneway_told)
 		log_warnx("gateway: a forwarded connection of rule [%s] is seen one way only "
-		          "(asymmetric routing, or NAT while conntrack cannot be asked): not probed",
+		          "(asymmetric routing, or NAT without conntrack): not probed",
 		          rule_of(e, c)->name);
 	e->oneway_told = true;
 	c->fsm.timer_at = now + rule_of(e, c)->params.interval;
