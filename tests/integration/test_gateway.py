@@ -263,12 +263,15 @@ def ct_entries(router, port=PORT):
     return [l for l in out.splitlines() if " tcp " in l and "dport=%d " % port in l]
 
 
-def gw_conntrack(ctx, fam):
+def gw_conntrack(ctx, fam, nat=None):
     """The router's firewall forgets a flow idle for CT_TIMEOUT s (its conntrack entry
     expires; only a SYN may make a new one). The probes kaprobed sends in each end's name,
-    and their answers, keep the entry: data crosses after MB_IDLE s of silence."""
+    and their answers, keep the entry: data crosses after MB_IDLE s of silence (also
+    through masquerade: the probes carry the entry's own tuples)."""
     net = routed(ctx.topo)
     firewall(ctx, net["router"])
+    if nat:
+        ctx.topo.nft(net["router"], "\n".join(nat_rules(nat, fam) + [""]))
     if ctx.netcheck:
         c = connect(ctx, net, fam, PORT, "-a")
         t_last = c.exchange()
@@ -280,7 +283,7 @@ def gw_conntrack(ctx, fam):
         return "without probes the entry expires: data after %.0f s idle is lost" % MB_IDLE
     kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", [gw_rule()]))
     log = kap.log
-    f = Flow(connect(ctx, net, fam, PORT))
+    f = nat_connect(ctx, net, nat, fam)[0] if nat else Flow(connect(ctx, net, fam, PORT))
     c = f.c
     t_last = c.exchange()
     idle_until(t_last + MB_IDLE, log)
@@ -504,6 +507,7 @@ CASES = [
     ("gateway_flush6", lambda ctx: gw_flush(ctx, 6)),
     ("gateway_conntrack", lambda ctx: gw_conntrack(ctx, 4)),
     ("gateway_conntrack6", lambda ctx: gw_conntrack(ctx, 6)),
+    ("gateway_masq_conntrack", lambda ctx: gw_conntrack(ctx, 4, "masq")),
     ("gateway_ct_warning", gw_ct_warning),
     ("gateway_handshake", lambda ctx: gw_handshake_only(ctx, 4)),
     ("gateway_handshake6", lambda ctx: gw_handshake_only(ctx, 6)),
