@@ -66,10 +66,29 @@ struct actmsg_ct {
 	struct addr_tuple orig;  /* as the connection's opener sent its first packet */
 	struct addr_tuple reply; /* as the other end sends, after NAT */
 	uint32_t status;
-	unsigned have; /* ACTMSG_CT_* */
+	uint32_t timeout;  /* s left before the entry expires */
+	uint8_t tcp_state; /* TCP_CONNTRACK_* (ESTABLISHED: 3) */
+	unsigned have;     /* ACTMSG_CT_* */
 };
 
-enum { ACTMSG_CT_ORIG = 1, ACTMSG_CT_REPLY = 2, ACTMSG_CT_STATUS = 4 };
+enum {
+	ACTMSG_CT_ORIG = 1,
+	ACTMSG_CT_REPLY = 2,
+	ACTMSG_CT_STATUS = 4,
+	ACTMSG_CT_TIMEOUT = 8,
+	ACTMSG_CT_STATE = 16,
+};
+
+/* Writes a ctnetlink dump request (IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, sequence
+ * seq) of the entries of family. Returns the length, or 0 when len is too small. */
+size_t actmsg_ct_dump(int family, uint32_t seq, uint8_t *buf, size_t len);
+
+/* Calls fn for each whole TCP entry of a dump's datagram (answer to seq from port sender).
+ * Returns 1 when the datagram ends the dump (NLMSG_DONE), 0 when more follow, a positive
+ * errno value when the kernel refused, -1 when buf is not the kernel's answer to seq or
+ * holds a cut message. */
+int actmsg_ct_each(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender,
+                   void (*fn)(const struct actmsg_ct *ct, void *arg), void *arg);
 
 /* Reads the answer to get request seq in buf (a datagram from port sender): 0 with *out
  * filled (both tuples whole, TCP), ENOENT when there is no such entry, another errno value

@@ -189,6 +189,27 @@ static bool ct_read_tuple(const struct nlattr *a, struct ct_walk *w, struct addr
 	return mnl_attr_parse_nested(a, ct_tuple_cb, w) >= 0 && w->got == CT_GOT_ALL;
 }
 
+/* CTA_PROTOINFO_TCP's state. */
+static int ct_tcp_cb(const struct nlattr *a, void *data)
+{
+	struct actmsg_ct *out = data;
+
+	if (mnl_attr_get_type(a) == CTA_PROTOINFO_TCP_STATE &&
+	    mnl_attr_validate(a, MNL_TYPE_U8) == 0) {
+		out->tcp_state = mnl_attr_get_u8(a);
+		out->have |= ACTMSG_CT_STATE;
+	}
+	return MNL_CB_OK;
+}
+
+/* CTA_PROTOINFO: its CTA_PROTOINFO_TCP. */
+static int ct_protoinfo_cb(const struct nlattr *a, void *data)
+{
+	if (mnl_attr_get_type(a) == CTA_PROTOINFO_TCP)
+		return mnl_attr_parse_nested(a, ct_tcp_cb, data) < 0 ? MNL_CB_ERROR : MNL_CB_OK;
+	return MNL_CB_OK;
+}
+
 /* A top-level attribute of the entry. */
 static int ct_attr_cb(const struct nlattr *a, void *data)
 {
@@ -202,8 +223,34 @@ static int ct_attr_cb(const struct nlattr *a, void *data)
 	else if (type == CTA_STATUS && mnl_attr_validate(a, MNL_TYPE_U32) == 0) {
 		w->out->status = ntohl(mnl_attr_get_u32(a));
 		w->out->have |= ACTMSG_CT_STATUS;
-	}
+	} else if (type == CTA_TIMEOUT && mnl_attr_validate(a, MNL_TYPE_U32) == 0) {
+		w->out->timeout = ntohl(mnl_attr_get_u32(a));
+		w->out->have |= ACTMSG_CT_TIMEOUT;
+	} else if (type == CTA_PROTOINFO && mnl_attr_parse_nested(a, ct_protoinfo_cb, w->out) < 0)
+		return MNL_CB_ERROR;
 	return MNL_CB_OK;
+}
+
+/* One entry message h of an answer into *out: 0, or -1 when it is not a whole TCP entry. */
+static int ct_entry(const struct nlmsghdr *h, struct actmsg_ct *out)
+{
+	struct nfgenmsg nf;
+	struct ct_walk w;
+
+	if (mnl_nlmsg_get_payload_len(h) < sizeof(nf))
+		return -1;
+	memcpy(&nf, mnl_nlmsg_get_payload(h), sizeof(nf));
+	if (nf.nfgen_family != AF_INET && nf.nfgen_family != AF_INET6)
+		return -1;
+	memset(out, 0, sizeof(*out));
+	w.out = out;
+	w.family = nf.nfgen_family;
+	if (nlwalk_attrs(h, sizeof(nf), ct_attr_cb, &w) < 0)
+		return -1;
+	return (out->have & (ACTMSG_CT_ORIG | ACTMSG_CT_REPLY)) ==
+	               (ACTMSG_CT_ORIG | ACTMSG_CT_REPLY)
+	           ? 0
+	           : -1;
 }
 
 int actmsg_ct_found(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender,
@@ -211,8 +258,6 @@ int actmsg_ct_found(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sende
 {
 	const uint16_t entry = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
 	const struct nlmsghdr *h;
-	struct nfgenmsg nf;
-	struct ct_walk w;
 	int rest;
 
 	if (sender != ACTMSG_KERNEL_PORT)
@@ -222,22 +267,51 @@ int actmsg_ct_found(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sende
 			continue;
 		if (h->nlmsg_type == NLMSG_ERROR)
 			return actmsg_diag_ack((const uint8_t *)h, h->nlmsg_len, seq, sender);
-		if (h->nlmsg_type != entry || mnl_nlmsg_get_payload_len(h) < sizeof(nf))
-			continue;
-		memcpy(&nf, mnl_nlmsg_get_payload(h), sizeof(nf));
-		if (nf.nfgen_family != AF_INET && nf.nfgen_family != AF_INET6)
-			return -1;
-		memset(out, 0, sizeof(*out));
-		w.out = out;
-		w.family = nf.nfgen_family;
-		if (nlwalk_attrs(h, sizeof(nf), ct_attr_cb, &w) < 0)
-			return -1;
-		return (out->have & (ACTMSG_CT_ORIG | ACTMSG_CT_REPLY)) ==
-		               (ACTMSG_CT_ORIG | ACTMSG_CT_REPLY)
-		           ? 0
-		           : -1;
+		if (h->nlmsg_type == entry)
+			return ct_entry(h, out);
 	}
 	return -1; /* no answer, or a cut message before it */
+}
+
+size_t actmsg_ct_dump(int family, uint32_t seq, uint8_t *buf, size_t len)
+{
+	struct nlmsghdr *h;
+	struct nfgenmsg *nf;
+
+	if (len < NLMSG_HDRLEN + sizeof(*nf) || ((uintptr_t)buf % NLWALK_ALIGN) != 0)
+		return 0;
+	memset(buf, 0, NLMSG_HDRLEN + sizeof(*nf));
+	h = mnl_nlmsg_put_header(buf);
+	h->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET;
+	h->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	h->nlmsg_seq = seq;
+	nf = mnl_nlmsg_put_extra_header(h, sizeof(*nf));
+	nf->nfgen_family = (uint8_t)family;
+	nf->version = NFNETLINK_V0;
+	return h->nlmsg_len;
+}
+
+int actmsg_ct_each(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender,
+                   void (*fn)(const struct actmsg_ct *ct, void *arg), void *arg)
+{
+	const uint16_t entry = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
+	const struct nlmsghdr *h;
+	struct actmsg_ct ct;
+	int rest;
+
+	if (sender != ACTMSG_KERNEL_PORT)
+		return -1;
+	for (h = nlwalk_first(buf, len, &rest); nlwalk_ok(h, rest); h = mnl_nlmsg_next(h, &rest)) {
+		if (h->nlmsg_seq != seq)
+			return -1;
+		if (h->nlmsg_type == NLMSG_DONE)
+			return 1;
+		if (h->nlmsg_type == NLMSG_ERROR)
+			return actmsg_diag_ack((const uint8_t *)h, h->nlmsg_len, seq, sender);
+		if (h->nlmsg_type == entry && ct_entry(h, &ct) == 0)
+			fn(&ct, arg);
+	}
+	return nlwalk_cut(h, rest) ? -1 : 0;
 }
 
 /* Does the kernel's answer name connection t itself? An IPv6 socket talking IPv4 (a

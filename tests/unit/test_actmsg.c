@@ -323,6 +323,73 @@ static size_t ct_answer(uint8_t *buf, uint32_t seq, uint32_t status)
 	return h->nlmsg_len;
 }
 
+/* ct_answer's entry with its timeout and TCP state, at buf (a message of a dump). */
+static size_t ct_dump_entry(uint8_t *buf, uint32_t seq, uint32_t timeout, uint8_t state)
+{
+	struct nlmsghdr *h = (struct nlmsghdr *)buf;
+	struct nlattr *pi, *tcp;
+
+	ct_answer(buf, seq, IPS_CONFIRMED);
+	h->nlmsg_flags = NLM_F_MULTI;
+	mnl_attr_put_u32(h, CTA_TIMEOUT, htonl(timeout));
+	pi = mnl_attr_nest_start(h, CTA_PROTOINFO);
+	tcp = mnl_attr_nest_start(h, CTA_PROTOINFO_TCP);
+	mnl_attr_put_u8(h, CTA_PROTOINFO_TCP_STATE, state);
+	mnl_attr_nest_end(h, tcp);
+	mnl_attr_nest_end(h, pi);
+	return h->nlmsg_len;
+}
+
+struct seen {
+	int n;
+	uint32_t timeout[4];
+	uint8_t state[4];
+};
+
+static void collect(const struct actmsg_ct *ct, void *arg)
+{
+	struct seen *s = arg;
+
+	if (s->n < 4) {
+		s->timeout[s->n] = ct->timeout;
+		s->state[s->n] = ct->tcp_state;
+	}
+	s->n++;
+}
+
+static void test_ct_dump(void **state)
+{
+	_Alignas(uint32_t) uint8_t buf[1024];
+	struct seen seen = {0};
+	struct nlmsghdr *done;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(actmsg_ct_dump(AF_INET6, 3, buf, sizeof(buf)), 20);
+	assert_int_equal(buf[6], NLM_F_REQUEST | (NLM_F_DUMP & 0xff));
+	assert_int_equal(buf[7], NLM_F_DUMP >> 8);
+	assert_int_equal(buf[16], AF_INET6);
+	memset(buf, 0, sizeof(buf));
+	n += ct_dump_entry(buf, 3, 431990, 3);
+	n += ct_dump_entry(buf + n, 3, 5, 7);
+	assert_int_equal(actmsg_ct_each(buf, n, 3, 0, collect, &seen), 0); /* more to come */
+	assert_int_equal(seen.n, 2);
+	assert_int_equal(seen.timeout[0], 431990);
+	assert_int_equal(seen.state[0], 3);
+	assert_int_equal(seen.timeout[1], 5);
+	assert_int_equal(seen.state[1], 7);
+	done = mnl_nlmsg_put_header(buf + n);
+	done->nlmsg_type = NLMSG_DONE;
+	done->nlmsg_seq = 3;
+	n += done->nlmsg_len;
+	seen.n = 0;
+	assert_int_equal(actmsg_ct_each(buf, n, 3, 0, collect, &seen), 1);
+	assert_int_equal(seen.n, 2);
+	assert_int_equal(actmsg_ct_each(buf, n, 4, 0, collect, &seen), -1);  /* another dump */
+	assert_int_equal(actmsg_ct_each(buf, n, 3, 99, collect, &seen), -1); /* not the kernel */
+	assert_int_equal(actmsg_ct_each(buf, n - 30, 3, 0, collect, &seen), -1); /* cut */
+}
+
 static void test_ct_get_and_found(void **state)
 {
 	_Alignas(uint32_t) uint8_t buf[512];
@@ -388,6 +455,7 @@ int main(void)
 	    cmocka_unit_test(test_ct_delete_bytes),
 	    cmocka_unit_test(test_ct_get_and_found),
 	    cmocka_unit_test(test_ct_found_error),
+	    cmocka_unit_test(test_ct_dump),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
