@@ -146,6 +146,15 @@ typedef int (*engine_ct_fn)(void *arg, const struct addr_tuple *from, struct add
  * entry's own tuples (gateway_nat_view). NULL: never (no NAT is followed). */
 void engine_set_conntrack(struct engine *e, engine_ct_fn fn, void *arg);
 
+/* A forwarded TCP connection that conntrack lists as established (tuples orig and reply,
+ * translated or not), idle s (its entry's timeout left, from the established timeout):
+ * its two records are made as discovered ones, their numbers asked for with a learning SYN
+ * to each end in the other's name before the first probe, which waits until each end's
+ * answer shows nothing in flight. Nothing when an end is this host, no gateway rule
+ * matches, the records exist, or the flow is translated (nat: not yet). */
+void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
+                          const struct addr_tuple *reply, bool nat, double idle, double now);
+
 /* Sets the capture's exclusions again (after the filter was replaced: reload, reopen). */
 void engine_busy_refresh(struct engine *e);
 

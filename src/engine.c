@@ -1057,6 +1057,10 @@ struct track_how {
 	bool discovered, quiet;
 	double idle;    /* s since the kernel last received a segment */
 	bool forwarded; /* one end of a forwarded connection (gateway rules) */
+	/* a forwarded connection found in conntrack (discovered): its entry's tuples, and
+	 * whether it is translated; NULL when from traffic */
+	const struct addr_tuple *orig, *reply;
+	bool nat;
 };
 
 /* A new connection: matched against the rules, tracked, its timer armed. */
@@ -1133,7 +1137,7 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 		if (from_peer || (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN)) ||
 		    !(seg->flags & (CODEC_TH_ACK | CODEC_TH_SYN)))
 			return FSM_IGN_NONE;
-		c = track(e, &key, now, &(struct track_how){false, false, 0, fwd});
+		c = track(e, &key, now, &(struct track_how){.forwarded = fwd});
 		if (!c)
 			return FSM_IGN_NONE;
 	}
@@ -1196,6 +1200,12 @@ static int gateway_kind(struct engine *e, const struct addr_tuple *key, const st
 	struct addr_tuple from, orig, reply;
 	bool translated;
 
+	if (how->discovered && how->orig) { /* found in conntrack: its tuples are known */
+		if (!how->nat || !gateway_nat_view(how->orig, how->reply, key, nat) ||
+		    (!e->nat && !(e->nat = gateway_natmap_new(addr_tuple_hash(key, 0)))))
+			return GW_PLAIN;
+		return GW_NAT;
+	}
 	if (how->discovered || (!how->forwarded && (!e->gateway || !e->ct)))
 		return how->forwarded ? GW_PLAIN : GW_LOCAL;
 	if (!how->forwarded && rule_match(e->cfg->rules, e->cfg->nrules, key))
@@ -1221,6 +1231,8 @@ static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
 {
 	struct addr_tuple key;
 
+	struct conn *p;
+
 	if (c->fsm.state != FSM_WATCH)
 		return true; /* a round under way ends as it began; a closed record lingers */
 	const struct gateway_nat *n =
@@ -1231,7 +1243,16 @@ static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
 	else
 		addr_tuple_make(&key, c->key.family, c->key.remote, c->key.rport, c->key.local,
 		                c->key.lport);
-	if (conntab_find(e->tab, &key))
+	p = conntab_find(e->tab, &key);
+	if (p && (c->flags & CONN_F_DISCOVERED) && fsm_can_probe(&c->fsm) &&
+	    !((p->fsm.known & FSM_K_RCV_NXT) && p->fsm.rcv_nxt == c->fsm.snd_nxt)) {
+		/* found in conntrack: "nothing in flight" is an assumption until the probed end's
+		 * own ACK (its record's RCV.NXT) says it has all the other end sent */
+		c->fsm.timer_at = now + rule_of(e, c)->params.interval;
+		arm_timer(e, c);
+		return false;
+	}
+	if (p)
 		return true;
 	e->st.gateway_oneway++;
 	if (!e->oneway_told)
@@ -1242,6 +1263,40 @@ static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
 	c->fsm.timer_at = now + rule_of(e, c)->params.interval;
 	arm_timer(e, c);
 	return false;
+}
+
+void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
+                          const struct addr_tuple *reply, bool nat, double idle, double now)
+{
+	struct track_how how = {.discovered = true,
+	                        .quiet = true,
+	                        .idle = idle < 0 ? 0 : idle,
+	                        .forwarded = true,
+	                        .orig = orig,
+	                        .reply = reply,
+	                        .nat = nat};
+	struct addr_tuple keys[2];
+	struct conn *c;
+	int i;
+
+	if (!e->gateway || addr_set_contains(e->local, orig->family, orig->local) ||
+	    addr_set_contains(e->local, reply->family, reply->local))
+		return; /* an end is this host: its sockets are discovery's */
+	if (nat)
+		return; /* the learning SYN to the client would go in the reply direction, which
+		           conntrack takes as invalid and does not translate: followed from its
+		           next segment instead */
+	addr_tuple_make(&keys[0], reply->family, reply->remote, reply->rport, reply->local,
+	                reply->lport); /* probes the server, as it sees the flow */
+	addr_tuple_make(&keys[1], orig->family, orig->remote, orig->rport, orig->local,
+	                orig->lport); /* probes the client */
+	for (i = 0; i < 2; i++) {
+		if (conntab_find(e->tab, &keys[i]))
+			continue;
+		c = track(e, &keys[i], now, &how);
+		if (c)
+			e->st.discovered++;
+	}
 }
 
 /* A learning SYN of the record keyed (local = seg's destination, remote = its source), sent
@@ -1723,7 +1778,7 @@ void engine_discovered(struct engine *e, const struct addr_tuple *key, double id
                        bool keepalive, double now)
 {
 	struct conn *c = conntab_find(e->tab, key);
-	struct track_how how = {true, quiet, idle, false};
+	struct track_how how = {.discovered = true, .quiet = quiet, .idle = idle};
 	bool skip = keepalive && e->cfg->skip_kernel_keepalive;
 
 	if (!c) {

@@ -10,8 +10,10 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_tcp.h>
 #include <linux/netlink.h>
 #include <net/if.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -551,18 +553,27 @@ static void log_reloaded(const struct daemon *d, size_t untracked)
  * configuration stays. A good one replaces it; the engine re-applies the rules. */
 /* Warns of each gateway rule whose flows the router's conntrack would forget before their
  * first probe (its idle is not shorter than the established timeout of this namespace). */
-static void warn_conntrack_timeout(const struct config *cfg)
+/* This namespace's nf_conntrack_tcp_timeout_established (s): 0, or -1 when conntrack is
+ * not loaded (yet). */
+static int ct_established_timeout(double *t)
 {
 	FILE *f = fopen(GATEWAY_CT_TIMEOUT_PATH, "re");
-	const struct rule *r;
-	double t;
-	size_t i = 0;
 	int ok;
 
 	if (!f)
-		return; /* no conntrack here (yet): nothing forgets the flows */
-	ok = fscanf(f, "%lf", &t) == 1;
+		return -1;
+	ok = fscanf(f, "%lf", t) == 1;
 	fclose(f);
+	return ok ? 0 : -1;
+}
+
+static void warn_conntrack_timeout(const struct config *cfg)
+{
+	const struct rule *r;
+	double t;
+	size_t i = 0;
+	int ok = ct_established_timeout(&t) == 0; /* else nothing forgets the flows */
+
 	while (ok && (r = gateway_outlived(cfg->rules, cfg->nrules, &i, t)))
 		log_warnx("rule [%s]: idle %.0f s is not shorter than conntrack's established "
 		          "timeout (%s = %.0f s): its flows are forgotten by this router before "
@@ -772,6 +783,76 @@ static void open_privileged(struct daemon *d)
 	open_captures(d);
 }
 
+/* Where a conntrack dump's entries go. */
+struct ct_dump {
+	struct daemon *d;
+	double established; /* nf_conntrack_tcp_timeout_established */
+	size_t found;
+};
+
+/* One entry of the dump: an established TCP flow, idle for its timeout used. */
+static void ct_dump_entry(const struct actmsg_ct *ct, void *arg)
+{
+	struct ct_dump *x = arg;
+
+	if (!(ct->have & ACTMSG_CT_TIMEOUT) || !(ct->have & ACTMSG_CT_STATE) ||
+	    ct->tcp_state != TCP_CONNTRACK_ESTABLISHED)
+		return;
+	x->found++;
+	engine_gateway_found(x->d->engine, &ct->orig, &ct->reply,
+	                     (ct->status & (IPS_SRC_NAT | IPS_DST_NAT)) != 0,
+	                     x->established - (double)ct->timeout, engine_clock());
+}
+
+/* Dumps one family's conntrack table into the engine (gateway rules: flows that existed
+ * before kaprobed started). At start only, synchronously (1 s at most per datagram). */
+static void ct_dump_family(struct ct_dump *x, int family)
+{
+	static _Alignas(uint32_t) uint8_t buf[65536]; /* netlink's alignment */
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK}, src;
+	struct pollfd pfd = {.fd = x->d->ctfd, .events = POLLIN};
+	size_t len = actmsg_ct_dump(family, ++x->d->ctseq, buf, sizeof(buf));
+	socklen_t slen;
+	ssize_t n;
+	int rc = 0;
+
+	while (recv(x->d->ctfd, buf + len, sizeof(buf) - len, MSG_DONTWAIT) > 0)
+		; /* late answers to earlier lookups */
+	if (sendto(x->d->ctfd, buf, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+		return;
+	while (rc == 0 && poll(&pfd, 1, 1000) == 1) {
+		memset(&src, 0, sizeof(src));
+		slen = sizeof(src);
+		n = recvfrom(x->d->ctfd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&src,
+		             &slen);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break;
+		rc = actmsg_ct_each(buf, (size_t)n, x->d->ctseq, src.nl_pid, ct_dump_entry, x);
+	}
+	if (rc != 1)
+		log_warnx("conntrack dump (%s) not complete: some forwarded flows are followed "
+		          "only from their next segment",
+		          family == AF_INET ? "IPv4" : "IPv6");
+}
+
+/* Gateway rules: the forwarded flows conntrack knows of are tracked as discovered. */
+static void ct_dump(struct daemon *d)
+{
+	struct ct_dump x = {d, 0, 0};
+	bool gateway = false;
+	size_t i;
+
+	for (i = 0; i < d->cfg.nrules; i++)
+		gateway |= d->cfg.rules[i].mode == RULE_MODE_GATEWAY;
+	if (!gateway || d->ctfd < 0 || ct_established_timeout(&x.established) < 0)
+		return; /* no gateway rule, or no conntrack (yet): no flow to find */
+	ct_dump_family(&x, AF_INET);
+	ct_dump_family(&x, AF_INET6);
+	log_info("conntrack: %zu established TCP flows listed for the gateway rules", x.found);
+}
+
 /* After the privilege drop: reports, signals, the first dump, then systemd is told. */
 static void start_unprivileged(struct daemon *d)
 {
@@ -783,6 +864,7 @@ static void start_unprivileged(struct daemon *d)
 	start_signals(d); /* before the first dump, which may take a while */
 	engine_set_sync(d->engine, capture_sync, d);
 	discover_run(d->discover); /* after the captures: nothing falls between the two */
+	ct_dump(d);
 	log_info("started");
 	log_info("kaprobed %s: %zu rules, interface %s, %zu local addresses", KAPROBE_VERSION,
 	         d->cfg.nrules, d->cfg.interface, d->local.n);

@@ -257,6 +257,43 @@ def gw_flush(ctx, fam):
            "conntrack entry" % took
 
 
+def gw_existing(ctx, fam, nat=None):
+    """A flow established and idle before kaprobed starts (its segments all gone by): the
+    conntrack dump at start finds it, each record asks its end for the numbers (a learning
+    SYN in the other end's name), probes only once each end's answer shows nothing in
+    flight, and both sides are alive; no byte reaches either program."""
+    net = routed(ctx.topo)
+    firewall(ctx, net["router"])  # conntrack on in the router
+    if nat:
+        ctx.topo.nft(net["router"], "\n".join(nat_rules(nat, fam) + [""]))
+    f = nat_connect(ctx, net, nat, fam)[0] if nat else Flow(connect(ctx, net, fam, PORT))
+    c = f.c
+    c.exchange()
+    if ctx.netcheck:
+        return "flow set up"
+    time.sleep(IDLE + 0.5)
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", [gw_rule()]))
+    log = kap.log
+    kap.proc.wait_line(lambda l: "established TCP flows listed" in l, 3, "the dump line",
+                       stream="err")
+    for side in ("server", "client"):
+        f.wait(log, side, "alive", IDLE + DEAD_AFTER + 3)
+    kinds = sorted({(e.get("side"), e.get("event")) for e in f.events(log)})
+    bad = [e.raw for e in f.events(log) if e.get("event") in ("dead", "reset", "unreachable")]
+    check(not bad, "verdicts on a healthy flow:\n%s" % "\n".join(bad))
+    tracks = [e for e in f.events(log) if e.get("event") == "track"]
+    check(all(e.get("source") == "discovered" for e in tracks) and len(tracks) == 2,
+          "track lines: %s" % [e.raw for e in tracks])
+    c.exchange(300, 400)
+    s_, k = c.srv.stats(), c.cli.stats()
+    check(s_["bad"] == "0" and k["bad"] == "0" and s_["error"] == "none" and
+          k["error"] == "none", "bytes or connection wrong: %s / %s" % (s_["line"], k["line"]))
+    lines_shaped(log)
+    kap.stop_ok()
+    return "%sfound in conntrack at start, learnt and alive both sides (%s)" % (
+        nat + ": " if nat else "", ", ".join("%s %s" % k for k in kinds if k[1] == "learn"))
+
+
 def ct_entries(router, port=PORT):
     """The router's conntrack entries of TCP port `port` (/proc/net/nf_conntrack)."""
     out = run(["cat", "/proc/net/nf_conntrack"], ns=router).stdout
@@ -509,6 +546,8 @@ CASES = [
     ("gateway_conntrack6", lambda ctx: gw_conntrack(ctx, 6)),
     ("gateway_masq_conntrack", lambda ctx: gw_conntrack(ctx, 4, "masq")),
     ("gateway_ct_warning", gw_ct_warning),
+    ("gateway_existing", lambda ctx: gw_existing(ctx, 4)),
+    ("gateway_existing6", lambda ctx: gw_existing(ctx, 6)),
     ("gateway_handshake", lambda ctx: gw_handshake_only(ctx, 4)),
     ("gateway_handshake6", lambda ctx: gw_handshake_only(ctx, 6)),
     ("gateway_masq_alive", lambda ctx: gw_nat(ctx, "masq", "alive")),
