@@ -37,7 +37,7 @@ CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSIO
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
 CORE    := addr codec fsm rule config conntab logline state metrics statusview nlwalk actmsg \
-           timerheap
+           timerheap gateway
 EDGE    := log capture sender engine atomicfile report action diag ifaddr discover loopstall \
            replay
 SERVICE := priv notify
@@ -45,7 +45,7 @@ DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) m
 
 # Each unit test links only the module it tests (and the pure modules that module uses).
 UNIT_TESTS        := addr codec fsm rule config conntab log notify state metrics statusview \
-                     atomicfile actmsg diag ifaddr learn sender timerheap observe engine
+                     atomicfile actmsg diag ifaddr learn sender timerheap observe engine gateway
 UNIT_DEPS_timerheap := timerheap
 UNIT_DEPS_addr    := addr
 UNIT_DEPS_codec   := codec
@@ -66,8 +66,9 @@ UNIT_DEPS_learn   := fsm codec
 UNIT_DEPS_observe := fsm
 UNIT_DEPS_sender  := sender codec addr
 # The engine on a fake clock, no loop: sender.o only for the symbols (a send hook stands in).
-UNIT_DEPS_engine  := engine codec conntab fsm rule addr config log logline timerheap sender
+UNIT_DEPS_engine  := engine codec conntab fsm rule addr config log logline timerheap sender gateway
 UNIT_LIBS_engine  := $(PCAP_LIBS) $(NET_LIBS) $(EV_LIBS) $(INIH_LIBS) $(SYSTEMD_LIBS)
+UNIT_DEPS_gateway := gateway rule addr logline
 UNIT_LIBS_learn   := $(PCAP_LIBS)
 UNIT_LIBS_sender  := $(NET_LIBS)
 UNIT_LIBS_codec   := $(PCAP_LIBS)

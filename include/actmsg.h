@@ -45,6 +45,57 @@ int actmsg_diag_found(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sen
 size_t actmsg_diag_destroy(const struct addr_tuple *t, uint32_t seq, const uint32_t cookie[2],
                            uint8_t *buf, size_t len);
 
+/* Most bytes of a conntrack delete request (actmsg_ct_delete), IPv6. */
+#define ACTMSG_CT_LEN 128
+
+/* Writes a ctnetlink IPCTNL_MSG_CT_DELETE request (NFNL_SUBSYS_CTNETLINK, NLM_F_REQUEST |
+ * NLM_F_ACK, sequence seq) for the TCP conntrack entry of connection t: the tuple local ->
+ * remote (the kernel finds an entry by either of its directions). Returns the length, or 0
+ * when len is too small. buf must be NLWALK_ALIGN-aligned. Its answer is an ack
+ * (actmsg_diag_ack: ENOENT when there is no such entry). */
+size_t actmsg_ct_delete(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len);
+
+/* Writes a ctnetlink IPCTNL_MSG_CT_GET request (NLM_F_REQUEST, sequence seq) for the TCP
+ * conntrack entry with the tuple local -> remote of t (either direction's). Returns the
+ * length, or 0 when len is too small. buf must be NLWALK_ALIGN-aligned. */
+size_t actmsg_ct_get(const struct addr_tuple *t, uint32_t seq, uint8_t *buf, size_t len);
+
+/* A conntrack entry (actmsg_ct_found): its tuples, each as an addr_tuple with local = the
+ * direction's source and remote = its destination, and its status (IPS_* bits). */
+struct actmsg_ct {
+	struct addr_tuple orig;  /* as the connection's opener sent its first packet */
+	struct addr_tuple reply; /* as the other end sends, after NAT */
+	uint32_t status;
+	uint32_t timeout;  /* s left before the entry expires */
+	uint8_t tcp_state; /* TCP_CONNTRACK_* (ESTABLISHED: 3) */
+	unsigned have;     /* ACTMSG_CT_* */
+};
+
+enum {
+	ACTMSG_CT_ORIG = 1,
+	ACTMSG_CT_REPLY = 2,
+	ACTMSG_CT_STATUS = 4,
+	ACTMSG_CT_TIMEOUT = 8,
+	ACTMSG_CT_STATE = 16,
+};
+
+/* Writes a ctnetlink dump request (IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, sequence
+ * seq) of the entries of family. Returns the length, or 0 when len is too small. */
+size_t actmsg_ct_dump(int family, uint32_t seq, uint8_t *buf, size_t len);
+
+/* Calls fn for each whole TCP entry of a dump's datagram (answer to seq from port sender).
+ * Returns 1 when the datagram ends the dump (NLMSG_DONE), 0 when more follow, a positive
+ * errno value when the kernel refused, -1 when buf is not the kernel's answer to seq or
+ * holds a cut message. */
+int actmsg_ct_each(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender,
+                   void (*fn)(const struct actmsg_ct *ct, void *arg), void *arg);
+
+/* Reads the answer to get request seq in buf (a datagram from port sender): 0 with *out
+ * filled (both tuples whole, TCP), ENOENT when there is no such entry, another errno value
+ * when the kernel refused, or -1 when buf holds no whole answer to seq from the kernel. */
+int actmsg_ct_found(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender,
+                    struct actmsg_ct *out);
+
 /* Reads netlink messages in buf (a datagram from port sender) for the ack of request seq.
  * Returns 0 (success), a positive errno value (the kernel refused: ENOENT when no such
  * socket), or -1 when buf holds no ack for seq from the kernel. */
@@ -58,6 +109,8 @@ struct actmsg_fields {
 	int probes;
 	double idle;        /* s since the last segment from the peer; < 0: left out */
 	const char *reason; /* "no-reply", "unreachable", or NULL */
+	const char *side;   /* a gateway rule's: "client" or "server" (local is then the client,
+	                       remote the server); NULL for a local rule */
 };
 
 /* An environment: envp[] (NULL-terminated) points into buf. */

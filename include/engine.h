@@ -118,6 +118,10 @@ struct engine_verdict {
 	const struct config *cfg; /* the config in force (exec_paths, action_timeout) */
 	const struct rule *rule;  /* the connection's rule: on_dead, on_reset */
 	const struct addr_tuple *key;
+	/* the key as rules and lines see it (a gateway record through NAT: the client's view;
+	 * else key), and what packets to key.remote go out as (through NAT: the pre-NAT tuple,
+	 * see gateway.h; else key) */
+	const struct addr_tuple *name, *send;
 	const struct fsm_conn *fsm; /* its numbers: snd_nxt, rcv_nxt, peer_end, windows, known */
 	const struct fsm_event *ev; /* FSM_EV_DEAD, _RESET or _STALLED, its probes and reason */
 	bool stall;                 /* a stall (dead reason=stalled, or stalled): on_stall's */
@@ -160,6 +164,27 @@ typedef int (*engine_exclude_fn)(void *arg, const struct addr_tuple *keys, size_
  * has been quiet that long (or its peer's window is shut) it comes back, its numbers asked
  * for anew as for a discovered connection. NULL q: never (replay, tests). */
 void engine_set_busy(struct engine *e, engine_kquery_fn q, engine_exclude_fn x, void *arg);
+
+/* Asks conntrack for the TCP entry with the tuple from.local -> from.remote (either of its
+ * directions): 0 with its tuples (local = the direction's source) and whether it is
+ * translated (NAT), or -1 (none, no conntrack, an error). */
+typedef int (*engine_ct_fn)(void *arg, const struct addr_tuple *from, struct addr_tuple *orig,
+                            struct addr_tuple *reply, bool *nat);
+
+/* Gateway mode through NAT: a new record of a forwarded connection (or of one whose
+ * segments carry this host's address while the config has a gateway rule) is looked up in
+ * conntrack by fn; a translated one is followed as the ends see it and probed with the
+ * entry's own tuples (gateway_nat_view). NULL: never (no NAT is followed). */
+void engine_set_conntrack(struct engine *e, engine_ct_fn fn, void *arg);
+
+/* A forwarded TCP connection that conntrack lists as established (tuples orig and reply,
+ * translated or not), idle s (its entry's timeout left, from the established timeout):
+ * its two records are made as discovered ones, their numbers asked for with a learning SYN
+ * to each end in the other's name before the first probe, which waits until each end's
+ * answer shows nothing in flight. Nothing when an end is this host, no gateway rule
+ * matches, the records exist, or the flow is translated (nat: not yet). */
+void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
+                          const struct addr_tuple *reply, bool nat, double idle, double now);
 
 /* Sets the capture's exclusions again (after the filter was replaced: reload, reopen). */
 void engine_busy_refresh(struct engine *e);

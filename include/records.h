@@ -15,7 +15,7 @@ struct addr_tuple;
 
 /* Counters shown in the closing statistics and by the benchmark. */
 struct engine_stats {
-	unsigned long long packets, decode_errors, not_local, unmatched;
+	unsigned long long packets, decode_errors, not_local, unmatched, forwarded, gateway_oneway;
 	unsigned long long tracked, probes_sent, send_errors, replies;
 	unsigned long long alive, dead, reset, unreachable, closed, table_full;
 	unsigned long long discovered, gone, kernel_keepalive, learn_asked, learn_blocked;
@@ -53,6 +53,8 @@ struct engine_view {
 	double verdict_age; /* s since that verdict; < 0 when none */
 	const char *stall;  /* "zero-window" (stalled now), "retransmit" (dead from a stall), or
 	                       NULL */
+	const char *side;   /* a gateway rule's record: the end it probes ("client" or "server";
+	                       key.local is the other end); NULL for a local rule */
 };
 
 /* Connections by state (engine_counts: kept by the engine as states change). */

@@ -4,7 +4,10 @@
  * kernel handles it inside sendto(), so its ack is read at once without blocking.
  * rst: two RSTs through the raw sender, with the numbers the connection's state machine
  * learnt: to our end SEQ = RCV.NXT (what our stack expects from the peer), to the peer
- * SEQ = SND.NXT. exec: fork + execve in a new session, reaped by an ev_child, killed by
+ * SEQ = SND.NXT (for a gateway rule's record: to the live end in the dead end's name, and
+ * to the dead end). flush: one ctnetlink IPCTNL_MSG_CT_DELETE of the forwarded flow's
+ * entry on a NETLINK_NETFILTER socket opened at start-up (handled inside sendto() too).
+ * exec: fork + execve in a new session, reaped by an ev_child, killed by
  * an ev_timer (SIGTERM at action_timeout, SIGKILL ACTION_KILL_GRACE later). */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +28,7 @@
 #include "action.h"
 #include "actmsg.h"
 #include "addr.h"
+#include "gateway.h"
 #include "log.h"
 
 struct child {
@@ -36,6 +40,7 @@ struct child {
 	char verdict[8];
 	char rule[RULE_NAME_MAX];
 	char local[ADDR_ENDPOINT_STRLEN], remote[ADDR_ENDPOINT_STRLEN];
+	char side[8];
 	char path[CONFIG_PATH_MAX];
 };
 
@@ -43,16 +48,20 @@ struct action {
 	struct ev_loop *loop;
 	struct sender *sender;
 	int nl;       /* NETLINK_SOCK_DIAG */
+	int nf;       /* NETLINK_NETFILTER (flush), or -1 ... */
+	int nf_err;   /* ... with the errno of its socket() */
 	uint32_t seq; /* of the last request */
 	int running;
 	struct child kids[ACTION_MAX_CHILDREN];
 };
 
-/* The connection's fields as the status log writes them. */
+/* The connection's fields as the status log writes them. A gateway rule's record (side
+ * "client" or "server", the end it judges) has the client in local, the server in remote. */
 struct who {
 	const char *verdict;
 	const char *rule;
 	char local[ADDR_ENDPOINT_STRLEN], remote[ADDR_ENDPOINT_STRLEN];
+	char side[8]; /* "" for a local rule */
 };
 
 struct action *action_open(char *errbuf, size_t errlen)
@@ -69,6 +78,8 @@ struct action *action_open(char *errbuf, size_t errlen)
 		free(a);
 		return NULL;
 	}
+	a->nf = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
+	a->nf_err = a->nf < 0 ? errno : 0; /* flush fails, logged; the rest works */
 	return a;
 }
 
@@ -82,8 +93,10 @@ static void line_begin(struct log_line *l, const struct who *w, const char *acti
 {
 	log_line_begin(l, "action");
 	log_line_str(l, "rule", w->rule);
-	log_line_str(l, "local", w->local);
-	log_line_str(l, "remote", w->remote);
+	log_line_str(l, w->side[0] ? "client" : "local", w->local);
+	log_line_str(l, w->side[0] ? "server" : "remote", w->remote);
+	if (w->side[0])
+		log_line_str(l, "side", w->side);
 	log_line_str(l, "action", action);
 	log_line_str(l, "verdict", w->verdict);
 }
@@ -124,24 +137,31 @@ static ssize_t nl_recv(int fd, uint8_t *buf, size_t size, uint32_t *sender)
 /* Sends one request and reads the kernel's answer into buf (the kernel handles sock_diag
  * requests inside sendto(), so the answer is already queued); datagrams from other ports
  * are skipped. Returns its length (*sender: its port id) or -1 with errno set. */
-static ssize_t nl_ask(struct action *a, const uint8_t *req, size_t len, uint8_t *buf, size_t size,
-                      uint32_t *sender)
+static ssize_t nl_ask_on(int fd, const uint8_t *req, size_t len, uint8_t *buf, size_t size,
+                         uint32_t *sender)
 {
 	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
 	ssize_t n;
 
-	while (nl_recv(a->nl, buf, size, sender) > 0)
+	while (nl_recv(fd, buf, size, sender) > 0)
 		; /* a late answer to an earlier request, if any */
-	if (sendto(a->nl, req, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+	if (sendto(fd, req, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
 		return -1;
 	do
-		n = nl_recv(a->nl, buf, size, sender);
+		n = nl_recv(fd, buf, size, sender);
 	while (n > 0 && *sender != 0);
 	if (n == 0) {
 		errno = EPROTO;
 		return -1;
 	}
 	return n;
+}
+
+/* nl_ask_on the sock_diag socket. */
+static ssize_t nl_ask(struct action *a, const uint8_t *req, size_t len, uint8_t *buf, size_t size,
+                      uint32_t *sender)
+{
+	return nl_ask_on(a->nl, req, len, buf, size, sender);
 }
 
 /* Looks the connection up (0 and its cookie, or an errno value): never the listener. */
@@ -198,13 +218,34 @@ static void do_rst(struct action *a, const struct engine_verdict *v, const struc
 		log_result(w, "rst", NULL, msg);
 		return;
 	}
-	err = sender_send_rst(a->sender, v->key, 0, f->snd_nxt, f->rcv_nxt);
+	err = sender_send_rst(a->sender, v->send ? v->send : v->key, 0, f->snd_nxt, f->rcv_nxt);
 	if (err) {
 		snprintf(msg, sizeof(msg), "to peer: %s", strerror(err));
 		log_result(w, "rst", NULL, msg);
 		return;
 	}
 	log_result(w, "rst", NULL, NULL);
+}
+
+/* ---- flush: the forwarded flow's conntrack entry (gateway rules) ---------------- */
+
+static void do_flush(struct action *a, const struct engine_verdict *v, const struct who *w)
+{
+	_Alignas(uint32_t) uint8_t req[ACTMSG_CT_LEN], buf[4096]; /* netlink's alignment */
+	uint32_t sender;
+	size_t len;
+	ssize_t n;
+	int rc = a->nf_err;
+
+	if (a->nf >= 0) {
+		len = actmsg_ct_delete(v->send ? v->send : v->key, ++a->seq, req, sizeof(req));
+		n = len ? nl_ask_on(a->nf, req, len, buf, sizeof(buf), &sender) : -1;
+		rc = n < 0 ? (len ? errno : EINVAL)
+		           : actmsg_diag_ack(buf, (size_t)n, a->seq, sender);
+		if (rc < 0)
+			rc = EPROTO;
+	}
+	log_result(w, "flush", NULL, rc ? strerror(rc) : NULL);
 }
 
 /* ---- exec ---------------------------------------------------------------------- */
@@ -302,6 +343,7 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
 	who.rule = k->rule;
 	snprintf(who.local, sizeof(who.local), "%s", k->local);
 	snprintf(who.remote, sizeof(who.remote), "%s", k->remote);
+	snprintf(who.side, sizeof(who.side), "%s", k->side);
 	line_begin(&l, &who, "exec");
 	log_line_str(&l, "path", k->path);
 	log_line_int(&l, "pid", k->pid);
@@ -348,6 +390,7 @@ static void env_fields(const struct engine_verdict *v, const struct who *w, stru
 	f->probes = v->ev->probes;
 	f->idle = v->idle;
 	f->reason = v->ev->reason;
+	f->side = w->side[0] ? w->side : NULL;
 }
 
 /* Starts the watchers of a forked child in slot k. */
@@ -397,12 +440,26 @@ static void do_exec(struct action *a, const struct engine_verdict *v, const stru
 	snprintf(k->rule, sizeof(k->rule), "%s", w->rule);
 	snprintf(k->local, sizeof(k->local), "%s", w->local);
 	snprintf(k->remote, sizeof(k->remote), "%s", w->remote);
+	snprintf(k->side, sizeof(k->side), "%s", w->side);
 	snprintf(k->path, sizeof(k->path), "%s", path);
 	child_watch(a, k, v->cfg->action_timeout);
 	log_debug("exec %s: pid %d", path, (int)k->pid);
 }
 
 /* ---- dispatch ------------------------------------------------------------------ */
+
+/* The ends as the status log names them: local and remote, or (a gateway rule) client,
+ * server and the side judged. */
+static void who_endpoints(struct who *w, const struct rule *r, const struct addr_tuple *k)
+{
+	bool to_client = r->mode == RULE_MODE_GATEWAY && rule_gateway_probes_client(r, k);
+	char *lo = to_client ? w->remote : w->local, *re = to_client ? w->local : w->remote;
+
+	addr_format_endpoint(k->family, k->local, k->lport, lo, sizeof(w->local));
+	addr_format_endpoint(k->family, k->remote, k->rport, re, sizeof(w->remote));
+	snprintf(w->side, sizeof(w->side), "%s",
+	         r->mode == RULE_MODE_GATEWAY ? gateway_side(r, k) : "");
+}
 
 void action_on_verdict(void *arg, const struct engine_verdict *v)
 {
@@ -411,19 +468,20 @@ void action_on_verdict(void *arg, const struct engine_verdict *v)
 	const struct rule_actions *acts = v->stall ? &v->rule->on_stall
 	                                  : dead   ? &v->rule->on_dead
 	                                           : &v->rule->on_reset;
-	const struct addr_tuple *k = v->key;
+	const struct addr_tuple *k = v->name ? v->name : v->key;
 	struct who w;
 
-	if (!(acts->mask & (RULE_ACT_CLOSE | RULE_ACT_RST | RULE_ACT_EXEC)))
+	if (!(acts->mask & (RULE_ACT_CLOSE | RULE_ACT_RST | RULE_ACT_FLUSH | RULE_ACT_EXEC)))
 		return;
 	w.verdict = v->ev->type == FSM_EV_STALLED ? "stalled" : dead ? "dead" : "reset";
 	w.rule = v->rule->name;
-	addr_format_endpoint(k->family, k->local, k->lport, w.local, sizeof(w.local));
-	addr_format_endpoint(k->family, k->remote, k->rport, w.remote, sizeof(w.remote));
+	who_endpoints(&w, v->rule, k);
 	if (dead && (acts->mask & RULE_ACT_CLOSE))
 		do_close(a, v, &w);
 	if (dead && (acts->mask & RULE_ACT_RST))
 		do_rst(a, v, &w);
+	if (dead && (acts->mask & RULE_ACT_FLUSH))
+		do_flush(a, v, &w); /* after the RSTs, which the entry still saw */
 	if ((acts->mask & RULE_ACT_EXEC) && acts->exec >= 1 && acts->exec <= v->cfg->nexec)
 		do_exec(a, v, &w, acts->exec);
 }
@@ -442,5 +500,7 @@ void action_close(struct action *a)
 	}
 	if (a->nl >= 0)
 		close(a->nl);
+	if (a->nf >= 0)
+		close(a->nf);
 	free(a);
 }

@@ -59,7 +59,9 @@ struct key {
 	double lo, hi;            /* limits of the value (setters of numbers) */
 	const char *range;        /* the limits as out-of-range messages give them */
 	const char *const *names; /* set_choice: the values, an index each (NULL-ended) */
-	bool required;            /* a rule without it is an error */
+	bool required;            /* a rule (of its mode) without it is an error */
+	int modes;                /* rule keys of one mode only: MODE_BIT(RULE_MODE_*) (in a rule
+	                             of another mode it is an error); 0: every mode */
 	size_t own;               /* when neither the rule nor [global] sets it: this field
 	                             of the rule (set before, by an earlier key); 0: none */
 };
@@ -87,6 +89,11 @@ struct key {
 #define LONG(a, b)      .set = set_long, .lo = (a), .hi = (b)
 #define SIZE(a, b)      .set = set_size, .lo = (a), .hi = (b)
 #define CHOICE(n, text) .set = set_choice, .names = (n), .range = (text)
+/* Rule keys of one mode (enum rule_mode) only. */
+#define MODE_BIT(m)  (1 << (m))
+#define ONLY_LOCAL   .modes = MODE_BIT(RULE_MODE_LOCAL)
+#define ONLY_GATEWAY .modes = MODE_BIT(RULE_MODE_GATEWAY)
+#define MODE_UNSET   (-1) /* struct rule.mode until the rule ends (then local by default) */
 
 static key_setter set_interface, set_log_file, set_choice, set_duration, set_duration_or_off,
     set_int, set_long, set_size, set_bool, set_user, set_opt_path, set_pattern, set_actions,
@@ -100,6 +107,8 @@ static const char *const level_names[] = {[CONFIG_LOG_ERROR] = "error",
 static const char *const format_names[] = {
     [CONFIG_FMT_LOGFMT] = "logfmt", [CONFIG_FMT_JSON] = "json", NULL};
 static const char *const alive_names[] = {"changes", "every", NULL};
+static const char *const mode_names[] = {
+    [RULE_MODE_LOCAL] = "local", [RULE_MODE_GATEWAY] = "gateway", NULL};
 
 /* Every key. Rules inherit keys in this order: a key's `own` field comes from an earlier key. */
 static const struct key keys[] = {
@@ -133,8 +142,11 @@ static const struct key keys[] = {
     {"on_dead", AT_BOTH(on_dead), .set = set_actions},
     {"on_reset", AT_BOTH(on_reset), .set = set_actions_log},
     {"on_stall", AT_BOTH(on_stall), .set = set_actions, .own = offsetof(struct rule, on_dead)},
-    {"local", AT_RULE(local), .set = set_pattern, .required = true},
-    {"remote", AT_RULE(remote), .set = set_pattern, .required = true},
+    {"mode", AT_RULE(mode), CHOICE(mode_names, "local or gateway")},
+    {"local", AT_RULE(local), .set = set_pattern, .required = true, ONLY_LOCAL},
+    {"remote", AT_RULE(remote), .set = set_pattern, .required = true, ONLY_LOCAL},
+    {"client", AT_RULE(client), .set = set_pattern, .required = true, ONLY_GATEWAY},
+    {"server", AT_RULE(server), .set = set_pattern, .required = true, ONLY_GATEWAY},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -584,7 +596,8 @@ static int action_bit(struct parser *p, const char *key, bool dead, const char *
 		bool dead_only;
 	} acts[] = {{"log", RULE_ACT_LOG, false},
 	            {"close", RULE_ACT_CLOSE, true},
-	            {"rst", RULE_ACT_RST, true}};
+	            {"rst", RULE_ACT_RST, true},
+	            {"flush", RULE_ACT_FLUSH, true}};
 
 	for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++) {
 		if (strlen(acts[i].name) != len || memcmp(it, acts[i].name, len) != 0)
@@ -617,7 +630,7 @@ static int add_action(struct parser *p, const char *key, bool dead, const char *
 	if (!bit) {
 		cfg_err(p, p->line, "%s: \"%.*s\" is not one of %s", key,
 		        (int)(len > VALUE_SHOW ? VALUE_SHOW : len), it,
-		        dead ? "log, close, rst, exec:PATH" : "log, exec:PATH");
+		        dead ? "log, close, rst, flush, exec:PATH" : "log, exec:PATH");
 		return -1;
 	}
 	if (a->mask & bit & ~RULE_ACT_EXEC) {
@@ -653,7 +666,7 @@ static void actions(struct parser *p, const char *key, bool dead, const char *v,
 	*dst = a;
 }
 
-/* The actions on a verdict about the peer: log, close, rst, exec:PATH. */
+/* The actions on a verdict about the peer: log, close, rst, flush, exec:PATH. */
 static void set_actions(struct parser *p, const struct key *k, const char *v, void *dst)
 {
 	actions(p, k->name, true, v, dst);
@@ -787,6 +800,7 @@ static void begin_rule(struct parser *p, const char *name)
 		return;
 	snprintf(pr->r.name, sizeof(pr->r.name), "%s", name);
 	pr->r.line = p->line;
+	pr->r.mode = MODE_UNSET;
 	p->cur = p->nrules - 1;
 	p->kind = S_RULE;
 }
@@ -1006,6 +1020,30 @@ static void inherit(struct parser *p, struct pend_rule *pr)
 	}
 }
 
+/* True when key k may be set in a rule of pr's mode. */
+static bool key_in_mode(const struct key *k, const struct pend_rule *pr)
+{
+	return k->modes == 0 || (k->modes & MODE_BIT(pr->r.mode));
+}
+
+/* Reports each key set in a rule of another mode ("local" in a gateway rule); true if any. */
+static bool wrong_mode(struct parser *p, const struct pend_rule *pr)
+{
+	bool bad = false;
+
+	for (size_t k = 0; k < NKEYS; k++) {
+		if (!pr->key_line[k] || key_in_mode(&keys[k], pr))
+			continue;
+		cfg_err(p, pr->key_line[k], "%s: not in a rule with mode = %s (%s)", keys[k].name,
+		        mode_names[pr->r.mode],
+		        pr->r.mode == RULE_MODE_GATEWAY
+		            ? "a gateway rule takes client and server"
+		            : "client and server are for mode = gateway; use local and remote");
+		bad = true;
+	}
+	return bad;
+}
+
 /* Reports a rule without its required keys, as 'no "local" and no "remote"'; true if so. */
 static bool lacks_required(struct parser *p, const struct pend_rule *pr)
 {
@@ -1014,7 +1052,7 @@ static bool lacks_required(struct parser *p, const struct pend_rule *pr)
 	for (size_t k = 0; k < NKEYS; k++) {
 		size_t n = strlen(miss);
 
-		if (keys[k].required && !pr->key_line[k])
+		if (keys[k].required && key_in_mode(&keys[k], pr) && !pr->key_line[k])
 			snprintf(miss + n, sizeof(miss) - n, "%sno \"%s\"", n ? " and " : "",
 			         keys[k].name);
 	}
@@ -1023,17 +1061,51 @@ static bool lacks_required(struct parser *p, const struct pend_rule *pr)
 	return miss[0] != '\0';
 }
 
+/* The actions of a rule's mode: close needs a socket of this host (a gateway rule has
+ * none), flush a forwarded flow (a local rule has none). */
+static void mode_actions(struct parser *p, const struct pend_rule *pr)
+{
+	static const char *const names[] = {"on_dead", "on_stall"};
+	const struct rule_actions *acts[] = {&pr->r.on_dead, &pr->r.on_stall};
+	bool gw = pr->r.mode == RULE_MODE_GATEWAY;
+
+	for (size_t i = 0; i < 2; i++) {
+		int k = key_find(names[i]);
+		int line = pr->key_line[k] ? pr->key_line[k] : p->gkey_line[k];
+
+		if (i == 1 && !line)
+			continue; /* on_stall is on_dead's copy: told once, for on_dead */
+		if (gw && (acts[i]->mask & RULE_ACT_CLOSE))
+			cfg_err(p, line ? line : pr->r.line,
+			        "%s: close is not for rule [%s] (mode = gateway: no socket of this "
+			        "host; use log, rst, flush or exec:PATH)",
+			        names[i], pr->r.name);
+		if (!gw && (acts[i]->mask & RULE_ACT_FLUSH))
+			cfg_err(p, line ? line : pr->r.line,
+			        "%s: flush is for rules with mode = gateway, not for rule [%s]",
+			        names[i], pr->r.name);
+	}
+}
+
 static void finish_rule(struct parser *p, struct pend_rule *pr)
 {
 	const struct rule *r = &pr->r;
+	bool gw, bad;
 
 	inherit(p, pr);
-	if (lacks_required(p, pr))
-		return;
+	if (pr->r.mode == MODE_UNSET && pr->key_line[key_find("mode")])
+		return; /* a bad mode (told): which keys it needs is unknown */
+	if (pr->r.mode == MODE_UNSET)
+		pr->r.mode = RULE_MODE_LOCAL;
+	bad = wrong_mode(p, pr);
+	if (lacks_required(p, pr) || bad)
+		return; /* (both told) */
+	mode_actions(p, pr);
+	gw = r->mode == RULE_MODE_GATEWAY;
 	if (r->local.family && r->remote.family && r->local.family != r->remote.family)
-		cfg_err(p, r->line,
-		        "rule [%s] can never match: \"local\" is %s but \"remote\" is %s", r->name,
-		        r->local.family == AF_INET ? "IPv4" : "IPv6",
+		cfg_err(p, r->line, "rule [%s] can never match: \"%s\" is %s but \"%s\" is %s",
+		        r->name, gw ? "client" : "local",
+		        r->local.family == AF_INET ? "IPv4" : "IPv6", gw ? "server" : "remote",
 		        r->remote.family == AF_INET ? "IPv4" : "IPv6");
 }
 

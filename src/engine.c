@@ -18,6 +18,7 @@
 #include "conntab.h"
 #include "engine.h"
 #include "fsm.h"
+#include "gateway.h"
 #include "log.h"
 #include "rule.h"
 #include "timerheap.h"
@@ -36,6 +37,8 @@ enum {
 	CONN_F_STALL_DEAD = 1 << 9,  /* its last verdict is dead from a retransmission stall */
 	CONN_F_BUSY = 1 << 10,       /* left out of the capture while busy (e->busy) */
 	CONN_F_NOBUSY = 1 << 11,     /* never left out: the kernel has no socket for it */
+	CONN_F_GATEWAY = 1 << 12,    /* one end of a forwarded connection (a gateway rule's) */
+	CONN_F_NAT = 1 << 13,        /* ... through NAT: its gateway_nat is in e->nat */
 };
 
 /* Records seen only from our side (our SYN-ACK to a SYN that may be spoofed, our first
@@ -120,6 +123,11 @@ struct engine {
 	size_t nbusy;
 	double busy_next_enter; /* no connection is left out before (filter changes rare) */
 	size_t max_conns; /* confirmed records at most (max_connections) */
+	bool gateway;     /* the config has a gateway rule: forwarded segments are followed */
+	bool oneway_told; /* the warning of a forwarded connection seen one way was written */
+	engine_ct_fn ct;  /* conntrack lookups (NAT), or NULL */
+	void *ct_arg;
+	struct gateway_natmap *nat; /* the CONN_F_NAT records' views (made at the first) */
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -136,6 +144,10 @@ static bool busy_segment(struct engine *e, struct conn *c, const struct codec_tc
 static void busy_count(struct engine *e, struct conn *c, double now);
 static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static bool has_gateway_rule(const struct config *cfg);
+static bool gateway_pair_seen(struct engine *e, struct conn *c, double now);
+static const struct addr_tuple *name_of(const struct engine *e, const struct conn *c);
+static const struct addr_tuple *send_of(const struct engine *e, const struct conn *c);
 
 static double mono_now(void)
 {
@@ -245,6 +257,7 @@ struct engine *engine_new(struct ev_loop *loop, const struct config *cfg,
 	e->cfg = cfg;
 	e->local = local;
 	e->sender = sender;
+	e->gateway = has_gateway_rule(cfg);
 	e->pace.rate = (double)cfg->max_probe_rate;
 	e->st.probe_rate = e->pace.rate;
 	ev_timer_init(&e->pace.t, on_pace, 0.0, 0.0);
@@ -272,6 +285,7 @@ void engine_free(struct engine *e)
 	}
 	timerheap_free(&e->timers);
 	conntab_free(e->tab);
+	gateway_natmap_free(e->nat);
 	free(e->pace.q);
 	free(e->rule_state);
 	free(e->rule_dead);
@@ -301,6 +315,10 @@ static void line_start_rule(struct log_line *l, const char *event, const struct 
 	char ep[ADDR_ENDPOINT_STRLEN];
 
 	log_line_begin(l, event);
+	if (r->mode == RULE_MODE_GATEWAY) {
+		gateway_line_fields(l, r, k); /* client=, server=, side= */
+		return;
+	}
 	log_line_str(l, "rule", r->name);
 	log_line_str(l, "local",
 	             addr_format_endpoint(k->family, k->local, k->lport, ep, sizeof(ep)));
@@ -312,7 +330,7 @@ static void line_start_rule(struct log_line *l, const char *event, const struct 
 static void line_start(struct log_line *l, const char *event, const struct engine *e,
                        const struct conn *c)
 {
-	line_start_rule(l, event, rule_of(e, c), &c->key);
+	line_start_rule(l, event, rule_of(e, c), name_of(e, c));
 }
 
 static const char *send_error_name(int err)
@@ -588,6 +606,8 @@ static void drop_record(struct engine *e, struct conn *c)
 		e->zw_stalled--;
 	if (c->flags & CONN_F_BUSY)
 		busy_remove(e, c);
+	if (c->flags & CONN_F_NAT)
+		gateway_natmap_del(e->nat, &c->key);
 	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED |
 	                         CONN_F_ZW_STALLED);
 	conntab_remove(e->tab, c);
@@ -769,7 +789,7 @@ static bool pace_packet(struct engine *e, struct conn *c, struct sender_pkt *pkt
 	if (rule_of(e, c)->params.observe)
 		return false; /* observe-only (a reload made it so while it waited) */
 	memset(pkt, 0, sizeof(*pkt));
-	pkt->key = &c->key;
+	pkt->key = learn ? &c->key : send_of(e, c); /* (a learning SYN goes as the key says) */
 	pkt->kind = learn ? SENDER_SYN : SENDER_PROBE;
 	if (learn)
 		return fsm_learn_now(&c->fsm, &pkt->seq);
@@ -992,6 +1012,8 @@ static void verdict_hook(struct engine *e, const struct conn *c, const struct fs
 	v.cfg = e->cfg;
 	v.rule = rule_of(e, c);
 	v.key = &c->key;
+	v.name = name_of(e, c);
+	v.send = send_of(e, c);
 	v.fsm = &c->fsm;
 	v.ev = ev;
 	v.idle = ev->type == FSM_EV_DEAD ? ev->idle : now - c->fsm.last_rx;
@@ -1048,6 +1070,8 @@ static void on_conn_timer(struct engine *e, struct conn *c)
 		busy_recheck(e, c, now);
 		return;
 	}
+	if ((c->flags & CONN_F_GATEWAY) && !gateway_pair_seen(e, c, now))
+		return; /* one way only (NAT): never probed, looked at again */
 	if (may_judge(&c->fsm, &rule_of(e, c)->params, now))
 		sync_capture(e, now); /* a reply already captured is heard before a verdict */
 	fsm_on_timer(&c->fsm, &rule_of(e, c)->params, now, blind_at(e), &out);
@@ -1116,17 +1140,35 @@ static void refuse(struct engine *e, const struct rule *r, const struct addr_tup
 	log_line_emit(&l);
 }
 
+/* What a new record is: a connection of this host, a forwarded one, or a forwarded one
+ * through NAT (gateway_kind). */
+enum { GW_LOCAL = 0, GW_PLAIN, GW_NAT };
+
+struct track_how;
+static int gateway_kind(struct engine *e, const struct addr_tuple *key, const struct track_how *how,
+                        struct gateway_nat *nat);
+
 /* How a new record starts: from traffic, or from the kernel's socket list. */
 struct track_how {
 	bool discovered, quiet;
-	double idle; /* s since the kernel last received a segment */
+	double idle;    /* s since the kernel last received a segment */
+	bool forwarded; /* one end of a forwarded connection (gateway rules) */
+	/* a forwarded connection found in conntrack (discovered): its entry's tuples, and
+	 * whether it is translated; NULL when from traffic */
+	const struct addr_tuple *orig, *reply;
+	bool nat;
 };
 
 /* A new connection: matched against the rules, tracked, its timer armed. */
 static struct conn *track(struct engine *e, const struct addr_tuple *key, double now,
                           const struct track_how *how)
 {
-	const struct rule *r = rule_match(e->cfg->rules, e->cfg->nrules, key);
+	struct gateway_nat nat;
+	int kind = gateway_kind(e, key, how, &nat);
+	const struct rule *r = kind == GW_LOCAL
+	                           ? rule_match(e->cfg->rules, e->cfg->nrules, key)
+	                           : rule_match_gateway(e->cfg->rules, e->cfg->nrules,
+	                                                kind == GW_NAT ? &nat.name : key);
 	struct unconf_entry *u;
 	struct conn *c;
 
@@ -1148,6 +1190,10 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 	e->st.tracked++;
 	c->rule = (uint16_t)(r - e->cfg->rules);
 	c->flags = e->gen | (how->discovered ? CONN_F_DISCOVERED : 0);
+	if (kind != GW_LOCAL)
+		c->flags |= CONN_F_GATEWAY | CONN_F_NOBUSY; /* no socket here to ask about */
+	if (kind == GW_NAT && gateway_natmap_put(e->nat, &nat) == 0)
+		c->flags |= CONN_F_NAT;
 	if (how->discovered)
 		fsm_init_discovered(&c->fsm, now, how->idle, how->quiet, &r->params);
 	else
@@ -1162,8 +1208,10 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 	return c;
 }
 
-/* Hands a segment to its connection (tracking it when new); returns the fsm's ignore reason. */
-static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_peer, double now)
+/* Hands a segment to its connection (tracking it when new; fwd: one end of a forwarded
+ * connection, under the gateway rules); returns the fsm's ignore reason. */
+static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_peer, bool fwd,
+                      double now)
 {
 	struct addr_tuple key;
 	struct fsm_out out;
@@ -1185,7 +1233,7 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 		if (from_peer || (seg->flags & (CODEC_TH_RST | CODEC_TH_FIN)) ||
 		    !(seg->flags & (CODEC_TH_ACK | CODEC_TH_SYN)))
 			return FSM_IGN_NONE;
-		c = track(e, &key, now, &(struct track_how){false, false, 0});
+		c = track(e, &key, now, &(struct track_how){.forwarded = fwd});
 		if (!c)
 			return FSM_IGN_NONE;
 	}
@@ -1200,6 +1248,183 @@ static int on_segment(struct engine *e, const struct codec_tcp *seg, bool from_p
 	return out.ignored;
 }
 
+/* ---- gateway mode: connections this host forwards (gateway.h) ------------------- */
+
+static bool has_gateway_rule(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nrules; i++) {
+		if (cfg->rules[i].mode == RULE_MODE_GATEWAY)
+			return true;
+	}
+	return false;
+}
+
+/* A record's key as rules and status lines see it (gateway.h: gateway_nat.name). */
+static const struct addr_tuple *name_of(const struct engine *e, const struct conn *c)
+{
+	const struct gateway_nat *n;
+
+	if ((c->flags & CONN_F_NAT) && (n = gateway_natmap_get(e->nat, &c->key)))
+		return &n->name;
+	return &c->key;
+}
+
+/* What a record's probes go out as (gateway.h: gateway_nat.send). */
+static const struct addr_tuple *send_of(const struct engine *e, const struct conn *c)
+{
+	const struct gateway_nat *n;
+
+	if ((c->flags & CONN_F_NAT) && (n = gateway_natmap_get(e->nat, &c->key)))
+		return &n->send;
+	return &c->key;
+}
+
+void engine_set_conntrack(struct engine *e, engine_ct_fn fn, void *arg)
+{
+	e->ct = fn;
+	e->ct_arg = arg;
+}
+
+/* Whether a new record is a connection of this host (GW_LOCAL), a forwarded one
+ * (GW_PLAIN) or a forwarded one through NAT (GW_NAT, *nat filled): a forwarded segment
+ * makes a gateway record; one with this host's address does too when no local rule
+ * matches it and conntrack says its flow is translated and neither end, as the client
+ * sees them, is this host. */
+static int gateway_kind(struct engine *e, const struct addr_tuple *key, const struct track_how *how,
+                        struct gateway_nat *nat)
+{
+	struct addr_tuple from, orig, reply;
+	bool translated;
+
+	if (how->discovered && how->orig) { /* found in conntrack: its tuples are known */
+		if (!how->nat || !gateway_nat_view(how->orig, how->reply, key, nat) ||
+		    (!e->nat && !(e->nat = gateway_natmap_new(addr_tuple_hash(key, 0)))))
+			return GW_PLAIN;
+		return GW_NAT;
+	}
+	if (how->discovered || (!how->forwarded && (!e->gateway || !e->ct)))
+		return how->forwarded ? GW_PLAIN : GW_LOCAL;
+	if (!how->forwarded && rule_match(e->cfg->rules, e->cfg->nrules, key))
+		return GW_LOCAL; /* a local rule's: no lookup (our SYN-ACKs to a flood cost none) */
+	if (!e->ct)
+		return GW_PLAIN;
+	addr_tuple_make(&from, key->family, key->remote, key->rport, key->local, key->lport);
+	if (e->ct(e->ct_arg, &from, &orig, &reply, &translated) < 0 || !translated ||
+	    !gateway_nat_view(&orig, &reply, key, nat) ||
+	    addr_set_contains(e->local, orig.family, orig.local) ||
+	    addr_set_contains(e->local, reply.family, reply.local))
+		return how->forwarded ? GW_PLAIN : GW_LOCAL;
+	if (!e->nat && !(e->nat = gateway_natmap_new(addr_tuple_hash(key, 0))))
+		return how->forwarded ? GW_PLAIN : GW_LOCAL;
+	return GW_NAT;
+}
+
+/* A forwarded connection is probed only when both its records exist (both directions
+ * were seen). With asymmetric routing, or through NAT without conntrack, the record
+ * probing an end in the other's name would never hear the answers and give a false dead
+ * verdict. False (c's timer re-armed an interval later) while c, watching, has no partner. */
+static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
+{
+	struct addr_tuple key;
+
+	struct conn *p;
+
+	if (c->fsm.state != FSM_WATCH)
+		return true; /* a round under way ends as it began; a closed record lingers */
+	const struct gateway_nat *n =
+	    (c->flags & CONN_F_NAT) ? gateway_natmap_get(e->nat, &c->key) : NULL;
+
+	if (n)
+		key = n->partner;
+	else
+		addr_tuple_make(&key, c->key.family, c->key.remote, c->key.rport, c->key.local,
+		                c->key.lport);
+	p = conntab_find(e->tab, &key);
+	if (p && (c->flags & CONN_F_DISCOVERED) && fsm_can_probe(&c->fsm) &&
+	    !((p->fsm.known & FSM_K_RCV_NXT) && p->fsm.rcv_nxt == c->fsm.snd_nxt)) {
+		/* found in conntrack: "nothing in flight" is an assumption until the probed end's
+		 * own ACK (its record's RCV.NXT) says it has all the other end sent */
+		c->fsm.timer_at = now + rule_of(e, c)->params.interval;
+		arm_timer(e, c);
+		return false;
+	}
+	if (p)
+		return true;
+	e->st.gateway_oneway++;
+	if (!e->oneway_told)
+		log_warnx("gateway: a forwarded connection of rule [%s] is seen one way only "
+		          "(asymmetric routing, or NAT without conntrack): not probed",
+		          rule_of(e, c)->name);
+	e->oneway_told = true;
+	c->fsm.timer_at = now + rule_of(e, c)->params.interval;
+	arm_timer(e, c);
+	return false;
+}
+
+void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
+                          const struct addr_tuple *reply, bool nat, double idle, double now)
+{
+	struct track_how how = {.discovered = true,
+	                        .quiet = true,
+	                        .idle = idle < 0 ? 0 : idle,
+	                        .forwarded = true,
+	                        .orig = orig,
+	                        .reply = reply,
+	                        .nat = nat};
+	struct addr_tuple keys[2];
+	struct conn *c;
+	int i;
+
+	if (!e->gateway || addr_set_contains(e->local, orig->family, orig->local) ||
+	    addr_set_contains(e->local, reply->family, reply->local))
+		return; /* an end is this host: its sockets are discovery's */
+	if (nat)
+		return; /* the learning SYN to the client would go in the reply direction, which
+		           conntrack takes as invalid and does not translate: followed from its
+		           next segment instead */
+	addr_tuple_make(&keys[0], reply->family, reply->remote, reply->rport, reply->local,
+	                reply->lport); /* probes the server, as it sees the flow */
+	addr_tuple_make(&keys[1], orig->family, orig->remote, orig->rport, orig->local,
+	                orig->lport); /* probes the client */
+	for (i = 0; i < 2; i++) {
+		if (conntab_find(e->tab, &keys[i]))
+			continue;
+		c = track(e, &keys[i], now, &how);
+		if (c)
+			e->st.discovered++;
+	}
+}
+
+/* A learning SYN of the record keyed (local = seg's destination, remote = its source), sent
+ * in its remote end's name, seen leaving: it is no SYN of the end it claims to come from
+ * (the other record would take it as a new connection and void its numbers). */
+static bool own_learn_syn(struct engine *e, const struct codec_tcp *seg)
+{
+	struct addr_tuple key;
+	struct conn *c;
+
+	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK | CODEC_TH_RST)) != CODEC_TH_SYN)
+		return false;
+	addr_tuple_make(&key, seg->family, seg->dst, seg->dport, seg->src, seg->sport);
+	c = conntab_find(e->tab, &key);
+	return c && (c->fsm.learn == FSM_LEARN_ASKED1 || c->fsm.learn == FSM_LEARN_ASKED2) &&
+	       c->fsm.probe_seq == seg->seq;
+}
+
+/* A copy of a forwarded segment (gateway.h): as it left, the sender's end speaks for itself
+ * in the record that probes the other end (ours there); as it arrived, it is the peer's in
+ * the record that probes the sender. Our own probes, RSTs and learning SYNs only ever leave
+ * (a learning SYN is recognised by the record that sent it). */
+static void on_forwarded(struct engine *e, const struct codec_tcp *seg, int copy, double now)
+{
+	e->st.forwarded++;
+	if (copy == GATEWAY_LEFT && own_learn_syn(e, seg)) {
+		e->st.ignored[FSM_IGN_OWN_PROBE]++;
+		return;
+	}
+	on_segment(e, seg, copy == GATEWAY_ARRIVED, true, now);
+}
+
 /* Which way a segment goes: from this host (ours), to it (the peer's), or both on loopback.
  * Where the capture knows the direction (the SLL packet type on "any", or a per-direction
  * capture on a named interface) it decides, never the source address alone: a frame that
@@ -1212,7 +1437,12 @@ static void on_tcp(struct engine *e, const struct codec_tcp *seg, int lo, double
 {
 	bool src_local = addr_set_contains(e->local, seg->family, seg->src);
 	bool dst_local = addr_set_contains(e->local, seg->family, seg->dst);
+	int copy = e->gateway ? gateway_copy(seg->pkttype, src_local, dst_local) : GATEWAY_NONE;
 
+	if (copy != GATEWAY_NONE) {
+		on_forwarded(e, seg, copy, now);
+		return;
+	}
 	if (seg->pkttype == CODEC_PKT_OUTGOING)
 		dst_local = false;
 	else if (seg->pkttype != CODEC_PKT_UNKNOWN)
@@ -1221,10 +1451,10 @@ static void on_tcp(struct engine *e, const struct codec_tcp *seg, int lo, double
 		e->st.not_local++;
 		return;
 	}
-	if (src_local && on_segment(e, seg, false, now) == FSM_IGN_OWN_PROBE)
+	if (src_local && on_segment(e, seg, false, false, now) == FSM_IGN_OWN_PROBE)
 		return; /* our probe over loopback is no sign of life for the other end */
 	if (dst_local)
-		on_segment(e, seg, true, now);
+		on_segment(e, seg, true, false, now);
 }
 
 static void on_icmp(struct engine *e, const struct codec_icmp *icmp, double now)
@@ -1329,6 +1559,8 @@ static void view_one(struct conn *c, void *arg)
 	v.rtt = c->rtt > 0 ? (double)c->rtt : -1.0;
 	v.verdict = c->verdict;
 	v.verdict_age = c->verdict ? x->now - c->verdict_at : -1.0;
+	v.side =
+	    (c->flags & CONN_F_GATEWAY) ? gateway_side(rule_of(x->e, c), name_of(x->e, c)) : NULL;
 	v.stall = (c->flags & CONN_F_ZW_STALLED)  ? "zero-window"
 	          : (c->flags & CONN_F_STALL_DEAD) ? "retransmit"
 	                                           : NULL;
@@ -1415,14 +1647,17 @@ static void reload_one(struct conn *c, void *arg)
 {
 	struct reload_ctx *rc = arg;
 	struct engine *e = rc->e;
-	const struct rule *r = rule_match(e->cfg->rules, e->cfg->nrules, &c->key);
+	const struct rule *r =
+	    (c->flags & CONN_F_GATEWAY)
+	        ? rule_match_gateway(e->cfg->rules, e->cfg->nrules, name_of(e, c))
+	        : rule_match(e->cfg->rules, e->cfg->nrules, &c->key);
 	const struct rule *was = &rc->old->rules[c->rule];
 	struct log_line l;
 	double due;
 
 	if (!r) {
 		if ((c->flags & CONN_F_ANNOUNCED) || log_level() >= CONFIG_LOG_DEBUG) {
-			line_start_rule(&l, "untrack", was, &c->key);
+			line_start_rule(&l, "untrack", was, name_of(e, c));
 			log_line_str(&l, "reason", "config");
 			log_line_emit(&l);
 		}
@@ -1448,6 +1683,7 @@ size_t engine_reload(struct engine *e, const struct config *cfg, const struct co
 	struct reload_ctx rc = {e, old, 0};
 
 	e->cfg = cfg;
+	e->gateway = has_gateway_rule(cfg);
 	memset(e->limit_told, 0, sizeof(e->limit_told)); /* rule indexes changed */
 	memset(e->by_state, 0, sizeof(e->by_state));
 	if (counts_resize(e, cfg->nrules) < 0)
@@ -1666,7 +1902,7 @@ void engine_discovered(struct engine *e, const struct addr_tuple *key, double id
                        bool keepalive, double now)
 {
 	struct conn *c = conntab_find(e->tab, key);
-	struct track_how how = {true, quiet, idle};
+	struct track_how how = {.discovered = true, .quiet = quiet, .idle = idle};
 	bool skip = keepalive && e->cfg->skip_kernel_keepalive;
 
 	if (!c) {

@@ -9,7 +9,11 @@
  * state file now. */
 #include <errno.h>
 #include <ifaddrs.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_conntrack_tcp.h>
+#include <linux/netlink.h>
 #include <net/if.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,12 +25,14 @@
 #include <ev.h>
 
 #include "action.h"
+#include "actmsg.h"
 #include "addr.h"
 #include "capture.h"
 #include "config.h"
 #include "diag.h"
 #include "discover.h"
 #include "engine.h"
+#include "gateway.h"
 #include "ifaddr.h"
 #include "log.h"
 #include "loopstall.h"
@@ -84,6 +90,8 @@ struct daemon {
 	ev_io addr_io;
 	int qfd;       /* NETLINK_SOCK_DIAG for busy connections' one-socket queries */
 	uint32_t qseq; /* their sequence numbers */
+	int ctfd;      /* NETLINK_NETFILTER for gateway records' conntrack lookups, or -1 */
+	uint32_t ctseq;
 };
 
 static unsigned long long pcap_drops(void *arg);
@@ -561,6 +569,39 @@ static int busy_query(void *arg, const struct addr_tuple *key, struct engine_kin
 	return 0;
 }
 
+/* A conntrack entry by one of its tuples (engine_ct_fn): one ctnetlink GET, which the
+ * kernel answers inside sendto(); only the kernel's answer to this request counts. */
+static int ct_query(void *arg, const struct addr_tuple *from, struct addr_tuple *orig,
+                    struct addr_tuple *reply, bool *nat)
+{
+	struct daemon *d = arg;
+	_Alignas(uint32_t) uint8_t req[ACTMSG_CT_LEN], buf[4096]; /* netlink's alignment */
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK}, src;
+	socklen_t slen;
+	struct actmsg_ct ct;
+	size_t len = actmsg_ct_get(from, ++d->ctseq, req, sizeof(req));
+	ssize_t n;
+
+	if (!len)
+		return -1;
+	while (recv(d->ctfd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		; /* a late answer to an earlier request, if any */
+	if (sendto(d->ctfd, req, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+		return -1;
+	do {
+		memset(&src, 0, sizeof(src));
+		slen = sizeof(src);
+		n = recvfrom(d->ctfd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&src,
+		             &slen);
+	} while ((n > 0 && src.nl_pid != 0) || (n < 0 && errno == EINTR));
+	if (n <= 0 || actmsg_ct_found(buf, (size_t)n, d->ctseq, src.nl_pid, &ct) != 0)
+		return -1;
+	*orig = ct.orig;
+	*reply = ct.reply;
+	*nat = (ct.status & (IPS_SRC_NAT | IPS_DST_NAT)) != 0;
+	return 0;
+}
+
 /* The rules' filter less the busy connections' routine segments (engine_exclude_fn). */
 static int busy_exclude(void *arg, const struct addr_tuple *keys, size_t n)
 {
@@ -609,6 +650,36 @@ static void log_reloaded(const struct daemon *d, size_t untracked)
 
 /* SIGHUP: re-reads the configuration file. A bad one: every error is logged and the old
  * configuration stays. A good one replaces it; the engine re-applies the rules. */
+/* Warns of each gateway rule whose flows the router's conntrack would forget before their
+ * first probe (its idle is not shorter than the established timeout of this namespace). */
+/* This namespace's nf_conntrack_tcp_timeout_established (s): 0, or -1 when conntrack is
+ * not loaded (yet). */
+static int ct_established_timeout(double *t)
+{
+	FILE *f = fopen(GATEWAY_CT_TIMEOUT_PATH, "re");
+	int ok;
+
+	if (!f)
+		return -1;
+	ok = fscanf(f, "%lf", t) == 1;
+	fclose(f);
+	return ok ? 0 : -1;
+}
+
+static void warn_conntrack_timeout(const struct config *cfg)
+{
+	const struct rule *r;
+	double t;
+	size_t i = 0;
+	int ok = ct_established_timeout(&t) == 0; /* else nothing forgets the flows */
+
+	while (ok && (r = gateway_outlived(cfg->rules, cfg->nrules, &i, t)))
+		log_warnx("rule [%s]: idle %.0f s is not shorter than conntrack's established "
+		          "timeout (%s = %.0f s): its flows are forgotten by this router before "
+		          "their first probe",
+		          r->name, r->params.idle, "nf_conntrack_tcp_timeout_established", t);
+}
+
 /* Re-reads the configuration file; returns 0 when the new one is in force, -1 when the
  * old one is kept (every error logged). */
 static int reload_config(struct daemon *d)
@@ -638,6 +709,7 @@ static int reload_config(struct daemon *d)
 		log_warn("status log %s: keeping the old one", d->cfg.log_file);
 	report_reload(d->report);
 	action_check_config(&d->cfg, d->conf_path, true);
+	warn_conntrack_timeout(&d->cfg);
 	log_reloaded(d, untracked);
 	discover_set_config(d->discover, &d->cfg);
 	discover_run(d->discover); /* connections the new rules match */
@@ -742,7 +814,8 @@ static void log_totals(const struct daemon *d)
 	         "pcap_received=%u pcap_drops=%u uncertain=%llu learn_retries=%llu "
 	         "probe_late_max_ms=%.1f probe_rate=%.0f unconfirmed_dropped=%llu "
 	         "loop_stall_max_ms=%.3f loop_stall_max_cpu_ms=%.3f stall_dead=%llu "
-	         "stall_zero_window=%llu busy_left_out=%llu busy_queries=%llu",
+	         "stall_zero_window=%llu busy_left_out=%llu busy_queries=%llu forwarded=%llu "
+	         "gateway_oneway=%llu",
 	         s->packets, s->decode_errors, s->tracked, s->probes_sent, s->send_errors,
 	         s->replies, s->alive, s->dead, s->reset, s->unreachable, s->closed,
 	         s->ignored[FSM_IGN_OWN_PROBE], s->ignored[FSM_IGN_BAD_ACK],
@@ -751,7 +824,8 @@ static void log_totals(const struct daemon *d)
 	         s->ignored[FSM_IGN_UNVERIFIED], recv, drop, s->uncertain, s->learn_retries,
 	         s->probe_late_max * 1000.0, s->probe_rate, s->unconfirmed_dropped,
 	         loopstall_max() * 1000.0, loopstall_max_cpu() * 1000.0, s->stall_retransmit,
-	         s->stall_zero_window, s->busy_left_out, s->busy_queries);
+	         s->stall_zero_window, s->busy_left_out, s->busy_queries, s->forwarded,
+	         s->gateway_oneway);
 }
 
 /* systemd's STATUS= line (a notify_status_fn). */
@@ -795,6 +869,11 @@ static void open_privileged(struct daemon *d)
 	if (d->qfd < 0)
 		fatal("NETLINK_SOCK_DIAG");
 	engine_set_busy(d->engine, busy_query, busy_exclude, d);
+	d->ctfd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
+	if (d->ctfd >= 0)
+		engine_set_conntrack(d->engine, ct_query, d); /* else no NAT is followed */
+	else
+		log_warn("NETLINK_NETFILTER: gateway rules follow no connection through NAT");
 	ev_timer_init(&d->reopen_t, on_reopen, REOPEN_EVERY, REOPEN_EVERY);
 	d->reopen_t.data = d;
 	ev_timer_init(&d->pace_t, on_pace, CAPTURE_PACE, 0.0);
@@ -806,16 +885,88 @@ static void open_privileged(struct daemon *d)
 	open_captures(d);
 }
 
+/* Where a conntrack dump's entries go. */
+struct ct_dump {
+	struct daemon *d;
+	double established; /* nf_conntrack_tcp_timeout_established */
+	size_t found;
+};
+
+/* One entry of the dump: an established TCP flow, idle for its timeout used. */
+static void ct_dump_entry(const struct actmsg_ct *ct, void *arg)
+{
+	struct ct_dump *x = arg;
+
+	if (!(ct->have & ACTMSG_CT_TIMEOUT) || !(ct->have & ACTMSG_CT_STATE) ||
+	    ct->tcp_state != TCP_CONNTRACK_ESTABLISHED)
+		return;
+	x->found++;
+	engine_gateway_found(x->d->engine, &ct->orig, &ct->reply,
+	                     (ct->status & (IPS_SRC_NAT | IPS_DST_NAT)) != 0,
+	                     x->established - (double)ct->timeout, engine_clock());
+}
+
+/* Dumps one family's conntrack table into the engine (gateway rules: flows that existed
+ * before kaprobed started). At start only, synchronously (1 s at most per datagram). */
+static void ct_dump_family(struct ct_dump *x, int family)
+{
+	static _Alignas(uint32_t) uint8_t buf[65536]; /* netlink's alignment */
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK}, src;
+	struct pollfd pfd = {.fd = x->d->ctfd, .events = POLLIN};
+	size_t len = actmsg_ct_dump(family, ++x->d->ctseq, buf, sizeof(buf));
+	socklen_t slen;
+	ssize_t n;
+	int rc = 0;
+
+	while (recv(x->d->ctfd, buf + len, sizeof(buf) - len, MSG_DONTWAIT) > 0)
+		; /* late answers to earlier lookups */
+	if (sendto(x->d->ctfd, buf, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+		return;
+	while (rc == 0 && poll(&pfd, 1, 1000) == 1) {
+		memset(&src, 0, sizeof(src));
+		slen = sizeof(src);
+		n = recvfrom(x->d->ctfd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&src,
+		             &slen);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break;
+		rc = actmsg_ct_each(buf, (size_t)n, x->d->ctseq, src.nl_pid, ct_dump_entry, x);
+	}
+	if (rc != 1)
+		log_warnx("conntrack dump (%s) not complete: some forwarded flows are followed "
+		          "only from their next segment",
+		          family == AF_INET ? "IPv4" : "IPv6");
+}
+
+/* Gateway rules: the forwarded flows conntrack knows of are tracked as discovered. */
+static void ct_dump(struct daemon *d)
+{
+	struct ct_dump x = {d, 0, 0};
+	bool gateway = false;
+	size_t i;
+
+	for (i = 0; i < d->cfg.nrules; i++)
+		gateway |= d->cfg.rules[i].mode == RULE_MODE_GATEWAY;
+	if (!gateway || d->ctfd < 0 || ct_established_timeout(&x.established) < 0)
+		return; /* no gateway rule, or no conntrack (yet): no flow to find */
+	ct_dump_family(&x, AF_INET);
+	ct_dump_family(&x, AF_INET6);
+	log_info("conntrack: %zu established TCP flows listed for the gateway rules", x.found);
+}
+
 /* After the privilege drop: reports, signals, the first dump, then systemd is told. */
 static void start_unprivileged(struct daemon *d)
 {
 	action_check_config(&d->cfg, d->conf_path, true); /* as the user that will run them */
+	warn_conntrack_timeout(&d->cfg);
 	d->report = report_new(d->loop, &d->cfg, d->engine, pcap_drops, d);
 	if (!d->report)
 		fatalx("out of memory");
 	start_signals(d); /* before the first dump, which may take a while */
 	engine_set_sync(d->engine, capture_sync, d);
 	discover_run(d->discover); /* after the captures: nothing falls between the two */
+	ct_dump(d);
 	log_info("started");
 	log_info("kaprobed %s: %zu rules, interface %s, %zu local addresses", KAPROBE_VERSION,
 	         d->cfg.nrules, d->cfg.interface, d->local.n);

@@ -36,6 +36,18 @@ static void gauge(FILE *f, const char *name, const char *help, double v)
 	fprintf(f, "%s %.9g\n", name, isfinite(v) ? v : 0.0);
 }
 
+/* Gateway mode (issue 11): forwarded connections. */
+static void gateway(FILE *f, const struct engine_stats *st)
+{
+	counter(f, "kaprobe_forwarded_segments_total",
+	        "Captured segments of connections this host forwards (gateway rules), each copy.",
+	        st->forwarded);
+	counter(f, "kaprobe_gateway_oneway_total",
+	        "Times a forwarded connection seen one way only (NAT, asymmetric routing) was "
+	        "left unprobed.",
+	        st->gateway_oneway);
+}
+
 /* The capture's blindness and the pacer (issue 8). */
 static void blindness(FILE *f, const struct engine_stats *st)
 {
@@ -198,6 +210,7 @@ void metrics_render(FILE *f, const struct metrics_input *in)
 	counter(f, "kaprobe_pcap_drops_total", "Packets dropped by the captures (kernel count).",
 	        in->pcap_drops);
 	blindness(f, st);
+	gateway(f, st);
 	ignored(f, st);
 	counter(f, "kaprobe_decode_errors_total", "Captured frames that could not be decoded.",
 	        st->decode_errors);

@@ -216,11 +216,50 @@ const struct rule *rule_match(const struct rule *rules, size_t n, const struct a
 	for (size_t i = 0; i < n; i++) {
 		const struct rule *r = &rules[i];
 
-		if (rule_pattern_match(&r->local, t->family, t->local, t->lport) &&
+		if (r->mode == RULE_MODE_LOCAL &&
+		    rule_pattern_match(&r->local, t->family, t->local, t->lport) &&
 		    rule_pattern_match(&r->remote, t->family, t->remote, t->rport))
 			return r;
 	}
 	return NULL;
+}
+
+/* t.local as the client and t.remote as the server (way true), or the other way round. */
+static bool gateway_way(const struct rule *r, const struct addr_tuple *t, bool local_is_client)
+{
+	if (local_is_client)
+		return rule_pattern_match(&r->client, t->family, t->local, t->lport) &&
+		       rule_pattern_match(&r->server, t->family, t->remote, t->rport);
+	return rule_pattern_match(&r->client, t->family, t->remote, t->rport) &&
+	       rule_pattern_match(&r->server, t->family, t->local, t->lport);
+}
+
+const struct rule *rule_match_gateway(const struct rule *rules, size_t n,
+                                      const struct addr_tuple *t)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct rule *r = &rules[i];
+
+		if (r->mode == RULE_MODE_GATEWAY &&
+		    (gateway_way(r, t, true) || gateway_way(r, t, false)))
+			return r;
+	}
+	return NULL;
+}
+
+bool rule_gateway_probes_client(const struct rule *r, const struct addr_tuple *t)
+{
+	bool local_client = gateway_way(r, t, true), remote_client = gateway_way(r, t, false);
+	int c;
+
+	if (local_client != remote_client)
+		return remote_client;
+	/* either way round (or neither): the server is the end with the lower port (an
+	 * ephemeral port is the client's), then the lower address: both records agree */
+	if (t->lport != t->rport)
+		return t->lport < t->rport;
+	c = memcmp(t->local, t->remote, sizeof(t->local));
+	return c < 0;
 }
 
 /* A bounded string builder: overflow is sticky and reported at the end. */

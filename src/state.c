@@ -64,6 +64,10 @@ void state_render_conn(FILE *f, const struct engine_view *v, size_t n)
 	fputs(n ? ",\n{\"rule\":" : "\n{\"rule\":", f);
 	state_json_string(f, v->rule);
 	render_endpoints(f, v->key);
+	if (v->side) {
+		fputs(",\"side\":", f);
+		state_json_string(f, v->side);
+	}
 	fputs(",\"state\":", f);
 	state_json_string(f, fsm_state_name(v->state));
 	fputs(",\"idle\":", f);

@@ -10,6 +10,13 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netlink.h>
+
 #include "actmsg.h"
 
 static struct addr_tuple tuple4(void)
@@ -202,7 +209,7 @@ static const char *env_get(const struct actmsg_env *e, const char *name)
 static void test_env_dead(void **state)
 {
 	struct actmsg_fields f = {"dead", "postgres", "192.0.2.1:5432", "198.51.100.2:40000",
-	                          3,      2.5004,     "no-reply"};
+	                          3,      2.5004,     "no-reply",       NULL};
 	struct actmsg_env e;
 
 	(void)state;
@@ -216,12 +223,15 @@ static void test_env_dead(void **state)
 	assert_string_equal(env_get(&e, "KAPROBE_REASON"), "no-reply");
 	assert_string_equal(env_get(&e, "PATH"), "/usr/sbin:/usr/bin:/sbin:/bin");
 	assert_null(e.envp[8]);
+	f.side = "server"; /* a gateway rule's: local is the client, remote the server */
+	assert_int_equal(actmsg_env(&e, &f), 9);
+	assert_string_equal(env_get(&e, "KAPROBE_SIDE"), "server");
 }
 
 static void test_env_reset_no_reason(void **state)
 {
-	struct actmsg_fields f = {"reset", "r\x01x", "[2001:db8::1]:443", "[2001:db8::2]:5", 1,
-	                          0.25,    NULL};
+	struct actmsg_fields f = {
+	    "reset", "r\x01x", "[2001:db8::1]:443", "[2001:db8::2]:5", 1, 0.25, NULL, NULL};
 	struct actmsg_env e;
 
 	(void)state;
@@ -237,13 +247,198 @@ static void test_env_reset_no_reason(void **state)
 static void test_env_too_long(void **state)
 {
 	char big[2000];
-	struct actmsg_fields f = {"dead", big, "a", "b", 1, 1.0, NULL};
+	struct actmsg_fields f = {"dead", big, "a", "b", 1, 1.0, NULL, NULL};
 	struct actmsg_env e;
 
 	(void)state;
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	assert_int_equal(actmsg_env(&e, &f), -1);
+}
+
+/* ctnetlink IPCTNL_MSG_CT_DELETE: nlmsghdr len 72, type 0x0102 (CTNETLINK << 8 | DELETE),
+ * flags REQUEST|ACK, seq 9; nfgenmsg AF_INET, version 0; CTA_TUPLE_ORIG (nested) holding
+ * CTA_TUPLE_IP (nested: V4_SRC, V4_DST) and CTA_TUPLE_PROTO (nested: NUM 6, SRC_PORT 5432,
+ * DST_PORT 40000, big-endian). */
+/* clang-format off */
+static const uint8_t want_ct_delete[72] = {
+    72, 0, 0, 0, 2, 1, 5, 0, 9, 0, 0, 0, 0, 0, 0, 0,
+    2, 0, 0, 0,
+    52, 0, 1, 0x80,
+    20, 0, 1, 0x80, 8, 0, 1, 0, 192, 0, 2, 1, 8, 0, 2, 0, 198, 51, 100, 2,
+    28, 0, 2, 0x80, 5, 0, 1, 0, 6, 0, 0, 0, 6, 0, 2, 0, 0x15, 0x38, 0, 0,
+    6, 0, 3, 0, 0x9c, 0x40, 0, 0};
+/* clang-format on */
+
+static void test_ct_delete_bytes(void **state)
+{
+	_Alignas(uint32_t) uint8_t buf[ACTMSG_CT_LEN];
+	struct addr_tuple t = tuple4(), t6;
+	uint8_t a6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1},
+	        b6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 2};
+
+	(void)state;
+	assert_int_equal(actmsg_ct_delete(&t, 9, buf, sizeof(buf)), sizeof(want_ct_delete));
+	assert_memory_equal(buf, want_ct_delete, sizeof(want_ct_delete));
+	addr_tuple_make(&t6, AF_INET6, a6, 443, b6, 50000);
+	assert_int_equal(actmsg_ct_delete(&t6, 9, buf, sizeof(buf)), 96);
+	assert_int_equal(buf[16], AF_INET6);
+	assert_memory_equal(buf + 32, a6, 16); /* CTA_IP_V6_SRC's value */
+	assert_int_equal(actmsg_ct_delete(&t, 9, buf, ACTMSG_CT_LEN - 1), 0);
+	assert_int_equal(actmsg_ct_delete(&t, 9, buf + 1, ACTMSG_CT_LEN - 1), 0); /* misaligned */
+}
+
+/* A ctnetlink tuple into h (as the kernel nests it). */
+static void put_tuple(struct nlmsghdr *h, int type, const uint8_t *src, const uint8_t *dst,
+                      uint16_t sport, uint16_t dport)
+{
+	struct nlattr *t = mnl_attr_nest_start(h, (uint16_t)type), *n;
+
+	n = mnl_attr_nest_start(h, CTA_TUPLE_IP);
+	mnl_attr_put(h, CTA_IP_V4_SRC, 4, src);
+	mnl_attr_put(h, CTA_IP_V4_DST, 4, dst);
+	mnl_attr_nest_end(h, n);
+	n = mnl_attr_nest_start(h, CTA_TUPLE_PROTO);
+	mnl_attr_put_u8(h, CTA_PROTO_NUM, IPPROTO_TCP);
+	mnl_attr_put_u16(h, CTA_PROTO_SRC_PORT, htons(sport));
+	mnl_attr_put_u16(h, CTA_PROTO_DST_PORT, htons(dport));
+	mnl_attr_nest_end(h, n);
+	mnl_attr_nest_end(h, t);
+}
+
+/* A masqueraded entry: 198.51.100.2:40000 -> 192.0.2.1:5432, answered to 192.0.2.254:41000. */
+static size_t ct_answer(uint8_t *buf, uint32_t seq, uint32_t status)
+{
+	const uint8_t c[4] = {198, 51, 100, 2}, s[4] = {192, 0, 2, 1}, r[4] = {192, 0, 2, 254};
+	struct nlmsghdr *h = mnl_nlmsg_put_header(buf);
+	struct nfgenmsg *nf;
+
+	h->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW;
+	h->nlmsg_seq = seq;
+	nf = mnl_nlmsg_put_extra_header(h, sizeof(*nf));
+	nf->nfgen_family = AF_INET;
+	put_tuple(h, CTA_TUPLE_ORIG, c, s, 40000, 5432);
+	put_tuple(h, CTA_TUPLE_REPLY, s, r, 5432, 41000);
+	mnl_attr_put_u32(h, CTA_STATUS, htonl(status));
+	return h->nlmsg_len;
+}
+
+/* ct_answer's entry with its timeout and TCP state, at buf (a message of a dump). */
+static size_t ct_dump_entry(uint8_t *buf, uint32_t seq, uint32_t timeout, uint8_t state)
+{
+	struct nlmsghdr *h = (struct nlmsghdr *)buf;
+	struct nlattr *pi, *tcp;
+
+	ct_answer(buf, seq, IPS_CONFIRMED);
+	h->nlmsg_flags = NLM_F_MULTI;
+	mnl_attr_put_u32(h, CTA_TIMEOUT, htonl(timeout));
+	pi = mnl_attr_nest_start(h, CTA_PROTOINFO);
+	tcp = mnl_attr_nest_start(h, CTA_PROTOINFO_TCP);
+	mnl_attr_put_u8(h, CTA_PROTOINFO_TCP_STATE, state);
+	mnl_attr_nest_end(h, tcp);
+	mnl_attr_nest_end(h, pi);
+	return h->nlmsg_len;
+}
+
+struct seen {
+	int n;
+	uint32_t timeout[4];
+	uint8_t state[4];
+};
+
+static void collect(const struct actmsg_ct *ct, void *arg)
+{
+	struct seen *s = arg;
+
+	if (s->n < 4) {
+		s->timeout[s->n] = ct->timeout;
+		s->state[s->n] = ct->tcp_state;
+	}
+	s->n++;
+}
+
+static void test_ct_dump(void **state)
+{
+	_Alignas(uint32_t) uint8_t buf[1024];
+	struct seen seen = {0};
+	struct nlmsghdr *done;
+	size_t n = 0;
+
+	(void)state;
+	assert_int_equal(actmsg_ct_dump(AF_INET6, 3, buf, sizeof(buf)), 20);
+	assert_int_equal(buf[6], NLM_F_REQUEST | (NLM_F_DUMP & 0xff));
+	assert_int_equal(buf[7], NLM_F_DUMP >> 8);
+	assert_int_equal(buf[16], AF_INET6);
+	memset(buf, 0, sizeof(buf));
+	n += ct_dump_entry(buf, 3, 431990, 3);
+	n += ct_dump_entry(buf + n, 3, 5, 7);
+	assert_int_equal(actmsg_ct_each(buf, n, 3, 0, collect, &seen), 0); /* more to come */
+	assert_int_equal(seen.n, 2);
+	assert_int_equal(seen.timeout[0], 431990);
+	assert_int_equal(seen.state[0], 3);
+	assert_int_equal(seen.timeout[1], 5);
+	assert_int_equal(seen.state[1], 7);
+	done = mnl_nlmsg_put_header(buf + n);
+	done->nlmsg_type = NLMSG_DONE;
+	done->nlmsg_seq = 3;
+	n += done->nlmsg_len;
+	seen.n = 0;
+	assert_int_equal(actmsg_ct_each(buf, n, 3, 0, collect, &seen), 1);
+	assert_int_equal(seen.n, 2);
+	assert_int_equal(actmsg_ct_each(buf, n, 4, 0, collect, &seen), -1);  /* another dump */
+	assert_int_equal(actmsg_ct_each(buf, n, 3, 99, collect, &seen), -1); /* not the kernel */
+	assert_int_equal(actmsg_ct_each(buf, n - 30, 3, 0, collect, &seen), -1); /* cut */
+}
+
+static void test_ct_get_and_found(void **state)
+{
+	_Alignas(uint32_t) uint8_t buf[512];
+	struct addr_tuple t = tuple4();
+	struct actmsg_ct ct;
+	size_t n;
+
+	(void)state;
+	n = actmsg_ct_get(&t, 11, buf, sizeof(buf));
+	assert_int_equal(n, sizeof(want_ct_delete));
+	assert_int_equal(buf[4], IPCTNL_MSG_CT_GET);
+	assert_int_equal(buf[6], NLM_F_REQUEST);
+	assert_memory_equal(buf + 16, want_ct_delete + 16, n - 16); /* the same tuple */
+
+	memset(buf, 0, sizeof(buf));
+	n = ct_answer(buf, 11, IPS_SRC_NAT | IPS_CONFIRMED);
+	assert_int_equal(actmsg_ct_found(buf, n, 11, 0, &ct), 0);
+	assert_int_equal(ct.orig.family, AF_INET);
+	assert_int_equal(ct.orig.local[0], 198);
+	assert_int_equal(ct.orig.lport, 40000);
+	assert_int_equal(ct.orig.remote[3], 1);
+	assert_int_equal(ct.orig.rport, 5432);
+	assert_int_equal(ct.reply.local[3], 1);
+	assert_int_equal(ct.reply.lport, 5432);
+	assert_int_equal(ct.reply.remote[3], 254);
+	assert_int_equal(ct.reply.rport, 41000);
+	assert_true(ct.status & IPS_SRC_NAT);
+	assert_int_equal(ct.have, ACTMSG_CT_ORIG | ACTMSG_CT_REPLY | ACTMSG_CT_STATUS);
+	/* another sequence, another sender, a cut datagram: no answer */
+	assert_int_equal(actmsg_ct_found(buf, n, 12, 0, &ct), -1);
+	assert_int_equal(actmsg_ct_found(buf, n, 11, 4242, &ct), -1);
+	assert_int_equal(actmsg_ct_found(buf, n - 4, 11, 0, &ct), -1);
+}
+
+static void test_ct_found_error(void **state)
+{
+	_Alignas(uint32_t) uint8_t buf[64];
+	struct nlmsghdr *h;
+	struct nlmsgerr *e;
+	struct actmsg_ct ct;
+
+	(void)state;
+	memset(buf, 0, sizeof(buf));
+	h = mnl_nlmsg_put_header(buf);
+	h->nlmsg_type = NLMSG_ERROR;
+	h->nlmsg_seq = 5;
+	e = mnl_nlmsg_put_extra_header(h, sizeof(*e));
+	e->error = -ENOENT;
+	assert_int_equal(actmsg_ct_found(buf, h->nlmsg_len, 5, 0, &ct), ENOENT);
 }
 
 int main(void)
@@ -257,6 +452,10 @@ int main(void)
 	    cmocka_unit_test(test_env_dead),
 	    cmocka_unit_test(test_env_reset_no_reason),
 	    cmocka_unit_test(test_env_too_long),
+	    cmocka_unit_test(test_ct_delete_bytes),
+	    cmocka_unit_test(test_ct_get_and_found),
+	    cmocka_unit_test(test_ct_found_error),
+	    cmocka_unit_test(test_ct_dump),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -577,7 +577,7 @@ static void test_stall_keys(void **state)
 	parse_bad("[global]\nstall_timeout = 50ms\n[a]\nlocal = *:1\nremote = *\n",
 	          "t.ini:2: stall_timeout: 50ms is out of range (0 (off) or 100ms..32767s)");
 	parse_bad("[a]\nlocal = *:1\nremote = *\non_stall = nap\n",
-	          "t.ini:4: on_stall: \"nap\" is not one of log, close, rst, exec:PATH");
+	          "t.ini:4: on_stall: \"nap\" is not one of log, close, rst, flush, exec:PATH");
 }
 
 /* observe: no by default; a rule takes [global]'s unless it sets its own. */
@@ -600,6 +600,50 @@ static void test_observe_key(void **state)
 
 	parse_bad("[a]\nlocal = *:1\nremote = *\nobserve = maybe\n",
 	          "t.ini:4: observe: \"maybe\" is not yes or no");
+}
+
+static void test_gateway_rules(void **state)
+{
+	(void)state;
+	parse_good("[a]\nlocal = *:22\nremote = *\n"
+	           "[gw]\nmode = gateway\nclient = 192.0.2.0/24\nserver = *:5432\non_dead = rst\n");
+	assert_int_equal(cfg.nrules, 2);
+	assert_int_equal(cfg.rules[0].mode, RULE_MODE_LOCAL);
+	assert_int_equal(cfg.rules[1].mode, RULE_MODE_GATEWAY);
+	assert_int_equal(cfg.rules[1].client.family, AF_INET);
+	assert_int_equal(cfg.rules[1].client.prefix, 24);
+	assert_int_equal(cfg.rules[1].server.port_lo, 5432);
+	assert_int_equal(cfg.rules[1].on_dead.mask, RULE_ACT_RST);
+
+	parse_good("[gw]\nclient = *\nserver = *:1\nmode = gateway\n"); /* order is free */
+	assert_int_equal(cfg.rules[0].mode, RULE_MODE_GATEWAY);
+
+	parse_bad("[gw]\nmode = router\nclient = *\nserver = *\n",
+	          "t.ini:2: mode: \"router\" is not local or gateway");
+	parse_bad("[gw]\nmode = gateway\nclient = *\n", "t.ini:1: rule [gw] has no \"server\"");
+	parse_bad("[gw]\nmode = gateway\n",
+	          "t.ini:1: rule [gw] has no \"client\" and no \"server\"");
+	parse_bad("[gw]\nmode = gateway\nclient = *\nserver = *\nlocal = *:1\n",
+	          "t.ini:5: local: not in a rule with mode = gateway (a gateway rule takes client "
+	          "and server)");
+	parse_bad("[a]\nlocal = *\nremote = *\nserver = *:1\n",
+	          "t.ini:4: server: not in a rule with mode = local (client and server are for "
+	          "mode = gateway; use local and remote)");
+	parse_bad("[gw]\nmode = gateway\nclient = 192.0.2.1\nserver = [2001:db8::1]\n",
+	          "t.ini:1: rule [gw] can never match: \"client\" is IPv4 but \"server\" is IPv6");
+	parse_bad("[gw]\nmode = gateway\nclient = *\nserver = *\non_dead = close\n",
+	          "t.ini:5: on_dead: close is not for rule [gw] (mode = gateway: no socket of this "
+	          "host; use log, rst, flush or exec:PATH)");
+	parse_bad("[global]\non_dead = close\n[a]\nlocal = *\nremote = *\n"
+	          "[gw]\nmode = gateway\nclient = *\nserver = *\n",
+	          "t.ini:2: on_dead: close is not for rule [gw] (mode = gateway: no socket of this "
+	          "host; use log, rst, flush or exec:PATH)");
+	parse_good("[gw]\nmode = gateway\nclient = *\nserver = *\non_dead = flush, rst\n");
+	assert_int_equal(cfg.rules[0].on_dead.mask, RULE_ACT_FLUSH | RULE_ACT_RST);
+	parse_bad("[a]\nlocal = *\nremote = *\non_dead = flush\n",
+	          "t.ini:4: on_dead: flush is for rules with mode = gateway, not for rule [a]");
+	parse_bad("[global]\nmode = gateway\n[a]\nlocal = *\nremote = *\n",
+	          "t.ini:2: \"mode\" belongs in a rule section, not in [global]");
 }
 
 /* ---- the files under tests/configs and conf/ ---------------------------------- */
@@ -811,6 +855,7 @@ int main(void)
 	    cmocka_unit_test(test_scale_keys),
 	    cmocka_unit_test(test_stall_keys),
 	    cmocka_unit_test(test_observe_key),
+	    cmocka_unit_test(test_gateway_rules),
 	    cmocka_unit_test(test_bad_files),
 	    cmocka_unit_test(test_good_files),
 	    cmocka_unit_test(test_shipped_config),

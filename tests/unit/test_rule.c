@@ -251,6 +251,42 @@ static void test_rule_match_first_wins(void **state)
 	assert_null(rule_match(rules, 0, &t));
 }
 
+/* Gateway rules: matched by forwarded records only, either way round; the side probed. */
+static void test_rule_match_gateway(void **state)
+{
+	struct rule rules[3];
+	struct addr_tuple to_srv, to_cli, other;
+
+	(void)state;
+	rules[0] = make_rule("any-pg", "*:5432", "*");
+	rules[1] = make_rule("gw", "192.0.2.0/24", "*:5432");
+	rules[1].mode = RULE_MODE_GATEWAY;
+	rules[2] = make_rule("gw-all", "*", "*");
+	rules[2].mode = RULE_MODE_GATEWAY;
+	/* the record probing the server in the client's name, and the other */
+	to_srv = tuple("192.0.2.1", 40000, "198.51.100.2", 5432);
+	to_cli = tuple("198.51.100.2", 5432, "192.0.2.1", 40000);
+	assert_string_equal(rule_match_gateway(rules, 3, &to_srv)->name, "gw");
+	assert_string_equal(rule_match_gateway(rules, 3, &to_cli)->name, "gw");
+	assert_false(rule_gateway_probes_client(&rules[1], &to_srv));
+	assert_true(rule_gateway_probes_client(&rules[1], &to_cli));
+	/* a local rule never matches a gateway record's way round, nor a gateway rule a local */
+	assert_string_equal(rule_match(rules, 3, &to_cli)->name, "any-pg");
+	assert_null(rule_match(rules + 1, 2, &to_cli));
+	/* neither way round: the next gateway rule */
+	other = tuple("203.0.113.1", 40000, "198.51.100.2", 5432);
+	assert_string_equal(rule_match_gateway(rules, 3, &other)->name, "gw-all");
+	assert_null(rule_match_gateway(rules, 2, &other));
+	/* patterns that match both ways round: the lower port is the server's */
+	assert_true(rule_gateway_probes_client(&rules[2], &to_cli));
+	assert_false(rule_gateway_probes_client(&rules[2], &to_srv));
+	other = tuple("192.0.2.1", 80, "192.0.2.2", 80); /* same ports: the lower address */
+	assert_true(rule_gateway_probes_client(&rules[2], &other));
+	other = tuple("192.0.2.2", 80, "192.0.2.1", 80);
+	assert_false(rule_gateway_probes_client(&rules[2], &other));
+	assert_null(rule_match_gateway(rules, 1, &to_srv));
+}
+
 /* ---- BPF filter text ---------------------------------------------------------- */
 
 #define ICMP_TAIL                                                                                  \
@@ -572,6 +608,7 @@ int main(void)
 	    cmocka_unit_test(test_match_prefix_v4),
 	    cmocka_unit_test(test_match_prefix_v6),
 	    cmocka_unit_test(test_rule_match_first_wins),
+	    cmocka_unit_test(test_rule_match_gateway),
 	    cmocka_unit_test(test_filter_text),
 	    cmocka_unit_test(test_filter_too_small),
 	    cmocka_unit_test(test_filter_compiles),

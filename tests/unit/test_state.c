@@ -67,6 +67,11 @@ static void test_probing_connection_without_rtt_or_verdict(void **state)
 	                          "\"probes_out\":2,\"rtt_ms\":null,\"last_verdict\":null,"
 	                          "\"verdict_age\":null,\"stall\":null}\n]}\n"));
 	free(s);
+	v.side = "server"; /* a gateway rule's record */
+	s = render(&v, 1);
+	assert_non_null(strstr(s, "\"remote\":\"198.51.100.7:40000\",\"side\":\"server\","
+	                          "\"state\":\"probing\""));
+	free(s);
 }
 
 static void test_dead_v6_with_rtt_and_two_connections(void **state)
