@@ -115,17 +115,17 @@ struct engine {
 	ev_timer sync_t;
 	struct unconf_entry *unconf; /* FIFO ring of unconfirmed records (stale ones skipped) */
 	size_t unconf_head, unconf_len, n_unconf;
-	size_t zw_stalled; /* records with CONN_F_ZW_STALLED */
+	size_t zw_stalled;         /* records with CONN_F_ZW_STALLED */
 	engine_kquery_fn kquery;   /* busy connections: the kernel's view (NULL: none) */
 	engine_exclude_fn exclude; /* ... and the capture's exclusions */
 	void *busy_arg;
 	struct conn *busy[ENGINE_BUSY_MAX];
 	size_t nbusy;
 	double busy_next_enter; /* no connection is left out before (filter changes rare) */
-	size_t max_conns; /* confirmed records at most (max_connections) */
-	bool gateway;     /* the config has a gateway rule: forwarded segments are followed */
-	bool oneway_told; /* the warning of a forwarded connection seen one way was written */
-	engine_ct_fn ct;  /* conntrack lookups (NAT), or NULL */
+	size_t max_conns;       /* confirmed records at most (max_connections) */
+	bool gateway;           /* the config has a gateway rule: forwarded segments are followed */
+	bool oneway_told;       /* the warning of a forwarded connection seen one way was written */
+	engine_ct_fn ct;        /* conntrack lookups (NAT), or NULL */
 	void *ct_arg;
 	struct gateway_natmap *nat; /* the CONN_F_NAT records' views (made at the first) */
 };
@@ -139,8 +139,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents);
 static void apply(struct engine *e, struct conn *c, struct fsm_out *out, double now);
 static void busy_remove(struct engine *e, struct conn *c);
 static void busy_recheck(struct engine *e, struct conn *c, double now);
-static bool busy_segment(struct engine *e, struct conn *c, const struct codec_tcp *seg,
-                         double now);
+static bool busy_segment(struct engine *e, struct conn *c, const struct codec_tcp *seg, double now);
 static void busy_count(struct engine *e, struct conn *c, double now);
 static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
@@ -608,8 +607,8 @@ static void drop_record(struct engine *e, struct conn *c)
 		busy_remove(e, c);
 	if (c->flags & CONN_F_NAT)
 		gateway_natmap_del(e->nat, &c->key);
-	c->flags &= (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED |
-	                         CONN_F_ZW_STALLED);
+	c->flags &=
+	    (uint16_t) ~(CONN_F_QUEUED | CONN_F_Q_LEARN | CONN_F_UNCONFIRMED | CONN_F_ZW_STALLED);
 	conntab_remove(e->tab, c);
 }
 
@@ -1561,7 +1560,7 @@ static void view_one(struct conn *c, void *arg)
 	v.verdict_age = c->verdict ? x->now - c->verdict_at : -1.0;
 	v.side =
 	    (c->flags & CONN_F_GATEWAY) ? gateway_side(rule_of(x->e, c), name_of(x->e, c)) : NULL;
-	v.stall = (c->flags & CONN_F_ZW_STALLED)  ? "zero-window"
+	v.stall = (c->flags & CONN_F_ZW_STALLED)   ? "zero-window"
 	          : (c->flags & CONN_F_STALL_DEAD) ? "retransmit"
 	                                           : NULL;
 	x->fn(&v, x->arg);
@@ -1673,7 +1672,8 @@ static void reload_one(struct conn *c, void *arg)
 	if (c->fsm.state == FSM_WATCH &&
 	    (r->params.idle < was->params.idle || (was->params.observe && !r->params.observe)) &&
 	    c->fsm.timer_at > 0 && due < c->fsm.timer_at) {
-		c->fsm.timer_at = due; /* a shorter idle, or the end of observing, applies at once */
+		c->fsm.timer_at =
+		    due; /* a shorter idle, or the end of observing, applies at once */
 		arm_timer(e, c);
 	}
 }
@@ -1701,12 +1701,13 @@ size_t engine_reload(struct engine *e, const struct config *cfg, const struct co
  * capture by the kernel filter (its SYN, FIN and RST still come), and the kernel is asked
  * about it once per busy_period instead (one sock_diag query): a retransmission stall is
  * judged from its answer; when it has been quiet for busy_period with nothing in flight, or
- * its peer's window is shut, it comes back to the capture with its numbers void, asked for again (the learning
- * SYN) before its first probe, exactly as a discovered connection's. */
+ * its peer's window is shut, it comes back to the capture with its numbers void, asked for again
+ * (the learning SYN) before its first probe, exactly as a discovered connection's. */
 
-#define BUSY_WINDOW 0.1     /* s */
-#define BUSY_ENTER_GAP 0.05 /* s: at most 20 connections left out per second (each is one
-                               filter compile and set per capture) */
+#define BUSY_WINDOW 0.1 /* s */
+#define BUSY_ENTER_GAP                                                                             \
+	0.05 /* s: at most 20 connections left out per second (each is one                         \
+	        filter compile and set per capture) */
 
 void engine_set_busy(struct engine *e, engine_kquery_fn q, engine_exclude_fn x, void *arg)
 {
@@ -1817,8 +1818,7 @@ static void busy_count(struct engine *e, struct conn *c, double now)
 /* A segment of c: true when the fsm should see it. A busy connection's routine segment
  * (captured before its exclusion took effect) is dropped; its SYN, FIN or RST brings it
  * back to the capture first. */
-static bool busy_segment(struct engine *e, struct conn *c, const struct codec_tcp *seg,
-                         double now)
+static bool busy_segment(struct engine *e, struct conn *c, const struct codec_tcp *seg, double now)
 {
 	if (!(c->flags & CONN_F_BUSY))
 		return true;
@@ -1852,7 +1852,8 @@ static void busy_recheck(struct engine *e, struct conn *c, double now)
 		apply(e, c, &out, now);
 		return;
 	}
-	if (ki.silent >= 0 && p->stall_timeout > ki.silent && now + p->stall_timeout - ki.silent < next)
+	if (ki.silent >= 0 && p->stall_timeout > ki.silent &&
+	    now + p->stall_timeout - ki.silent < next)
 		next = now + p->stall_timeout - ki.silent;
 	c->fsm.timer_at = next;
 	arm_timer(e, c);
