@@ -25,6 +25,7 @@ struct statusview_row {
 	char rule[STATUSVIEW_STR], local[STATUSVIEW_STR], remote[STATUSVIEW_STR];
 	char state[STATUSVIEW_STR], verdict[STATUSVIEW_STR];
 	char stall[STATUSVIEW_STR]; /* "zero-window", "retransmit" or empty */
+	char side[STATUSVIEW_STR];  /* a gateway record: the end it probes, "client" or "server" */
 	double idle, rtt_ms, verdict_age;
 	long probes;
 	bool has_idle, has_rtt, has_verdict_age;

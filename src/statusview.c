@@ -170,6 +170,7 @@ static int row(struct sv *s, const json_t *o, struct statusview_row *r)
 	    row_string(s, o, "state", r->state, sizeof(r->state), 0) < 0 ||
 	    row_string(s, o, "last_verdict", r->verdict, sizeof(r->verdict), 1) < 0 ||
 	    row_string(s, o, "stall", r->stall, sizeof(r->stall), 1) < 0 ||
+	    row_string(s, o, "side", r->side, sizeof(r->side), 1) < 0 ||
 	    row_number(s, o, "idle", &r->idle, &r->has_idle) < 0 ||
 	    row_number(s, o, "rtt_ms", &r->rtt_ms, &r->has_rtt) < 0 ||
 	    row_number(s, o, "verdict_age", &r->verdict_age, &r->has_verdict_age) < 0 ||
@@ -346,6 +347,10 @@ static void row_cells(const struct statusview_row *r, char cells[SV_COLS][STATUS
 	char v[STATUSVIEW_STR];
 
 	cell_str(cells[0], n, r->state);
+	if (r->side[0]) { /* a gateway record: which end it probes */
+		cell_str(v, sizeof(v), r->side);
+		snprintf(cells[0] + strlen(cells[0]), n - strlen(cells[0]), " (%.16s)", v);
+	}
 	cell_str(cells[1], n, r->rule);
 	cell_str(cells[2], n, r->local);
 	cell_str(cells[3], n, r->remote);

@@ -27,7 +27,8 @@ static const char good[] =
     "\"last_verdict\":\"dead\",\"verdict_age\":1.500,\"future_field\":[1,{\"x\":true}]},\n"
     "{\"rule\":\"db\",\"local\":\"192.0.2.1:5433\",\"remote\":\"198.51.100.8:40001\","
     "\"state\":\"dead\",\"idle\":3.5,\"probes_out\":0,\"rtt_ms\":null,"
-    "\"last_verdict\":\"dead\",\"verdict_age\":0.5,\"stall\":\"retransmit\"}\n]}\n";
+    "\"last_verdict\":\"dead\",\"verdict_age\":0.5,\"stall\":\"retransmit\","
+    "\"side\":\"server\"}\n]}\n";
 
 struct rows {
 	size_t n;
@@ -77,6 +78,7 @@ static void test_good_document(void **state)
 	assert_true(rs.r[1].has_verdict_age && rs.r[1].verdict_age == 1.5);
 	assert_string_equal(rs.r[1].stall, "");
 	assert_string_equal(rs.r[2].stall, "retransmit");
+	assert_string_equal(rs.r[2].side, "server");
 }
 
 /* Every proper prefix of a good file (a torn write) is refused, never read past. */
@@ -250,13 +252,14 @@ static void test_table(void **state)
 	assert_string_equal(errs, "");
 	assert_non_null(strstr(out, "kaprobed state written 2026-11-23T12:00:00.123Z by pid "
 	                            "4242: 3 connections\n"));
-	assert_non_null(strstr(out, "\nState    Rule  Local              Remote               "
+	assert_non_null(strstr(out, "\nState          Rule  Local              Remote               "
 	                            "Idle   Probes  RTT      Verdict\n"));
-	assert_non_null(strstr(out, "\nprobing  pg    192.0.2.1:5432     198.51.100.7:40000   "
+	assert_non_null(strstr(out, "\nprobing        pg    192.0.2.1:5432     198.51.100.7:40000   "
 	                            "31.2s  2       -        -\n"));
-	assert_non_null(strstr(out, "\ndead     web   [2001:db8::1]:443  [2001:db8::2]:50000  "
+	assert_non_null(strstr(out, "\ndead           web   [2001:db8::1]:443  [2001:db8::2]:50000  "
 	                            "5.0s   3       0.123ms  dead (1.5s ago)\n"));
 	assert_non_null(strstr(out, "dead (0.5s ago, stall retransmit)\n"));
+	assert_non_null(strstr(out, "\ndead (server)  db "));
 	free(out);
 	free(errs);
 	out = print_file("{\"version\":1,\"connections\":[{\"rule\":\"a", &rc, &errs);
