@@ -228,6 +228,10 @@ void fsm_on_timer(struct fsm_conn *c, const struct fsm_params *p, double now, do
 void fsm_on_kernel_stall(struct fsm_conn *c, const struct fsm_params *p, double now, double silent,
                          uint32_t unacked, uint16_t retransmits, struct fsm_out *out);
 
+/* The stall deadline being timed (stall_since + stall_timeout), or 0 when none is (none
+ * begun, already told, or stall_timeout off). */
+double fsm_stall_due(const struct fsm_conn *c, const struct fsm_params *p);
+
 /* When the machine wants its next fsm_on_timer call: its keepalive timer, or the stall
  * deadline (stall_since + stall_timeout) when sooner; 0 = never. */
 double fsm_wake_at(const struct fsm_conn *c, const struct fsm_params *p);

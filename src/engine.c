@@ -1054,7 +1054,7 @@ static bool may_judge(const struct fsm_conn *f, const struct fsm_params *p, doub
 {
 	return (f->state == FSM_PROBING && f->probes_out >= p->probes) ||
 	       f->learn == FSM_LEARN_ASKED2 ||
-	       (f->stall != FSM_STALL_NONE && now + 0.001 >= f->stall_since + p->stall_timeout);
+	       (fsm_stall_due(f, p) > 0 && now + 0.001 >= fsm_stall_due(f, p));
 }
 
 /* c's timer fired: the machine decides (after reading the capture when it may judge). */
@@ -1766,7 +1766,7 @@ static void busy_leave(struct engine *e, struct conn *c, double idle, bool quiet
 	fsm_init_discovered(&c->fsm, now, idle, quiet, &rule_of(e, c)->params);
 	count_update(e, c);
 	arm_timer(e, c);
-	log_debug("busy: %s back in the capture (idle %.3f s)", e->cfg->rules[c->rule].name, idle);
+	log_debug("busy: %s back in the capture (idle %.3f s)", rule_of(e, c)->name, idle);
 }
 
 static void busy_enter(struct engine *e, struct conn *c, double now)

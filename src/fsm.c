@@ -522,8 +522,24 @@ static void stall_on_peer(struct fsm_conn *c, const struct fsm_params *p,
 	}
 }
 
-/* The stall deadline, or 0 when nothing is being timed. */
-static double stall_due(const struct fsm_conn *c, const struct fsm_params *p)
+/* A retransmission stall's dead verdict: our data (unacked bytes, retransmits seen)
+ * unanswered for since s. */
+static void stall_dead(struct fsm_conn *c, double now, double since, uint32_t unacked,
+                       uint16_t retransmits, struct fsm_out *out)
+{
+	struct fsm_event *ev = out_event(out, FSM_EV_DEAD, c);
+
+	ev->idle = now - c->last_rx;
+	ev->since = since;
+	ev->unacked = unacked;
+	ev->retransmits = retransmits;
+	ev->reason = "stalled";
+	c->stall = FSM_STALL_NONE;
+	c->state = FSM_DEAD;
+	c->timer_at = 0;
+}
+
+double fsm_stall_due(const struct fsm_conn *c, const struct fsm_params *p)
 {
 	if (!stall_watched(p) || c->stall == FSM_STALL_NONE ||
 	    (c->stall_bits & (FSM_SB_TOLD | FSM_SB_LATE)))
@@ -535,21 +551,12 @@ void fsm_on_kernel_stall(struct fsm_conn *c, const struct fsm_params *p, double 
                          uint32_t unacked, uint16_t retransmits, struct fsm_out *out)
 {
 	const uint8_t both = FSM_K_SND_UNA | FSM_K_SND_NXT;
-	struct fsm_event *ev;
 
 	out_clear(out);
 	if (!stall_watched(p) || (c->known & both) == both || silent < p->stall_timeout ||
 	    (c->state != FSM_WATCH && c->state != FSM_PROBING))
 		return;
-	ev = out_event(out, FSM_EV_DEAD, c);
-	ev->idle = now - c->last_rx;
-	ev->since = silent;
-	ev->unacked = unacked;
-	ev->retransmits = retransmits;
-	ev->reason = "stalled";
-	c->stall = FSM_STALL_NONE;
-	c->state = FSM_DEAD;
-	c->timer_at = 0;
+	stall_dead(c, now, silent, unacked, retransmits, out);
 }
 
 double fsm_wake_at(const struct fsm_conn *c, const struct fsm_params *p)
@@ -558,7 +565,7 @@ double fsm_wake_at(const struct fsm_conn *c, const struct fsm_params *p)
 
 	if (c->state == FSM_DEAD || c->state == FSM_CLOSED)
 		return c->timer_at;
-	s = stall_due(c, p);
+	s = fsm_stall_due(c, p);
 	return s > 0 && (c->timer_at <= 0 || s < c->timer_at) ? s : c->timer_at;
 }
 
@@ -576,26 +583,12 @@ static void stall_uncertain(struct fsm_conn *c, double now, struct fsm_out *out)
 	out->rearm = true;
 }
 
-static void stall_dead(struct fsm_conn *c, double now, struct fsm_out *out)
-{
-	struct fsm_event *ev = out_event(out, FSM_EV_DEAD, c);
-
-	ev->idle = now - c->last_rx;
-	ev->since = now - c->stall_since;
-	ev->unacked = c->snd_nxt - c->snd_una;
-	ev->retransmits = c->retransmits;
-	ev->reason = "stalled";
-	c->stall = FSM_STALL_NONE;
-	c->state = FSM_DEAD;
-	c->timer_at = 0;
-}
-
 /* The stall deadline passed: a retransmission stall is a dead verdict, a zero-window one
  * is told. True when the connection is now dead. */
 static bool stall_timer(struct fsm_conn *c, const struct fsm_params *p, double now, double blind,
                         struct fsm_out *out)
 {
-	double due = stall_due(c, p);
+	double due = fsm_stall_due(c, p);
 
 	if (due <= 0 || now + FSM_EPSILON < due)
 		return false;
@@ -611,7 +604,7 @@ static bool stall_timer(struct fsm_conn *c, const struct fsm_params *p, double n
 		c->stall = FSM_STALL_NONE; /* cannot happen: the ACK that emptied it stopped it */
 		return false;
 	}
-	stall_dead(c, now, out);
+	stall_dead(c, now, now - c->stall_since, c->snd_nxt - c->snd_una, c->retransmits, out);
 	return true;
 }
 
