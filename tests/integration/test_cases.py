@@ -76,11 +76,14 @@ class Conn:
         return log.conn(self.local, self.remote)
 
 
-def connect(ctx, net, fam, port=5432, tag=""):
+def connect(ctx, net, fam, port=5432, tag="", rcvbuf=0):
+    """rcvbuf: the client's SO_RCVBUF (a small window that a paused reader shuts)."""
     a = net[fam]
     srv = ctx.peer(net["local"], "server" + tag)
     srv.listen(a["local"], port)
     cli = ctx.peer(net["peer"], "client" + tag)
+    if rcvbuf:
+        cli.cmd("rcvbuf %d" % rcvbuf)
     c = cli.connect(a["local"], port)
     srv.accept()
     return Conn(srv, cli, endpoint(a["local"], port), endpoint(c["laddr"], int(c["lport"])))

@@ -16,8 +16,8 @@ import os
 import signal
 import time
 
-from netns import check, conf_text, endpoint, run
-from test_cases import (DEAD_AFTER, IDLE, Conn, check_dead_timing, fmt_events, no_errors,
+from netns import check, conf_text, run, two_hosts
+from test_cases import (DEAD_AFTER, IDLE, check_dead_timing, connect, fmt_events, no_errors,
                         nft_drop_all, only_events, EVENT_FIELDS)
 from test_actions import action_line, err_after
 from test_state import find_conn, state_path, status_table, wait_state
@@ -64,19 +64,6 @@ def shows_stall(ctx, kap, c, kind, metric_lines):
         time.sleep(0.2)
 
 
-def connect(ctx, net, fam, port=5432, tag="", rcvbuf=0):
-    """Like test_cases.connect; rcvbuf: the client's SO_RCVBUF (a small window)."""
-    a = net[fam]
-    srv = ctx.peer(net["local"], "server" + tag)
-    srv.listen(a["local"], port)
-    cli = ctx.peer(net["peer"], "client" + tag)
-    if rcvbuf:
-        cli.cmd("rcvbuf %d" % rcvbuf)
-    c = cli.connect(a["local"], port)
-    srv.accept()
-    return Conn(srv, cli, endpoint(a["local"], port), endpoint(c["laddr"], int(c["lport"])))
-
-
 def no_verdict(log, c, kinds=("dead", "stalled", "reset", "uncertain")):
     bad = [e for e in c.events(log) if e.get("event") in kinds]
     check(not bad, "unexpected lines for %s:\n%s" % (c.local, fmt_events(bad)))
@@ -106,7 +93,6 @@ def wait_sent(c, start, timeout=30):
 # --------------------------------------------------------------------------------------
 
 def retransmit(ctx, fam):
-    from netns import two_hosts
     net = two_hosts(ctx.topo)
     kap = start(ctx, net, [stall_rule(on_stall="close")])
     log = kap.log
@@ -157,7 +143,6 @@ def case_stall_retransmit6(ctx):
 
 
 def case_stall_zero_window(ctx):
-    from netns import two_hosts
     net = two_hosts(ctx.topo)
     kap = start(ctx, net, [stall_rule()])
     log = kap.log
@@ -210,7 +195,6 @@ def nft_lost(ns):
 
 
 def case_stall_slow_alive(ctx):
-    from netns import two_hosts
     net = two_hosts(ctx.topo)
     kap = start(ctx, net, [stall_rule(), stall_rule(port=5433, name="bulk")])
     log = kap.log
@@ -240,7 +224,6 @@ def case_stall_slow_alive(ctx):
 
 def case_stall_idle(ctx):
     """stall_timeout shorter than idle: idle connections are probed and judged as before."""
-    from netns import two_hosts
     net = two_hosts(ctx.topo)
     rule = stall_rule(idle="1s", interval="500ms", stall_timeout="500ms")
     kap = start(ctx, net, [rule])
@@ -270,7 +253,6 @@ def case_stall_discovered(ctx):
     in flight, a silent peer), so the kernel's tcp_info in each dump decides: dead
     reason=stalled no sooner than stall_timeout after the first unacked segment, and at most
     one discover_interval later."""
-    from netns import two_hosts
     net = two_hosts(ctx.topo)
     c = connect(ctx, net, 4)
     c.exchange()
