@@ -8,13 +8,24 @@ included), kaprobed's CPU (utime+stime from /proc/PID/stat over the stream, as %
 core) and wake-ups (voluntary context switches), the whole machine's busy CPU (from
 /proc/stat: user, system and softirq, % of one core: other jobs show there) and the frames
 that crossed the veth; then per case the medians and the with/without throughput ratio.
-On a shared 2-core machine the ratio moves by +-10 % between identical runs (see
-docs/capture-cost.md); kaprobed's CPU is the stable figure. Figures only: never fails the
+On a shared 2-core VM single runs move by +-10 % (see docs/capture-cost.md), so the rounds
+are paired (without/with next to each other, in ABBA order so that a drift of the machine
+cancels) and the summary is the median of the per-pair ratios with a bootstrap 90 %
+interval. --versus none runs the same pairs with nothing in the "with" slot (A/A: the
+noise floor); --versus socket puts there a bare packet socket on all interfaces whose
+kernel filter drops every frame: the least any libpcap capture can cost (each frame
+still passes the tap, each outgoing one is cloned for it). Figures only: never fails the
 build. Every namespace and process is removed at the end, also on failure.
 
   python3 tests/bench/busy.py KAPROBED [options]
-    --secs S         stream length (default 8)
-    --rounds N       rounds of (without, with) (default 2)
+    --secs S         stream length (default 4)
+    --rounds N       pairs of (without, with) (default 6)
+    --versus WHAT    kaprobed (default), socket (a bare packet socket dropping every frame
+                     in its filter) or none (A/A)
+    --pin            iperf3's server on CPU 1, its client on CPU 0
+    --profile        a system-wide perf profile (cpu-clock samples) during each stream: the
+                     share of the machine's busy samples whose stack passes through the
+                     packet tap (TAP_FUNCS), a figure the machine's noise hardly moves
     --fam 4,6        families (default 4,6)
     --dir rx         rx: the bulk flows into srv (kaprobed's side receives it);
                      tx: srv sends the bulk (iperf3 -R); a comma list (default rx,tx)
@@ -25,9 +36,12 @@ build. Every namespace and process is removed at the end, also on failure.
     --grep REGEX     also print kaprobed's standard error lines that match (experiments)
 """
 
+import ctypes  # noqa: F401 (BARE_SOCKET's, checked here)
 import json
 import os
+import random
 import re
+import signal
 import shutil
 import statistics
 import subprocess
@@ -44,13 +58,75 @@ PORT = 5201
 ADDR = {4: ("192.0.2.1", "192.0.2.2", "24"), 6: ("2001:db8::1", "2001:db8::2", "64")}
 HZ = os.sysconf("SC_CLK_TCK")
 
+# --versus socket: a packet socket on every interface (ETH_P_ALL, as libpcap's "any") whose
+# classic BPF filter is one instruction, "return 0": every frame is dropped in the kernel.
+BARE_SOCKET = """
+import ctypes, socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+insn = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))
+s.setsockopt(socket.SOL_SOCKET, 26, struct.pack("HxxxxxxQ", 1, ctypes.addressof(insn)))
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+# The kernel's packet tap: every frame that reaches a packet socket passes one of these
+# (dev_queue_xmit_nit clones an outgoing frame for the taps; packet_rcv / tpacket_rcv run
+# the socket's filter, and copy what passes into its buffer or ring).
+TAP_FUNCS = ("dev_queue_xmit_nit", "packet_rcv", "tpacket_rcv")
+IDLE_FUNCS = ("pv_native_safe_halt", "default_idle", "native_safe_halt", "cpu_idle_poll")
+
+
+def profile_start(secs):
+    """perf record, system-wide, for secs (None without perf)."""
+    if not shutil.which("perf"):
+        return None
+    fd, path = tempfile.mkstemp(prefix="kpbusy.", suffix=".perf")
+    os.close(fd)
+    p = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "1000", "-a", "-g",
+                          "-o", path, "--", "sleep", "%g" % secs],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return p, path
+
+
+def profile_share(prof):
+    """% of the non-idle samples whose stack has a TAP_FUNCS frame (None without perf)."""
+    if not prof:
+        return None
+    p, path = prof
+    p.wait()
+    out = subprocess.run(["perf", "script", "-i", path, "-F", "comm,ip,sym"], capture_output=True,
+                         text=True).stdout
+    os.unlink(path)
+    busy = tap = 0
+    for sample in out.split("\n\n"):
+        syms = set(sample.split())
+        if not syms or syms & set(IDLE_FUNCS):
+            continue
+        busy += 1
+        tap += bool(syms & set(TAP_FUNCS))
+    return 100.0 * tap / busy if busy else None
+
+
+def bootstrap_median(xs, n=2000):
+    """(median, 5th, 95th percentile of the median over n resamples), seeded: repeatable."""
+    rnd = random.Random(1)
+    meds = sorted(statistics.median(rnd.choices(xs, k=len(xs))) for _ in range(n))
+    return statistics.median(xs), meds[n // 20], meds[n - 1 - n // 20]
+
 
 def opts(argv):
-    o = {"secs": 8.0, "rounds": 2, "fam": [4, 6], "dir": ["rx", "tx"], "set": [], "rule": [],
-         "iface": "any", "label": "", "grep": None}
+    o = {"secs": 4.0, "rounds": 6, "fam": [4, 6], "dir": ["rx", "tx"], "set": [], "rule": [],
+         "iface": "any", "label": "", "grep": None, "versus": "kaprobed", "pin": False,
+         "profile": False}
     i = 0
     while i < len(argv):
         k, v = argv[i], argv[i + 1] if i + 1 < len(argv) else ""
+        if k in ("--pin", "--profile"):
+            o[k[2:]] = True
+            i += 1
+            continue
         if k == "--secs":
             o["secs"] = float(v)
         elif k == "--rounds":
@@ -63,6 +139,8 @@ def opts(argv):
             o[k[2:]].append(tuple(v.split("=", 1)))
         elif k == "--iface":
             o["iface"] = v
+        elif k == "--versus" and v in ("kaprobed", "socket", "none"):
+            o["versus"] = v
         elif k == "--label":
             o["label"] = v
         elif k == "--grep":
@@ -108,9 +186,9 @@ def link_frames(ns, ifname):
     return st["rx"]["packets"] + st["tx"]["packets"]
 
 
-def iperf(ns, dst, secs, reverse):
+def iperf(ns, dst, secs, reverse, pin):
     """Runs the client; returns (Gbit/s received, bytes received, the client's CPU s)."""
-    argv = ["ip", "netns", "exec", ns, "iperf3", "-c", dst, "-p", str(PORT), "-t", "%g" % secs,
+    argv = ["ip", "netns", "exec", ns] + (["taskset", "-c", "0"] if pin else []) + ["iperf3", "-c", dst, "-p", str(PORT), "-t", "%g" % secs,
             "-J"]
     if reverse:
         argv.append("-R")
@@ -128,8 +206,11 @@ def iperf(ns, dst, secs, reverse):
 
 def one_run(topo, o, binary, fam, rev, with_k):
     srv, cli = topo.srv, topo.cli
-    k = None
-    if with_k:
+    k = sock = None
+    if with_k and o["versus"] == "socket":
+        sock = topo.spawn(srv, ["python3", "-c", BARE_SOCKET], "bare-socket", stdin=False)
+        sock.wait_line(lambda l: "ready" in l, 3, "the bare socket")
+    if with_k and o["versus"] == "kaprobed":
         conf = netns.conf_text(
             "{log}", [("busy", dict([("local", "*:%d" % PORT), ("remote", "*"),
                                      ("idle", "60s"), ("interval", "5s"), ("probes", "3")]
@@ -139,19 +220,24 @@ def one_run(topo, o, binary, fam, rev, with_k):
         k = topo.kaprobed(binary, srv, conf, name="kaprobed-%d" % len(topo.procs))
         time.sleep(0.3)
     f0 = link_frames(srv, "vs")
-    c0 = proc_cpu(k.proc.pid) if k else 0.0
-    w0 = proc_wakeups(k.proc.pid) if k else None
+    kpid = k.proc.pid if k else sock.pid if sock else None
+    c0 = proc_cpu(kpid) if kpid else 0.0
+    w0 = proc_wakeups(kpid) if kpid else None
     m0 = machine_cpu()
     t0 = time.monotonic()
     s0 = proc_cpu(topo.iperf_srv.pid)
-    gbps, nbytes, ccpu = iperf(cli, ADDR[fam][0], o["secs"], rev)
+    prof = profile_start(max(o["secs"] - 1.0, 0.5)) if o["profile"] else None
+    gbps, nbytes, ccpu = iperf(cli, ADDR[fam][0], o["secs"], rev, o["pin"])
     s1 = proc_cpu(topo.iperf_srv.pid)
     t1 = time.monotonic()
-    c1 = proc_cpu(k.proc.pid) if k else 0.0
-    w1 = proc_wakeups(k.proc.pid) if k else None
+    c1 = proc_cpu(kpid) if kpid else 0.0
+    w1 = proc_wakeups(kpid) if kpid else None
     m1 = machine_cpu()
     f1 = link_frames(srv, "vs")
+    tap = profile_share(prof)
     extra = ""
+    if sock:
+        sock.stop(signal.SIGTERM, 2.0)
     if k:
         st = k.stop()
         if st != 0:
@@ -167,15 +253,17 @@ def one_run(topo, o, binary, fam, rev, with_k):
     wake = None if w0 is None or w1 is None else (w1 - w0) / wall
     mu, ms, mq = ((b - a) * 100.0 / wall for a, b in zip(m0, m1))
     return {"gbps": gbps, "kcpu": kcpu, "mu": mu, "ms": ms, "mq": mq,
-            "frames": (f1 - f0) / wall, "wake": wake, "extra": extra,
+            "frames": (f1 - f0) / wall, "wake": wake, "extra": extra, "tap": tap,
             "ipcpu": (ccpu + s1 - s0) / (nbytes / 1e9)}
 
 
 def fmt(r):
-    kc = "-" if r["kcpu"] is None else "%5.1f %%" % r["kcpu"]
+    kc = "its CPU " + ("-" if r["kcpu"] is None else "%.1f %%" % r["kcpu"])
+    if r["tap"] is not None:
+        kc = "tap %4.1f %% of busy samples, " % r["tap"] + kc
     if r["wake"] is not None:
         kc += " (%5.0f wake-ups/s)" % r["wake"]
-    return "%6.2f Gbit/s  iperf3 %.3f CPU s/GB  kaprobed %s  machine user %3.0f %% sys %3.0f %% " \
+    return "%6.2f Gbit/s  iperf3 %.3f CPU s/GB  %s  machine user %3.0f %% sys %3.0f %% " \
            "softirq %3.0f %%  %3.0f kframes/s on the veth%s" % (
                r["gbps"], r["ipcpu"], kc, r["mu"], r["ms"], r["mq"], r["frames"] / 1e3,
                r["extra"])
@@ -188,9 +276,47 @@ def setup(topo):
     for fam, (a, b, plen) in ADDR.items():
         topo.addr(topo.srv, "vs", "%s/%s" % (a, plen))
         topo.addr(topo.cli, "vc", "%s/%s" % (b, plen))
-    topo.iperf_srv = topo.spawn(topo.srv, ["iperf3", "-s", "-p", str(PORT)], "iperf3-server",
-                                stdin=False)
+    pin = ["taskset", "-c", "1"] if topo.pin else []
+    topo.iperf_srv = topo.spawn(topo.srv, pin + ["iperf3", "-s", "-p", str(PORT)],
+                                "iperf3-server", stdin=False)
     time.sleep(0.5)
+
+
+def run_pairs(topo, o, binary, fam, d):
+    """o["rounds"] pairs, each (without, with) or (with, without) in turn (ABBA)."""
+    res = {False: [], True: []}
+    for rnd in range(o["rounds"]):
+        for with_k in ((False, True) if rnd % 2 == 0 else (True, False)):
+            r = one_run(topo, o, binary, fam, d == "tx", with_k)
+            res[with_k].append(r)
+            print("  %-8s %s" % ("with" if with_k else "without", fmt(r)), flush=True)
+    return res
+
+
+def run_case(topo, o, binary, fam, d, what):
+    """One family and direction: the pairs, then their summary line."""
+    name = "IPv%d, %s" % (fam, "bulk into kaprobed's side" if d == "rx"
+                          else "bulk out of kaprobed's side")
+    print("-- %s" % name)
+    res = run_pairs(topo, o, binary, fam, d)
+    ratios = [w["gbps"] / wo["gbps"] for wo, w in zip(res[False], res[True]) if wo["gbps"]]
+    med, lo, hi = bootstrap_median(ratios)
+    kc = [r["kcpu"] for r in res[True] if r["kcpu"] is not None]
+    cwo = statistics.median(r["ipcpu"] for r in res[False])
+    cwi = statistics.median(r["ipcpu"] for r in res[True])
+    taps = [(r["tap"], w) for w in (False, True) for r in res[w] if r["tap"] is not None]
+    if taps:
+        print("  => packet tap: %.2f %% of the busy samples with %s, %.2f %% without "
+              "(medians)" % (statistics.median(t for t, w in taps if w), what,
+                            statistics.median(t for t, w in taps if not w)))
+    print("  => %s, with %s: throughput ratio %.3f (median of %d pairs; 90 %% interval "
+          "%.3f-%.3f; pairs %s); without %.2f, with %.2f Gbit/s (medians); its CPU %s %% of "
+          "a core (max %.1f); iperf3 (kernel included) %.3f -> %.3f CPU s/GB (%+.0f %%)" % (
+              name, what, med, len(ratios), lo, hi, " ".join("%.2f" % x for x in ratios),
+              statistics.median(r["gbps"] for r in res[False]),
+              statistics.median(r["gbps"] for r in res[True]),
+              "%.1f" % statistics.median(kc) if kc else "-", max(kc) if kc else 0.0,
+              cwo, cwi, 100.0 * (cwi / cwo - 1) if cwo else 0.0), flush=True)
 
 
 def main():
@@ -209,38 +335,22 @@ def main():
         print("  %s: not built: busy benchmark skipped" % binary)
         return 0
     netns.install_signal_handlers()
-    print("  (one iperf3 stream, %g s, %d rounds of without/with, alternating; rule local "
-          "*:%d; interface %s; %s%s; CPU %% of one core, this machine has %d)" % (
-              o["secs"], o["rounds"], PORT, o["iface"],
+    what = {"kaprobed": "kaprobed", "socket": "a bare packet socket",
+            "none": "nothing (A/A)"}[o["versus"]]
+    print("  (one iperf3 stream, %g s, %d pairs of without/with %s in ABBA order; rule local "
+          "*:%d; interface %s; %s%s%s; CPU %% of one core, this machine has %d)" % (
+              o["secs"], o["rounds"], what, PORT, o["iface"],
               ", ".join("%s=%s" % kv for kv in o["set"] + o["rule"]) or "defaults",
+              "; iperf3 pinned" if o["pin"] else "",
               (" [%s]" % o["label"]) if o["label"] else "", os.cpu_count()))
     topo = netns.Topo("busy")
+    topo.pin = o["pin"]
     try:
         setup(topo)
         topo.kiface = "vs" if o["iface"] == "veth" else "any"
         for d in o["dir"]:
             for fam in o["fam"]:
-                name = "IPv%d, %s" % (fam, "bulk into kaprobed's side" if d == "rx"
-                                      else "bulk out of kaprobed's side")
-                print("-- %s" % name)
-                res = {False: [], True: []}
-                for rnd in range(o["rounds"]):
-                    for with_k in (False, True):
-                        r = one_run(topo, o, binary, fam, d == "tx", with_k)
-                        res[with_k].append(r)
-                        print("  %-8s %s" % ("with" if with_k else "without", fmt(r)),
-                              flush=True)
-                wo = statistics.median(r["gbps"] for r in res[False])
-                wi = statistics.median(r["gbps"] for r in res[True])
-                kc = [r["kcpu"] for r in res[True] if r["kcpu"] is not None]
-                cwo = statistics.median(r["ipcpu"] for r in res[False])
-                cwi = statistics.median(r["ipcpu"] for r in res[True])
-                print("  => %s: without %.2f, with %.2f Gbit/s (medians), ratio %.3f; "
-                      "kaprobed CPU %s %% of a core; iperf3 (kernel included) %.3f -> %.3f "
-                      "CPU s/GB (%+.0f %%)" % (
-                          name, wo, wi, wi / wo if wo else 0.0,
-                          "/".join("%.1f" % x for x in kc) or "-", cwo, cwi,
-                          100.0 * (cwi / cwo - 1) if cwo else 0.0), flush=True)
+                run_case(topo, o, binary, fam, d, what)
     except KeyboardInterrupt:
         print("  interrupted: namespaces and processes removed")
     except Exception as e:  # a figure, never a build failure

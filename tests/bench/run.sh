@@ -31,7 +31,7 @@ echo "== busy connection (one saturating iperf3 stream on a matching rule; see t
 command -v iperf3 >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] &&
 	{ apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		--no-install-recommends iperf3; } >/dev/null 2>&1; }
-python3 tests/bench/busy.py "$BUILD/kaprobed" || echo "busy benchmark failed"
+python3 tests/bench/busy.py "$BUILD/kaprobed" --profile || echo "busy benchmark failed"
 N=${KAPROBE_BENCH_CONNS:-100000}
 echo "== scale ($N connections, half the peers silenced after round 1; see tests/bench/scale.py)"
 python3 tests/bench/scale.py "$BUILD/kaprobed" "$N" || echo "scale benchmark failed"
