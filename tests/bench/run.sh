@@ -28,9 +28,12 @@ cleanup
 echo "== discovery (10000 idle connections: dump time, learning rate)"
 python3 tests/bench/discover.py "$BUILD/kaprobed" 10000 || echo "discovery benchmark failed"
 echo "== busy connection (one saturating iperf3 stream on a matching rule; see tests/bench/busy.py)"
-command -v iperf3 >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] &&
+missing=
+command -v iperf3 >/dev/null 2>&1 || missing="$missing iperf3"
+command -v perf >/dev/null 2>&1 || missing="$missing linux-perf"
+[ -z "$missing" ] || { [ "$(id -u)" = 0 ] &&
 	{ apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends iperf3; } >/dev/null 2>&1; }
+		--no-install-recommends $missing; } >/dev/null 2>&1; }
 python3 tests/bench/busy.py "$BUILD/kaprobed" --profile || echo "busy benchmark failed"
 N=${KAPROBE_BENCH_CONNS:-100000}
 echo "== scale ($N connections, half the peers silenced after round 1; see tests/bench/scale.py)"
