@@ -32,6 +32,9 @@ build. Every namespace and process is removed at the end, also on failure.
     --set KEY=VALUE  extra [global] key of kaprobed's configuration (repeatable)
     --rule KEY=VALUE extra key of the rule (repeatable)
     --iface NAME     kaprobed's interface: any (default) or veth (the srv end)
+    --routed         the stream is forwarded by a third namespace, where kaprobed runs with
+                     a gateway rule (mode = gateway, server *:PORT): a forwarded connection
+                     has no socket to ask, so its frames all stay in the capture
     --label TEXT     printed in the header (for comparing builds)
     --grep REGEX     also print kaprobed's standard error lines that match (experiments)
 """
@@ -119,11 +122,11 @@ def bootstrap_median(xs, n=2000):
 def opts(argv):
     o = {"secs": 4.0, "rounds": 6, "fam": [4, 6], "dir": ["rx", "tx"], "set": [], "rule": [],
          "iface": "any", "label": "", "grep": None, "versus": "kaprobed", "pin": False,
-         "profile": False}
+         "profile": False, "routed": False}
     i = 0
     while i < len(argv):
         k, v = argv[i], argv[i + 1] if i + 1 < len(argv) else ""
-        if k in ("--pin", "--profile"):
+        if k in ("--pin", "--profile", "--routed"):
             o[k[2:]] = True
             i += 1
             continue
@@ -208,18 +211,20 @@ def one_run(topo, o, binary, fam, rev, with_k):
     srv, cli = topo.srv, topo.cli
     k = sock = None
     if with_k and o["versus"] == "socket":
-        sock = topo.spawn(srv, ["python3", "-c", BARE_SOCKET], "bare-socket", stdin=False)
+        sock = topo.spawn(topo.kns, ["python3", "-c", BARE_SOCKET], "bare-socket",
+                          stdin=False)
         sock.wait_line(lambda l: "ready" in l, 3, "the bare socket")
     if with_k and o["versus"] == "kaprobed":
+        ends = [("mode", "gateway"), ("client", "*"), ("server", "*:%d" % PORT)] \
+            if o["routed"] else [("local", "*:%d" % PORT), ("remote", "*")]
         conf = netns.conf_text(
-            "{log}", [("busy", dict([("local", "*:%d" % PORT), ("remote", "*"),
-                                     ("idle", "60s"), ("interval", "5s"), ("probes", "3")]
-                                    + o["rule"]))],
+            "{log}", [("busy", dict(ends + [("idle", "60s"), ("interval", "5s"),
+                                            ("probes", "3")] + o["rule"]))],
             log_level="info", interface=topo.kiface,
             extra=dict([("state_file", "none"), ("summary_interval", "0")] + o["set"]))
-        k = topo.kaprobed(binary, srv, conf, name="kaprobed-%d" % len(topo.procs))
+        k = topo.kaprobed(binary, topo.kns, conf, name="kaprobed-%d" % len(topo.procs))
         time.sleep(0.3)
-    f0 = link_frames(srv, "vs")
+    f0 = link_frames(srv, topo.sif)
     kpid = k.proc.pid if k else sock.pid if sock else None
     c0 = proc_cpu(kpid) if kpid else 0.0
     w0 = proc_wakeups(kpid) if kpid else None
@@ -227,13 +232,13 @@ def one_run(topo, o, binary, fam, rev, with_k):
     t0 = time.monotonic()
     s0 = proc_cpu(topo.iperf_srv.pid)
     prof = profile_start(max(o["secs"] - 1.0, 0.5)) if o["profile"] else None
-    gbps, nbytes, ccpu = iperf(cli, ADDR[fam][0], o["secs"], rev, o["pin"])
+    gbps, nbytes, ccpu = iperf(cli, topo.addrs[fam][0], o["secs"], rev, o["pin"])
     s1 = proc_cpu(topo.iperf_srv.pid)
     t1 = time.monotonic()
     c1 = proc_cpu(kpid) if kpid else 0.0
     w1 = proc_wakeups(kpid) if kpid else None
     m1 = machine_cpu()
-    f1 = link_frames(srv, "vs")
+    f1 = link_frames(srv, topo.sif)
     tap = profile_share(prof)
     extra = ""
     if sock:
@@ -269,13 +274,22 @@ def fmt(r):
                r["extra"])
 
 
-def setup(topo):
-    topo.srv = topo.netns("srv")
-    topo.cli = topo.netns("cli")
-    topo.link(topo.srv, "vs", topo.cli, "vc")
-    for fam, (a, b, plen) in ADDR.items():
-        topo.addr(topo.srv, "vs", "%s/%s" % (a, plen))
-        topo.addr(topo.cli, "vc", "%s/%s" % (b, plen))
+def setup(topo, routed):
+    """srv - cli over one veth; or srv - rtr - cli (ROUTED addresses), rtr forwarding."""
+    if routed:
+        net = netns.routed(topo)
+        topo.srv, topo.cli, topo.kns = net["local"], net["peer"], net["router"]
+        topo.addrs = {f: (net[f]["local"], net[f]["peer"]) for f in (4, 6)}
+        topo.sif = "eth0"
+    else:
+        topo.srv = topo.kns = topo.netns("srv")
+        topo.cli = topo.netns("cli")
+        topo.link(topo.srv, "vs", topo.cli, "vc")
+        for fam, (a, b, plen) in ADDR.items():
+            topo.addr(topo.srv, "vs", "%s/%s" % (a, plen))
+            topo.addr(topo.cli, "vc", "%s/%s" % (b, plen))
+        topo.addrs = {f: ADDR[f][:2] for f in (4, 6)}
+        topo.sif = "vs"
     pin = ["taskset", "-c", "1"] if topo.pin else []
     topo.iperf_srv = topo.spawn(topo.srv, pin + ["iperf3", "-s", "-p", str(PORT)],
                                 "iperf3-server", stdin=False)
@@ -337,17 +351,19 @@ def main():
     netns.install_signal_handlers()
     what = {"kaprobed": "kaprobed", "socket": "a bare packet socket",
             "none": "nothing (A/A)"}[o["versus"]]
-    print("  (one iperf3 stream, %g s, %d pairs of without/with %s in ABBA order; rule local "
+    print("  (one iperf3 stream, %g s, %d pairs of without/with %s in ABBA order; rule %s "
           "*:%d; interface %s; %s%s%s; CPU %% of one core, this machine has %d)" % (
-              o["secs"], o["rounds"], what, PORT, o["iface"],
+              o["secs"], o["rounds"], what, "server" if o["routed"] else "local", PORT,
+              o["iface"],
               ", ".join("%s=%s" % kv for kv in o["set"] + o["rule"]) or "defaults",
-              "; iperf3 pinned" if o["pin"] else "",
+              ("; iperf3 pinned" if o["pin"] else "") +
+              ("; forwarded by a router running kaprobed (gateway rule)" if o["routed"] else ""),
               (" [%s]" % o["label"]) if o["label"] else "", os.cpu_count()))
     topo = netns.Topo("busy")
     topo.pin = o["pin"]
     try:
-        setup(topo)
-        topo.kiface = "vs" if o["iface"] == "veth" else "any"
+        setup(topo, o["routed"])
+        topo.kiface = topo.sif if o["iface"] == "veth" else "any"
         for d in o["dir"]:
             for fam in o["fam"]:
                 run_case(topo, o, binary, fam, d, what)
