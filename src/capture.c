@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include <net/if.h>
+#include <sys/socket.h>
 
 #include <pcap/pcap.h>
 
@@ -31,7 +32,8 @@ struct capture {
 	double mono_minus_real; /* converts packet wall-clock stamps to monotonic time */
 	capture_fn fn;
 	void *arg;
-	int cur; /* handle being dispatched (on_packet) */
+	int cur;      /* handle being dispatched (on_packet) */
+	char *filter; /* the filter the kernel runs (restored when it refuses a new one) */
 	char name[64];
 };
 
@@ -51,6 +53,23 @@ static int configure(pcap_t *p, size_t buffer)
 	return pcap_activate(p) < 0 ? -1 : 0;
 }
 
+/* Whether the kernel runs p's filter. When the kernel refuses a program (longer than
+ * net.core.optmem_max allows a socket, or than BPF_MAXINSNS), libpcap falls back to
+ * filtering in user space with no more than a line on stderr: every frame would then be
+ * copied up to be dropped. SO_GET_FILTER with no buffer gives the attached program's
+ * length, 0 when none is attached. A handle that is no socket (a file) passes. */
+static bool kernel_filters(pcap_t *p)
+{
+	socklen_t len = 0;
+	int fd = pcap_fileno(p);
+
+	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_GET_FILTER, NULL, &len) < 0)
+		return true; /* nothing to tell */
+	return len > 0;
+}
+
+/* Compiles and sets filter on p: 0, -1 (libpcap's error), or -2 when the kernel refused it
+ * (libpcap then filters in user space: the caller puts a filter back that fits). */
 static int apply_filter(pcap_t *p, const char *filter)
 {
 	struct bpf_program prog;
@@ -60,7 +79,21 @@ static int apply_filter(pcap_t *p, const char *filter)
 		return -1;
 	rc = pcap_setfilter(p, &prog);
 	pcap_freecode(&prog);
+	if (rc == 0 && !kernel_filters(p))
+		return -2;
 	return rc;
+}
+
+/* The error of a failed apply_filter on p. */
+static void filter_error(pcap_t *p, int rc, const char *name, char *errbuf, size_t errlen)
+{
+	if (rc == -2)
+		snprintf(errbuf, errlen,
+		         "%s: the kernel refused the capture filter (too long for this socket: "
+		         "see net.core.optmem_max)",
+		         name);
+	else
+		snprintf(errbuf, errlen, "%s: %s", name, pcap_geterr(p));
 }
 
 /* Restricts p to one direction; CAPTURE_DIR_UNKNOWN keeps both. */
@@ -97,6 +130,7 @@ static pcap_t *open_handle(const char *ifname, const char *filter, size_t buffer
 {
 	char pe[PCAP_ERRBUF_SIZE] = "";
 	pcap_t *p = pcap_create(ifname, pe);
+	int rc;
 
 	if (!p) {
 		snprintf(errbuf, errlen, "%s: %s", ifname, pe);
@@ -105,8 +139,14 @@ static pcap_t *open_handle(const char *ifname, const char *filter, size_t buffer
 	if (configure(p, buffer) < 0)
 		goto fail;
 	prefer_sll2(p);
-	if (set_direction(p, dir) < 0 || apply_filter(p, filter) < 0 ||
-	    pcap_setnonblock(p, 1, pe) < 0 || (*fd = pcap_get_selectable_fd(p)) < 0)
+	if (set_direction(p, dir) < 0)
+		goto fail;
+	if ((rc = apply_filter(p, filter)) < 0) {
+		filter_error(p, rc, ifname, errbuf, errlen);
+		pcap_close(p);
+		return NULL;
+	}
+	if (pcap_setnonblock(p, 1, pe) < 0 || (*fd = pcap_get_selectable_fd(p)) < 0)
 		goto fail;
 	return p;
 fail:
@@ -145,6 +185,7 @@ struct capture *capture_open(const char *ifname, const char *filter, size_t buff
 	c->dir[0] = CAPTURE_DIR_UNKNOWN;
 	c->dlt = pcap_datalink(c->p[0]);
 	c->loopback = is_loopback(ifname);
+	c->filter = strdup(filter); /* NULL: no filter to put back after a refusal */
 	return c;
 }
 
@@ -174,6 +215,8 @@ int capture_split(struct capture *c, const char *filter, char *errbuf, size_t er
 		c->dir[i] = dirs[i];
 	}
 	c->n = CAPTURE_MAX_HANDLES;
+	free(c->filter);
+	c->filter = strdup(filter);
 	return 0;
 }
 
@@ -303,13 +346,24 @@ const char *capture_error(struct capture *c)
 
 int capture_set_filter(struct capture *c, const char *filter, char *errbuf, size_t errlen)
 {
-	for (int i = 0; i < c->n; i++) {
-		if (apply_filter(c->p[i], filter) < 0) {
-			snprintf(errbuf, errlen, "%s: %s", c->name, pcap_geterr(c->p[i]));
-			return -1;
-		}
+	char *copy = strdup(filter);
+	int i, rc = 0;
+
+	for (i = 0; i < c->n && copy && rc == 0; i++)
+		rc = apply_filter(c->p[i], filter);
+	if (copy && rc == 0) {
+		free(c->filter);
+		c->filter = copy;
+		return 0;
 	}
-	return 0;
+	if (copy)
+		filter_error(c->p[i - 1], rc, c->name, errbuf, errlen);
+	else
+		snprintf(errbuf, errlen, "%s: out of memory", c->name);
+	free(copy);
+	while (c->filter && i-- > 0)
+		apply_filter(c->p[i], c->filter); /* it fitted before */
+	return -1;
 }
 
 void capture_close(struct capture *c)
@@ -318,5 +372,6 @@ void capture_close(struct capture *c)
 		return;
 	for (int i = 0; i < c->n; i++)
 		pcap_close(c->p[i]);
+	free(c->filter);
 	free(c);
 }

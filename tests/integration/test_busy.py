@@ -8,9 +8,10 @@ kernel answered with exactly the numbers kaprobed relearnt, and every byte of th
 arrived exactly), then judged dead on time when the peer is silenced.
 """
 
+import re
 import time
 
-from netns import check, conf_text, two_hosts
+from netns import CaseFailure, check, conf_text, run, two_hosts
 from test_cases import (DEAD_AFTER, IDLE, check_dead_timing, connect, fmt_events,
                         nft_drop_all, no_errors, EVENT_FIELDS)
 
@@ -104,8 +105,83 @@ def case_busy_stall(ctx):
            "later (since=%s), server's socket closed" % (took, d["since"])
 
 
+# busy_refused: net.core.optmem_max (per namespace) is set OPTMEM_MARGIN bytes above the
+# least that lets kaprobed start (its rules' filter fits a socket's option memory): the
+# filter with a connection left out, charged while the old one still is, does not fit.
+# Found by starting kaprobed at OPTMEM_STEP steps (the size of a filter in the kernel
+# differs between kernels). Measured on Linux 6.18: starts from 1600-2000, the exclusion
+# is refused up to 2600 and accepted from 3200.
+OPTMEM_STEP, OPTMEM_MARGIN = 100, 300
+
+
+def kernel_filters(ns):
+    """Length of each kernel filter on the packet sockets in ns (ss -0 -b), in order."""
+    out = run(["ss", "-0", "-b", "-n"], ns=ns).stdout
+    return [int(n) for n in re.findall(r"bpf filter \((\d+)\)", out)]
+
+
+def least_optmem(ctx, ns, conf):
+    """The least net.core.optmem_max (OPTMEM_STEP steps) at which kaprobed starts in ns."""
+    for optmem in range(1000, 8001, OPTMEM_STEP):
+        ctx.topo.sysctl(ns, "net.core.optmem_max", optmem)
+        try:
+            k = ctx.topo.kaprobed(ctx.binary, ns, conf, name="kaprobed-try%d" % optmem)
+        except CaseFailure:
+            continue
+        k.stop_ok()
+        return optmem
+    raise CaseFailure("kaprobed does not start with net.core.optmem_max up to 8000")
+
+
+def case_busy_refused(ctx):
+    """The kernel refuses the filter that would leave a busy connection out (too long for
+    the socket's option memory): libpcap alone would silently filter in user space.
+    kaprobed says so, puts back the filter that fitted (still in the kernel: ss), keeps
+    capturing the connection in full, and still probes it on time once quiet."""
+    net = two_hosts(ctx.topo)
+    rules = [("svc", {"local": "*:5432", "remote": "*", "idle": "1s", "interval": "500ms",
+                      "probes": 3})]
+    optmem = least_optmem(ctx, net["local"], conf_text("{log}", rules)) + OPTMEM_MARGIN
+    ctx.topo.sysctl(net["local"], "net.core.optmem_max", optmem)
+    kap = ctx.topo.kaprobed(ctx.binary, net["local"], conf_text("{log}", rules))
+    ctx.kap = kap
+    before = kernel_filters(net["local"])
+    check(before and all(n > 0 for n in before), "no kernel filter at start: %s" % before)
+    c = connect(ctx, net, 4)
+    c.exchange()
+    c.srv.cmd("send_bg %d" % (BULK // 10))
+    c.srv.tx += BULK // 10
+    refused = "the kernel refused the capture filter"
+    deadline = time.monotonic() + 20
+    while refused not in kap.proc.text("err"):
+        check(time.monotonic() < deadline, "no refusal told (optmem_max %d too large?); "
+              "stderr:\n%s" % (optmem, kap.proc.text("err")[-2000:]))
+        time.sleep(0.02)
+    r = c.cli.wait_rx(c.srv.tx, 120)
+    check(r["bad"] == "0", "the stream arrived corrupted: %s" % r["line"])
+    after = kernel_filters(net["local"])
+    check(after == before, "kernel filters %s after the refusal, %s before" % (after, before))
+    check("left out of the capture" not in kap.proc.text("err"),
+          "the connection was left out although its filter was refused")
+    t_last = c.exchange()
+    idle = kap.log.wait_conn(c.local, c.remote, "idle", IDLE + 3)
+    gap = idle.t - t_last
+    check(abs(gap - IDLE) <= 0.011, "first probe %.3f s after the last segment" % gap)
+    alive = kap.log.wait_conn(c.local, c.remote, "alive", DEAD_AFTER + 2, after=idle)
+    errs = kap.log.errors()
+    check(not errs, "level=error lines:\n%s" % "\n".join(e.raw for e in errs))
+    bad = [e for e in c.events(kap.log) if e.get("event") in ("dead", "reset", "uncertain")]
+    check(not bad, "unexpected lines:\n%s" % fmt_events(bad))
+    check(alive.t > idle.t, "alive before idle")
+    kap.stop_ok()
+    return "filter refused at optmem_max %d, told; the %d-instruction filter still in the " \
+        "kernel; captured in full, probed %.3f s after the last segment, alive" % (
+            optmem, before[0], gap)
+
+
 CASES = [
     ("busy_bulk", case_busy_bulk),
     ("busy_bulk6", case_busy_bulk6),
     ("busy_stall", case_busy_stall),
+    ("busy_refused", case_busy_refused),
 ]
