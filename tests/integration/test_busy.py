@@ -71,6 +71,17 @@ def case_busy_bulk6(ctx):
     return bulk(ctx, 6)
 
 
+def wait_left_out(kap, timeout):
+    """Until kaprobed's last word on the busy connection is that it is left out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        words = re.findall(r"busy: svc (left out of|back in) the capture", kap.proc.text("err"))
+        if words and words[-1] == "left out of":
+            return
+        check(time.monotonic() < deadline, "the bulk transfer is not left out of the capture")
+        time.sleep(0.02)
+
+
 def case_busy_stall(ctx):
     """A bulk transfer left out of the capture whose peer vanishes mid-stream: the kernel's
     tcp_info, asked once per period, gives dead reason=stalled no sooner than stall_timeout
@@ -84,13 +95,26 @@ def case_busy_stall(ctx):
     c = connect(ctx, net, 4)
     c.exchange()
     c.srv.cmd("send_bg %d" % BULK)
-    deadline = time.monotonic() + 10
-    while "busy: svc left out of the capture" not in kap.proc.text("err"):
-        check(time.monotonic() < deadline, "the bulk transfer was never left out of the capture")
-        time.sleep(0.02)
+    wait_left_out(kap, 10)
     time.sleep(0.3)  # (well into the transfer)
+    wait_left_out(kap, 10)  # a reader that fell behind shuts its window: back, then out again
+    deadline = time.monotonic() + 10
+    while int(c.srv.cmd("info")["unacked"]) == 0:  # the window open, data on the way
+        check(time.monotonic() < deadline, "no data in flight for 10 s")
     nft_drop_all(ctx, net["peer"])
     t_drop = time.time()
+    if int(c.srv.cmd("info")["unacked"]) == 0:
+        # The reader (checking every byte, on a loaded machine) had shut its window just
+        # before the drop: nothing of ours is in flight, so no stall: the peer is silent
+        # while idle, and judged so (dead reason=no-reply) at most idle + interval x
+        # probes after the drop.
+        d = log.wait_conn(c.local, c.remote, "dead", DEAD_AFTER + 3)
+        check(d.get("reason") == "no-reply" and d.t - t_drop <= DEAD_AFTER + 0.05,
+              "window shut at the drop: expected dead reason=no-reply within %.1f s, got %s "
+              "%.3f s after it" % (DEAD_AFTER, d.raw, d.t - t_drop))
+        kap.stop_ok()
+        return "the reader had shut its window at the drop (nothing in flight): dead " \
+            "reason=no-reply %.3f s after the drop" % (d.t - t_drop)
     d = log.wait_conn(c.local, c.remote, "dead", 3.0 + 3)
     took = d.t - t_drop
     check(d.get("reason") == "stalled", "dead reason is not stalled: %s" % d.raw)
