@@ -94,7 +94,8 @@ def profile_start(secs):
 
 
 def profile_share(prof):
-    """% of the non-idle samples whose stack has a TAP_FUNCS frame (None without perf)."""
+    """(samples whose stack has a TAP_FUNCS frame, non-idle samples), one a millisecond of
+    a CPU's time; None without perf."""
     if not prof:
         return None
     p, path = prof
@@ -109,7 +110,7 @@ def profile_share(prof):
             continue
         busy += 1
         tap += bool(syms & set(TAP_FUNCS))
-    return 100.0 * tap / busy if busy else None
+    return (tap, busy) if busy else None
 
 
 def bootstrap_median(xs, n=2000):
@@ -231,7 +232,8 @@ def one_run(topo, o, binary, fam, rev, with_k):
     m0 = machine_cpu()
     t0 = time.monotonic()
     s0 = proc_cpu(topo.iperf_srv.pid)
-    prof = profile_start(max(o["secs"] - 1.0, 0.5)) if o["profile"] else None
+    psecs = max(o["secs"] - 1.0, 0.5)
+    prof = profile_start(psecs) if o["profile"] else None
     gbps, nbytes, ccpu = iperf(cli, topo.addrs[fam][0], o["secs"], rev, o["pin"])
     s1 = proc_cpu(topo.iperf_srv.pid)
     t1 = time.monotonic()
@@ -240,6 +242,8 @@ def one_run(topo, o, binary, fam, rev, with_k):
     m1 = machine_cpu()
     f1 = link_frames(srv, topo.sif)
     tap = profile_share(prof)
+    if tap:  # the tap's CPU per GB carried while perf ran (1 sample = 1 ms of a CPU)
+        tap = (100.0 * tap[0] / tap[1], tap[0] / (nbytes * psecs / o["secs"] / 1e9))
     extra = ""
     if sock:
         sock.stop(signal.SIGTERM, 2.0)
@@ -265,7 +269,7 @@ def one_run(topo, o, binary, fam, rev, with_k):
 def fmt(r):
     kc = "its CPU " + ("-" if r["kcpu"] is None else "%.1f %%" % r["kcpu"])
     if r["tap"] is not None:
-        kc = "tap %4.1f %% of busy samples, " % r["tap"] + kc
+        kc = "tap %4.1f %% of busy samples (%3.0f ms/GB), " % r["tap"] + kc
     if r["wake"] is not None:
         kc += " (%5.0f wake-ups/s)" % r["wake"]
     return "%6.2f Gbit/s  iperf3 %.3f CPU s/GB  %s  machine user %3.0f %% sys %3.0f %% " \
@@ -318,11 +322,20 @@ def run_case(topo, o, binary, fam, d, what):
     kc = [r["kcpu"] for r in res[True] if r["kcpu"] is not None]
     cwo = statistics.median(r["ipcpu"] for r in res[False])
     cwi = statistics.median(r["ipcpu"] for r in res[True])
-    taps = [(r["tap"], w) for w in (False, True) for r in res[w] if r["tap"] is not None]
+    taps = [r["tap"] for r in res[True] if r["tap"] is not None]
     if taps:
-        print("  => packet tap: %.2f %% of the busy samples with %s, %.2f %% without "
-              "(medians)" % (statistics.median(t for t, w in taps if w), what,
-                            statistics.median(t for t, w in taps if not w)))
+        ms = statistics.median(t[1] for t in taps)
+        print("  => packet tap with %s: %.2f %% of the machine's busy CPU samples, %.1f ms of "
+              "CPU per GB carried = %.2f %% of iperf3's own %.0f ms/GB (medians)" % (
+                  what, statistics.median(t[0] for t in taps), ms,
+                  100.0 * ms / (1000.0 * statistics.median(r["ipcpu"] for r in res[True])),
+                  1000.0 * statistics.median(r["ipcpu"] for r in res[True])))
+        own = statistics.median((r["kcpu"] or 0.0) * 10.0 / (r["gbps"] / 8.0)
+                                for r in res[True])  # ms of CPU per GB (10 ms/s per %)
+        est = 1.0 / (1.0 + (ms + own) / (1000.0 * statistics.median(r["ipcpu"]
+                                                                   for r in res[True])))
+        print("  => so %s costs the stream %.1f + %.1f ms of CPU per GB (tap + its own): a "
+              "CPU-bound stream's throughput ratio would be %.3f" % (what, ms, own, est))
     print("  => %s, with %s: throughput ratio %.3f (median of %d pairs; 90 %% interval "
           "%.3f-%.3f; pairs %s); without %.2f, with %.2f Gbit/s (medians); its CPU %s %% of "
           "a core (max %.1f); iperf3 (kernel included) %.3f -> %.3f CPU s/GB (%+.0f %%)" % (
