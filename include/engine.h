@@ -13,6 +13,7 @@
 #include "config.h"
 #include "conntab.h"
 #include "fsm.h"
+#include "hush.h"
 #include "records.h"
 #include "sender.h"
 
@@ -176,6 +177,14 @@ typedef int (*engine_ct_fn)(void *arg, const struct addr_tuple *from, struct add
  * conntrack by fn; a translated one is followed as the ends see it and probed with the
  * entry's own tuples (gateway_nat_view). NULL: never (no NAT is followed). */
 void engine_set_conntrack(struct engine *e, engine_ct_fn fn, void *arg);
+
+/* Gateway mode: the answers that a batch of gateway probes and learning SYNs will draw
+ * (hush.h: a probe's answer exactly, a learning SYN's challenge ACK by its flow), told
+ * just before the batch is sent, for the router to drop them instead of forwarding them
+ * to the other end (the capture hears them arriving all the same). The hook must not call
+ * back into the engine. NULL: none (answers are forwarded). */
+typedef void (*engine_expect_fn)(void *arg, const struct hush_expect *x, size_t n);
+void engine_set_expect(struct engine *e, engine_expect_fn fn, void *arg);
 
 /* A forwarded TCP connection that conntrack lists as established (tuples orig and reply,
  * translated or not), idle s (its entry's timeout left, from the established timeout):

@@ -128,6 +128,8 @@ struct engine {
 	engine_ct_fn ct;        /* conntrack lookups (NAT), or NULL */
 	void *ct_arg;
 	struct gateway_natmap *nat; /* the CONN_F_NAT records' views (made at the first) */
+	engine_expect_fn expect;    /* answers the router drops (hush.h), or NULL */
+	void *expect_arg;
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -855,6 +857,69 @@ static void pace_write(struct engine *e, struct sender_pkt *pkts, size_t n, int 
 		memset(errs, 0, n * sizeof(*errs));
 }
 
+/* How long the router drops a learning SYN's challenge ACK (keyed by its flow only): an
+ * ACK of the other end's new data sent by the same end within this window would be dropped
+ * too (TCP recovers: the next ACK, or the other end's retransmission); the flow is idle
+ * when it is asked, so there is seldom any. */
+#define EXPECT_CHALLENGE_MS 2000
+
+/* The answer p (a gateway record c's probe or learning SYN) draws, as the router's forward
+ * hook sees it: each address is the one its end gives itself (hush.h). */
+static void expect_of(const struct engine *e, const struct conn *c, const struct sender_pkt *p,
+                      struct hush_expect *x)
+{
+	const struct fsm_params *par = &rule_of(e, c)->params;
+	const struct gateway_nat *n =
+	    (c->flags & CONN_F_NAT) ? gateway_natmap_get(e->nat, &c->key) : NULL;
+	double ms = (par->interval * par->probes + 1.0) * 1000.0;
+
+	memset(x, 0, sizeof(*x));
+	x->family = c->key.family;
+	memcpy(x->dst, c->key.local, sizeof(x->dst)); /* (unused by an answer's key) */
+	if (p->kind == SENDER_PROBE) {
+		/* the probed end's duplicate ACK: SEQ its SND.NXT (the probe's ACK), ACK its
+		 * RCV.NXT (the probe's SEQ + 1); the round's probes all draw the same one */
+		x->kind = HUSH_ANSWER;
+		memcpy(x->src, c->key.remote, sizeof(x->src));
+		x->sport = c->key.rport;
+		x->seq = p->probe.ack;
+		x->ack = p->probe.seq + 1;
+		x->timeout_ms = ms < 4e9 ? (uint32_t)ms : 4000000000u;
+		return;
+	}
+	/* the challenge ACK of the end spoken for (as it sees itself: through NAT, the
+	 * partner's remote) to the probed end */
+	x->kind = HUSH_CHALLENGE;
+	memcpy(x->src, n ? n->partner.remote : c->key.local, sizeof(x->src));
+	x->sport = n ? n->partner.rport : c->key.lport;
+	memcpy(x->dst, c->key.remote, sizeof(x->dst));
+	x->dport = c->key.rport;
+	x->timeout_ms = EXPECT_CHALLENGE_MS;
+}
+
+/* Tells the expect hook of the answers this batch's gateway packets draw, before the batch
+ * goes (an answer can be back within microseconds). */
+static void pace_expect(struct engine *e, const struct sender_pkt *pkts, struct conn *const *conns,
+                        size_t n)
+{
+	struct hush_expect x[PACE_BATCH];
+	size_t i, m = 0;
+
+	if (!e->expect)
+		return;
+	for (i = 0; i < n; i++)
+		if (conns[i]->flags & CONN_F_GATEWAY)
+			expect_of(e, conns[i], &pkts[i], &x[m++]);
+	if (m)
+		e->expect(e->expect_arg, x, m);
+}
+
+void engine_set_expect(struct engine *e, engine_expect_fn fn, void *arg)
+{
+	e->expect = fn;
+	e->expect_arg = arg;
+}
+
 /* Sends up to budget queued packets in batches; returns how many were sent. */
 static size_t pace_send(struct engine *e, size_t budget)
 {
@@ -875,6 +940,7 @@ static size_t pace_send(struct engine *e, size_t budget)
 			else if (!c->timer_pos)
 				arm_timer(e, c); /* answered meanwhile: its timer goes on */
 		}
+		pace_expect(e, pkts, conns, n);
 		pace_write(e, pkts, n, errs);
 		now = now_of(e);
 		for (i = 0; i < n; i++)
