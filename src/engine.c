@@ -1384,27 +1384,32 @@ static int gateway_kind(struct engine *e, const struct addr_tuple *key, const st
 	return GW_NAT;
 }
 
-/* A forwarded connection is probed only when both its records exist (both directions
- * were seen). With asymmetric routing, or through NAT without conntrack, the record
- * probing an end in the other's name would never hear the answers and give a false dead
- * verdict. False (c's timer re-armed an interval later) while c, watching, has no partner. */
-static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
+/* The other record of c's flow (the swapped key, or gateway_nat.partner), or NULL. */
+static struct conn *partner_of(const struct engine *e, const struct conn *c)
 {
-	struct addr_tuple key;
-
-	struct conn *p;
-
-	if (c->fsm.state != FSM_WATCH)
-		return true; /* a round under way ends as it began; a closed record lingers */
 	const struct gateway_nat *n =
 	    (c->flags & CONN_F_NAT) ? gateway_natmap_get(e->nat, &c->key) : NULL;
+	struct addr_tuple key;
 
 	if (n)
 		key = n->partner;
 	else
 		addr_tuple_make(&key, c->key.family, c->key.remote, c->key.rport, c->key.local,
 		                c->key.lport);
-	p = conntab_find(e->tab, &key);
+	return conntab_find(e->tab, &key);
+}
+
+/* A forwarded connection is probed only when both its records exist (both directions
+ * were seen). With asymmetric routing, or through NAT without conntrack, the record
+ * probing an end in the other's name would never hear the answers and give a false dead
+ * verdict. False (c's timer re-armed an interval later) while c, watching, has no partner. */
+static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
+{
+	struct conn *p;
+
+	if (c->fsm.state != FSM_WATCH)
+		return true; /* a round under way ends as it began; a closed record lingers */
+	p = partner_of(e, c);
 	if (p && (c->flags & CONN_F_DISCOVERED) && fsm_can_probe(&c->fsm) &&
 	    !((p->fsm.known & FSM_K_RCV_NXT) && p->fsm.rcv_nxt == c->fsm.snd_nxt)) {
 		/* found in conntrack: "nothing in flight" is an assumption until the probed end's
@@ -1476,6 +1481,26 @@ static bool own_learn_syn(struct engine *e, const struct codec_tcp *seg)
 	       c->fsm.probe_seq == seg->seq;
 }
 
+/* While the router drops the challenge ACKs (the expect hook is set), one never leaves:
+ * its arriving copy (a pure ACK from the end a learning record speaks for) is heard as the
+ * leaving one would have been, "ours" for that record (the partner of the record whose
+ * peer's it is; SEQ, ACK, window and timestamps are the same on either side of NAT). */
+static void challenge_arrived(struct engine *e, const struct codec_tcp *seg, double now)
+{
+	struct addr_tuple key;
+	struct fsm_out out;
+	struct conn *p, *c;
+
+	if (!e->expect || seg->flags != CODEC_TH_ACK || seg->payload_len)
+		return;
+	addr_tuple_make(&key, seg->family, seg->dst, seg->dport, seg->src, seg->sport);
+	if (!(p = conntab_find(e->tab, &key)) || !(c = partner_of(e, p)) ||
+	    (c->fsm.learn != FSM_LEARN_ASKED1 && c->fsm.learn != FSM_LEARN_ASKED2))
+		return;
+	fsm_on_segment(&c->fsm, &rule_of(e, c)->params, seg, false, now, &out);
+	apply(e, c, &out, now);
+}
+
 /* A copy of a forwarded segment (gateway.h): as it left, the sender's end speaks for itself
  * in the record that probes the other end (ours there); as it arrived, it is the peer's in
  * the record that probes the sender. Our own probes, RSTs and learning SYNs only ever leave
@@ -1488,6 +1513,8 @@ static void on_forwarded(struct engine *e, const struct codec_tcp *seg, int copy
 		return;
 	}
 	on_segment(e, seg, copy == GATEWAY_ARRIVED, true, now);
+	if (copy == GATEWAY_ARRIVED)
+		challenge_arrived(e, seg, now);
 }
 
 /* Which way a segment goes: from this host (ours), to it (the peer's), or both on loopback.
