@@ -130,6 +130,7 @@ struct engine {
 	struct gateway_natmap *nat; /* the CONN_F_NAT records' views (made at the first) */
 	engine_expect_fn expect;    /* answers the router drops (hush.h), or NULL */
 	void *expect_arg;
+	uint32_t learn_mark; /* learning SYNs through NAT: the router's notrack mark, or 0 */
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -149,6 +150,8 @@ static bool has_gateway_rule(const struct config *cfg);
 static bool gateway_pair_seen(struct engine *e, struct conn *c, double now);
 static const struct addr_tuple *name_of(const struct engine *e, const struct conn *c);
 static const struct addr_tuple *send_of(const struct engine *e, const struct conn *c);
+static struct conn *partner_of(const struct engine *e, const struct conn *c);
+static void challenge_arrived(struct engine *e, const struct codec_tcp *seg, double now);
 
 static double mono_now(void)
 {
@@ -781,6 +784,21 @@ static struct conn *pace_pop(struct pacer *pc)
 	return c;
 }
 
+/* What c's learning SYN goes out as (from key.remote to key.local), and its mark: the key
+ * itself, unmarked; through NAT, while the router leaves marked packets untracked
+ * (engine_set_learn_mark), the flow as the end spoken for sees it (gateway_nat.learn). */
+static const struct addr_tuple *learn_of(const struct engine *e, const struct conn *c,
+                                         uint32_t *mark)
+{
+	const struct gateway_nat *n;
+
+	if (!e->learn_mark || !(c->flags & CONN_F_NAT) ||
+	    !(n = gateway_natmap_get(e->nat, &c->key)))
+		return &c->key;
+	*mark = e->learn_mark;
+	return &n->learn;
+}
+
 /* The packet c waits for, from what its machine knows now; false when no longer wanted. */
 static bool pace_packet(struct engine *e, struct conn *c, struct sender_pkt *pkt)
 {
@@ -790,7 +808,7 @@ static bool pace_packet(struct engine *e, struct conn *c, struct sender_pkt *pkt
 	if (rule_of(e, c)->params.observe)
 		return false; /* observe-only (a reload made it so while it waited) */
 	memset(pkt, 0, sizeof(*pkt));
-	pkt->key = learn ? &c->key : send_of(e, c); /* (a learning SYN goes as the key says) */
+	pkt->key = learn ? learn_of(e, c, &pkt->mark) : send_of(e, c);
 	pkt->kind = learn ? SENDER_SYN : SENDER_PROBE;
 	if (learn)
 		return fsm_learn_now(&c->fsm, &pkt->seq);
@@ -918,6 +936,11 @@ void engine_set_expect(struct engine *e, engine_expect_fn fn, void *arg)
 {
 	e->expect = fn;
 	e->expect_arg = arg;
+}
+
+void engine_set_learn_mark(struct engine *e, uint32_t mark)
+{
+	e->learn_mark = mark;
 }
 
 /* Sends up to budget queued packets in batches; returns how many were sent. */
@@ -1448,10 +1471,11 @@ void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
 	if (!e->gateway || addr_set_contains(e->local, orig->family, orig->local) ||
 	    addr_set_contains(e->local, reply->family, reply->local))
 		return; /* an end is this host: its sockets are discovery's */
-	if (nat)
+	if (nat && !e->learn_mark)
 		return; /* the learning SYN to the client would go in the reply direction, which
-		           conntrack takes as invalid and does not translate: followed from its
-		           next segment instead */
+		           conntrack takes as invalid and does not translate: without the router
+		           leaving it untracked (gateway_nat.learn), followed from its next
+		           segment instead */
 	addr_tuple_make(&keys[0], reply->family, reply->remote, reply->rport, reply->local,
 	                reply->lport); /* probes the server, as it sees the flow */
 	addr_tuple_make(&keys[1], orig->family, orig->remote, orig->rport, orig->local,
@@ -1465,20 +1489,31 @@ void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
 	}
 }
 
-/* A learning SYN of the record keyed (local = seg's destination, remote = its source), sent
- * in its remote end's name, seen leaving: it is no SYN of the end it claims to come from
- * (the other record would take it as a new connection and void its numbers). */
-static bool own_learn_syn(struct engine *e, const struct codec_tcp *seg)
+static bool asked_with(const struct conn *c, const struct codec_tcp *seg)
+{
+	return c && (c->fsm.learn == FSM_LEARN_ASKED1 || c->fsm.learn == FSM_LEARN_ASKED2) &&
+	       c->fsm.probe_seq == seg->seq;
+}
+
+/* A learning SYN seen leaving, sent in its source's name: it is no SYN of the end it claims
+ * to come from (the record keyed by it would take it as a new connection and void its
+ * numbers). Its record: keyed (local = seg's destination, remote = its source), or, through
+ * NAT (the SYN goes as gateway_nat.learn, the flow as the end spoken for sees it), the
+ * partner of the record keyed (local = its source, remote = its destination). fwd: a
+ * forwarded copy (else one with a local source, tried through NAT only). */
+static bool own_learn_syn(struct engine *e, const struct codec_tcp *seg, bool fwd)
 {
 	struct addr_tuple key;
-	struct conn *c;
+	struct conn *p;
 
 	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK | CODEC_TH_RST)) != CODEC_TH_SYN)
 		return false;
 	addr_tuple_make(&key, seg->family, seg->dst, seg->dport, seg->src, seg->sport);
-	c = conntab_find(e->tab, &key);
-	return c && (c->fsm.learn == FSM_LEARN_ASKED1 || c->fsm.learn == FSM_LEARN_ASKED2) &&
-	       c->fsm.probe_seq == seg->seq;
+	if (fwd && asked_with(conntab_find(e->tab, &key), seg))
+		return true;
+	addr_tuple_make(&key, seg->family, seg->src, seg->sport, seg->dst, seg->dport);
+	p = conntab_find(e->tab, &key);
+	return p && (p->flags & CONN_F_NAT) && asked_with(partner_of(e, p), seg);
 }
 
 /* While the router drops the challenge ACKs (the expect hook is set), one never leaves:
@@ -1494,7 +1529,8 @@ static void challenge_arrived(struct engine *e, const struct codec_tcp *seg, dou
 	if (!e->expect || seg->flags != CODEC_TH_ACK || seg->payload_len)
 		return;
 	addr_tuple_make(&key, seg->family, seg->dst, seg->dport, seg->src, seg->sport);
-	if (!(p = conntab_find(e->tab, &key)) || !(c = partner_of(e, p)) ||
+	if (!(p = conntab_find(e->tab, &key)) || !(p->flags & CONN_F_GATEWAY) ||
+	    !(c = partner_of(e, p)) ||
 	    (c->fsm.learn != FSM_LEARN_ASKED1 && c->fsm.learn != FSM_LEARN_ASKED2))
 		return;
 	fsm_on_segment(&c->fsm, &rule_of(e, c)->params, seg, false, now, &out);
@@ -1508,7 +1544,7 @@ static void challenge_arrived(struct engine *e, const struct codec_tcp *seg, dou
 static void on_forwarded(struct engine *e, const struct codec_tcp *seg, int copy, double now)
 {
 	e->st.forwarded++;
-	if (copy == GATEWAY_LEFT && own_learn_syn(e, seg)) {
+	if (copy == GATEWAY_LEFT && own_learn_syn(e, seg, true)) {
 		e->st.ignored[FSM_IGN_OWN_PROBE]++;
 		return;
 	}
@@ -1543,10 +1579,18 @@ static void on_tcp(struct engine *e, const struct codec_tcp *seg, int lo, double
 		e->st.not_local++;
 		return;
 	}
+	if (src_local && e->nat && seg->pkttype == CODEC_PKT_OUTGOING &&
+	    own_learn_syn(e, seg, false)) {
+		e->st.ignored[FSM_IGN_OWN_PROBE]++; /* through NAT, in this host's address */
+		return;
+	}
 	if (src_local && on_segment(e, seg, false, false, now) == FSM_IGN_OWN_PROBE)
 		return; /* our probe over loopback is no sign of life for the other end */
-	if (dst_local)
+	if (dst_local) {
 		on_segment(e, seg, true, false, now);
+		if (e->nat)
+			challenge_arrived(e, seg, now); /* through NAT, to this host's address */
+	}
 }
 
 static void on_icmp(struct engine *e, const struct codec_icmp *icmp, double now)

@@ -57,21 +57,24 @@ static const char table_head[] =
     " chain hush6 {\n"
     "  ip6 saddr . tcp sport . tcp sequence . tcp ackseq @ans6 counter drop\n"
     "  ip6 saddr . tcp sport . ip6 daddr . tcp dport @syn6 counter drop\n"
-    " }\n"
-    " chain learn_out {\n"
-    "  type filter hook output priority raw; policy accept;\n"
-    "  meta mark 0x6b617072 notrack\n"
-    " }\n"
-    " chain forward {\n"
-    "  type filter hook forward priority filter - 10; policy accept;\n"
-    "  tcp flags != ack return\n";
+    " }\n";
 
-/* Appends the forward chain's length rules and the closing braces to buf. */
+/* The table's text into buf: table_head, the forward chain's length rules, the output
+ * chain that leaves marked packets untracked. 0, or -1 when buf is too short. */
 static int table_text(char *buf, size_t len)
 {
 	size_t at = (size_t)snprintf(buf, len, "%s", table_head);
 	int doff;
 
+	at += (size_t)snprintf(buf + at, len - at,
+	                       " chain learn_out {\n"
+	                       "  type filter hook output priority raw; policy accept;\n"
+	                       "  meta mark %#x notrack\n"
+	                       " }\n"
+	                       " chain forward {\n"
+	                       "  type filter hook forward priority filter - 10; policy accept;\n"
+	                       "  tcp flags != ack return\n",
+	                       HUSH_NOTRACK_MARK);
 	for (doff = 5; doff <= 15 && at < len; doff++)
 		at += (size_t)snprintf(buf + at, len - at,
 		                       "  ip hdrlength 5 ip length %d tcp doff %d goto hush4\n"

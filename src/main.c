@@ -695,19 +695,21 @@ static void hush_expect(void *arg, const struct hush_expect *x, size_t n)
 		log_warn("nftables: answers to gateway probes are forwarded (elements refused)");
 }
 
-/* Warns once that the answers to gateway probes will be forwarded. */
+/* Warns once that kaprobed's table could not be installed. */
 static void hush_unavailable(struct daemon *d, const char *why)
 {
 	if (!d->hush_told)
 		log_warnx("%s: answers to gateway probes and learning SYNs are forwarded to the "
-		          "other end",
+		          "other end, and flows through NAT that predate kaprobed are followed "
+		          "from their next segment",
 		          why);
 	d->hush_told = true;
 }
 
-/* Installs kaprobed's nftables table when the config has a gateway rule and
- * gateway_drop_answers is on, deletes it otherwise (start, reload); the engine's expect
- * hook follows. */
+/* kaprobed's nftables table is installed while the config has a gateway rule, deleted
+ * otherwise (start, reload). While it is: learning SYNs through NAT go marked (untracked
+ * by the router), and with gateway_drop_answers the engine's expect hook adds the answers
+ * it is to drop. */
 static void hush_configure(struct daemon *d)
 {
 	bool want = false;
@@ -716,23 +718,20 @@ static void hush_configure(struct daemon *d)
 
 	for (i = 0; i < d->cfg.nrules; i++)
 		want |= d->cfg.rules[i].mode == RULE_MODE_GATEWAY;
-	want = want && d->cfg.gateway_drop_answers;
-	if (!want || hush_active(d->hush)) {
-		if (!want)
-			hush_stop(d->hush);
-		engine_set_expect(d->engine, want ? hush_expect : NULL, d);
-		return;
+	if (!want)
+		hush_stop(d->hush);
+	else if (!hush_active(d->hush)) {
+		if ((!d->hush && !(d->hush = hush_open(err, sizeof(err)))) ||
+		    hush_start(d->hush, err, sizeof(err)) < 0)
+			hush_unavailable(d, err);
+		else
+			log_info(
+			    "nftables: table inet kaprobed installed (gateway_drop_answers %s)",
+			    d->cfg.gateway_drop_answers ? "yes" : "no");
 	}
-	if (!d->hush && !(d->hush = hush_open(err, sizeof(err)))) {
-		hush_unavailable(d, err);
-		return;
-	}
-	if (hush_start(d->hush, err, sizeof(err)) < 0) {
-		hush_unavailable(d, err);
-		return;
-	}
-	engine_set_expect(d->engine, hush_expect, d);
-	log_info("nftables: table inet kaprobed drops the answers to gateway probes");
+	want = hush_active(d->hush);
+	engine_set_learn_mark(d->engine, want ? HUSH_NOTRACK_MARK : 0);
+	engine_set_expect(d->engine, want && d->cfg.gateway_drop_answers ? hush_expect : NULL, d);
 }
 
 /* Re-reads the configuration file; returns 0 when the new one is in force, -1 when the
