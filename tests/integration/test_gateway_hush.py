@@ -13,7 +13,8 @@ rounds, with the drop on, there are none (the probes' answers stay in the router
 import re
 import time
 
-from netns import check, conf_text, routed, run
+from netns import check, conf_text, routed, run, svc_rule
+from test_actions import rewrite
 from test_cases import DEAD_AFTER, IDLE, connect, fmt_events, firewall
 from test_gateway import (PORT, Flow, count_probes, gw_rule, lines_shaped, nat_connect,
                           nat_rules, probes_seen)
@@ -184,6 +185,32 @@ def gw_existing_nat(ctx, fam, nat):
            "at the ends 0; table dropped %s; data flows after" % (nat, ", ".join(learn), dropped)
 
 
+def gw_hush_reload(ctx):
+    """A table left over (by a kaprobed killed) is replaced at start; the table follows the
+    gateway rules: a reload to a file without one deletes it, a reload with one installs it
+    again, and kaprobed's exit deletes it."""
+    net = routed(ctx.topo)
+    if ctx.netcheck:
+        return "nothing to check without kaprobed"
+    ctx.topo.nft(net["router"], "add table inet kaprobed\nadd chain inet kaprobed leftover\n")
+    kap = start(ctx, net, True)
+    text = run(["nft", "list", "table", "inet", "kaprobed"], ns=net["router"]).stdout
+    check("leftover" not in text and "ans4" in text, "the table at start:\n%s" % text)
+    at = 0
+    for rules, want in (([svc_rule(port=PORT)], False), ([gw_rule()], True)):
+        rewrite(ctx, rules)
+        at = kap.proc.wait_line(lambda l: "configuration reloaded" in l, 3, "the reload line",
+                                stream="err", start=at)[0] + 1
+        tables = router_tables(net["router"])
+        check(("kaprobed" in tables) == want, "after a reload %s a gateway rule, the router's "
+              "tables: %s" % ("with" if want else "without", tables.strip()))
+    kap.stop_ok()
+    tables = router_tables(net["router"])
+    check("kaprobed" not in tables, "the router's tables after kaprobed stopped: %s" % tables)
+    return "leftover table replaced at start; gone after a reload without gateway rules, " \
+        "back after one with, gone at exit"
+
+
 CASES = [
     ("gateway_hush", lambda ctx: gw_hush(ctx, 4)),
     ("gateway_hush6", lambda ctx: gw_hush(ctx, 6)),
@@ -192,6 +219,7 @@ CASES = [
     ("gateway_hush_masq6", lambda ctx: gw_hush(ctx, 6, "masq")),
     ("gateway_hush_dnat", lambda ctx: gw_hush(ctx, 4, "dnat")),
     ("gateway_hush_dnat6", lambda ctx: gw_hush(ctx, 6, "dnat")),
+    ("gateway_hush_reload", gw_hush_reload),
     ("gateway_existing_masq", lambda ctx: gw_existing_nat(ctx, 4, "masq")),
     ("gateway_existing_dnat", lambda ctx: gw_existing_nat(ctx, 4, "dnat")),
     ("gateway_existing_masq6", lambda ctx: gw_existing_nat(ctx, 6, "masq")),
