@@ -156,7 +156,11 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@python3 tests/integration/demo.py --kaprobed $(BUILD)/kaprobed --config conf/demo.ini
 
-BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send $(BUILD)/bench/bench_stall
+BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send $(BUILD)/bench/bench_stall \
+              $(BUILD)/bench/bench_hush
+$(BUILD)/bench/bench_hush: tests/bench/bench_hush.c $(BUILD)/hush.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(NFTABLES_LIBS) $(NFTNL_LIBS) $(MNL_LIBS)
 $(BUILD)/bench/bench_stall: tests/bench/bench_stall.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) log engine sender atomicfile report diag discover loopstall))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) $(SYSTEMD_LIBS) $(JANSSON_LIBS) $(MNL_LIBS) -lm
