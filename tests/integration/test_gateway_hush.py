@@ -15,7 +15,7 @@ import time
 
 from netns import check, conf_text, routed, run, svc_rule
 from test_actions import rewrite
-from test_cases import DEAD_AFTER, IDLE, connect, fmt_events, firewall
+from test_cases import DEAD_AFTER, IDLE, connect, firewall, fmt_events, idle_until
 from test_gateway import (PORT, Flow, count_probes, gw_rule, lines_shaped, nat_connect,
                           nat_rules, probes_seen)
 
@@ -87,13 +87,16 @@ def gw_hush(ctx, fam, nat=None, drop=True):
     count_pure_acks(ctx, net["local"], fam, seen_at_srv)
     count_pure_acks(ctx, net["peer"], fam, seen_at_cli)
     c = f.c
-    c.exchange()
-    # The exchange's own ACKs are out by the first idle line (IDLE s later).
-    first = f.wait(log, "server", "idle", IDLE + 3)
+    t_last = c.exchange()
+    # The exchange's own ACKs (quick, or delayed by 200 ms at most) are out half an idle
+    # later, and the first probes go an idle after it.
+    idle_until(t_last + IDLE / 2, log)
     base = (acks_seen(net["local"]), acks_seen(net["peer"]))
+    check(not [e for e in f.events(log) if e.get("event") == "probe"],
+          "probes before the counters' base was read: the check would miss answers")
     alive = {}
     for side in ("server", "client"):
-        after = None if side == "client" else first
+        after = None
         alive[side] = []
         for _ in range(2):
             idle = f.wait(log, side, "idle", IDLE + 3, after)
