@@ -893,7 +893,6 @@ static void expect_of(const struct engine *e, const struct conn *c, const struct
 
 	memset(x, 0, sizeof(*x));
 	x->family = c->key.family;
-	memcpy(x->dst, c->key.local, sizeof(x->dst)); /* (unused by an answer's key) */
 	if (p->kind == SENDER_PROBE) {
 		/* the probed end's duplicate ACK: SEQ its SND.NXT (the probe's ACK), ACK its
 		 * RCV.NXT (the probe's SEQ + 1); the round's probes all draw the same one */
@@ -1489,6 +1488,7 @@ void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
 	}
 }
 
+/* c (may be NULL) waits for the answer to its learning SYN, which seg carries the SEQ of. */
 static bool asked_with(const struct conn *c, const struct codec_tcp *seg)
 {
 	return c && (c->fsm.learn == FSM_LEARN_ASKED1 || c->fsm.learn == FSM_LEARN_ASKED2) &&
