@@ -27,19 +27,24 @@ JANSSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
 JANSSON_LIBS := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
 MNL_CFLAGS  := $(shell pkg-config --cflags libmnl 2>/dev/null)
 MNL_LIBS    := $(shell pkg-config --libs libmnl 2>/dev/null || echo -lmnl)
+NFTNL_CFLAGS := $(shell pkg-config --cflags libnftnl 2>/dev/null)
+NFTNL_LIBS  := $(shell pkg-config --libs libnftnl 2>/dev/null || echo -lnftnl)
+NFTABLES_CFLAGS := $(shell pkg-config --cflags libnftables 2>/dev/null)
+NFTABLES_LIBS := $(shell pkg-config --libs libnftables 2>/dev/null || echo -lnftables)
 # libnet 1.1.6 and libev ship no pkg-config file on Debian 12.
 NET_LIBS    := -lnet
 EV_LIBS     := -lev
 
 CFLAGS  := -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE -DKAPROBE_VERSION=\"$(VERSION)\" \
            $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-           -Iinclude $(PCAP_CFLAGS) $(JANSSON_CFLAGS) $(MNL_CFLAGS) $(SANFLAGS) $(EXTRA_CFLAGS)
+           -Iinclude $(PCAP_CFLAGS) $(JANSSON_CFLAGS) $(MNL_CFLAGS) $(NFTNL_CFLAGS) $(NFTABLES_CFLAGS) \
+           $(SANFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 
 CORE    := addr codec fsm rule config conntab logline state metrics statusview nlwalk actmsg \
            timerheap gateway
 EDGE    := log capture sender engine atomicfile report action diag ifaddr discover loopstall \
-           replay
+           replay hush
 SERVICE := priv notify
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) main))
 
@@ -92,7 +97,7 @@ build/kaprobed: $(BUILD)/kaprobed
 
 $(BUILD)/kaprobed: $(DAEMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJS) $(PCAP_LIBS) $(NET_LIBS) $(EV_LIBS) $(INIH_LIBS) $(CAP_LIBS) $(SYSTEMD_LIBS) \
-		$(JANSSON_LIBS) $(MNL_LIBS) -lm
+		$(JANSSON_LIBS) $(NFTABLES_LIBS) $(NFTNL_LIBS) $(MNL_LIBS) -lm
 
 $(BUILD)/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -151,7 +156,11 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@python3 tests/integration/demo.py --kaprobed $(BUILD)/kaprobed --config conf/demo.ini
 
-BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send $(BUILD)/bench/bench_stall
+BENCH_BINS := $(BUILD)/bench/bench_core $(BUILD)/bench/bench_send $(BUILD)/bench/bench_stall \
+              $(BUILD)/bench/bench_hush
+$(BUILD)/bench/bench_hush: tests/bench/bench_hush.c $(BUILD)/hush.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(NFTABLES_LIBS) $(NFTNL_LIBS) $(MNL_LIBS)
 $(BUILD)/bench/bench_stall: tests/bench/bench_stall.c $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) log engine sender atomicfile report diag discover loopstall))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(INIH_LIBS) $(EV_LIBS) $(NET_LIBS) $(SYSTEMD_LIBS) $(JANSSON_LIBS) $(MNL_LIBS) -lm

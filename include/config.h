@@ -60,6 +60,8 @@ struct config {
 	long max_probe_rate;        /* probes and learning SYNs per second, at most */
 	long capture_buffer;        /* bytes of kernel capture ring per capture */
 	bool log_alive_every;       /* log_alive = every: idle and alive lines at info, as before */
+	bool gateway_drop_answers;  /* gateway rules: the router drops the answers to its probes
+	                               and learning SYNs (hush.c) instead of forwarding them */
 	struct fsm_params defaults;
 	struct rule *rules; /* in file order; heap, freed by config_free() */
 	size_t nrules;

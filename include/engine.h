@@ -13,6 +13,7 @@
 #include "config.h"
 #include "conntab.h"
 #include "fsm.h"
+#include "hush.h"
 #include "records.h"
 #include "sender.h"
 
@@ -177,12 +178,27 @@ typedef int (*engine_ct_fn)(void *arg, const struct addr_tuple *from, struct add
  * entry's own tuples (gateway_nat_view). NULL: never (no NAT is followed). */
 void engine_set_conntrack(struct engine *e, engine_ct_fn fn, void *arg);
 
+/* Gateway mode: the answers that a batch of gateway probes and learning SYNs will draw
+ * (hush.h: a probe's answer exactly, a learning SYN's challenge ACK by its flow), told
+ * just before the batch is sent, for the router to drop them instead of forwarding them
+ * to the other end (the capture hears them arriving all the same). The hook must not call
+ * back into the engine. NULL: none (answers are forwarded). */
+typedef void (*engine_expect_fn)(void *arg, const struct hush_expect *x, size_t n);
+void engine_set_expect(struct engine *e, engine_expect_fn fn, void *arg);
+
+/* The packet mark the router leaves untracked (hush.h), or 0 (none: the default). With
+ * one, a learning SYN through NAT goes out marked, with the addresses of the flow as the end
+ * it asks sees it (gateway_nat.learn), and translated flows found in conntrack
+ * (engine_gateway_found) are followed. */
+void engine_set_learn_mark(struct engine *e, uint32_t mark);
+
 /* A forwarded TCP connection that conntrack lists as established (tuples orig and reply,
  * translated or not), idle s (its entry's timeout left, from the established timeout):
  * its two records are made as discovered ones, their numbers asked for with a learning SYN
  * to each end in the other's name before the first probe, which waits until each end's
  * answer shows nothing in flight. Nothing when an end is this host, no gateway rule
- * matches, the records exist, or the flow is translated (nat: not yet). */
+ * matches, the records exist, or the flow is translated (nat) while no learn mark is set
+ * (engine_set_learn_mark). */
 void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
                           const struct addr_tuple *reply, bool nat, double idle, double now);
 

@@ -53,6 +53,10 @@ struct gateway_nat {
 	                              probe with the addresses the end sees makes a new entry,
 	                              whose source port NAT changes) */
 	struct addr_tuple partner; /* the key of the flow's other record */
+	struct addr_tuple learn;   /* a learning SYN goes from learn.remote to learn.local: the
+	                              flow as the end spoken for sees it (partner swapped), never
+	                              translated (marked: the router's conntrack must not see it,
+	                              a SYN in the entry's reply direction being invalid there) */
 };
 
 /* The view of record key of a flow whose conntrack entry has the tuples orig and reply

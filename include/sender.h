@@ -20,6 +20,7 @@ struct sender_pkt {
 	const struct addr_tuple *key; /* the connection (key.local = our end) */
 	struct fsm_probe probe;       /* SENDER_PROBE: its fields (fsm.h) */
 	uint32_t seq; /* SENDER_SYN: SEQ of the SYN injected into our own stack (sender_send_syn) */
+	uint32_t mark; /* the packet's mark (SO_MARK as a control message), 0: none */
 };
 
 /* Longest packet sender_build makes: IPv6 (40) + TCP (20) + timestamps (12) + 1 byte. */

@@ -129,6 +129,7 @@ static const struct key keys[] = {
     {"discover_interval", AT_GLOBAL(discover_interval), PERIOD},
     {"max_connections", AT_GLOBAL(max_connections), LONG(1, CONFIG_MAX_CONNECTIONS)},
     {"skip_kernel_keepalive", AT_GLOBAL(skip_kernel_keepalive), .set = set_bool},
+    {"gateway_drop_answers", AT_GLOBAL(gateway_drop_answers), .set = set_bool},
     {"max_probe_rate", AT_GLOBAL(max_probe_rate),
      LONG(CONFIG_PROBE_RATE_MIN, CONFIG_PROBE_RATE_MAX)},
     {"capture_buffer", AT_GLOBAL(capture_buffer),
@@ -1152,6 +1153,7 @@ static void config_init(struct config *c, const struct fsm_params *host)
 	c->discover_interval = 30.0;
 	c->max_connections = 1000000;
 	c->skip_kernel_keepalive = true;
+	c->gateway_drop_answers = true;
 	c->max_probe_rate = CONFIG_PROBE_RATE_DEFAULT;
 	c->capture_buffer = CONFIG_CAPTURE_BUFFER_DEFAULT;
 	c->on_dead.mask = RULE_ACT_LOG;

@@ -128,6 +128,9 @@ struct engine {
 	engine_ct_fn ct;        /* conntrack lookups (NAT), or NULL */
 	void *ct_arg;
 	struct gateway_natmap *nat; /* the CONN_F_NAT records' views (made at the first) */
+	engine_expect_fn expect;    /* answers the router drops (hush.h), or NULL */
+	void *expect_arg;
+	uint32_t learn_mark; /* learning SYNs through NAT: the router's notrack mark, or 0 */
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -147,6 +150,8 @@ static bool has_gateway_rule(const struct config *cfg);
 static bool gateway_pair_seen(struct engine *e, struct conn *c, double now);
 static const struct addr_tuple *name_of(const struct engine *e, const struct conn *c);
 static const struct addr_tuple *send_of(const struct engine *e, const struct conn *c);
+static struct conn *partner_of(const struct engine *e, const struct conn *c);
+static void challenge_arrived(struct engine *e, const struct codec_tcp *seg, double now);
 
 static double mono_now(void)
 {
@@ -779,6 +784,21 @@ static struct conn *pace_pop(struct pacer *pc)
 	return c;
 }
 
+/* What c's learning SYN goes out as (from key.remote to key.local), and its mark: the key
+ * itself, unmarked; through NAT, while the router leaves marked packets untracked
+ * (engine_set_learn_mark), the flow as the end spoken for sees it (gateway_nat.learn). */
+static const struct addr_tuple *learn_of(const struct engine *e, const struct conn *c,
+                                         uint32_t *mark)
+{
+	const struct gateway_nat *n;
+
+	if (!e->learn_mark || !(c->flags & CONN_F_NAT) ||
+	    !(n = gateway_natmap_get(e->nat, &c->key)))
+		return &c->key;
+	*mark = e->learn_mark;
+	return &n->learn;
+}
+
 /* The packet c waits for, from what its machine knows now; false when no longer wanted. */
 static bool pace_packet(struct engine *e, struct conn *c, struct sender_pkt *pkt)
 {
@@ -788,7 +808,7 @@ static bool pace_packet(struct engine *e, struct conn *c, struct sender_pkt *pkt
 	if (rule_of(e, c)->params.observe)
 		return false; /* observe-only (a reload made it so while it waited) */
 	memset(pkt, 0, sizeof(*pkt));
-	pkt->key = learn ? &c->key : send_of(e, c); /* (a learning SYN goes as the key says) */
+	pkt->key = learn ? learn_of(e, c, &pkt->mark) : send_of(e, c);
 	pkt->kind = learn ? SENDER_SYN : SENDER_PROBE;
 	if (learn)
 		return fsm_learn_now(&c->fsm, &pkt->seq);
@@ -855,6 +875,73 @@ static void pace_write(struct engine *e, struct sender_pkt *pkts, size_t n, int 
 		memset(errs, 0, n * sizeof(*errs));
 }
 
+/* How long the router drops a learning SYN's challenge ACK (keyed by its flow only): an
+ * ACK of the other end's new data sent by the same end within this window would be dropped
+ * too (TCP recovers: the next ACK, or the other end's retransmission); the flow is idle
+ * when it is asked, so there is seldom any. */
+#define EXPECT_CHALLENGE_MS 2000
+
+/* The answer p (a gateway record c's probe or learning SYN) draws, as the router's forward
+ * hook sees it: each address is the one its end gives itself (hush.h). */
+static void expect_of(const struct engine *e, const struct conn *c, const struct sender_pkt *p,
+                      struct hush_expect *x)
+{
+	const struct fsm_params *par = &rule_of(e, c)->params;
+	const struct gateway_nat *n =
+	    (c->flags & CONN_F_NAT) ? gateway_natmap_get(e->nat, &c->key) : NULL;
+	double ms = (par->interval * par->probes + 1.0) * 1000.0;
+
+	memset(x, 0, sizeof(*x));
+	x->family = c->key.family;
+	if (p->kind == SENDER_PROBE) {
+		/* the probed end's duplicate ACK: SEQ its SND.NXT (the probe's ACK), ACK its
+		 * RCV.NXT (the probe's SEQ + 1); the round's probes all draw the same one */
+		x->kind = HUSH_ANSWER;
+		memcpy(x->src, c->key.remote, sizeof(x->src));
+		x->sport = c->key.rport;
+		x->seq = p->probe.ack;
+		x->ack = p->probe.seq + 1;
+		x->timeout_ms = ms < 4e9 ? (uint32_t)ms : 4000000000u;
+		return;
+	}
+	/* the challenge ACK of the end spoken for (as it sees itself: through NAT, the
+	 * partner's remote) to the probed end */
+	x->kind = HUSH_CHALLENGE;
+	memcpy(x->src, n ? n->partner.remote : c->key.local, sizeof(x->src));
+	x->sport = n ? n->partner.rport : c->key.lport;
+	memcpy(x->dst, c->key.remote, sizeof(x->dst));
+	x->dport = c->key.rport;
+	x->timeout_ms = EXPECT_CHALLENGE_MS;
+}
+
+/* Tells the expect hook of the answers this batch's gateway packets draw, before the batch
+ * goes (an answer can be back within microseconds). */
+static void pace_expect(struct engine *e, const struct sender_pkt *pkts, struct conn *const *conns,
+                        size_t n)
+{
+	struct hush_expect x[PACE_BATCH];
+	size_t i, m = 0;
+
+	if (!e->expect)
+		return;
+	for (i = 0; i < n; i++)
+		if (conns[i]->flags & CONN_F_GATEWAY)
+			expect_of(e, conns[i], &pkts[i], &x[m++]);
+	if (m)
+		e->expect(e->expect_arg, x, m);
+}
+
+void engine_set_expect(struct engine *e, engine_expect_fn fn, void *arg)
+{
+	e->expect = fn;
+	e->expect_arg = arg;
+}
+
+void engine_set_learn_mark(struct engine *e, uint32_t mark)
+{
+	e->learn_mark = mark;
+}
+
 /* Sends up to budget queued packets in batches; returns how many were sent. */
 static size_t pace_send(struct engine *e, size_t budget)
 {
@@ -875,6 +962,7 @@ static size_t pace_send(struct engine *e, size_t budget)
 			else if (!c->timer_pos)
 				arm_timer(e, c); /* answered meanwhile: its timer goes on */
 		}
+		pace_expect(e, pkts, conns, n);
 		pace_write(e, pkts, n, errs);
 		now = now_of(e);
 		for (i = 0; i < n; i++)
@@ -1318,27 +1406,32 @@ static int gateway_kind(struct engine *e, const struct addr_tuple *key, const st
 	return GW_NAT;
 }
 
-/* A forwarded connection is probed only when both its records exist (both directions
- * were seen). With asymmetric routing, or through NAT without conntrack, the record
- * probing an end in the other's name would never hear the answers and give a false dead
- * verdict. False (c's timer re-armed an interval later) while c, watching, has no partner. */
-static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
+/* The other record of c's flow (the swapped key, or gateway_nat.partner), or NULL. */
+static struct conn *partner_of(const struct engine *e, const struct conn *c)
 {
-	struct addr_tuple key;
-
-	struct conn *p;
-
-	if (c->fsm.state != FSM_WATCH)
-		return true; /* a round under way ends as it began; a closed record lingers */
 	const struct gateway_nat *n =
 	    (c->flags & CONN_F_NAT) ? gateway_natmap_get(e->nat, &c->key) : NULL;
+	struct addr_tuple key;
 
 	if (n)
 		key = n->partner;
 	else
 		addr_tuple_make(&key, c->key.family, c->key.remote, c->key.rport, c->key.local,
 		                c->key.lport);
-	p = conntab_find(e->tab, &key);
+	return conntab_find(e->tab, &key);
+}
+
+/* A forwarded connection is probed only when both its records exist (both directions
+ * were seen). With asymmetric routing, or through NAT without conntrack, the record
+ * probing an end in the other's name would never hear the answers and give a false dead
+ * verdict. False (c's timer re-armed an interval later) while c, watching, has no partner. */
+static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
+{
+	struct conn *p;
+
+	if (c->fsm.state != FSM_WATCH)
+		return true; /* a round under way ends as it began; a closed record lingers */
+	p = partner_of(e, c);
 	if (p && (c->flags & CONN_F_DISCOVERED) && fsm_can_probe(&c->fsm) &&
 	    !((p->fsm.known & FSM_K_RCV_NXT) && p->fsm.rcv_nxt == c->fsm.snd_nxt)) {
 		/* found in conntrack: "nothing in flight" is an assumption until the probed end's
@@ -1377,10 +1470,11 @@ void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
 	if (!e->gateway || addr_set_contains(e->local, orig->family, orig->local) ||
 	    addr_set_contains(e->local, reply->family, reply->local))
 		return; /* an end is this host: its sockets are discovery's */
-	if (nat)
+	if (nat && !e->learn_mark)
 		return; /* the learning SYN to the client would go in the reply direction, which
-		           conntrack takes as invalid and does not translate: followed from its
-		           next segment instead */
+		           conntrack takes as invalid and does not translate: without the router
+		           leaving it untracked (gateway_nat.learn), followed from its next
+		           segment instead */
 	addr_tuple_make(&keys[0], reply->family, reply->remote, reply->rport, reply->local,
 	                reply->lport); /* probes the server, as it sees the flow */
 	addr_tuple_make(&keys[1], orig->family, orig->remote, orig->rport, orig->local,
@@ -1394,20 +1488,53 @@ void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
 	}
 }
 
-/* A learning SYN of the record keyed (local = seg's destination, remote = its source), sent
- * in its remote end's name, seen leaving: it is no SYN of the end it claims to come from
- * (the other record would take it as a new connection and void its numbers). */
-static bool own_learn_syn(struct engine *e, const struct codec_tcp *seg)
+/* c (may be NULL) waits for the answer to its learning SYN, which seg carries the SEQ of. */
+static bool asked_with(const struct conn *c, const struct codec_tcp *seg)
+{
+	return c && (c->fsm.learn == FSM_LEARN_ASKED1 || c->fsm.learn == FSM_LEARN_ASKED2) &&
+	       c->fsm.probe_seq == seg->seq;
+}
+
+/* A learning SYN seen leaving, sent in its source's name: it is no SYN of the end it claims
+ * to come from (the record keyed by it would take it as a new connection and void its
+ * numbers). Its record: keyed (local = seg's destination, remote = its source), or, through
+ * NAT (the SYN goes as gateway_nat.learn, the flow as the end spoken for sees it), the
+ * partner of the record keyed (local = its source, remote = its destination). fwd: a
+ * forwarded copy (else one with a local source, tried through NAT only). */
+static bool own_learn_syn(struct engine *e, const struct codec_tcp *seg, bool fwd)
 {
 	struct addr_tuple key;
-	struct conn *c;
+	struct conn *p;
 
 	if ((seg->flags & (CODEC_TH_SYN | CODEC_TH_ACK | CODEC_TH_RST)) != CODEC_TH_SYN)
 		return false;
 	addr_tuple_make(&key, seg->family, seg->dst, seg->dport, seg->src, seg->sport);
-	c = conntab_find(e->tab, &key);
-	return c && (c->fsm.learn == FSM_LEARN_ASKED1 || c->fsm.learn == FSM_LEARN_ASKED2) &&
-	       c->fsm.probe_seq == seg->seq;
+	if (fwd && asked_with(conntab_find(e->tab, &key), seg))
+		return true;
+	addr_tuple_make(&key, seg->family, seg->src, seg->sport, seg->dst, seg->dport);
+	p = conntab_find(e->tab, &key);
+	return p && (p->flags & CONN_F_NAT) && asked_with(partner_of(e, p), seg);
+}
+
+/* While the router drops the challenge ACKs (the expect hook is set), one never leaves:
+ * its arriving copy (a pure ACK from the end a learning record speaks for) is heard as the
+ * leaving one would have been, "ours" for that record (the partner of the record whose
+ * peer's it is; SEQ, ACK, window and timestamps are the same on either side of NAT). */
+static void challenge_arrived(struct engine *e, const struct codec_tcp *seg, double now)
+{
+	struct addr_tuple key;
+	struct fsm_out out;
+	struct conn *p, *c;
+
+	if (!e->expect || seg->flags != CODEC_TH_ACK || seg->payload_len)
+		return;
+	addr_tuple_make(&key, seg->family, seg->dst, seg->dport, seg->src, seg->sport);
+	if (!(p = conntab_find(e->tab, &key)) || !(p->flags & CONN_F_GATEWAY) ||
+	    !(c = partner_of(e, p)) ||
+	    (c->fsm.learn != FSM_LEARN_ASKED1 && c->fsm.learn != FSM_LEARN_ASKED2))
+		return;
+	fsm_on_segment(&c->fsm, &rule_of(e, c)->params, seg, false, now, &out);
+	apply(e, c, &out, now);
 }
 
 /* A copy of a forwarded segment (gateway.h): as it left, the sender's end speaks for itself
@@ -1417,11 +1544,13 @@ static bool own_learn_syn(struct engine *e, const struct codec_tcp *seg)
 static void on_forwarded(struct engine *e, const struct codec_tcp *seg, int copy, double now)
 {
 	e->st.forwarded++;
-	if (copy == GATEWAY_LEFT && own_learn_syn(e, seg)) {
+	if (copy == GATEWAY_LEFT && own_learn_syn(e, seg, true)) {
 		e->st.ignored[FSM_IGN_OWN_PROBE]++;
 		return;
 	}
 	on_segment(e, seg, copy == GATEWAY_ARRIVED, true, now);
+	if (copy == GATEWAY_ARRIVED)
+		challenge_arrived(e, seg, now);
 }
 
 /* Which way a segment goes: from this host (ours), to it (the peer's), or both on loopback.
@@ -1450,10 +1579,18 @@ static void on_tcp(struct engine *e, const struct codec_tcp *seg, int lo, double
 		e->st.not_local++;
 		return;
 	}
+	if (src_local && e->nat && seg->pkttype == CODEC_PKT_OUTGOING &&
+	    own_learn_syn(e, seg, false)) {
+		e->st.ignored[FSM_IGN_OWN_PROBE]++; /* through NAT, in this host's address */
+		return;
+	}
 	if (src_local && on_segment(e, seg, false, false, now) == FSM_IGN_OWN_PROBE)
 		return; /* our probe over loopback is no sign of life for the other end */
-	if (dst_local)
+	if (dst_local) {
 		on_segment(e, seg, true, false, now);
+		if (e->nat)
+			challenge_arrived(e, seg, now); /* through NAT, to this host's address */
+	}
 }
 
 static void on_icmp(struct engine *e, const struct codec_icmp *icmp, double now)

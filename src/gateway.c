@@ -26,12 +26,14 @@ bool gateway_nat_view(const struct addr_tuple *orig, const struct addr_tuple *re
 		n->name = *orig;
 		n->send = *orig;
 		n->partner = from_client;
+		n->learn = *orig;
 		return true;
 	}
 	if (addr_tuple_equal(key, &from_client)) { /* probes the end that opened (client) */
 		n->name = *key;
 		n->send = *reply;
 		n->partner = from_server;
+		n->learn = *reply;
 		return true;
 	}
 	return false;

@@ -33,6 +33,7 @@
 #include "discover.h"
 #include "engine.h"
 #include "gateway.h"
+#include "hush.h"
 #include "ifaddr.h"
 #include "log.h"
 #include "loopstall.h"
@@ -92,6 +93,9 @@ struct daemon {
 	uint32_t qseq; /* their sequence numbers */
 	int ctfd;      /* NETLINK_NETFILTER for gateway records' conntrack lookups, or -1 */
 	uint32_t ctseq;
+	struct hush *hush; /* gateway rules: the nftables table dropping answers (or NULL) */
+	bool hush_told;    /* the warning that answers are forwarded was written */
+	unsigned long long hush_failed; /* batches of expected answers nftables refused */
 };
 
 static unsigned long long pcap_drops(void *arg);
@@ -680,6 +684,56 @@ static void warn_conntrack_timeout(const struct config *cfg)
 		          r->name, r->params.idle, "nf_conntrack_tcp_timeout_established", t);
 }
 
+/* The engine's expect hook: the answers of a batch of gateway packets, for the table. */
+static void hush_expect(void *arg, const struct hush_expect *x, size_t n)
+{
+	struct daemon *d = arg;
+
+	if (hush_add(d->hush, x, n) == 0)
+		return;
+	if (d->hush_failed++ == 0)
+		log_warn("nftables: answers to gateway probes are forwarded (elements refused)");
+}
+
+/* Warns once that kaprobed's table could not be installed. */
+static void hush_unavailable(struct daemon *d, const char *why)
+{
+	if (!d->hush_told)
+		log_warnx("%s: answers to gateway probes and learning SYNs are forwarded to the "
+		          "other end, and flows through NAT that predate kaprobed are followed "
+		          "from their next segment",
+		          why);
+	d->hush_told = true;
+}
+
+/* kaprobed's nftables table is installed while the config has a gateway rule, deleted
+ * otherwise (start, reload). While it is: learning SYNs through NAT go marked (untracked
+ * by the router), and with gateway_drop_answers the engine's expect hook adds the answers
+ * it is to drop. */
+static void hush_configure(struct daemon *d)
+{
+	bool want = false;
+	char err[512];
+	size_t i;
+
+	for (i = 0; i < d->cfg.nrules; i++)
+		want |= d->cfg.rules[i].mode == RULE_MODE_GATEWAY;
+	if (!want)
+		hush_stop(d->hush);
+	else if (!hush_active(d->hush)) {
+		if ((!d->hush && !(d->hush = hush_open(err, sizeof(err)))) ||
+		    hush_start(d->hush, err, sizeof(err)) < 0)
+			hush_unavailable(d, err);
+		else
+			log_info(
+			    "nftables: table inet kaprobed installed (gateway_drop_answers %s)",
+			    d->cfg.gateway_drop_answers ? "yes" : "no");
+	}
+	want = hush_active(d->hush);
+	engine_set_learn_mark(d->engine, want ? HUSH_NOTRACK_MARK : 0);
+	engine_set_expect(d->engine, want && d->cfg.gateway_drop_answers ? hush_expect : NULL, d);
+}
+
 /* Re-reads the configuration file; returns 0 when the new one is in force, -1 when the
  * old one is kept (every error logged). */
 static int reload_config(struct daemon *d)
@@ -710,6 +764,7 @@ static int reload_config(struct daemon *d)
 	report_reload(d->report);
 	action_check_config(&d->cfg, d->conf_path, true);
 	warn_conntrack_timeout(&d->cfg);
+	hush_configure(d);
 	log_reloaded(d, untracked);
 	discover_set_config(d->discover, &d->cfg);
 	discover_run(d->discover); /* connections the new rules match */
@@ -874,6 +929,7 @@ static void open_privileged(struct daemon *d)
 		engine_set_conntrack(d->engine, ct_query, d); /* else no NAT is followed */
 	else
 		log_warn("NETLINK_NETFILTER: gateway rules follow no connection through NAT");
+	hush_configure(d);
 	ev_timer_init(&d->reopen_t, on_reopen, REOPEN_EVERY, REOPEN_EVERY);
 	d->reopen_t.data = d;
 	ev_timer_init(&d->pace_t, on_pace, CAPTURE_PACE, 0.0);
@@ -985,6 +1041,14 @@ static void shut_down(struct daemon *d)
 	ev_io_stop(d->loop, &d->addr_io);
 	close(d->addr_io.fd);
 	engine_free(d->engine);
+	if (d->hush) {
+		unsigned long long elems, batches;
+
+		hush_counts(d->hush, &elems, &batches);
+		log_info("nftables: %llu expected answers in %llu batches (%llu refused)", elems,
+		         batches, d->hush_failed);
+	}
+	hush_close(d->hush); /* deletes the table */
 	action_close(d->action);
 	ev_timer_stop(d->loop, &d->reopen_t);
 	ev_timer_stop(d->loop, &d->pace_t);

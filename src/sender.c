@@ -34,6 +34,10 @@ struct sender_queue {
 		struct sockaddr_in v4;
 		struct sockaddr_in6 v6;
 	} dst[SENDER_BATCH];
+	union {
+		struct cmsghdr h;
+		uint8_t b[CMSG_SPACE(sizeof(uint32_t))];
+	} ctl[SENDER_BATCH]; /* a marked packet's SO_MARK */
 	_Alignas(8) uint8_t buf[SENDER_BATCH][SENDER_BUF];
 };
 
@@ -262,6 +266,25 @@ static size_t queue_flush(struct sender_queue *q, int *errs)
 	return sent;
 }
 
+/* Message k carries mark as its SO_MARK (the socket's own mark, none, when mark is 0). */
+static void queue_mark(struct sender_queue *q, size_t k, uint32_t mark)
+{
+	struct msghdr *m = &q->msgs[k].msg_hdr;
+	struct cmsghdr *c = &q->ctl[k].h;
+
+	if (!mark) {
+		m->msg_control = NULL;
+		m->msg_controllen = 0;
+		return;
+	}
+	m->msg_control = q->ctl[k].b;
+	m->msg_controllen = sizeof(q->ctl[k].b);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SO_MARK;
+	c->cmsg_len = CMSG_LEN(sizeof(mark));
+	memcpy(CMSG_DATA(c), &mark, sizeof(mark));
+}
+
 /* Builds packet i into q (its IPv4 ID the next one); false when it cannot be built. */
 static bool queue_add(struct sender *s, struct sender_queue *q, const struct sender_pkt *p,
                       size_t i)
@@ -274,6 +297,7 @@ static bool queue_add(struct sender *s, struct sender_queue *q, const struct sen
 		return false; /* (a NULL key among them) */
 	dst = p->kind == SENDER_SYN ? t->local : t->remote;
 	q->iov[k].iov_len = len;
+	queue_mark(q, k, p->mark);
 	if (t->family == AF_INET) {
 		memcpy(&q->dst[k].v4.sin_addr, dst, 4);
 		s->ip_id++;

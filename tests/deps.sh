@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages kaprobe builds and tests with, when missing.
 set -eu
 PKGS="build-essential pkg-config libpcap-dev libnet1-dev libev-dev libinih-dev libcmocka-dev
-libjansson-dev libmnl-dev
+libjansson-dev libmnl-dev libnftnl-dev libnftables-dev
 nftables iproute2 python3 procps libsystemd-dev libcap-dev mandoc man-db logrotate prometheus
 strace systemd systemd-container clang libclang-rt-dev tcpdump"
 missing=""

@@ -25,6 +25,13 @@ else
 	echo "could not make namespaces (root needed): sender benchmark skipped"
 fi
 cleanup
+echo "== gateway: expected answers added to kaprobed's nftables table"
+if ip netns add "$A"; then
+	ip netns exec "$A" "$BUILD/bench/bench_hush" || echo "bench_hush failed"
+else
+	echo "could not make a namespace (root needed): nftables benchmark skipped"
+fi
+cleanup
 echo "== discovery (10000 idle connections: dump time, learning rate)"
 python3 tests/bench/discover.py "$BUILD/kaprobed" 10000 || echo "discovery benchmark failed"
 echo "== busy connection (one saturating iperf3 stream on a matching rule; see tests/bench/busy.py)"

@@ -442,6 +442,21 @@ def ensure_running():
     return main_pid()
 
 
+def nft_tables():
+    return sh(["nft", "list", "tables"]).stdout
+
+
+def check_table(pid):
+    """The gateway rule's nftables table, installed under the sandbox (no warning)."""
+    said = [e.get("MESSAGE") for e in journal("_PID=%d" % pid)
+            if isinstance(e.get("MESSAGE"), str) and "nftables" in e.get("MESSAGE")]
+    tables = nft_tables()
+    result("nft_table", "table inet kaprobed" in tables and
+           any("installed" in m for m in said),
+           "nft list tables: %s; kaprobed said: %s" % (
+               " / ".join(tables.split("\n")).strip(), "; ".join(said) or "nothing"))
+
+
 def check_stop(pid):
     t = time.monotonic()
     p = sh(["systemctl", "stop", UNIT], timeout=30)
@@ -456,6 +471,9 @@ def check_stop(pid):
            "process code %s status %s" % (
                p.returncode, took, limit, s.get("ActiveState"), s.get("Result"),
                s.get("ExecMainCode"), s.get("ExecMainStatus")))
+    tables = nft_tables()
+    result("nft_gone", "kaprobed" not in tables,
+           "nft list tables after stop: %s" % (tables.strip() or "none"))
 
 
 EXPECTED = (r'unknown key \"no_such_key\"', "reload failed: the old configuration is kept")
@@ -498,6 +516,7 @@ def main():
     try:
         pid = check_start()
         check_process(pid)
+        check_table(pid)
         check_security()
         check_reload(pid)
         check_verdict(pid)

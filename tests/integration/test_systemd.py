@@ -42,6 +42,13 @@ idle = 1s
 interval = 500ms
 probes = 2
 on_dead = log, close, exec:/opt/kaprobe-test/hook
+
+# A gateway rule (nothing is forwarded here): kaprobed installs its nftables table under
+# the unit's sandbox (CAP_NET_ADMIN, AF_NETLINK) and deletes it at stop.
+[gw]
+mode = gateway
+client = *
+server = *:6543
 """
 
 # Records who it ran as and with which capabilities (/run/kaprobe: the RuntimeDirectory,
@@ -289,13 +296,14 @@ def case_systemd_unit(ctx):
     ctx.details = lambda: lines  # what run.py -v prints for a passing case
     want = {"start", "ready", "user", "caps", "nnp_seccomp", "logsdir", "reload",
             "reload_bad", "track", "verdict", "close", "exec", "journal", "watchdog_ping",
-            "watchdog", "crash", "stop", "quiet", "security"}
+            "watchdog", "crash", "stop", "quiet", "security", "nft_table", "nft_gone"}
     missing = want - {r["check"] for r in results}
     check(not missing, "checks that did not run: %s\n%s" % (sorted(missing), lines))
     return "%d checks in one boot (%.1f s): notify start + StatusText, uid/CapEff 3000/" \
            "NoNewPrivs/Seccomp, LogsDirectory, reload (good, bad), dead verdict in status " \
            "log and journal, close + exec under the sandbox, watchdog and crash restarts, " \
-           "clean stop, no stray warning" % (len(results), took)
+           "clean stop, nftables table installed and deleted, no stray warning" % (
+               len(results), took)
 
 
 CASES = [

@@ -615,8 +615,15 @@ static void test_gateway_rules(void **state)
 	assert_int_equal(cfg.rules[1].server.port_lo, 5432);
 	assert_int_equal(cfg.rules[1].on_dead.mask, RULE_ACT_RST);
 
+	assert_true(cfg.gateway_drop_answers); /* the default */
+
 	parse_good("[gw]\nclient = *\nserver = *:1\nmode = gateway\n"); /* order is free */
 	assert_int_equal(cfg.rules[0].mode, RULE_MODE_GATEWAY);
+	parse_good("[global]\ngateway_drop_answers = no\n[gw]\nmode = gateway\nclient = *\n"
+	           "server = *:1\n");
+	assert_false(cfg.gateway_drop_answers);
+	parse_bad("[gw]\nmode = gateway\nclient = *\nserver = *\ngateway_drop_answers = no\n",
+	          "t.ini:5: \"gateway_drop_answers\" belongs in [global], not in rule [gw]");
 
 	parse_bad("[gw]\nmode = router\nclient = *\nserver = *\n",
 	          "t.ini:2: mode: \"router\" is not local or gateway");

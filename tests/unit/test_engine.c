@@ -3,7 +3,8 @@
  * as per-direction captures do), the packets it would send (send hook), its status lines
  * (a temporary status log) and its verdicts (verdict hook) out. Tracking from a handshake, a
  * dead verdict on schedule, an answered round, a reset, reload (kept, re-armed, dropped) and
- * discovery (tracked, learning SYN, left to the kernel's keepalive, gone). */
+ * discovery (tracked, learning SYN, left to the kernel's keepalive, gone), and the answers a
+ * gateway flow's learning SYNs draw, told to the expect hook before they go. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,8 +46,11 @@ struct world {
 	struct sender_pkt sent[MAX_SENT];
 	double sent_at[MAX_SENT];
 	int nsent;
-	int verdicts[16];     /* verdict hook calls by event type */
-	uint32_t ours, peers; /* next sequence number of each side */
+	int verdicts[16];                    /* verdict hook calls by event type */
+	uint32_t ours, peers;                /* next sequence number of each side */
+	struct hush_expect expect[MAX_SENT]; /* what the expect hook was told */
+	int nexpect;
+	int sent_at_expect; /* packets sent when the hook was last called */
 };
 
 static double fake_clock(void *arg)
@@ -63,6 +67,15 @@ static void on_send(void *arg, const struct sender_pkt *pkts, size_t n, int *err
 		w->sent_at[w->nsent++] = w->now;
 		errs[i] = 0;
 	}
+}
+
+static void on_expect(void *arg, const struct hush_expect *x, size_t n)
+{
+	struct world *w = arg;
+
+	for (size_t i = 0; i < n && w->nexpect < MAX_SENT; i++)
+		w->expect[w->nexpect++] = x[i];
+	w->sent_at_expect = w->nsent;
 }
 
 static void on_verdict(void *arg, const struct engine_verdict *v)
@@ -380,6 +393,56 @@ static void test_discovery(void **state)
 	assert_int_equal(engine_stats(w->e)->gone, 2);
 }
 
+/* The expectation of the learning SYN to the end at a:ap (from b:bp), or NULL. */
+static const struct hush_expect *expect_from(struct world *w, const uint8_t *a, uint16_t ap,
+                                             const uint8_t *b, uint16_t bp)
+{
+	for (int i = 0; i < w->nexpect; i++) {
+		const struct hush_expect *x = &w->expect[i];
+
+		if (x->kind == HUSH_CHALLENGE && x->family == AF_INET && !memcmp(x->src, a, 4) &&
+		    x->sport == ap && !memcmp(x->dst, b, 4) && x->dport == bp)
+			return x;
+	}
+	return NULL;
+}
+
+/* A forwarded flow found in conntrack: each record's learning SYN goes to the end it speaks
+ * for; the challenge ACK that end will send to the other (as the router's forward hook sees
+ * it) is told to the expect hook before the batch goes, for 2 s. */
+static void test_gateway_expect(void **state)
+{
+	static const uint8_t cli[4] = {198, 51, 100, 2}, srv[4] = {203, 0, 113, 1};
+	struct world *w = *state;
+	struct addr_tuple orig, reply;
+	const struct hush_expect *x;
+
+	assert_int_equal(reload(w, "[gw]\nmode = gateway\nclient = *\nserver = *:5432\n"
+	                           "idle = 1s\ninterval = 500ms\nprobes = 3\n"),
+	                 0);
+	engine_set_expect(w->e, on_expect, w);
+	addr_tuple_make(&orig, AF_INET, cli, 40000, srv, 5432);
+	addr_tuple_make(&reply, AF_INET, srv, 5432, cli, 40000);
+	engine_gateway_found(w->e, &orig, &reply, false, 0.2, engine_now(w->e));
+	assert_int_equal(engine_count(w->e), 2);
+	run_until(w, w->now + 0.8);
+	assert_int_equal(w->nsent, 2);
+	assert_int_equal(w->sent[0].kind, SENDER_SYN);
+	assert_int_equal(w->sent[1].kind, SENDER_SYN);
+	assert_int_equal(w->sent[0].mark, 0); /* no NAT: as the key says, unmarked */
+	assert_int_equal(w->nexpect, 2);
+	assert_int_equal(w->sent_at_expect, 0);    /* told before the batch went */
+	x = expect_from(w, cli, 40000, srv, 5432); /* the client's challenge ACK */
+	assert_non_null(x);
+	assert_int_equal(x->timeout_ms, 2000);
+	assert_non_null(expect_from(w, srv, 5432, cli, 40000)); /* the server's */
+	/* a flow through NAT is left alone without a learn mark */
+	addr_tuple_make(&orig, AF_INET, cli, 40001, srv, 5432);
+	addr_tuple_make(&reply, AF_INET, srv, 5432, (const uint8_t[]){192, 0, 2, 254}, 41000);
+	engine_gateway_found(w->e, &orig, &reply, true, 0.2, engine_now(w->e));
+	assert_int_equal(engine_count(w->e), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,6 +452,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reset_goes_to_the_hook, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gateway_expect, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -119,10 +119,12 @@ static void test_nat_view_masquerade(void **state)
 	assert_true(addr_tuple_equal(&n.name, &orig)); /* named as the client sees it */
 	assert_true(addr_tuple_equal(&n.send, &orig)); /* sent before SNAT */
 	assert_true(addr_tuple_equal(&n.partner, &to_cli));
+	assert_true(addr_tuple_equal(&n.learn, &orig)); /* the SYN to the client, as it sees it */
 	assert_true(gateway_nat_view(&orig, &reply, &to_cli, &n)); /* probes the client */
 	assert_true(addr_tuple_equal(&n.name, &to_cli));
 	assert_true(addr_tuple_equal(&n.send, &reply)); /* as the server sends, before de-NAT */
 	assert_true(addr_tuple_equal(&n.partner, &to_srv));
+	assert_true(addr_tuple_equal(&n.learn, &reply)); /* to the server from 192.0.2.254:41000 */
 	assert_false(gateway_nat_view(&orig, &reply, &other, &n)); /* neither end's view */
 }
 
@@ -140,10 +142,12 @@ static void test_nat_view_dnat(void **state)
 	assert_true(addr_tuple_equal(&n.name, &orig));
 	assert_true(addr_tuple_equal(&n.send, &orig)); /* DNAT at OUTPUT takes it to the server */
 	assert_true(addr_tuple_equal(&n.partner, &to_cli));
+	assert_true(addr_tuple_equal(&n.learn, &orig)); /* to the client from 203.0.113.1:443 */
 	assert_true(gateway_nat_view(&orig, &reply, &to_cli, &n));
 	assert_true(addr_tuple_equal(&n.name, &to_cli));
 	assert_true(addr_tuple_equal(&n.send, &reply));
 	assert_true(addr_tuple_equal(&n.partner, &to_srv));
+	assert_true(addr_tuple_equal(&n.learn, &reply)); /* to the server itself, port 8443 */
 }
 
 /* Without NAT every tuple is the key (and the partner its swap). */
@@ -156,10 +160,10 @@ static void test_nat_view_none(void **state)
 	(void)state;
 	assert_true(gateway_nat_view(&orig, &reply, &orig, &n));
 	assert_true(addr_tuple_equal(&n.name, &orig) && addr_tuple_equal(&n.send, &orig));
-	assert_true(addr_tuple_equal(&n.partner, &reply));
+	assert_true(addr_tuple_equal(&n.partner, &reply) && addr_tuple_equal(&n.learn, &orig));
 	assert_true(gateway_nat_view(&orig, &reply, &reply, &n));
 	assert_true(addr_tuple_equal(&n.name, &reply) && addr_tuple_equal(&n.send, &reply));
-	assert_true(addr_tuple_equal(&n.partner, &orig));
+	assert_true(addr_tuple_equal(&n.partner, &orig) && addr_tuple_equal(&n.learn, &reply));
 }
 
 static void test_natmap(void **state)
