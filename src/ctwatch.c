@@ -64,6 +64,9 @@ static int open_netfilter(void)
 struct ctwatch *ctwatch_open(struct engine *e)
 {
 	struct ctwatch *w = calloc(1, sizeof(*w));
+	/* bound (a port id of its own): the kernel's broadcasts skip a socket whose port id is
+	 * the sender's, 0, as an unbound socket's is */
+	struct sockaddr_nl self = {.nl_family = AF_NETLINK};
 	int size = CTWATCH_RCVBUF;
 
 	if (!w)
@@ -71,7 +74,8 @@ struct ctwatch *ctwatch_open(struct engine *e)
 	w->engine = e;
 	w->evfd = open_netfilter();
 	w->dumpfd = open_netfilter();
-	if (w->evfd < 0 || w->dumpfd < 0) {
+	if (w->evfd < 0 || w->dumpfd < 0 ||
+	    bind(w->evfd, (struct sockaddr *)&self, sizeof(self)) < 0) {
 		log_warn("NETLINK_NETFILTER: gateway records are not forgotten with their "
 		         "conntrack entries, flows that existed before are not found");
 		ctwatch_close(w);

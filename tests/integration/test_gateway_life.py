@@ -1,0 +1,311 @@
+"""Gateway mode (issue 11): the life of a gateway record against the router's conntrack.
+
+- gateway_ct_gone(6): a forwarded flow probed alive both sides; its conntrack entry is
+  deleted in the router (`conntrack -D`): the destroy event makes kaprobed forget both
+  records at once (untrack reason=conntrack), the state file lists none, and no probe reaches
+  either end for 2 x (idle + interval x probes).
+- gateway_ct_flush: on_dead = flush; the flush deletes the entry and its destroy event then
+  forgets both records (the dead one, after its verdict, and the live one): one action
+  line, no second verdict, a clean exit.
+- gateway_ct_sweep: with conntrack events off in the router (nf_conntrack_events = 0, as
+  when events are lost), the entry deleted is not noticed until a reload's dump, whose
+  sweep forgets both records (reason=conntrack-sweep).
+- gateway_reload_found(6): a flow established while kaprobed runs with a local rule only;
+  a reload adds the gateway rule: the dump finds the flow (source=discovered), alive both
+  sides.
+- gateway_oneway: asymmetric routing (four namespaces: the client's segments go through the
+  kaprobed router, the server's answers come back through a second router): the router sees
+  one direction only, warns, sends no probe and gives no verdict.
+
+Topology of test_gateway (netns.routed): server in "local", router, client in "peer".
+"""
+
+import json
+import os
+import signal
+import time
+
+from netns import check, conf_text, routed, run, svc_rule
+from test_cases import DEAD_AFTER, connect, firewall, fmt_events, nft_drop_all
+from test_gateway import PORT, Flow, count_probes, ct_entries, gw_rule, lines_shaped, probes_seen
+
+VERDICT_EVENTS = ("idle", "probe", "reply", "alive", "dead", "reset", "unreachable")
+
+
+def ct_delete(router, fam):
+    """Deletes the router's conntrack entries of TCP port PORT (`conntrack -D`)."""
+    argv = ["conntrack", "-D", "-p", "tcp", "--orig-port-dst", str(PORT)]
+    if fam == 6:
+        argv[2:2] = ["-f", "ipv6"]
+    p = run(argv, ns=router, check=False)
+    check("flow entries have been deleted" in p.stderr and not p.stderr.startswith("0 "),
+          "conntrack -D: %s %s" % (p.stdout, p.stderr))
+
+
+def state_records(ctx, kap, timeout=3.0):
+    """The state file's connections, written anew now (SIGUSR2)."""
+    path = os.path.join(ctx.topo.tmp, "state.json")
+    if os.path.exists(path):
+        os.unlink(path)
+    os.kill(kap.proc.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as fh:
+                return json.load(fh)["connections"]
+        except (OSError, ValueError):
+            time.sleep(0.05)
+    check(False, "no state file %.0f s after SIGUSR2" % timeout)
+
+
+def flow_records(ctx, kap, f):
+    return [c for c in state_records(ctx, kap)
+            if {c["local"], c["remote"]} == {f.client, f.server}]
+
+
+def wait_untracked(log, f, reason, timeout, after=None):
+    """Both records' untrack lines (reason given); returns them by side."""
+    got = {}
+    for side in ("server", "client"):
+        got[side] = log.wait(lambda e, s=side: e.get("event") == "untrack" and
+                             e.get("client") == f.client and e.get("server") == f.server and
+                             e.get("side") == s and e.get("reason") == reason,
+                             timeout, "untrack side=%s reason=%s" % (side, reason), log.alive,
+                             after)
+    return got
+
+
+def quiet_afterwards(net, log, f, fam, since, wait=2 * DEAD_AFTER):
+    """No probe reaches either end and no line of the flow comes for `wait` s."""
+    before = probes_seen(net["local"]), probes_seen(net["peer"])
+    time.sleep(wait)
+    after = probes_seen(net["local"]), probes_seen(net["peer"])
+    check(after == before, "probes after the records were forgotten (server, client): %s -> %s"
+          % (before, after))
+    late = [e for e in f.events(log) if e.idx > since.idx and e.get("event") != "untrack"]
+    check(not late, "lines of the flow after it was forgotten:\n%s" % fmt_events(late))
+    return "IPv%d: no probe for %.1f s after (1-byte segments from the other end counted at " \
+           "the server, at the client: %s, unchanged)" % (fam, wait, before)
+
+
+def setup_ct(ctx, fam, rules):
+    """routed, conntrack on in the router (its firewall), probe counters at each end."""
+    net = routed(ctx.topo)
+    firewall(ctx, net["router"])
+    a = net[fam]
+    count_probes(ctx, net["local"], fam, a["peer"])
+    count_probes(ctx, net["peer"], fam, a["local"])
+    kap = None
+    if not ctx.netcheck:
+        kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", rules))
+    return net, kap
+
+
+def gw_ct_gone(ctx, fam):
+    net, kap = setup_ct(ctx, fam, [gw_rule()])
+    f = Flow(connect(ctx, net, fam, PORT))
+    f.c.exchange()
+    if ctx.netcheck:
+        check(len(ct_entries(net["router"])) == 1, "router conntrack: %s" %
+              ct_entries(net["router"]))
+        ct_delete(net["router"], fam)
+        return "conntrack -D removes the flow's entry"
+    log = kap.log
+    last = None
+    for side in ("server", "client"):
+        al = f.wait(log, side, "alive", DEAD_AFTER + 3)
+        last = al if last is None or al.idx > last.idx else last
+    recs = flow_records(ctx, kap, f)
+    check(len(recs) == 2, "state file before: %s" % recs)
+    ct_delete(net["router"], fam)  # right after a round: no probe in flight
+    gone = wait_untracked(log, f, "conntrack", 2, last)
+    recs = flow_records(ctx, kap, f)
+    check(not recs, "state file after the entry was deleted: %s" % recs)
+    quiet = quiet_afterwards(net, log, f, fam, max(gone.values(), key=lambda e: e.idx))
+    lines_shaped(log)
+    kap.stop_ok()
+    _, tot = kap.proc.wait_line(lambda l: "totals:" in l, 2, "the totals line", stream="err")
+    check("gateway_expired=2" in tot, "totals: %s" % tot)
+    took = max(e.t for e in gone.values()) - last.t
+    return "both records forgotten %.3f s after the last alive (entry deleted then); %s; " \
+           "totals gateway_expired=2" % (took, quiet)
+
+
+def gw_ct_flush(ctx):
+    net, kap = setup_ct(ctx, 4, [gw_rule(on_dead="flush")])
+    if ctx.netcheck:
+        return "firewall loaded"
+    log = kap.log
+    f = Flow(connect(ctx, net, 4, PORT))
+    f.c.exchange()
+    nft_drop_all(ctx, net["local"])  # the server's namespace
+    d = f.wait(log, "server", "dead", DEAD_AFTER + 3)
+    a = log.wait(lambda e: e.get("event") == "action" and e.get("client") == f.client, 3,
+                 "event=action", log.alive, d)
+    check(a.get("action") == "flush" and a.get("result") == "ok", "action line: %s" % a.raw)
+    gone = wait_untracked(log, f, "conntrack", 2, d)
+    check(gone["server"].get("after") == "verdict" and "after" not in gone["client"],
+          "untrack lines: %s / %s" % (gone["server"].raw, gone["client"].raw))
+    check(not flow_records(ctx, kap, f), "state file lists the flushed flow")
+    time.sleep(DEAD_AFTER)
+    acts = [e for e in log.events if e.get("event") == "action"]
+    dead = [e for e in f.events(log) if e.get("event") in ("dead", "reset")]
+    check(len(acts) == 1 and len(dead) == 1, "one flush and one verdict expected:\n%s" %
+          fmt_events(acts + dead))
+    lines_shaped(log)
+    kap.stop_ok()
+    return "dead side=server, flush ok, then both records forgotten by the destroy event " \
+           "(%.3f s after the action); one action, one verdict" % (
+               max(e.t for e in gone.values()) - a.t)
+
+
+def gw_ct_sweep(ctx):
+    net, kap = setup_ct(ctx, 4, [gw_rule()])
+    if ctx.netcheck:
+        return "firewall loaded"
+    ctx.topo.sysctl(net["router"], "net.netfilter.nf_conntrack_events", 0)
+    log = kap.log
+    f = Flow(connect(ctx, net, 4, PORT))
+    f.c.exchange()
+    last = None
+    for side in ("server", "client"):
+        al = f.wait(log, side, "alive", DEAD_AFTER + 3)
+        last = al if last is None or al.idx > last.idx else last
+    ct_delete(net["router"], 4)
+    time.sleep(0.3)
+    check(len(flow_records(ctx, kap, f)) == 2, "the records went without a destroy event")
+    os.kill(kap.proc.pid, signal.SIGHUP)  # the same file: a dump reconciles
+    gone = wait_untracked(log, f, "conntrack-sweep", 3, last)
+    _, line = kap.proc.wait_line(lambda l: "conntrack (reload)" in l, 2, "the dump line",
+                                 stream="err")
+    check("2 records of flows no longer listed forgotten" in line, "dump line: %s" % line)
+    check(not flow_records(ctx, kap, f), "state file lists the deleted flow")
+    lines_shaped(log)
+    kap.stop_ok()
+    return "no destroy event (nf_conntrack_events=0); the reload's dump forgot both records " \
+           "%.3f s after SIGHUP window: %s" % (
+               max(e.t for e in gone.values()) - last.t, line.split("msg=", 1)[-1][:100])
+
+
+def gw_reload_found(ctx, fam):
+    local_only = [svc_rule(port=7000)]
+    net, kap = setup_ct(ctx, fam, local_only)
+    f = Flow(connect(ctx, net, fam, PORT))
+    f.c.exchange()
+    if ctx.netcheck:
+        return "flow set up"
+    log = kap.log
+    time.sleep(0.5)
+    check(not f.events(log), "the flow was followed without a gateway rule:\n%s" %
+          fmt_events(f.events(log)))
+    with open(kap.conf_path + ".new", "w") as fh:
+        fh.write(conf_text(kap.log_path, local_only + [gw_rule()]).replace(
+            "{tmp}", ctx.topo.tmp))
+    os.rename(kap.conf_path + ".new", kap.conf_path)
+    os.kill(kap.proc.pid, signal.SIGHUP)
+    _, line = kap.proc.wait_line(lambda l: "conntrack (reload)" in l, 3, "the dump line",
+                                 stream="err")
+    check("1 established TCP flows listed" in line, "dump line: %s" % line)
+    for side in ("server", "client"):
+        f.wait(log, side, "alive", DEAD_AFTER + 4)
+    tracks = [e for e in f.events(log) if e.get("event") == "track"]
+    check(len(tracks) == 2 and all(e.get("source") == "discovered" for e in tracks),
+          "track lines: %s" % [e.raw for e in tracks])
+    bad = [e for e in f.events(log) if e.get("event") in ("dead", "reset", "unreachable")]
+    check(not bad, "verdicts on a healthy flow:\n%s" % fmt_events(bad))
+    f.c.exchange(300, 400)
+    s, k = f.c.srv.stats(), f.c.cli.stats()
+    check(s["bad"] == "0" and k["bad"] == "0" and s["error"] == "none" and k["error"] == "none",
+          "bytes or connection wrong: %s / %s" % (s["line"], k["line"]))
+    at_srv, at_cli = probes_seen(net["local"]), probes_seen(net["peer"])
+    check(at_srv >= 1 and at_cli >= 1, "probes seen: server %d, client %d" % (at_srv, at_cli))
+    lines_shaped(log)
+    kap.stop_ok()
+    return "IPv%d: found by the reload's dump (source=discovered), alive both sides; probes " \
+           "seen at the server %d, at the client %d" % (fam, at_srv, at_cli)
+
+
+def asymmetric(topo):
+    """client ("peer") -> router (kaprobed) -> server ("local"); server -> router2 ->
+    client. Reverse-path filters off: each end receives on one link and sends on another."""
+    local, router, peer = (topo.netns(r) for r in ("local", "router", "peer"))
+    router2 = topo.netns("router2")
+    topo.link(local, "eth0", router, "eth0")
+    topo.link(router, "eth1", peer, "eth0")
+    topo.link(local, "eth1", router2, "eth0")
+    topo.link(router2, "eth1", peer, "eth1")
+    for ns, ifn, cidr in ((local, "eth0", "192.0.2.1/24"), (router, "eth0", "192.0.2.254/24"),
+                          (router, "eth1", "198.51.100.254/24"),
+                          (peer, "eth0", "198.51.100.2/24"), (local, "eth1", "10.9.1.1/24"),
+                          (router2, "eth0", "10.9.1.254/24"), (router2, "eth1", "10.9.2.254/24"),
+                          (peer, "eth1", "10.9.2.2/24")):
+        topo.addr(ns, ifn, cidr)
+    topo.route(peer, "192.0.2.0/24", "198.51.100.254")   # requests via the router
+    topo.route(local, "198.51.100.0/24", "10.9.1.254")   # answers via router2
+    topo.route(router2, "198.51.100.0/24", "10.9.2.2")
+    topo.route(router2, "192.0.2.0/24", "10.9.1.1")
+    for ns in (router, router2):
+        topo.sysctl(ns, "net.ipv4.ip_forward", 1)
+    for ns in (local, router, peer, router2):
+        for ifn in ("all", "default", "eth0", "eth1"):
+            topo.sysctl(ns, "net.ipv4.conf.%s.rp_filter" % ifn, 0)
+    return {"local": local, "router": router, "peer": peer, "router2": router2,
+            4: {"local": "192.0.2.1", "peer": "198.51.100.2"}}
+
+
+def gw_oneway(ctx):
+    net = asymmetric(ctx.topo)
+    count_probes(ctx, net["local"], 4, net[4]["peer"])
+    count_probes(ctx, net["peer"], 4, net[4]["local"])
+    # the router sees the client's segments only: count what it forwards
+    ctx.topo.nft(net["router"], "\n".join([
+        "add table inet kptfwd",
+        "add chain inet kptfwd fwd_c { type filter hook forward priority 0; policy accept; }",
+        "add rule inet kptfwd fwd_c ip saddr 198.51.100.2 counter",
+        "add rule inet kptfwd fwd_c ip saddr 192.0.2.1 counter",
+        ""]))
+    kap = None
+    if not ctx.netcheck:
+        kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"],
+                                          conf_text("{log}", [gw_rule()]))
+    f = Flow(connect(ctx, net, 4, PORT))
+    t_last = f.c.exchange()
+    fwd = run(["nft", "list", "chain", "inet", "kptfwd", "fwd_c"], ns=net["router"]).stdout
+    counts = [int(x.split()[0]) for x in fwd.split("counter packets ")[1:]]
+    check(len(counts) == 2 and counts[0] > 0 and counts[1] == 0,
+          "router forwarded (client's, server's) segments: %s" % counts)
+    if ctx.netcheck:
+        return "the router forwards the client's segments only (%d), router2 the server's" \
+               % counts[0]
+    log = kap.log
+    _, warn = kap.proc.wait_line(lambda l: "seen one way only" in l, 2 * DEAD_AFTER,
+                                 "the one-way warning", stream="err")
+    check("level=warning" in warn and "rule [gw]" in warn, "warning: %s" % warn)
+    left = t_last + 2 * DEAD_AFTER - time.time()
+    if left > 0:
+        time.sleep(left)
+    at_srv, at_cli = probes_seen(net["local"]), probes_seen(net["peer"])
+    check(at_srv == 0 and at_cli == 0, "probes seen: server %d, client %d" % (at_srv, at_cli))
+    bad = [e for e in f.events(log) if e.get("event") in VERDICT_EVENTS]
+    check(not bad, "lines of a one-way flow:\n%s" % fmt_events(bad))
+    f.c.exchange(100, 200)
+    s, k = f.c.srv.stats(), f.c.cli.stats()
+    check(s["bad"] == "0" and k["bad"] == "0" and s["error"] == "none" and k["error"] == "none",
+          "bytes or connection wrong: %s / %s" % (s["line"], k["line"]))
+    kap.stop_ok()
+    _, tot = kap.proc.wait_line(lambda l: "totals:" in l, 2, "the totals line", stream="err")
+    oneway = tot.split("gateway_oneway=", 1)[-1].split()[0]
+    check(int(oneway) >= 1, "totals: %s" % tot)
+    return "warned (%s); no probe at either end and no line for %.1f s; gateway_oneway=%s" % (
+        warn.split("msg=", 1)[-1][:60], 2 * DEAD_AFTER, oneway)
+
+
+CASES = [
+    ("gateway_ct_gone", lambda ctx: gw_ct_gone(ctx, 4)),
+    ("gateway_ct_gone6", lambda ctx: gw_ct_gone(ctx, 6)),
+    ("gateway_ct_flush", gw_ct_flush),
+    ("gateway_ct_sweep", gw_ct_sweep),
+    ("gateway_reload_found", lambda ctx: gw_reload_found(ctx, 4)),
+    ("gateway_reload_found6", lambda ctx: gw_reload_found(ctx, 6)),
+    ("gateway_oneway", gw_oneway),
+]
