@@ -1,9 +1,10 @@
 """Gateway mode (issue 11): the life of a gateway record against the router's conntrack.
 
-- gateway_ct_gone(6): a forwarded flow probed alive both sides; its conntrack entry is
-  deleted in the router (`conntrack -D`): the destroy event makes kaprobed forget both
-  records at once (untrack reason=conntrack), the state file lists none, and no probe reaches
-  either end for 2 x (idle + interval x probes).
+- gateway_ct_gone(6), _masq, _dnat6: a forwarded flow probed alive both sides; its
+  conntrack entry is deleted in the router (`conntrack -D`): the destroy event makes kaprobed
+  forget both records at once (untrack reason=conntrack; through NAT too, where the records
+  are keyed by the translated views), the state file lists none, and no probe reaches either
+  end for 2 x (idle + interval x probes).
 - gateway_ct_flush: on_dead = flush; the flush deletes the entry and its destroy event then
   forgets both records (the dead one, after its verdict, and the live one): one action
   line, no second verdict, a clean exit.
@@ -27,7 +28,8 @@ import time
 
 from netns import check, conf_text, routed, run, svc_rule
 from test_cases import DEAD_AFTER, connect, firewall, fmt_events, nft_drop_all
-from test_gateway import PORT, Flow, count_probes, ct_entries, gw_rule, lines_shaped, probes_seen
+from test_gateway import (PORT, Flow, count_probes, ct_entries, gw_rule, lines_shaped,
+                          nat_connect, nat_rules, probes_seen)
 
 VERDICT_EVENTS = ("idle", "probe", "reply", "alive", "dead", "reset", "unreachable")
 
@@ -59,8 +61,9 @@ def state_records(ctx, kap, timeout=3.0):
 
 
 def flow_records(ctx, kap, f):
-    return [c for c in state_records(ctx, kap)
-            if {c["local"], c["remote"]} == {f.client, f.server}]
+    """The state file's gateway records (one flow per case: through NAT, one record is
+    listed by its key, the flow as the server sees it, not by f's names)."""
+    return [c for c in state_records(ctx, kap) if c.get("side")]
 
 
 def wait_untracked(log, f, reason, timeout, after=None):
@@ -88,22 +91,31 @@ def quiet_afterwards(net, log, f, fam, since, wait=2 * DEAD_AFTER):
            "the server, at the client: %s, unchanged)" % (fam, wait, before)
 
 
-def setup_ct(ctx, fam, rules):
-    """routed, conntrack on in the router (its firewall), probe counters at each end."""
+def setup_ct(ctx, fam, rules, nat=None):
+    """routed, conntrack on in the router (its firewall), probe counters at each end (by
+    nat_connect's addresses through NAT)."""
     net = routed(ctx.topo)
     firewall(ctx, net["router"])
     a = net[fam]
-    count_probes(ctx, net["local"], fam, a["peer"])
-    count_probes(ctx, net["peer"], fam, a["local"])
+    if nat:
+        ctx.topo.nft(net["router"], "\n".join(nat_rules(nat, fam) + [""]))
+    else:
+        count_probes(ctx, net["local"], fam, a["peer"])
+        count_probes(ctx, net["peer"], fam, a["local"])
     kap = None
     if not ctx.netcheck:
         kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", rules))
     return net, kap
 
 
-def gw_ct_gone(ctx, fam):
-    net, kap = setup_ct(ctx, fam, [gw_rule()])
-    f = Flow(connect(ctx, net, fam, PORT))
+def gw_ct_gone(ctx, fam, nat=None):
+    net, kap = setup_ct(ctx, fam, [gw_rule()], nat)
+    if nat:
+        f, seen_at_srv, dst = nat_connect(ctx, net, nat, fam)
+        count_probes(ctx, net["local"], fam, seen_at_srv)
+        count_probes(ctx, net["peer"], fam, dst)
+    else:
+        f = Flow(connect(ctx, net, fam, PORT))
     f.c.exchange()
     if ctx.netcheck:
         check(len(ct_entries(net["router"])) == 1, "router conntrack: %s" %
@@ -127,8 +139,8 @@ def gw_ct_gone(ctx, fam):
     _, tot = kap.proc.wait_line(lambda l: "totals:" in l, 2, "the totals line", stream="err")
     check("gateway_expired=2" in tot, "totals: %s" % tot)
     took = max(e.t for e in gone.values()) - last.t
-    return "both records forgotten %.3f s after the last alive (entry deleted then); %s; " \
-           "totals gateway_expired=2" % (took, quiet)
+    return "%sboth records forgotten %.3f s after the last alive (entry deleted then); %s; " \
+           "totals gateway_expired=2" % (nat + ": " if nat else "", took, quiet)
 
 
 def gw_ct_flush(ctx):
@@ -305,6 +317,8 @@ def gw_oneway(ctx):
 CASES = [
     ("gateway_ct_gone", lambda ctx: gw_ct_gone(ctx, 4)),
     ("gateway_ct_gone6", lambda ctx: gw_ct_gone(ctx, 6)),
+    ("gateway_ct_gone_masq", lambda ctx: gw_ct_gone(ctx, 4, "masq")),
+    ("gateway_ct_gone_dnat6", lambda ctx: gw_ct_gone(ctx, 6, "dnat")),
     ("gateway_ct_flush", gw_ct_flush),
     ("gateway_ct_sweep", gw_ct_sweep),
     ("gateway_reload_found", lambda ctx: gw_reload_found(ctx, 4)),
