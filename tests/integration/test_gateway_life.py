@@ -11,6 +11,8 @@
 - gateway_ct_sweep: with conntrack events off in the router (nf_conntrack_events = 0, as
   when events are lost), the entry deleted is not noticed until a reload's dump, whose
   sweep forgets both records (reason=conntrack-sweep).
+- gateway_ct_lost: events lost (ENOBUFS: a flush of 20000 entries while kaprobed is
+  stopped): a warning, a reconciling dump, and the flushed gateway flow is forgotten.
 - gateway_reload_found(6): a flow established while kaprobed runs with a local rule only;
   a reload adds the gateway rule: the dump finds the flow (source=discovered), alive both
   sides.
@@ -201,6 +203,56 @@ def gw_ct_sweep(ctx):
                max(e.t for e in gone.values()) - last.t, line.split("msg=", 1)[-1][:100])
 
 
+FLOOD = 20000  # UDP conntrack entries: their destroy events overflow the event socket
+
+FLOOD_PY = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for port in range(1, %d):
+    s.sendto(b"x", ("198.51.100.2", port))
+""" % (FLOOD + 1)
+
+
+def gw_ct_lost(ctx):
+    """Events lost: FLOOD conntrack entries (UDP from the router to the client's namespace)
+    are flushed at once while kaprobed is stopped; the event socket overflows (ENOBUFS),
+    kaprobed warns and reconciles with a dump; the gateway flow, flushed too, is forgotten
+    (by its event if it got through, else by the dump's sweep)."""
+    net, kap = setup_ct(ctx, 4, [gw_rule()])
+    run(["python3", "-c", FLOOD_PY], ns=net["router"], timeout=60)
+    n = int(run(["sysctl", "-n", "net.netfilter.nf_conntrack_count"], ns=net["router"]).stdout)
+    check(n >= FLOOD, "router conntrack entries after the flood: %d" % n)
+    if ctx.netcheck:
+        return "%d conntrack entries made" % n
+    log = kap.log
+    f = Flow(connect(ctx, net, 4, PORT))
+    f.c.exchange()
+    last = None
+    for side in ("server", "client"):
+        al = f.wait(log, side, "alive", DEAD_AFTER + 3)
+        last = al if last is None or al.idx > last.idx else last
+    os.kill(kap.proc.pid, signal.SIGSTOP)
+    try:
+        run(["conntrack", "-F"], ns=net["router"])
+    finally:
+        os.kill(kap.proc.pid, signal.SIGCONT)
+    _, warn = kap.proc.wait_line(lambda l: "ENOBUFS" in l, 3, "the events-lost warning",
+                                 stream="err")
+    _, dump = kap.proc.wait_line(lambda l: "conntrack (events-lost)" in l, 5,
+                                 "the reconciling dump", stream="err")
+    reasons = {}
+    for side in ("server", "client"):
+        u = log.wait(lambda e, s=side: e.get("event") == "untrack" and e.get("side") == s and
+                     e.get("client") == f.client, 3, "untrack side=%s" % side, log.alive, last)
+        reasons[side] = u.get("reason")
+    check(set(reasons.values()) <= {"conntrack", "conntrack-sweep"}, "reasons: %s" % reasons)
+    check(not flow_records(ctx, kap, f), "state file lists the flushed flow")
+    kap.stop_ok()
+    return "%d entries flushed: %s; %s; records forgotten (%s)" % (
+        n, warn.split("msg=", 1)[-1][:50], dump.split("msg=", 1)[-1][:90],
+        ", ".join("%s: %s" % kv for kv in sorted(reasons.items())))
+
+
 def gw_reload_found(ctx, fam):
     local_only = [svc_rule(port=7000)]
     net, kap = setup_ct(ctx, fam, local_only)
@@ -321,6 +373,7 @@ CASES = [
     ("gateway_ct_gone_dnat6", lambda ctx: gw_ct_gone(ctx, 6, "dnat")),
     ("gateway_ct_flush", gw_ct_flush),
     ("gateway_ct_sweep", gw_ct_sweep),
+    ("gateway_ct_lost", gw_ct_lost),
     ("gateway_reload_found", lambda ctx: gw_reload_found(ctx, 4)),
     ("gateway_reload_found6", lambda ctx: gw_reload_found(ctx, 6)),
     ("gateway_oneway", gw_oneway),
