@@ -18,7 +18,10 @@
   sides.
 - gateway_oneway: asymmetric routing (four namespaces: the client's segments go through the
   kaprobed router, the server's answers come back through a second router): the router sees
-  one direction only, warns, sends no probe and gives no verdict.
+  one direction only, warns, sends no probe and gives no verdict. (Its record is also
+  never confirmed, since the server's segments never reach it.)
+- gateway_oneway_confirmed: the router captures its server-side interface only: one record,
+  confirmed, every number known, no partner: the guard alone holds the probe back.
 
 Topology of test_gateway (netns.routed): server in "local", router, client in "peer".
 """
@@ -366,6 +369,43 @@ def gw_oneway(ctx):
         warn.split("msg=", 1)[-1][:60], 2 * DEAD_AFTER, oneway)
 
 
+def gw_oneway_confirmed(ctx):
+    """The router captures its server-side interface only (interface = eth0): the client's
+    segments leaving there and the server's arriving there make one record (probing the
+    server), confirmed by the server's own segments and with every number known; the
+    server's segments leave through eth1, never seen, so its partner never exists. Only the
+    guard holds the probe back: warned, no probe at either end, no line of the flow."""
+    net = routed(ctx.topo)
+    a = net[4]
+    count_probes(ctx, net["local"], 4, a["peer"])
+    count_probes(ctx, net["peer"], 4, a["local"])
+    if ctx.netcheck:
+        return "nothing to check without kaprobed"
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"],
+                                      conf_text("{log}", [gw_rule()], interface="eth0"))
+    log = kap.log
+    f = Flow(connect(ctx, net, 4, PORT))
+    t_last = f.c.exchange()
+    _, warn = kap.proc.wait_line(lambda l: "seen one way only" in l, 2 * DEAD_AFTER,
+                                 "the one-way warning", stream="err")
+    check("level=warning" in warn and "rule [gw]" in warn, "warning: %s" % warn)
+    tracks = [e for e in f.events(log) if e.get("event") == "track"]
+    check([e.get("side") for e in tracks] == ["server"],
+          "track lines (one confirmed record, probing the server): %s" % [e.raw for e in tracks])
+    left = t_last + 2 * DEAD_AFTER - time.time()
+    if left > 0:
+        time.sleep(left)
+    at_srv, at_cli = probes_seen(net["local"]), probes_seen(net["peer"])
+    check(at_srv == 0 and at_cli == 0, "probes seen: server %d, client %d" % (at_srv, at_cli))
+    bad = [e for e in f.events(log) if e.get("event") in VERDICT_EVENTS]
+    check(not bad, "lines of a one-way flow:\n%s" % fmt_events(bad))
+    recs = flow_records(ctx, kap, f)
+    check(len(recs) == 1 and recs[0]["state"] == "watch", "state file: %s" % recs)
+    kap.stop_ok()
+    return "one confirmed record (side=server), warned, no probe at either end and no " \
+           "verdict for %.1f s" % (2 * DEAD_AFTER)
+
+
 CASES = [
     ("gateway_ct_gone", lambda ctx: gw_ct_gone(ctx, 4)),
     ("gateway_ct_gone6", lambda ctx: gw_ct_gone(ctx, 6)),
@@ -377,4 +417,5 @@ CASES = [
     ("gateway_reload_found", lambda ctx: gw_reload_found(ctx, 4)),
     ("gateway_reload_found6", lambda ctx: gw_reload_found(ctx, 6)),
     ("gateway_oneway", gw_oneway),
+    ("gateway_oneway_confirmed", gw_oneway_confirmed),
 ]
