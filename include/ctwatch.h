@@ -7,8 +7,8 @@
  * - Dumps of the table (IPCTNL_MSG_CT_GET with NLM_F_DUMP, IPv4 then IPv6), read from the
  *   loop without blocking it: at start and after a reload with a gateway rule they find
  *   the established flows (engine_gateway_found); after lost events (ENOBUFS on the event
- *   socket) they reconcile. Every complete dump forgets the gateway records whose flow it
- *   did not list (engine_gateway_mark_end, one O(n) pass). */
+ *   socket) and every discover_interval they reconcile. Every complete dump forgets the gateway
+ * records whose flow it did not list (engine_gateway_mark_end, one O(n) pass). */
 #ifndef KAPROBE_CTWATCH_H
 #define KAPROBE_CTWATCH_H
 
@@ -28,9 +28,10 @@ struct ctwatch *ctwatch_open(struct engine *e);
 void ctwatch_start(struct ctwatch *w, struct ev_loop *loop);
 
 /* Applies cfg (at start, after each reload): with a gateway rule, destroy events are
- * subscribed to and a dump is started (why: "start", "reload" in its lines); without, the
- * events are unsubscribed. Nothing when conntrack is not loaded (no established timeout
- * to read). */
+ * subscribed to, a dump is started (why: "start", "reload" in its lines) and another every
+ * discover_interval (when not 0: entries made before the subscription send no destroy
+ * event with nf_conntrack_events = 2, the default); without, the events are unsubscribed.
+ * A dump does nothing while conntrack is not loaded (no established timeout to read). */
 void ctwatch_configure(struct ctwatch *w, const struct config *cfg, const char *why);
 
 /* This namespace's nf_conntrack_tcp_timeout_established (s) in *t: 0, or -1 when

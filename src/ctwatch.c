@@ -31,10 +31,11 @@ struct ctwatch {
 	struct engine *engine;
 	int evfd, dumpfd;
 	ev_io ev_w, dump_w;
-	ev_timer dump_t; /* the dump under way gets no answer for CTWATCH_DUMP_WAIT s */
-	bool subscribed; /* to NFNLGRP_CONNTRACK_DESTROY */
-	int family;      /* the family being dumped; 0: no dump under way */
-	bool again;      /* a dump was asked for while one was under way */
+	ev_timer dump_t;  /* the dump under way gets no answer for CTWATCH_DUMP_WAIT s */
+	ev_timer every_t; /* the periodic dump (discover_interval) */
+	bool subscribed;  /* to NFNLGRP_CONNTRACK_DESTROY */
+	int family;       /* the family being dumped; 0: no dump under way */
+	bool again;       /* a dump was asked for while one was under way */
 	const char *why, *next_why;
 	uint32_t seq;
 	double established; /* nf_conntrack_tcp_timeout_established, read as a dump starts */
@@ -115,9 +116,13 @@ static void dump_end(struct ctwatch *w, bool ok)
 	ev_timer_stop(w->loop, &w->dump_t);
 	if (ok) {
 		gone = engine_gateway_mark_end(w->engine);
-		log_info("conntrack (%s): %zu established TCP flows listed for the gateway rules, "
-		         "%zu records of flows no longer listed forgotten",
-		         w->why, w->found, gone);
+		if (gone || strcmp(w->why, "periodic") != 0)
+			log_info("conntrack (%s): %zu established TCP flows listed for the gateway "
+			         "rules, %zu records of flows no longer listed forgotten",
+			         w->why, w->found, gone);
+		else /* the periodic dump with nothing to say */
+			log_debug("conntrack (%s): %zu established TCP flows listed", w->why,
+			          w->found);
 	} else
 		log_warnx("conntrack dump (%s, %s) not complete: some forwarded flows are followed "
 		          "only from their next segment",
@@ -224,6 +229,16 @@ static void on_dump_wait(struct ev_loop *loop, ev_timer *t, int revents)
 		dump_end(w, false);
 }
 
+/* Every discover_interval: entries made before the event subscription (flows that
+ * existed before start or before a gateway rule came) send no destroy event when
+ * nf_conntrack_events is 2, the default; only a dump sees them go. */
+static void on_every(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	dump_begin(t->data, "periodic");
+}
+
 /* ---- destroy events ---------------------------------------------------------------- */
 
 static void on_gone(const struct actmsg_ct *ct, void *arg)
@@ -291,6 +306,8 @@ void ctwatch_start(struct ctwatch *w, struct ev_loop *loop)
 	ev_init(&w->dump_t, on_dump_wait);
 	w->dump_t.repeat = CTWATCH_DUMP_WAIT;
 	w->dump_t.data = w;
+	ev_init(&w->every_t, on_every);
+	w->every_t.data = w;
 	ev_io_start(loop, &w->ev_w);
 	ev_io_start(loop, &w->dump_w);
 }
@@ -305,8 +322,14 @@ void ctwatch_configure(struct ctwatch *w, const struct config *cfg, const char *
 	for (i = 0; i < cfg->nrules; i++)
 		gateway |= cfg->rules[i].mode == RULE_MODE_GATEWAY;
 	subscribe(w, gateway); /* before the dump: nothing goes between the two */
-	if (gateway)
-		dump_begin(w, why);
+	ev_timer_stop(w->loop, &w->every_t);
+	if (!gateway)
+		return;
+	dump_begin(w, why);
+	if (cfg->discover_interval > 0) {
+		ev_timer_set(&w->every_t, cfg->discover_interval, cfg->discover_interval);
+		ev_timer_start(w->loop, &w->every_t);
+	}
 }
 
 void ctwatch_close(struct ctwatch *w)
@@ -317,6 +340,7 @@ void ctwatch_close(struct ctwatch *w)
 		ev_io_stop(w->loop, &w->ev_w);
 		ev_io_stop(w->loop, &w->dump_w);
 		ev_timer_stop(w->loop, &w->dump_t);
+		ev_timer_stop(w->loop, &w->every_t);
 	}
 	if (w->evfd >= 0)
 		close(w->evfd);

@@ -13,6 +13,9 @@
   sweep forgets both records (reason=conntrack-sweep).
 - gateway_ct_lost: events lost (ENOBUFS: a flush of 20000 entries while kaprobed is
   stopped): a warning, a reconciling dump, and the flushed gateway flow is forgotten.
+- gateway_ct_periodic(6): a flow older than kaprobed (its entry, made with no listener,
+  sends no destroy event): deleted, its records are forgotten by the periodic dump
+  (discover_interval).
 - gateway_reload_found(6): a flow established while kaprobed runs with a local rule only;
   a reload adds the gateway rule: the dump finds the flow (source=discovered), alive both
   sides.
@@ -204,6 +207,38 @@ def gw_ct_sweep(ctx):
     return "no destroy event (nf_conntrack_events=0); the reload's dump forgot both records " \
            "%.3f s after the last alive: %s" % (
                max(e.t for e in gone.values()) - last.t, line.split("msg=", 1)[-1][:100])
+
+
+def gw_ct_periodic(ctx, fam):
+    """A flow made before kaprobed starts: its conntrack entry was made with no listener,
+    so (nf_conntrack_events = 2, the default) its deletion sends no destroy event. Found by
+    the start dump, probed alive both sides; deleted; the periodic dump (discover_interval
+    1s) forgets both records, and no probe follows."""
+    net = routed(ctx.topo)
+    firewall(ctx, net["router"])
+    ctx.topo.sysctl(net["router"], "net.netfilter.nf_conntrack_tcp_loose", 0)  # no pickup
+    a = net[fam]
+    count_probes(ctx, net["local"], fam, a["peer"])
+    count_probes(ctx, net["peer"], fam, a["local"])
+    f = Flow(connect(ctx, net, fam, PORT))
+    f.c.exchange()
+    if ctx.netcheck:
+        return "flow set up"
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text(
+        "{log}", [gw_rule()], extra={"discover_interval": "1s"}))
+    log = kap.log
+    last = None
+    for side in ("server", "client"):
+        al = f.wait(log, side, "alive", DEAD_AFTER + 4)
+        last = al if last is None or al.idx > last.idx else last
+    ct_delete(net["router"], fam)
+    gone = wait_untracked(log, f, "conntrack-sweep", 3, last)
+    check(not flow_records(ctx, kap, f), "state file lists the deleted flow")
+    quiet = quiet_afterwards(net, log, f, fam, max(gone.values(), key=lambda e: e.idx))
+    kap.stop_ok()
+    return "no destroy event for an entry older than the listener; the periodic dump forgot " \
+           "both records %.3f s after the last alive; %s" % (
+               max(e.t for e in gone.values()) - last.t, quiet)
 
 
 FLOOD = 20000  # UDP conntrack entries: their destroy events overflow the event socket
@@ -414,6 +449,8 @@ CASES = [
     ("gateway_ct_flush", gw_ct_flush),
     ("gateway_ct_sweep", gw_ct_sweep),
     ("gateway_ct_lost", gw_ct_lost),
+    ("gateway_ct_periodic", lambda ctx: gw_ct_periodic(ctx, 4)),
+    ("gateway_ct_periodic6", lambda ctx: gw_ct_periodic(ctx, 6)),
     ("gateway_reload_found", lambda ctx: gw_reload_found(ctx, 4)),
     ("gateway_reload_found6", lambda ctx: gw_reload_found(ctx, 6)),
     ("gateway_oneway", gw_oneway),
