@@ -203,8 +203,10 @@ void engine_gateway_listed(struct engine *e, const struct addr_tuple *orig,
                            const struct addr_tuple *reply);
 
 /* The dump is complete (both families): every gateway record it did not mark is forgotten
- * (reason=conntrack-sweep, counted in gateway_expired), in one O(n) pass. Call only after
- * a complete dump (a partial one proves nothing). Returns how many. */
+ * (reason=conntrack-sweep, counted in gateway_expired), in one O(n) pass, if an earlier
+ * dump listed it or made it (one never listed may be a flow conntrack does not track:
+ * notrack, a family without conntrack here). Call only after a complete dump (a partial
+ * one proves nothing). Returns how many. */
 size_t engine_gateway_mark_end(struct engine *e);
 
 /* Sets the capture's exclusions again (after the filter was replaced: reload, reopen). */

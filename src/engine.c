@@ -41,6 +41,8 @@ enum {
 	CONN_F_NAT = 1 << 13,        /* ... through NAT: its gateway_nat is in e->nat */
 	CONN_F_CT_GEN = 1 << 14,     /* a gateway record: parity of the last conntrack dump that
 	                                listed its flow (or made it) */
+	CONN_F_CT_LISTED = 1 << 15,  /* ... and some dump listed it (or made it): its flow has a
+	                                conntrack entry, so a dump that misses it proves it gone */
 };
 
 /* Records seen only from our side (our SYN-ACK to a SYN that may be spoofed, our first
@@ -1196,6 +1198,8 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 		c->flags |= CONN_F_GATEWAY | CONN_F_NOBUSY; /* no socket here to ask about */
 	if (kind == GW_NAT && gateway_natmap_put(e->nat, &nat) == 0)
 		c->flags |= CONN_F_NAT;
+	if (how->orig)
+		c->flags |= CONN_F_CT_LISTED; /* made from a conntrack dump */
 	if (how->discovered)
 		fsm_init_discovered(&c->fsm, now, how->idle, how->quiet, &r->params);
 	else
@@ -1468,16 +1472,20 @@ void engine_gateway_listed(struct engine *e, const struct addr_tuple *orig,
 
 	for (i = 0; i < 2; i++) {
 		if ((c = gateway_record(e, t[i])))
-			c->flags = (uint16_t)((c->flags & ~CONN_F_CT_GEN) | e->ct_gen);
+			c->flags =
+			    (uint16_t)((c->flags & ~CONN_F_CT_GEN) | e->ct_gen | CONN_F_CT_LISTED);
 	}
 }
 
-/* Forgets a gateway record the dump did not list (made before it began). */
+/* Forgets a gateway record the dump did not list (made before it began), when an earlier
+ * dump did: one never listed may be a flow conntrack does not track (notrack, a family
+ * without conntrack here), only traffic tells. */
 static void gateway_sweep_one(struct conn *c, void *arg)
 {
 	struct sweep *sw = arg;
 
-	if (!(c->flags & CONN_F_GATEWAY) || (c->flags & CONN_F_CT_GEN) == sw->e->ct_gen)
+	if (!(c->flags & CONN_F_GATEWAY) || !(c->flags & CONN_F_CT_LISTED) ||
+	    (c->flags & CONN_F_CT_GEN) == sw->e->ct_gen)
 		return;
 	gateway_expire(sw->e, c, "conntrack-sweep");
 	sw->gone++;

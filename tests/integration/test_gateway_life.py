@@ -9,13 +9,15 @@
   forgets both records (the dead one, after its verdict, and the live one): one action
   line, no second verdict, a clean exit.
 - gateway_ct_sweep: with conntrack events off in the router (nf_conntrack_events = 0, as
-  when events are lost), the entry deleted is not noticed until a reload's dump, whose
-  sweep forgets both records (reason=conntrack-sweep).
+  when events are lost), the entry deleted (after a first dump listed it) is not noticed
+  until a reload's dump, whose sweep forgets both records (reason=conntrack-sweep).
 - gateway_ct_lost: events lost (ENOBUFS: a flush of 20000 entries while kaprobed is
   stopped): a warning, a reconciling dump, and the flushed gateway flow is forgotten.
 - gateway_ct_periodic(6): a flow older than kaprobed (its entry, made with no listener,
   sends no destroy event): deleted, its records are forgotten by the periodic dump
   (discover_interval).
+- gateway_ct_untracked6: IPv6 flows through a router whose conntrack tracks IPv4 only:
+  the periodic dumps never list them and do not forget them.
 - gateway_reload_found(6): a flow established while kaprobed runs with a local rule only;
   a reload adds the gateway rule: the dump finds the flow (source=discovered), alive both
   sides.
@@ -193,13 +195,19 @@ def gw_ct_sweep(ctx):
     for side in ("server", "client"):
         al = f.wait(log, side, "alive", DEAD_AFTER + 3)
         last = al if last is None or al.idx > last.idx else last
+    # a first dump lists the flow (a record no dump ever listed is never swept: it may be a
+    # flow conntrack does not track)
+    os.kill(kap.proc.pid, signal.SIGHUP)
+    kap.proc.wait_line(lambda l: "conntrack (reload)" in l, 2, "the first dump", stream="err")
     ct_delete(net["router"], 4)
     time.sleep(0.3)
     check(len(flow_records(ctx, kap, f)) == 2, "the records went without a destroy event")
+    i, _ = kap.proc.wait_line(lambda l: "conntrack (reload)" in l, 1, "the first dump",
+                              stream="err")
     os.kill(kap.proc.pid, signal.SIGHUP)  # the same file: a dump reconciles
     gone = wait_untracked(log, f, "conntrack-sweep", 3, last)
     _, line = kap.proc.wait_line(lambda l: "conntrack (reload)" in l, 2, "the dump line",
-                                 stream="err")
+                                 stream="err", start=i + 1)
     check("2 records of flows no longer listed forgotten" in line, "dump line: %s" % line)
     check(not flow_records(ctx, kap, f), "state file lists the deleted flow")
     lines_shaped(log)
@@ -269,6 +277,8 @@ def gw_ct_lost(ctx):
     for side in ("server", "client"):
         al = f.wait(log, side, "alive", DEAD_AFTER + 3)
         last = al if last is None or al.idx > last.idx else last
+    os.kill(kap.proc.pid, signal.SIGHUP)  # a dump lists the flow (see gw_ct_sweep)
+    kap.proc.wait_line(lambda l: "conntrack (reload)" in l, 3, "the listing dump", stream="err")
     os.kill(kap.proc.pid, signal.SIGSTOP)
     try:
         run(["conntrack", "-F"], ns=net["router"])
@@ -289,6 +299,37 @@ def gw_ct_lost(ctx):
     return "%d entries flushed: %s; %s; records forgotten (%s)" % (
         n, warn.split("msg=", 1)[-1][:50], dump.split("msg=", 1)[-1][:90],
         ", ".join("%s: %s" % kv for kv in sorted(reasons.items())))
+
+
+def gw_ct_untracked6(ctx):
+    """IPv6 flows through a router whose conntrack tracks IPv4 only (its one ct rule is in
+    an ip table): no dump ever lists them, and the periodic dumps (discover_interval 1s)
+    must not forget their records: alive both sides round after round."""
+    net = routed(ctx.topo)
+    ctx.topo.nft(net["router"], "\n".join([
+        "add table ip kptfw4",
+        "add chain ip kptfw4 fwd_c { type filter hook forward priority 0; policy accept; }",
+        "add rule ip kptfw4 fwd_c ct state invalid drop",
+        ""]))
+    if ctx.netcheck:
+        return "IPv4 conntrack only"
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text(
+        "{log}", [gw_rule()], extra={"discover_interval": "1s"}))
+    log = kap.log
+    f = Flow(connect(ctx, net, 6, PORT))
+    f.c.exchange()
+    after = None
+    for _ in range(4):
+        for side in ("server", "client"):
+            after = f.wait(log, side, "alive", DEAD_AFTER + 2, after)
+    dumps = [l for _, l in kap.proc.err if "conntrack (periodic)" in l]
+    check(len(dumps) >= 3, "periodic dumps: %s" % dumps)
+    gone = [e for e in f.events(log) if e.get("event") in ("untrack", "dead", "track")]
+    check(len(gone) == 2 and all(e["event"] == "track" for e in gone),
+          "track/untrack/dead lines:\n%s" % fmt_events(gone))
+    kap.stop_ok()
+    return "4 alive rounds per side through %d periodic dumps that never list the flow" % (
+        len(dumps))
 
 
 def gw_reload_found(ctx, fam):
@@ -451,6 +492,7 @@ CASES = [
     ("gateway_ct_lost", gw_ct_lost),
     ("gateway_ct_periodic", lambda ctx: gw_ct_periodic(ctx, 4)),
     ("gateway_ct_periodic6", lambda ctx: gw_ct_periodic(ctx, 6)),
+    ("gateway_ct_untracked6", gw_ct_untracked6),
     ("gateway_reload_found", lambda ctx: gw_reload_found(ctx, 4)),
     ("gateway_reload_found6", lambda ctx: gw_reload_found(ctx, 6)),
     ("gateway_oneway", gw_oneway),
