@@ -25,6 +25,7 @@
 #define CTWATCH_DUMP_BATCH  8         /* dump datagrams read per callback, at most */
 #define CTWATCH_DUMP_WAIT   2.0       /* s without an answer: the dump is abandoned */
 #define CTWATCH_RCVBUF      (4 << 20) /* the event socket's buffer: bursts of expiries */
+#define CTWATCH_LOST_GAP    1.0       /* s between two dumps for lost events, at least */
 
 struct ctwatch {
 	struct ev_loop *loop;
@@ -33,9 +34,12 @@ struct ctwatch {
 	ev_io ev_w, dump_w;
 	ev_timer dump_t;  /* the dump under way gets no answer for CTWATCH_DUMP_WAIT s */
 	ev_timer every_t; /* the periodic dump (discover_interval) */
-	bool subscribed;  /* to NFNLGRP_CONNTRACK_DESTROY */
-	int family;       /* the family being dumped; 0: no dump under way */
-	bool again;       /* a dump was asked for while one was under way */
+	ev_timer lost_t;  /* events were lost: the dump that reconciles, CTWATCH_LOST_GAP apart */
+	double lost_at;   /* when the last such dump was asked for */
+	unsigned long long lost; /* ENOBUFS seen since the last warning */
+	bool subscribed;         /* to NFNLGRP_CONNTRACK_DESTROY */
+	int family;              /* the family being dumped; 0: no dump under way */
+	bool again;              /* a dump was asked for while one was under way */
 	const char *why, *next_why;
 	uint32_t seq;
 	double established; /* nf_conntrack_tcp_timeout_established, read as a dump starts */
@@ -248,6 +252,30 @@ static void on_gone(const struct actmsg_ct *ct, void *arg)
 	engine_gateway_gone(w->engine, &ct->orig, &ct->reply);
 }
 
+/* Events were lost (perhaps several times since): one warning, one dump. */
+static void on_lost(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct ctwatch *w = t->data;
+
+	(void)revents;
+	log_warnx("conntrack events lost (ENOBUFS, %llu times): reconciling with a dump", w->lost);
+	w->lost = 0;
+	w->lost_at = ev_now(loop);
+	dump_begin(w, "events-lost");
+}
+
+/* ENOBUFS: the dump that reconciles comes at once, or CTWATCH_LOST_GAP after the last one
+ * (an event storm costs a dump a second at most). */
+static void events_lost(struct ctwatch *w)
+{
+	double wait = w->lost_at + CTWATCH_LOST_GAP - ev_now(w->loop);
+
+	if (w->lost++ > 0)
+		return; /* the dump is already due */
+	ev_timer_set(&w->lost_t, w->lost_at > 0 && wait > 0 ? wait : 0.0, 0.0);
+	ev_timer_start(w->loop, &w->lost_t);
+}
+
 /* The event socket is readable: up to CTWATCH_EVENT_BATCH datagrams. ENOBUFS: events
  * were lost, a dump reconciles. */
 static void on_events(struct ev_loop *loop, ev_io *io, int revents)
@@ -266,8 +294,7 @@ static void on_events(struct ev_loop *loop, ev_io *io, int revents)
 		n = recvfrom(w->evfd, rxbuf, sizeof(rxbuf), MSG_DONTWAIT, (struct sockaddr *)&src,
 		             &slen);
 		if (n < 0 && errno == ENOBUFS) {
-			log_warnx("conntrack events lost (ENOBUFS): reconciling with a dump");
-			dump_begin(w, "events-lost");
+			events_lost(w);
 			continue;
 		}
 		if (n < 0)
@@ -308,6 +335,8 @@ void ctwatch_start(struct ctwatch *w, struct ev_loop *loop)
 	w->dump_t.data = w;
 	ev_init(&w->every_t, on_every);
 	w->every_t.data = w;
+	ev_init(&w->lost_t, on_lost);
+	w->lost_t.data = w;
 	ev_io_start(loop, &w->ev_w);
 	ev_io_start(loop, &w->dump_w);
 }
@@ -341,6 +370,7 @@ void ctwatch_close(struct ctwatch *w)
 		ev_io_stop(w->loop, &w->dump_w);
 		ev_timer_stop(w->loop, &w->dump_t);
 		ev_timer_stop(w->loop, &w->every_t);
+		ev_timer_stop(w->loop, &w->lost_t);
 	}
 	if (w->evfd >= 0)
 		close(w->evfd);
