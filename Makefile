@@ -44,7 +44,7 @@ LDFLAGS := $(SANFLAGS) $(EXTRA_LDFLAGS)
 CORE    := addr codec fsm rule config conntab logline state metrics statusview nlwalk actmsg \
            timerheap gateway
 EDGE    := log capture sender engine atomicfile report action diag ifaddr discover loopstall \
-           replay hush
+           replay hush ctwatch
 SERVICE := priv notify
 DAEMON_OBJS := $(addprefix $(BUILD)/,$(addsuffix .o,$(CORE) $(EDGE) $(SERVICE) main))
 

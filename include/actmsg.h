@@ -90,6 +90,13 @@ size_t actmsg_ct_dump(int family, uint32_t seq, uint8_t *buf, size_t len);
 int actmsg_ct_each(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender,
                    void (*fn)(const struct actmsg_ct *ct, void *arg), void *arg);
 
+/* Calls fn for each whole TCP entry of a conntrack event datagram (group
+ * NFNLGRP_CONNTRACK_DESTROY: IPCTNL_MSG_CT_DELETE messages, any sequence) from port sender;
+ * other messages are skipped. Returns the number of entries, or -1 when buf is not the
+ * kernel's or holds a cut message (the entries before the cut were handed to fn). */
+int actmsg_ct_events(const uint8_t *buf, size_t len, uint32_t sender,
+                     void (*fn)(const struct actmsg_ct *ct, void *arg), void *arg);
+
 /* Reads the answer to get request seq in buf (a datagram from port sender): 0 with *out
  * filled (both tuples whole, TCP), ENOENT when there is no such entry, another errno value
  * when the kernel refused, or -1 when buf holds no whole answer to seq from the kernel. */

@@ -202,6 +202,29 @@ void engine_set_learn_mark(struct engine *e, uint32_t mark);
 void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
                           const struct addr_tuple *reply, bool nat, double idle, double now);
 
+/* A forwarded flow's conntrack entry is gone (a destroy event: it expired, was deleted
+ * by a tool or by a flush action, the table was flushed): the gateway records of the flow
+ * with tuples orig and reply (keyed by either tuple swapped, through NAT too) are forgotten,
+ * each with an untrack line at debug (reason=conntrack), counted in gateway_expired.
+ * Returns how many. */
+size_t engine_gateway_gone(struct engine *e, const struct addr_tuple *orig,
+                           const struct addr_tuple *reply);
+
+/* Reconciling with a conntrack dump: a dump starts (records made from now on count as
+ * listed). */
+void engine_gateway_mark_begin(struct engine *e);
+
+/* The dump lists a TCP entry with tuples orig and reply: its gateway records are marked. */
+void engine_gateway_listed(struct engine *e, const struct addr_tuple *orig,
+                           const struct addr_tuple *reply);
+
+/* The dump is complete (both families): every gateway record it did not mark is forgotten
+ * (reason=conntrack-sweep, counted in gateway_expired), in one O(n) pass, if an earlier
+ * dump listed it or made it (one never listed may be a flow conntrack does not track:
+ * notrack, a family without conntrack here). Call only after a complete dump (a partial
+ * one proves nothing). Returns how many. */
+size_t engine_gateway_mark_end(struct engine *e);
+
 /* Sets the capture's exclusions again (after the filter was replaced: reload, reopen). */
 void engine_busy_refresh(struct engine *e);
 

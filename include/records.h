@@ -16,6 +16,7 @@ struct addr_tuple;
 /* Counters shown in the closing statistics and by the benchmark. */
 struct engine_stats {
 	unsigned long long packets, decode_errors, not_local, unmatched, forwarded, gateway_oneway;
+	unsigned long long gateway_expired; /* gateway records forgotten: conntrack entry gone */
 	unsigned long long tracked, probes_sent, send_errors, replies;
 	unsigned long long alive, dead, reset, unreachable, closed, table_full;
 	unsigned long long discovered, gone, kernel_keepalive, learn_asked, learn_blocked;

@@ -314,6 +314,25 @@ int actmsg_ct_each(const uint8_t *buf, size_t len, uint32_t seq, uint32_t sender
 	return nlwalk_cut(h, rest) ? -1 : 0;
 }
 
+int actmsg_ct_events(const uint8_t *buf, size_t len, uint32_t sender,
+                     void (*fn)(const struct actmsg_ct *ct, void *arg), void *arg)
+{
+	const uint16_t destroy = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
+	const struct nlmsghdr *h;
+	struct actmsg_ct ct;
+	int rest, n = 0;
+
+	if (sender != ACTMSG_KERNEL_PORT)
+		return -1;
+	for (h = nlwalk_first(buf, len, &rest); nlwalk_ok(h, rest); h = mnl_nlmsg_next(h, &rest)) {
+		if (h->nlmsg_type == destroy && ct_entry(h, &ct) == 0) {
+			fn(&ct, arg);
+			n++;
+		}
+	}
+	return nlwalk_cut(h, rest) ? -1 : n;
+}
+
 /* Does the kernel's answer name connection t itself? An IPv6 socket talking IPv4 (a
  * dual-stack listener's connection) answers with v4-mapped addresses. */
 static bool same_conn(const struct inet_diag_msg *m, const struct addr_tuple *t)

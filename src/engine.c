@@ -39,6 +39,10 @@ enum {
 	CONN_F_NOBUSY = 1 << 11,     /* never left out: the kernel has no socket for it */
 	CONN_F_GATEWAY = 1 << 12,    /* one end of a forwarded connection (a gateway rule's) */
 	CONN_F_NAT = 1 << 13,        /* ... through NAT: its gateway_nat is in e->nat */
+	CONN_F_CT_GEN = 1 << 14,     /* a gateway record: parity of the last conntrack dump that
+	                                listed its flow (or made it) */
+	CONN_F_CT_LISTED = 1 << 15,  /* ... and some dump listed it (or made it): its flow has a
+	                                conntrack entry, so a dump that misses it proves it gone */
 };
 
 /* Records seen only from our side (our SYN-ACK to a SYN that may be spoofed, our first
@@ -131,6 +135,7 @@ struct engine {
 	engine_expect_fn expect;    /* answers the router drops (hush.h), or NULL */
 	void *expect_arg;
 	uint32_t learn_mark; /* learning SYNs through NAT: the router's notrack mark, or 0 */
+	uint16_t ct_gen;            /* CONN_F_CT_GEN of the current conntrack dump */
 };
 
 const double engine_rtt_bounds[ENGINE_RTT_BUCKETS] = {
@@ -1276,11 +1281,13 @@ static struct conn *track(struct engine *e, const struct addr_tuple *key, double
 	}
 	e->st.tracked++;
 	c->rule = (uint16_t)(r - e->cfg->rules);
-	c->flags = e->gen | (how->discovered ? CONN_F_DISCOVERED : 0);
+	c->flags = e->gen | e->ct_gen | (how->discovered ? CONN_F_DISCOVERED : 0);
 	if (kind != GW_LOCAL)
 		c->flags |= CONN_F_GATEWAY | CONN_F_NOBUSY; /* no socket here to ask about */
 	if (kind == GW_NAT && gateway_natmap_put(e->nat, &nat) == 0)
 		c->flags |= CONN_F_NAT;
+	if (how->orig)
+		c->flags |= CONN_F_CT_LISTED; /* made from a conntrack dump */
 	if (how->discovered)
 		fsm_init_discovered(&c->fsm, now, how->idle, how->quiet, &r->params);
 	else
@@ -1486,6 +1493,104 @@ void engine_gateway_found(struct engine *e, const struct addr_tuple *orig,
 		if (c)
 			e->st.discovered++;
 	}
+}
+
+/* ---- gateway records and their conntrack entries ---------------------------------
+ * A forwarded flow's records are keyed as each end sees it: the record probing the server
+ * by the reply tuple swapped, the one probing the client by the original tuple swapped
+ * (gateway_nat_view), with or without NAT. Destroy events forget them at once; a dump
+ * (after lost events, after a reload) marks the listed ones and forgets the rest. */
+
+/* A sweep's progress (conntrack's here, discovery's below). */
+struct sweep {
+	struct engine *e;
+	size_t gone;
+};
+
+/* The gateway record keyed by direction t swapped, or NULL. */
+static struct conn *gateway_record(struct engine *e, const struct addr_tuple *t)
+{
+	struct addr_tuple key;
+	struct conn *c;
+
+	addr_tuple_make(&key, t->family, t->remote, t->rport, t->local, t->lport);
+	c = conntab_find(e->tab, &key);
+	return c && (c->flags & CONN_F_GATEWAY) ? c : NULL;
+}
+
+/* Forgets gateway record c, its conntrack entry gone (why: "conntrack" for an event,
+ * "conntrack-sweep" for a dump that did not list it); an untrack line at debug. */
+static void gateway_expire(struct engine *e, struct conn *c, const char *why)
+{
+	struct log_line l;
+
+	if (log_level() >= CONFIG_LOG_DEBUG) {
+		line_start(&l, "untrack", e, c);
+		log_line_str(&l, "reason", why);
+		if (c->fsm.state == FSM_DEAD)
+			log_line_str(&l, "after", "verdict"); /* e.g. its own flush action */
+		log_line_emit(&l);
+	}
+	e->st.gateway_expired++;
+	forget(e, c);
+}
+
+size_t engine_gateway_gone(struct engine *e, const struct addr_tuple *orig,
+                           const struct addr_tuple *reply)
+{
+	struct conn *c;
+	size_t n = 0;
+
+	if ((c = gateway_record(e, reply))) { /* probes the server */
+		gateway_expire(e, c, "conntrack");
+		n++;
+	}
+	if ((c = gateway_record(e, orig))) { /* probes the client */
+		gateway_expire(e, c, "conntrack");
+		n++;
+	}
+	return n;
+}
+
+void engine_gateway_mark_begin(struct engine *e)
+{
+	e->ct_gen ^= CONN_F_CT_GEN;
+}
+
+void engine_gateway_listed(struct engine *e, const struct addr_tuple *orig,
+                           const struct addr_tuple *reply)
+{
+	const struct addr_tuple *t[2] = {orig, reply};
+	struct conn *c;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if ((c = gateway_record(e, t[i])))
+			c->flags =
+			    (uint16_t)((c->flags & ~CONN_F_CT_GEN) | e->ct_gen | CONN_F_CT_LISTED);
+	}
+}
+
+/* Forgets a gateway record the dump did not list (made before it began), when an earlier
+ * dump did: one never listed may be a flow conntrack does not track (notrack, a family
+ * without conntrack here), only traffic tells. */
+static void gateway_sweep_one(struct conn *c, void *arg)
+{
+	struct sweep *sw = arg;
+
+	if (!(c->flags & CONN_F_GATEWAY) || !(c->flags & CONN_F_CT_LISTED) ||
+	    (c->flags & CONN_F_CT_GEN) == sw->e->ct_gen)
+		return;
+	gateway_expire(sw->e, c, "conntrack-sweep");
+	sw->gone++;
+}
+
+size_t engine_gateway_mark_end(struct engine *e)
+{
+	struct sweep sw = {e, 0};
+
+	conntab_foreach(e->tab, gateway_sweep_one, &sw);
+	return sw.gone;
 }
 
 /* c (may be NULL) waits for the answer to its learning SYN, which seg carries the SEQ of. */
@@ -2080,11 +2185,6 @@ void engine_discover_abort(struct engine *e)
 {
 	e->gen ^= CONN_F_GEN; /* marks of a partial list prove nothing either way */
 }
-
-struct sweep {
-	struct engine *e;
-	size_t gone;
-};
 
 static void sweep_one(struct conn *c, void *arg)
 {

@@ -10,10 +10,8 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <linux/netfilter/nf_conntrack_common.h>
-#include <linux/netfilter/nf_conntrack_tcp.h>
 #include <linux/netlink.h>
 #include <net/if.h>
-#include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +27,7 @@
 #include "addr.h"
 #include "capture.h"
 #include "config.h"
+#include "ctwatch.h"
 #include "diag.h"
 #include "discover.h"
 #include "engine.h"
@@ -96,6 +95,7 @@ struct daemon {
 	struct hush *hush; /* gateway rules: the nftables table dropping answers (or NULL) */
 	bool hush_told;    /* the warning that answers are forwarded was written */
 	unsigned long long hush_failed; /* batches of expected answers nftables refused */
+	struct ctwatch *ctwatch; /* conntrack events and dumps (gateway rules), or NULL */
 };
 
 static unsigned long long pcap_drops(void *arg);
@@ -656,26 +656,12 @@ static void log_reloaded(const struct daemon *d, size_t untracked)
  * configuration stays. A good one replaces it; the engine re-applies the rules. */
 /* Warns of each gateway rule whose flows the router's conntrack would forget before their
  * first probe (its idle is not shorter than the established timeout of this namespace). */
-/* This namespace's nf_conntrack_tcp_timeout_established (s): 0, or -1 when conntrack is
- * not loaded (yet). */
-static int ct_established_timeout(double *t)
-{
-	FILE *f = fopen(GATEWAY_CT_TIMEOUT_PATH, "re");
-	int ok;
-
-	if (!f)
-		return -1;
-	ok = fscanf(f, "%lf", t) == 1;
-	fclose(f);
-	return ok ? 0 : -1;
-}
-
 static void warn_conntrack_timeout(const struct config *cfg)
 {
 	const struct rule *r;
 	double t;
 	size_t i = 0;
-	int ok = ct_established_timeout(&t) == 0; /* else nothing forgets the flows */
+	int ok = ctwatch_established_timeout(&t) == 0; /* else nothing forgets the flows */
 
 	while (ok && (r = gateway_outlived(cfg->rules, cfg->nrules, &i, t)))
 		log_warnx("rule [%s]: idle %.0f s is not shorter than conntrack's established "
@@ -767,7 +753,8 @@ static int reload_config(struct daemon *d)
 	hush_configure(d);
 	log_reloaded(d, untracked);
 	discover_set_config(d->discover, &d->cfg);
-	discover_run(d->discover); /* connections the new rules match */
+	discover_run(d->discover);                        /* connections the new rules match */
+	ctwatch_configure(d->ctwatch, &d->cfg, "reload"); /* forwarded flows they match */
 	return 0;
 }
 
@@ -870,7 +857,7 @@ static void log_totals(const struct daemon *d)
 	         "probe_late_max_ms=%.1f probe_rate=%.0f unconfirmed_dropped=%llu "
 	         "loop_stall_max_ms=%.3f loop_stall_max_cpu_ms=%.3f stall_dead=%llu "
 	         "stall_zero_window=%llu busy_left_out=%llu busy_queries=%llu forwarded=%llu "
-	         "gateway_oneway=%llu",
+	         "gateway_oneway=%llu gateway_expired=%llu",
 	         s->packets, s->decode_errors, s->tracked, s->probes_sent, s->send_errors,
 	         s->replies, s->alive, s->dead, s->reset, s->unreachable, s->closed,
 	         s->ignored[FSM_IGN_OWN_PROBE], s->ignored[FSM_IGN_BAD_ACK],
@@ -880,7 +867,7 @@ static void log_totals(const struct daemon *d)
 	         s->probe_late_max * 1000.0, s->probe_rate, s->unconfirmed_dropped,
 	         loopstall_max() * 1000.0, loopstall_max_cpu() * 1000.0, s->stall_retransmit,
 	         s->stall_zero_window, s->busy_left_out, s->busy_queries, s->forwarded,
-	         s->gateway_oneway);
+	         s->gateway_oneway, s->gateway_expired);
 }
 
 /* systemd's STATUS= line (a notify_status_fn). */
@@ -930,6 +917,7 @@ static void open_privileged(struct daemon *d)
 	else
 		log_warn("NETLINK_NETFILTER: gateway rules follow no connection through NAT");
 	hush_configure(d);
+	d->ctwatch = ctwatch_open(d->engine);
 	ev_timer_init(&d->reopen_t, on_reopen, REOPEN_EVERY, REOPEN_EVERY);
 	d->reopen_t.data = d;
 	ev_timer_init(&d->pace_t, on_pace, CAPTURE_PACE, 0.0);
@@ -939,76 +927,6 @@ static void open_privileged(struct daemon *d)
 	d->pace_check.data = d;
 	ev_set_priority(&d->pace_check, EV_MAXPRI);
 	open_captures(d);
-}
-
-/* Where a conntrack dump's entries go. */
-struct ct_dump {
-	struct daemon *d;
-	double established; /* nf_conntrack_tcp_timeout_established */
-	size_t found;
-};
-
-/* One entry of the dump: an established TCP flow, idle for its timeout used. */
-static void ct_dump_entry(const struct actmsg_ct *ct, void *arg)
-{
-	struct ct_dump *x = arg;
-
-	if (!(ct->have & ACTMSG_CT_TIMEOUT) || !(ct->have & ACTMSG_CT_STATE) ||
-	    ct->tcp_state != TCP_CONNTRACK_ESTABLISHED)
-		return;
-	x->found++;
-	engine_gateway_found(x->d->engine, &ct->orig, &ct->reply,
-	                     (ct->status & (IPS_SRC_NAT | IPS_DST_NAT)) != 0,
-	                     x->established - (double)ct->timeout, engine_clock());
-}
-
-/* Dumps one family's conntrack table into the engine (gateway rules: flows that existed
- * before kaprobed started). At start only, synchronously (1 s at most per datagram). */
-static void ct_dump_family(struct ct_dump *x, int family)
-{
-	static _Alignas(uint32_t) uint8_t buf[65536]; /* netlink's alignment */
-	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK}, src;
-	struct pollfd pfd = {.fd = x->d->ctfd, .events = POLLIN};
-	size_t len = actmsg_ct_dump(family, ++x->d->ctseq, buf, sizeof(buf));
-	socklen_t slen;
-	ssize_t n;
-	int rc = 0;
-
-	while (recv(x->d->ctfd, buf + len, sizeof(buf) - len, MSG_DONTWAIT) > 0)
-		; /* late answers to earlier lookups */
-	if (sendto(x->d->ctfd, buf, len, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
-		return;
-	while (rc == 0 && poll(&pfd, 1, 1000) == 1) {
-		memset(&src, 0, sizeof(src));
-		slen = sizeof(src);
-		n = recvfrom(x->d->ctfd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&src,
-		             &slen);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break;
-		rc = actmsg_ct_each(buf, (size_t)n, x->d->ctseq, src.nl_pid, ct_dump_entry, x);
-	}
-	if (rc != 1)
-		log_warnx("conntrack dump (%s) not complete: some forwarded flows are followed "
-		          "only from their next segment",
-		          family == AF_INET ? "IPv4" : "IPv6");
-}
-
-/* Gateway rules: the forwarded flows conntrack knows of are tracked as discovered. */
-static void ct_dump(struct daemon *d)
-{
-	struct ct_dump x = {d, 0, 0};
-	bool gateway = false;
-	size_t i;
-
-	for (i = 0; i < d->cfg.nrules; i++)
-		gateway |= d->cfg.rules[i].mode == RULE_MODE_GATEWAY;
-	if (!gateway || d->ctfd < 0 || ct_established_timeout(&x.established) < 0)
-		return; /* no gateway rule, or no conntrack (yet): no flow to find */
-	ct_dump_family(&x, AF_INET);
-	ct_dump_family(&x, AF_INET6);
-	log_info("conntrack: %zu established TCP flows listed for the gateway rules", x.found);
 }
 
 /* After the privilege drop: reports, signals, the first dump, then systemd is told. */
@@ -1022,7 +940,8 @@ static void start_unprivileged(struct daemon *d)
 	start_signals(d); /* before the first dump, which may take a while */
 	engine_set_sync(d->engine, capture_sync, d);
 	discover_run(d->discover); /* after the captures: nothing falls between the two */
-	ct_dump(d);
+	ctwatch_start(d->ctwatch, d->loop);
+	ctwatch_configure(d->ctwatch, &d->cfg, "start"); /* flows that existed before */
 	log_info("started");
 	log_info("kaprobed %s: %zu rules, interface %s, %zu local addresses", KAPROBE_VERSION,
 	         d->cfg.nrules, d->cfg.interface, d->local.n);
@@ -1038,6 +957,7 @@ static void shut_down(struct daemon *d)
 	log_totals(d);
 	report_free(d->report);
 	discover_free(d->discover);
+	ctwatch_close(d->ctwatch);
 	ev_io_stop(d->loop, &d->addr_io);
 	close(d->addr_io.fd);
 	engine_free(d->engine);

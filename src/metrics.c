@@ -46,6 +46,9 @@ static void gateway(FILE *f, const struct engine_stats *st)
 	        "Times a forwarded connection seen one way only (NAT, asymmetric routing) was "
 	        "left unprobed.",
 	        st->gateway_oneway);
+	counter(f, "kaprobe_gateway_expired_total",
+	        "Gateway records forgotten because their flow's conntrack entry was gone.",
+	        st->gateway_expired);
 }
 
 /* The capture's blindness and the pacer (issue 8). */

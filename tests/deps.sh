@@ -4,7 +4,7 @@ set -eu
 PKGS="build-essential pkg-config libpcap-dev libnet1-dev libev-dev libinih-dev libcmocka-dev
 libjansson-dev libmnl-dev libnftnl-dev libnftables-dev
 nftables iproute2 python3 procps libsystemd-dev libcap-dev mandoc man-db logrotate prometheus
-strace systemd systemd-container clang libclang-rt-dev tcpdump"
+strace systemd systemd-container clang libclang-rt-dev tcpdump conntrack"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

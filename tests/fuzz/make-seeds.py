@@ -94,6 +94,23 @@ def error_msg(err, seq=SEQ):
     return nlmsg(2, struct.pack("=i", err) + struct.pack("=IHHII", 72, 20, 1, seq, 0))
 
 
+def ct_tuple(ttype, src, dst, sport, dport):
+    """A ctnetlink CTA_TUPLE_ORIG or _REPLY (nested), IPv4 TCP."""
+    ip = rtattr(1, socket.inet_aton(src)) + rtattr(2, socket.inet_aton(dst))
+    proto = (rtattr(1, bytes([6])) + rtattr(2, struct.pack(">H", sport))
+             + rtattr(3, struct.pack(">H", dport)))
+    return rtattr(0x8000 | ttype, rtattr(0x8001, ip) + rtattr(0x8002, proto))
+
+
+def ct_entry(mtype, seq):
+    """A conntrack entry message (NFNL_SUBSYS_CTNETLINK << 8 | mtype's low byte)."""
+    body = (struct.pack("=BBH", socket.AF_INET, 0, 0)
+            + ct_tuple(1, "198.51.100.2", "192.0.2.1", 40000, 5432)
+            + ct_tuple(2, "192.0.2.1", "198.51.100.2", 5432, 40000)
+            + rtattr(3, struct.pack(">I", 0x8e)) + rtattr(7, struct.pack(">I", 431990)))
+    return nlmsg(mtype, body, seq=seq)
+
+
 def netlink_seeds(outdir):
     v4 = diag_msg(socket.AF_INET, 1, 5432, 40000, "192.0.2.1", "192.0.2.2")
     v6 = diag_msg(socket.AF_INET6, 1, 443, 50000, "2001:db8::1", "2001:db8::2")
@@ -108,6 +125,10 @@ def netlink_seeds(outdir):
     write(outdir, "actmsg", "ack", error_msg(0))
     write(outdir, "actmsg", "enoent", error_msg(-2))
     write(outdir, "actmsg", "two", error_msg(0, seq=7) + error_msg(-1))
+    ev = ct_entry(0x0102, 0)  # IPCTNL_MSG_CT_DELETE: a destroy event
+    write(outdir, "actmsg", "ct-destroy", ev + ev)
+    write(outdir, "actmsg", "ct-dump", ct_entry(0x0100, SEQ) + nlmsg(3, struct.pack("=i", 0),
+                                                                    flags=2))
     for name, mtype, fam, addr, local in (
             ("new4", 20, socket.AF_INET, "192.0.2.1", None),
             ("del4", 21, socket.AF_INET, "192.0.2.1", None),

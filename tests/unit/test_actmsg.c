@@ -390,6 +390,29 @@ static void test_ct_dump(void **state)
 	assert_int_equal(actmsg_ct_each(buf, n - 30, 3, 0, collect, &seen), -1); /* cut */
 }
 
+/* Destroy events: IPCTNL_MSG_CT_DELETE messages with sequence 0; a NEW among them and a
+ * foreign sender are not events. */
+static void test_ct_events(void **state)
+{
+	_Alignas(uint32_t) uint8_t buf[1024];
+	struct seen seen = {0};
+	struct nlmsghdr *h;
+	size_t n = 0;
+
+	(void)state;
+	memset(buf, 0, sizeof(buf));
+	n += ct_dump_entry(buf, 0, 0, 7);
+	h = (struct nlmsghdr *)buf;
+	h->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE;
+	n += ct_dump_entry(buf + n, 0, 0, 3); /* a NEW message: skipped */
+	assert_int_equal(actmsg_ct_events(buf, n, 0, collect, &seen), 1);
+	assert_int_equal(seen.n, 1);
+	assert_int_equal(seen.state[0], 7);
+	assert_int_equal(actmsg_ct_events(buf, n, 42, collect, &seen), -1); /* not the kernel */
+	assert_int_equal(seen.n, 1);
+	assert_int_equal(actmsg_ct_events(buf, n - 30, 0, collect, &seen), -1); /* cut */
+}
+
 static void test_ct_get_and_found(void **state)
 {
 	_Alignas(uint32_t) uint8_t buf[512];
@@ -456,6 +479,7 @@ int main(void)
 	    cmocka_unit_test(test_ct_get_and_found),
 	    cmocka_unit_test(test_ct_found_error),
 	    cmocka_unit_test(test_ct_dump),
+	    cmocka_unit_test(test_ct_events),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,8 +3,9 @@
  * as per-direction captures do), the packets it would send (send hook), its status lines
  * (a temporary status log) and its verdicts (verdict hook) out. Tracking from a handshake, a
  * dead verdict on schedule, an answered round, a reset, reload (kept, re-armed, dropped) and
- * discovery (tracked, learning SYN, left to the kernel's keepalive, gone), and the answers a
- * gateway flow's learning SYNs draw, told to the expect hook before they go. */
+ * discovery (tracked, learning SYN, left to the kernel's keepalive, gone), the answers a
+ * gateway flow's learning SYNs draw, told to the expect hook before they go, and gateway
+ * records forgotten with their conntrack entry. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -443,6 +444,65 @@ static void test_gateway_expect(void **state)
 	assert_int_equal(engine_count(w->e), 2);
 }
 
+/* A forwarded flow of the gateway rule, client 198.51.100.2:port, server 203.0.113.1:5432:
+ * its conntrack tuples. */
+static void gw_flow(uint16_t port, struct addr_tuple *orig, struct addr_tuple *reply)
+{
+	const uint8_t c[4] = {198, 51, 100, 2}, s[4] = {203, 0, 113, 1};
+
+	addr_tuple_make(orig, AF_INET, c, port, s, 5432);
+	addr_tuple_make(reply, AF_INET, s, 5432, c, port);
+}
+
+/* Gateway records go with their conntrack entry: a destroy event forgets both records of
+ * its flow (not a local connection with the same tuples); a complete dump forgets those it
+ * did not list, except those made while it ran. */
+static void test_gateway_expiry(void **state)
+{
+	static const char gw_text[] = "[global]\n"
+	                              "[svc]\nlocal = *:5432\nremote = *\nidle = 1s\n"
+	                              "[gw]\nmode = gateway\nclient = *\nserver = *:5432\n"
+	                              "idle = 1s\ninterval = 500ms\nprobes = 3\n";
+	struct world *w = *state;
+	struct addr_tuple o[4], r[4], lo, lr;
+	struct config old = w->cfg;
+	uint16_t i;
+
+	parse(&w->cfg, gw_text);
+	engine_reload(w->e, &w->cfg, &old);
+	config_free(&old);
+	open_conn(w); /* a connection of this host, under [svc] */
+	for (i = 0; i < 3; i++) {
+		gw_flow((uint16_t)(40000 + i), &o[i], &r[i]);
+		engine_gateway_found(w->e, &o[i], &r[i], false, 0.5, w->now);
+	}
+	assert_int_equal(engine_count(w->e), 7);
+	assert_int_equal(engine_gateway_gone(w->e, &o[0], &r[0]), 2);
+	assert_int_equal(engine_gateway_gone(w->e, &o[0], &r[0]), 0); /* already gone */
+	assert_int_equal(count_lines(w, "reason=conntrack"), 2);
+	addr_tuple_make(&lo, AF_INET, peer_ip, 40000, our_ip, 5432);
+	addr_tuple_make(&lr, AF_INET, our_ip, 5432, peer_ip, 40000);
+	assert_int_equal(engine_gateway_gone(w->e, &lo, &lr), 0); /* not a gateway record */
+	assert_int_equal(engine_count(w->e), 5);
+	/* a dump lists flow 2 only; flow 3 starts while it runs; flow 1 is forgotten */
+	engine_gateway_mark_begin(w->e);
+	engine_gateway_listed(w->e, &o[2], &r[2]);
+	gw_flow(40003, &o[3], &r[3]);
+	engine_gateway_found(w->e, &o[3], &r[3], false, 0.5, w->now);
+	assert_int_equal(engine_gateway_mark_end(w->e), 2);
+	assert_int_equal(count_lines(w, "client=198.51.100.2:40001 server=203.0.113.1:5432 "
+	                                "side=server reason=conntrack-sweep"),
+	                 1);
+	assert_int_equal(engine_count(w->e), 5);
+	assert_int_equal(engine_stats(w->e)->gateway_expired, 4);
+	/* the next dump lists 2 and 3: nothing goes */
+	engine_gateway_mark_begin(w->e);
+	engine_gateway_listed(w->e, &o[2], &r[2]);
+	engine_gateway_listed(w->e, &o[3], &r[3]);
+	assert_int_equal(engine_gateway_mark_end(w->e), 0);
+	assert_int_equal(engine_count(w->e), 5);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -453,6 +513,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_discovery, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gateway_expect, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gateway_expiry, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
