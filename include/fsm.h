@@ -55,6 +55,9 @@ enum fsm_round {
 	FSM_R_UNCERTAIN = 1 << 1,  /* the round was restarted: the capture may have been deaf */
 	FSM_R_OBSERVED = 1 << 2,   /* observe-only: the idle of the silence up to round_at was
 	                              told (a segment from the peer since starts a new one) */
+	FSM_R_ICMP_HEARD = 1 << 3, /* an ICMP error about the latest probe was taken: another
+	                              copy of it (a router captures an error it forwards twice,
+	                              arriving and leaving) or another error is no news */
 };
 
 /* What the stall clock (struct fsm_conn.stall_since) is timing (struct fsm_conn.stall). */
@@ -206,7 +209,8 @@ void fsm_init_discovered(struct fsm_conn *c, double now, double idle, bool quiet
 void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
                     bool from_peer, double now, struct fsm_out *out);
 
-/* An ICMP error whose quote names this connection (our end as source). */
+/* An ICMP error whose quote names this connection (our end as source). Taken when it
+ * quotes a probe of the current round (its SEQ), once per probe sent. */
 void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct codec_icmp *icmp,
                  double now, struct fsm_out *out);
 

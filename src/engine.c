@@ -1456,6 +1456,22 @@ static void on_tcp(struct engine *e, const struct codec_tcp *seg, int lo, double
 		on_segment(e, seg, true, false, now);
 }
 
+/* The record an ICMP error quoting the segment key is about: the record of that key (the
+ * probe as the end saw it: a connection of this host, or a forwarded one as translated
+ * by NAT), or the translated record whose probes leave as key (the error translated back
+ * by the router's conntrack before the capture saw it leaving: one the router itself
+ * sent, e.g. when the probed end's neighbour entry failed, or a forwarded copy). */
+static struct conn *icmp_record(struct engine *e, const struct addr_tuple *key)
+{
+	const struct gateway_nat *n;
+	struct conn *c = conntab_find(e->tab, key);
+
+	if (c || !e->nat || !(n = gateway_natmap_by_send(e->nat, key)))
+		return c;
+	c = conntab_find(e->tab, &n->key);
+	return c && (c->flags & CONN_F_NAT) ? c : NULL;
+}
+
 static void on_icmp(struct engine *e, const struct codec_icmp *icmp, double now)
 {
 	struct addr_tuple key;
@@ -1463,7 +1479,7 @@ static void on_icmp(struct engine *e, const struct codec_icmp *icmp, double now)
 	struct conn *c;
 
 	addr_tuple_make(&key, icmp->family, icmp->src, icmp->sport, icmp->dst, icmp->dport);
-	c = conntab_find(e->tab, &key);
+	c = icmp_record(e, &key);
 	if (!c || (c->flags & CONN_F_KERNEL_KA)) {
 		e->st.ignored[FSM_IGN_ICMP_MATCH]++;
 		return;

@@ -628,11 +628,12 @@ void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct co
 	(void)p;
 	(void)now;
 	out_clear(out);
-	if (c->state != FSM_PROBING || c->probes_out == 0 || icmp->seq != c->probe_seq) {
-		out->ignored = FSM_IGN_ICMP_MATCH;
+	if (c->state != FSM_PROBING || c->probes_out == 0 || icmp->seq != c->probe_seq ||
+	    (c->round & FSM_R_ICMP_HEARD)) {
+		out->ignored = FSM_IGN_ICMP_MATCH; /* not about our probe, or told already */
 		return;
 	}
-	c->round |= FSM_R_SOFT_ERROR;
+	c->round |= FSM_R_SOFT_ERROR | FSM_R_ICMP_HEARD;
 	ev = out_event(out, FSM_EV_UNREACHABLE, c);
 	ev->icmp_type = icmp->type;
 	ev->icmp_code = icmp->code;
@@ -661,6 +662,7 @@ static void fill_probe(struct fsm_conn *c, const struct fsm_params *p, struct fs
 {
 	c->probe_seq = c->snd_una - 1;
 	c->probe_ack = c->rcv_nxt;
+	c->round &= (uint8_t)~FSM_R_ICMP_HEARD; /* a new probe: its error is news */
 	pr->seq = c->probe_seq;
 	pr->ack = c->probe_ack;
 	pr->window = c->our_window;

@@ -308,6 +308,33 @@ static void test_icmp_is_soft_then_dead_unreachable(void **state)
 	assert_string_equal(w.out.ev[0].reason, "unreachable");
 }
 
+/* A router captures an error it forwards twice (arriving, leaving): one per probe. */
+static void test_icmp_once_per_probe(void **state)
+{
+	struct codec_icmp icmp;
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.c.last_rx + 1.0);
+	memset(&icmp, 0, sizeof(icmp));
+	icmp.type = 3;
+	icmp.code = 1;
+	icmp.seq = w.last_probe.seq;
+	fsm_on_icmp(&w.c, &params, &icmp, w.now + 0.001, &w.out);
+	assert_int_equal(w.out.nev, 1);
+	assert_int_equal(w.out.ev[0].type, FSM_EV_UNREACHABLE);
+	fsm_on_icmp(&w.c, &params, &icmp, w.now + 0.002, &w.out); /* its other copy */
+	assert_int_equal(w.out.nev, 0);
+	assert_int_equal(w.out.ignored, FSM_IGN_ICMP_MATCH);
+	run_until(&w, w.now + params.interval); /* the next probe */
+	assert_int_equal(w.probes_sent, 2);
+	fsm_on_icmp(&w.c, &params, &icmp, w.now + 0.001, &w.out);
+	assert_int_equal(w.out.nev, 1);
+	assert_int_equal(w.out.ev[0].type, FSM_EV_UNREACHABLE);
+}
+
 static void test_icmp_for_other_seq_is_ignored(void **state)
 {
 	struct codec_icmp icmp;
@@ -1604,6 +1631,7 @@ int main(void)
 	    cmocka_unit_test(test_spoofed_rst_is_ignored),
 	    cmocka_unit_test(test_spoofed_ack_while_probing_is_no_reply),
 	    cmocka_unit_test(test_icmp_is_soft_then_dead_unreachable),
+	    cmocka_unit_test(test_icmp_once_per_probe),
 	    cmocka_unit_test(test_icmp_for_other_seq_is_ignored),
 	    cmocka_unit_test(test_send_error_is_soft),
 	    cmocka_unit_test(test_busy_connection_is_never_probed),
