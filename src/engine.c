@@ -1318,6 +1318,25 @@ static int gateway_kind(struct engine *e, const struct addr_tuple *key, const st
 	return GW_NAT;
 }
 
+/* Records c and p of a flow found in conntrack at start: when one's end never answered its
+ * learning SYNs (learn blocked) and the other learnt its own end's numbers, the blocked one
+ * borrows them, swapped (fsm_borrow): both then probe with no byte, and the silent end can
+ * be judged. Told once, as a learn line of the borrowing record. */
+static void gateway_borrow(struct engine *e, struct conn *c, struct conn *p)
+{
+	struct conn *b = fsm_borrow(&c->fsm, &p->fsm) ? c : fsm_borrow(&p->fsm, &c->fsm) ? p : NULL;
+	struct log_line l;
+
+	if (!b)
+		return;
+	announce(e, b);
+	if (log_level() < CONFIG_LOG_INFO)
+		return;
+	line_start(&l, "learn", e, b);
+	log_line_str(&l, "result", "borrowed");
+	log_line_emit(&l);
+}
+
 /* A forwarded connection is probed only when both its records exist (both directions
  * were seen). With asymmetric routing, or through NAT without conntrack, the record
  * probing an end in the other's name would never hear the answers and give a false dead
@@ -1339,6 +1358,8 @@ static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
 		addr_tuple_make(&key, c->key.family, c->key.remote, c->key.rport, c->key.local,
 		                c->key.lport);
 	p = conntab_find(e->tab, &key);
+	if (p && (c->flags & p->flags & CONN_F_DISCOVERED))
+		gateway_borrow(e, c, p);
 	if (p && (c->flags & CONN_F_DISCOVERED) && fsm_can_probe(&c->fsm) &&
 	    !((p->fsm.known & FSM_K_RCV_NXT) && p->fsm.rcv_nxt == c->fsm.snd_nxt)) {
 		/* found in conntrack: "nothing in flight" is an assumption until the probed end's

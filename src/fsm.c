@@ -226,6 +226,13 @@ static void learned(struct fsm_conn *c, const struct fsm_params *p, double now, 
 static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double now,
                           struct fsm_out *out);
 
+/* Borrowed numbers (fsm_borrow) give way to our end's own. */
+static void unborrow(struct fsm_conn *c)
+{
+	c->known &= (uint8_t) ~(FSM_K_NEEDED | FSM_K_PEER_END);
+	c->guess = FSM_GUESS_NONE;
+}
+
 static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
                     double now, struct fsm_out *out)
 {
@@ -242,6 +249,8 @@ static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct
 	}
 	if (seg->flags & CODEC_TH_SYN)
 		on_our_syn(c, p, now, out);
+	if (c->guess == FSM_GUESS_BORROWED)
+		unborrow(c); /* our end speaks: its own numbers now */
 	if (vouch_pending(c, seg) && (c->state == FSM_PROBING || c->state == FSM_DEAD))
 		peer_is_alive(c, p, now, out); /* our kernel took the peer's data: alive */
 	stall_before_ours(c, p, seg, now, out);
@@ -411,6 +420,8 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 			return;
 	}
 	c->known |= FSM_K_CONFIRMED; /* the peer knows the numbers: a real connection */
+	if (c->guess == FSM_GUESS_QUIET && seg->ack == c->snd_nxt)
+		c->guess = FSM_GUESS_NONE; /* the probed end has all we sent: its own word */
 
 	learn_peer(c, seg);
 	stall_on_peer(c, p, seg, now, out);
@@ -669,7 +680,7 @@ static void fill_probe(struct fsm_conn *c, const struct fsm_params *p, struct fs
 	pr->has_ts = c->ts_on;
 	pr->tsval = c->our_tsval;
 	pr->tsecr = c->peer_tsval;
-	pr->payload_len = p->probe_bytes ? 1 : 0;
+	pr->payload_len = p->probe_bytes && c->guess == FSM_GUESS_NONE ? 1 : 0;
 	pr->n = c->probes_out;
 }
 
@@ -717,6 +728,24 @@ bool fsm_learn_now(const struct fsm_conn *c, uint32_t *seq)
 	    c->state == FSM_CLOSED)
 		return false;
 	*seq = c->probe_seq;
+	return true;
+}
+
+bool fsm_borrow(struct fsm_conn *c, struct fsm_conn *from)
+{
+	if (c->learn != FSM_LEARN_BLOCKED || c->state != FSM_WATCH ||
+	    from->guess != FSM_GUESS_NONE || from->learn != FSM_LEARN_NONE || !fsm_can_probe(from))
+		return false;
+	c->snd_una = c->snd_nxt = from->rcv_nxt;
+	c->rcv_nxt = from->snd_nxt;
+	c->our_window = from->our_window; /* never applied: the probe is left of the window */
+	c->ts_on = from->ts_on;
+	c->our_tsval = from->peer_tsval; /* our end's last TSval, as the other end echoed it */
+	c->peer_tsval = from->our_tsval;
+	c->known = (uint8_t)((c->known & ~FSM_K_PEER_END) | FSM_K_NEEDED);
+	c->learn = FSM_LEARN_NONE;
+	c->guess = FSM_GUESS_BORROWED;
+	from->guess = FSM_GUESS_QUIET;
 	return true;
 }
 
@@ -845,7 +874,9 @@ static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double n
 	}
 	out_event(out, FSM_EV_IDLE, c)->idle = now - c->last_rx;
 	c->state = FSM_PROBING;
-	c->probes_out = (c->known & FSM_K_QUIET) ? missed_probes(c, p, now) : 0;
+	c->probes_out = (c->known & FSM_K_QUIET) && c->guess == FSM_GUESS_NONE
+	                    ? missed_probes(c, p, now)
+	                    : 0;           /* numbers guessed: a whole round of our own */
 	c->known &= (uint8_t)~FSM_K_QUIET; /* only a discovered connection's first round */
 	c->round = 0;
 	if (c->probes_out > 0)

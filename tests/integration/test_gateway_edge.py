@@ -7,12 +7,15 @@ the router (kaprobed, forwarding) - the client program in "peer" (198.51.100.2 /
 """
 
 import os
+import re
 import shutil
 import time
 
 from netns import check, conf_text, routed, run
-from test_cases import DEAD_AFTER, IDLE, PROBES, connect, fmt_events, firewall, nft_drop_all
+from test_cases import DEAD_AFTER, IDLE, INTERVAL, PROBES, connect, fmt_events, firewall, nft_drop_all
 from test_gateway import Flow, PORT, ROUTER, gw_rule, lines_shaped, nat_connect, nat_rules
+
+LEARN_RETRY = 0.6  # FSM_LEARN_RETRY: a learning SYN's challenge ACK gets its time
 
 ICMP = {4: ("host-unreachable", "icmp type host-unreachable"),
         6: ("addr-unreachable", "icmpv6 type addr-unreachable")}
@@ -115,6 +118,93 @@ def gw_unreachable(ctx, kind, fam=4, how="reject"):
                kind, how, len(unr), ICMP[fam][0], unr[0].get("from"), took)
 
 
+def count_sizes(ctx, ns, fam, src):
+    """In ns: counts the TCP segments from src with one byte of payload, and those with
+    none (ACK only), ahead of any drop (IPv4 total length 41/53 and 40/52 with
+    timestamps; IPv6 payload length 21/33 and 20/32)."""
+    if fam == 4:
+        m, one, zero = "ip saddr %s ip length" % src, "{ 41, 53 }", "{ 40, 52 }"
+    else:
+        m, one, zero = "ip6 saddr %s ip6 length" % src, "{ 21, 33 }", "{ 20, 32 }"
+    ctx.topo.nft(ns, "\n".join([
+        "add table inet kptsz",
+        "add chain inet kptsz in_c { type filter hook input priority -20; policy accept; }",
+        "add rule inet kptsz in_c meta l4proto != tcp accept",
+        "add rule inet kptsz in_c %s %s counter" % (m, one),
+        "add rule inet kptsz in_c %s %s tcp flags & (syn|fin|rst) == 0 counter" % (m, zero),
+        ""]))
+
+
+def sizes_seen(ns):
+    """(one-byte, zero-byte) segments counted by count_sizes."""
+    out = run(["nft", "list", "chain", "inet", "kptsz", "in_c"], ns=ns).stdout
+    n = [int(x) for x in re.findall(r"counter packets (\d+)", out)]
+    return tuple(n) if len(n) == 2 else (-1, -1)
+
+
+def gw_existing_dead(ctx, fam):
+    """A flow set up and idle before kaprobed starts, its server already silenced (nft
+    drops all in its namespace): found in conntrack at start, the server never answers its
+    learning SYNs (learn result=blocked). The client's challenge ACK, swapped, gives the
+    numbers for both ends; each is probed with zero-byte probes only (SEQ one below what
+    the probed end expects, no byte that could enter a stream whatever the truth): dead
+    side=server reason=no-reply within the learning tries + interval x (probes + 1) of
+    start, the client side alive, and no 1-byte segment reaches either end."""
+    net = routed(ctx.topo)
+    a = net[fam]
+    firewall(ctx, net["router"])  # conntrack on in the router
+    f = Flow(connect(ctx, net, fam, PORT))
+    c = f.c
+    c.exchange()
+    count_sizes(ctx, net["local"], fam, a["peer"])
+    count_sizes(ctx, net["peer"], fam, a["local"])
+    nft_drop_all(ctx, net["local"])  # the server's namespace
+    if ctx.netcheck:
+        c.cli.send(10)
+        r = c.srv.wait_rx(c.cli.tx, 1.5, expect_ok=False)
+        check(not r["ok"], "the silenced server still received data: %s" % r["line"])
+        return "nft drop silences the server"
+    time.sleep(IDLE + 0.5)
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", [gw_rule()]))
+    log = kap.log
+    _, line = kap.proc.wait_line(lambda l: "established TCP flows listed" in l, 3,
+                                 "the dump line", stream="err")
+    t0 = [t for t, l in kap.proc.err if l == line][0]
+    bound = 2 * LEARN_RETRY + INTERVAL * (PROBES + 1) + 0.3
+    d = f.wait(log, "server", "dead", bound + 2)
+    took = d.t - t0
+    check(d.get("reason") == "no-reply", "dead line: %s" % d.raw)
+    check(INTERVAL * PROBES <= took <= bound, "dead side=server %.3f s after start, expected "
+          "%.1f..%.1f s" % (took, INTERVAL * PROBES, bound))
+    # The record that asks the server for its numbers is the one probing the client.
+    blocked = [e for e in f.events(log, "client") if e.get("event") == "learn" and
+               e.get("result") == "blocked"]
+    check(blocked and blocked[0].t < d.t, "no learn side=client result=blocked before the "
+          "verdict:\n%s" % fmt_events(f.events(log)))
+    al = f.wait(log, "client", "alive", IDLE + 2)
+    f.wait(log, "client", "alive", IDLE + 2, al)  # a second round
+    bad = [e for e in f.events(log, "client") if e.get("event") in ("dead", "reset",
+                                                                    "unreachable")]
+    check(not bad, "the client side was judged:\n%s" % fmt_events(bad))
+    tracks = [e for e in f.events(log) if e.get("event") == "track"]
+    check(len(tracks) == 2 and all(e.get("source") == "discovered" for e in tracks),
+          "track lines: %s" % [e.raw for e in tracks])
+    at_srv, at_cli = sizes_seen(net["local"]), sizes_seen(net["peer"])
+    check(at_srv[0] == 0 and at_cli[0] == 0, "1-byte segments reached the server (%d) or the "
+          "client (%d): only zero-byte probes may go out on numbers an end did not confirm" %
+          (at_srv[0], at_cli[0]))
+    check(at_srv[1] >= PROBES and at_cli[1] >= 2, "zero-byte segments: %d at the server, %d "
+          "at the client (>= %d, >= 2 expected)" % (at_srv[1], at_cli[1], PROBES))
+    k = c.cli.stats()
+    check(k["bad"] == "0" and k["error"] == "none" and int(k["rx"]) == c.srv.tx,
+          "the client program got bytes it was not sent, or an error: %s" % k["line"])
+    lines_shaped(log)
+    kap.stop_ok()
+    return "dead side=server reason=no-reply %.3f s after start (after learn blocked); " \
+           "client side alive; zero-byte probes only (server %d, client %d), no byte " \
+           "delivered" % (took, at_srv[1], at_cli[1])
+
+
 CASES = [
     ("gateway_plain_unreach", lambda ctx: gw_unreachable(ctx, "plain")),
     ("gateway_masq_unreach", lambda ctx: gw_unreachable(ctx, "masq")),
@@ -124,4 +214,6 @@ CASES = [
     ("gateway_masq_vanish", lambda ctx: gw_unreachable(ctx, "masq", how="vanish")),
     ("gateway_dnat_vanish", lambda ctx: gw_unreachable(ctx, "dnat", how="vanish")),
     ("gateway_masq_vanish6", lambda ctx: gw_unreachable(ctx, "masq", 6, how="vanish")),
+    ("gateway_existing_dead", lambda ctx: gw_existing_dead(ctx, 4)),
+    ("gateway_existing_dead6", lambda ctx: gw_existing_dead(ctx, 6)),
 ]
