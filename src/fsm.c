@@ -25,6 +25,11 @@
 
 /* Never probe with window 0: the peer would apply it and stall (SEQ = its SND.WL1). */
 #define FSM_K_NEEDED (FSM_K_SND_UNA | FSM_K_SND_NXT | FSM_K_RCV_NXT | FSM_K_WINDOW)
+/* Linux answers an out-of-window segment without data (a zero-byte probe) at most once per
+ * 500 ms per socket (tcp_invalid_ratelimit; Platform facts): a round of zero-byte probes on
+ * guessed numbers (fsm_borrow) is judged only once its probes span this much, so that one
+ * of them fell outside the limit. */
+#define FSM_OOW_GAP 0.55
 /* Retry after a local resource error, as Linux's TCP_RESOURCE_PROBE_INTERVAL. */
 #define FSM_RESOURCE_RETRY 0.5
 
@@ -914,8 +919,9 @@ static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double
 		rearm_at(c, now + p->interval, out); /* our side sent data: the kernel's turn */
 		return;
 	}
-	if (c->probes_out < p->probes) {
-		send_probe(c, p, now, out);
+	if (c->probes_out < p->probes || (c->guess != FSM_GUESS_NONE && c->probes_out < 255 &&
+	                                  c->last_probe - c->round_at < FSM_OOW_GAP)) {
+		send_probe(c, p, now, out); /* (a zero-byte round spans the peer's rate limit) */
 		return;
 	}
 	if (blind >= c->round_at) {

@@ -142,14 +142,16 @@ def sizes_seen(ns):
     return tuple(n) if len(n) == 2 else (-1, -1)
 
 
-def gw_existing_dead(ctx, fam):
-    """A flow set up and idle before kaprobed starts, its server already silenced (nft
-    drops all in its namespace): found in conntrack at start, the server never answers its
-    learning SYNs (learn result=blocked). The client's challenge ACK, swapped, gives the
-    numbers for both ends; each is probed with zero-byte probes only (SEQ one below what
-    the probed end expects, no byte that could enter a stream whatever the truth): dead
-    side=server reason=no-reply within the learning tries + interval x (probes + 1) of
-    start, the client side alive, and no 1-byte segment reaches either end."""
+def gw_existing_dead(ctx, fam, dead="server"):
+    """A flow set up and idle before kaprobed starts, one end (the server, or the client)
+    already silenced (nft drops all in its namespace): found in conntrack at start, that
+    end never answers its learning SYN (learn result=blocked). The live end's challenge
+    ACK, swapped, gives the numbers for both ends; each is probed with zero-byte probes
+    only (SEQ one below what the probed end expects, no byte that could enter a stream
+    whatever the truth): dead side=<silent end> reason=no-reply within the learning tries
+    + interval x (probes + 1) of start, the other side alive, and no 1-byte segment
+    reaches either end."""
+    live = "client" if dead == "server" else "server"
     net = routed(ctx.topo)
     a = net[fam]
     firewall(ctx, net["router"])  # conntrack on in the router
@@ -158,12 +160,13 @@ def gw_existing_dead(ctx, fam):
     c.exchange()
     count_sizes(ctx, net["local"], fam, a["peer"])
     count_sizes(ctx, net["peer"], fam, a["local"])
-    nft_drop_all(ctx, net["local"])  # the server's namespace
+    nft_drop_all(ctx, net["local" if dead == "server" else "peer"])
     if ctx.netcheck:
-        c.cli.send(10)
-        r = c.srv.wait_rx(c.cli.tx, 1.5, expect_ok=False)
-        check(not r["ok"], "the silenced server still received data: %s" % r["line"])
-        return "nft drop silences the server"
+        tx, rx = (c.cli, c.srv) if dead == "server" else (c.srv, c.cli)
+        tx.send(10)
+        r = rx.wait_rx(tx.tx, 1.5, expect_ok=False)
+        check(not r["ok"], "the silenced %s still received data: %s" % (dead, r["line"]))
+        return "nft drop silences the %s" % dead
     time.sleep(IDLE + 0.5)
     kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", [gw_rule()]))
     log = kap.log
@@ -171,21 +174,21 @@ def gw_existing_dead(ctx, fam):
                                  "the dump line", stream="err")
     t0 = [t for t, l in kap.proc.err if l == line][0]
     bound = 2 * LEARN_RETRY + INTERVAL * (PROBES + 1) + 0.3
-    d = f.wait(log, "server", "dead", bound + 2)
+    d = f.wait(log, dead, "dead", bound + 2)
     took = d.t - t0
     check(d.get("reason") == "no-reply", "dead line: %s" % d.raw)
-    check(INTERVAL * PROBES <= took <= bound, "dead side=server %.3f s after start, expected "
-          "%.1f..%.1f s" % (took, INTERVAL * PROBES, bound))
-    # The record that asks the server for its numbers is the one probing the client.
-    blocked = [e for e in f.events(log, "client") if e.get("event") == "learn" and
+    check(INTERVAL * PROBES <= took <= bound, "dead side=%s %.3f s after start, expected "
+          "%.1f..%.1f s" % (dead, took, INTERVAL * PROBES, bound))
+    # The record that asks the silent end for its numbers is the one probing the other.
+    blocked = [e for e in f.events(log, live) if e.get("event") == "learn" and
                e.get("result") == "blocked"]
-    check(blocked and blocked[0].t < d.t, "no learn side=client result=blocked before the "
-          "verdict:\n%s" % fmt_events(f.events(log)))
-    al = f.wait(log, "client", "alive", IDLE + 2)
-    f.wait(log, "client", "alive", IDLE + 2, al)  # a second round
-    bad = [e for e in f.events(log, "client") if e.get("event") in ("dead", "reset",
-                                                                    "unreachable")]
-    check(not bad, "the client side was judged:\n%s" % fmt_events(bad))
+    check(blocked and blocked[0].t < d.t, "no learn side=%s result=blocked before the "
+          "verdict:\n%s" % (live, fmt_events(f.events(log))))
+    al = f.wait(log, live, "alive", IDLE + 2)
+    f.wait(log, live, "alive", IDLE + 2, al)  # a second round
+    bad = [e for e in f.events(log, live) if e.get("event") in ("dead", "reset",
+                                                                "unreachable")]
+    check(not bad, "the %s side was judged:\n%s" % (live, fmt_events(bad)))
     tracks = [e for e in f.events(log) if e.get("event") == "track"]
     check(len(tracks) == 2 and all(e.get("source") == "discovered" for e in tracks),
           "track lines: %s" % [e.raw for e in tracks])
@@ -193,16 +196,18 @@ def gw_existing_dead(ctx, fam):
     check(at_srv[0] == 0 and at_cli[0] == 0, "1-byte segments reached the server (%d) or the "
           "client (%d): only zero-byte probes may go out on numbers an end did not confirm" %
           (at_srv[0], at_cli[0]))
-    check(at_srv[1] >= PROBES and at_cli[1] >= 2, "zero-byte segments: %d at the server, %d "
-          "at the client (>= %d, >= 2 expected)" % (at_srv[1], at_cli[1], PROBES))
-    k = c.cli.stats()
-    check(k["bad"] == "0" and k["error"] == "none" and int(k["rx"]) == c.srv.tx,
-          "the client program got bytes it was not sent, or an error: %s" % k["line"])
+    at_dead, at_live = (at_srv, at_cli) if dead == "server" else (at_cli, at_srv)
+    check(at_dead[1] >= PROBES and at_live[1] >= 2, "zero-byte segments: %d at the %s, %d "
+          "at the %s (>= %d, >= 2 expected)" % (at_dead[1], dead, at_live[1], live, PROBES))
+    k, other = (c.cli, c.srv) if live == "client" else (c.srv, c.cli)
+    k = k.stats()
+    check(k["bad"] == "0" and k["error"] == "none" and int(k["rx"]) == other.tx,
+          "the %s program got bytes it was not sent, or an error: %s" % (live, k["line"]))
     lines_shaped(log)
     kap.stop_ok()
-    return "dead side=server reason=no-reply %.3f s after start (after learn blocked); " \
-           "client side alive; zero-byte probes only (server %d, client %d), no byte " \
-           "delivered" % (took, at_srv[1], at_cli[1])
+    return "dead side=%s reason=no-reply %.3f s after start (after learn blocked); " \
+           "%s side alive; zero-byte probes only (server %d, client %d), no byte " \
+           "delivered" % (dead, took, live, at_srv[1], at_cli[1])
 
 
 CASES = [
@@ -216,4 +221,5 @@ CASES = [
     ("gateway_masq_vanish6", lambda ctx: gw_unreachable(ctx, "masq", 6, how="vanish")),
     ("gateway_existing_dead", lambda ctx: gw_existing_dead(ctx, 4)),
     ("gateway_existing_dead6", lambda ctx: gw_existing_dead(ctx, 6)),
+    ("gateway_existing_dead_client", lambda ctx: gw_existing_dead(ctx, 4, "client")),
 ]
