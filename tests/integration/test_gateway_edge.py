@@ -1,5 +1,7 @@
 """Gateway mode (issue 11), edge cases: ICMP errors about probes that the router's NAT
-translated, and flows found in conntrack at start whose one end is already dead.
+translated (gateway_*_unreach: the server's namespace rejects the probes; gateway_*_vanish:
+the server leaves the router's LAN and the router's own kernel answers), and flows found in
+conntrack at start whose one end is already dead (gateway_existing_dead*).
 
 The topology is test_gateway's: the server program in "local" (192.0.2.1 / 2001:db8:1::1) -
 the router (kaprobed, forwarding) - the client program in "peer" (198.51.100.2 /
