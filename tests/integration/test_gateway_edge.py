@@ -53,28 +53,30 @@ def keep_dump(dump, name):
         shutil.copy(dump[1], "/tmp/kpt-edge-%s.pcap" % name)
 
 
-def vanish(ctx, net, fam):
-    """The server's host leaves the router's LAN: its link goes down, and the router's
-    neighbour entry for it is flushed and fails after one 100 ms solicitation, so the
-    router's own kernel answers each packet for it with host-unreachable /
-    addr-unreachable (ipv4_link_failure, ip6_link_failure)."""
+def vanish(ctx, net, side):
+    """One end's host (side: "server" or "client") leaves the router's LAN: its link goes
+    down, and the router's neighbour entry for it is flushed and fails after one 100 ms
+    solicitation, so the router's own kernel answers each packet for it with
+    host-unreachable / addr-unreachable (ipv4_link_failure, ip6_link_failure)."""
     r = net["router"]
+    dev, ns = ("eth0", net["local"]) if side == "server" else ("eth1", net["peer"])
     for f in ("ipv4", "ipv6"):
-        ctx.topo.sysctl(r, "net.%s.neigh.eth0.retrans_time_ms" % f, 100)
-        ctx.topo.sysctl(r, "net.%s.neigh.eth0.mcast_solicit" % f, 1)
-        ctx.topo.sysctl(r, "net.%s.neigh.eth0.ucast_solicit" % f, 1)
-    run(["ip", "-n", net["local"], "link", "set", "eth0", "down"])
-    run(["ip", "-n", r, "neigh", "flush", "dev", "eth0"])
+        ctx.topo.sysctl(r, "net.%s.neigh.%s.retrans_time_ms" % (f, dev), 100)
+        ctx.topo.sysctl(r, "net.%s.neigh.%s.mcast_solicit" % (f, dev), 1)
+        ctx.topo.sysctl(r, "net.%s.neigh.%s.ucast_solicit" % (f, dev), 1)
+    run(["ip", "-n", ns, "link", "set", "eth0", "down"])
+    run(["ip", "-n", r, "neigh", "flush", "dev", dev])
 
 
-def gw_unreachable(ctx, kind, fam=4, how="reject"):
-    """The probes to the server (through masquerade or DNAT: with the conntrack entry's
+def gw_unreachable(ctx, kind, fam=4, how="reject", side="server"):
+    """The probes to one end (side; through masquerade or DNAT: with the conntrack entry's
     tuple, translated by the router) are answered with ICMP errors: how = "reject", from
-    the server's namespace (quoting the probe as translated, seen arriving); "vanish", from
-    the router's own kernel when the server's neighbour entry fails (translated back by
-    conntrack before the capture sees it leaving). One unreachable side=server per probe,
-    then dead side=server reason=unreachable at idle + interval x probes; the client side
+    that end's namespace (quoting the probe as translated, seen arriving); "vanish", from
+    the router's own kernel when that end's neighbour entry fails (translated back by
+    conntrack before the capture sees it leaving). One unreachable per probe, then dead
+    side=<that end> reason=unreachable at idle + interval x probes; the other side
     alive."""
+    live = "client" if side == "server" else "server"
     net = routed(ctx.topo)
     if kind != "plain":
         ctx.topo.nft(net["router"], "\n".join(nat_rules(kind, fam) + [""]))
@@ -89,35 +91,39 @@ def gw_unreachable(ctx, kind, fam=4, how="reject"):
     log = kap.log
     if kind == "plain":
         f = Flow(connect(ctx, net, fam, PORT))
-        seen_at_srv = net[fam]["peer"]
+        seen_at_srv, seen_at_cli = net[fam]["peer"], net[fam]["local"]
     else:
-        f, seen_at_srv, _ = nat_connect(ctx, net, kind, fam)
+        f, seen_at_srv, seen_at_cli = nat_connect(ctx, net, kind, fam)
     c = f.c
     t_last = c.exchange()
-    if how == "reject":
+    if how == "reject" and side == "server":
         reject_from(ctx, net["local"], fam, seen_at_srv)
         src = (net[fam]["local"],)
+    elif how == "reject":
+        reject_from(ctx, net["peer"], fam, seen_at_cli)
+        src = (net[fam]["peer"],)
     else:
-        vanish(ctx, net, fam)
+        vanish(ctx, net, side)
         src = ROUTER[fam]  # the router's own kernel: from an address of its choice
-    d = f.wait(log, "server", "dead", DEAD_AFTER + 3)
+    d = f.wait(log, side, "dead", DEAD_AFTER + 3)
     keep_dump(dump, ctx.name)
-    unr = [e for e in f.events(log, "server") if e.get("event") == "unreachable"]
+    unr = [e for e in f.events(log, side) if e.get("event") == "unreachable"]
     bad = [e for e in unr if e.get("icmp") != ICMP[fam][0] or e.get("from") not in src]
     check(len(unr) == PROBES and not bad, "unreachable lines: expected %d (one per probe), "
           "icmp=%s from %s:\n%s" % (PROBES, ICMP[fam][0], "/".join(src), fmt_events(unr)))
     check(d.get("reason") == "unreachable", "dead line: %s" % d.raw)
     took = d.t - t_last
     check(abs(took - DEAD_AFTER) <= 0.1 * DEAD_AFTER,
-          "dead side=server %.3f s after the last segment, expected %.3f s" % (took, DEAD_AFTER))
-    f.wait(log, "client", "alive", 3)
-    bad = [e for e in f.events(log, "client") if e.get("event") in ("dead", "unreachable")]
-    check(not bad, "the client side was judged:\n%s" % fmt_events(bad))
+          "dead side=%s %.3f s after the last segment, expected %.3f s" % (
+              side, took, DEAD_AFTER))
+    f.wait(log, live, "alive", 3)
+    bad = [e for e in f.events(log, live) if e.get("event") in ("dead", "unreachable")]
+    check(not bad, "the %s side was judged:\n%s" % (live, fmt_events(bad)))
     lines_shaped(log)
     kap.stop_ok()
-    return "%s, %s: %d unreachable lines icmp=%s from=%s, dead side=server " \
-           "reason=unreachable %.3f s after the last segment; client side alive" % (
-               kind, how, len(unr), ICMP[fam][0], unr[0].get("from"), took)
+    return "%s, %s: %d unreachable lines icmp=%s from=%s, dead side=%s " \
+           "reason=unreachable %.3f s after the last segment; %s side alive" % (
+               kind, how, len(unr), ICMP[fam][0], unr[0].get("from"), side, took, live)
 
 
 def count_sizes(ctx, ns, fam, src):
@@ -221,6 +227,12 @@ CASES = [
     ("gateway_masq_vanish", lambda ctx: gw_unreachable(ctx, "masq", how="vanish")),
     ("gateway_dnat_vanish", lambda ctx: gw_unreachable(ctx, "dnat", how="vanish")),
     ("gateway_masq_vanish6", lambda ctx: gw_unreachable(ctx, "masq", 6, how="vanish")),
+    ("gateway_masq_unreach_client",
+     lambda ctx: gw_unreachable(ctx, "masq", side="client")),
+    ("gateway_masq_vanish_client",
+     lambda ctx: gw_unreachable(ctx, "masq", how="vanish", side="client")),
+    ("gateway_dnat_vanish_client",
+     lambda ctx: gw_unreachable(ctx, "dnat", how="vanish", side="client")),
     ("gateway_existing_dead", lambda ctx: gw_existing_dead(ctx, 4)),
     ("gateway_existing_dead6", lambda ctx: gw_existing_dead(ctx, 6)),
     ("gateway_existing_dead_client", lambda ctx: gw_existing_dead(ctx, 4, "client")),
