@@ -109,8 +109,12 @@ def gw_unreachable(ctx, kind, fam=4, how="reject", side="server"):
     keep_dump(dump, ctx.name)
     unr = [e for e in f.events(log, side) if e.get("event") == "unreachable"]
     bad = [e for e in unr if e.get("icmp") != ICMP[fam][0] or e.get("from") not in src]
-    check(len(unr) == PROBES and not bad, "unreachable lines: expected %d (one per probe), "
-          "icmp=%s from %s:\n%s" % (PROBES, ICMP[fam][0], "/".join(src), fmt_events(unr)))
+    # One per probe: exactly, when the end rejects each; at most, from the router's own
+    # neighbour resolution (its timing under load is not ours).
+    want = (PROBES, PROBES) if how == "reject" else (1, PROBES)
+    check(want[0] <= len(unr) <= want[1] and not bad, "unreachable lines: expected %d..%d "
+          "(one per probe), icmp=%s from %s:\n%s" % (want + (ICMP[fam][0], "/".join(src),
+                                                              fmt_events(unr))))
     check(d.get("reason") == "unreachable", "dead line: %s" % d.raw)
     took = d.t - t_last
     check(abs(took - DEAD_AFTER) <= 0.1 * DEAD_AFTER,
