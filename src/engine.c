@@ -145,6 +145,7 @@ static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static bool has_gateway_rule(const struct config *cfg);
 static bool gateway_pair_seen(struct engine *e, struct conn *c, double now);
+static void gateway_blocked(struct engine *e, struct conn *c, double now);
 static const struct addr_tuple *name_of(const struct engine *e, const struct conn *c);
 static const struct addr_tuple *send_of(const struct engine *e, const struct conn *c);
 
@@ -1075,6 +1076,9 @@ static void on_conn_timer(struct engine *e, struct conn *c)
 		sync_capture(e, now); /* a reply already captured is heard before a verdict */
 	fsm_on_timer(&c->fsm, &rule_of(e, c)->params, now, blind_at(e), &out);
 	apply(e, c, &out, now);
+	if (!out.forget && (c->flags & CONN_F_GATEWAY) && (c->flags & CONN_F_DISCOVERED) &&
+	    c->fsm.learn == FSM_LEARN_BLOCKED)
+		gateway_blocked(e, c, now); /* the other end's numbers, borrowed */
 }
 
 /* Fires the connection timers due by now + slack, at most TICK_MAX. */
@@ -1318,23 +1322,57 @@ static int gateway_kind(struct engine *e, const struct addr_tuple *key, const st
 	return GW_NAT;
 }
 
+/* The flow's other record (the swapped key, or gateway_nat.partner through NAT), or NULL. */
+static struct conn *gateway_partner(struct engine *e, const struct conn *c)
+{
+	const struct gateway_nat *n =
+	    (c->flags & CONN_F_NAT) ? gateway_natmap_get(e->nat, &c->key) : NULL;
+	struct addr_tuple key;
+
+	if (n)
+		key = n->partner;
+	else
+		addr_tuple_make(&key, c->key.family, c->key.remote, c->key.rport, c->key.local,
+		                c->key.lport);
+	return conntab_find(e->tab, &key);
+}
+
 /* Records c and p of a flow found in conntrack at start: when one's end never answered its
  * learning SYNs (learn blocked) and the other learnt its own end's numbers, the blocked one
  * borrows them, swapped (fsm_borrow): both then probe with no byte, and the silent end can
- * be judged. Told once, as a learn line of the borrowing record. */
-static void gateway_borrow(struct engine *e, struct conn *c, struct conn *p)
+ * be judged. Told once, as a learn line of the borrowing record. True when it borrowed. */
+static bool gateway_borrow(struct engine *e, struct conn *c, struct conn *p)
 {
 	struct conn *b = fsm_borrow(&c->fsm, &p->fsm) ? c : fsm_borrow(&p->fsm, &c->fsm) ? p : NULL;
 	struct log_line l;
 
 	if (!b)
-		return;
+		return false;
 	announce(e, b);
-	if (log_level() < CONFIG_LOG_INFO)
+	if (log_level() >= CONFIG_LOG_INFO) {
+		line_start(&l, "learn", e, b);
+		log_line_str(&l, "result", "borrowed");
+		log_line_emit(&l);
+	}
+	return true;
+}
+
+/* c, found in conntrack at start, has just given up learning (blocked): when its partner
+ * learnt, both borrow at once and their timers fire now (each probes when due). */
+static void gateway_blocked(struct engine *e, struct conn *c, double now)
+{
+	struct conn *p = gateway_partner(e, c);
+	struct conn *both[2] = {c, p};
+	int i;
+
+	if (!p || !(p->flags & CONN_F_DISCOVERED) || !gateway_borrow(e, c, p))
 		return;
-	line_start(&l, "learn", e, b);
-	log_line_str(&l, "result", "borrowed");
-	log_line_emit(&l);
+	for (i = 0; i < 2; i++) {
+		if (both[i]->fsm.state == FSM_WATCH && !(both[i]->flags & CONN_F_QUEUED)) {
+			both[i]->fsm.timer_at = now;
+			arm_timer(e, both[i]);
+		}
+	}
 }
 
 /* A forwarded connection is probed only when both its records exist (both directions
@@ -1343,21 +1381,11 @@ static void gateway_borrow(struct engine *e, struct conn *c, struct conn *p)
  * verdict. False (c's timer re-armed an interval later) while c, watching, has no partner. */
 static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
 {
-	struct addr_tuple key;
-
 	struct conn *p;
 
 	if (c->fsm.state != FSM_WATCH)
 		return true; /* a round under way ends as it began; a closed record lingers */
-	const struct gateway_nat *n =
-	    (c->flags & CONN_F_NAT) ? gateway_natmap_get(e->nat, &c->key) : NULL;
-
-	if (n)
-		key = n->partner;
-	else
-		addr_tuple_make(&key, c->key.family, c->key.remote, c->key.rport, c->key.local,
-		                c->key.lport);
-	p = conntab_find(e->tab, &key);
+	p = gateway_partner(e, c);
 	if (p && (c->flags & p->flags & CONN_F_DISCOVERED))
 		gateway_borrow(e, c, p);
 	if (p && (c->flags & CONN_F_DISCOVERED) && fsm_can_probe(&c->fsm) &&
