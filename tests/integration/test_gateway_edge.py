@@ -18,6 +18,7 @@ from test_cases import DEAD_AFTER, IDLE, INTERVAL, PROBES, connect, fmt_events, 
 from test_gateway import Flow, PORT, ROUTER, gw_rule, lines_shaped, nat_connect, nat_rules
 
 LEARN_RETRY = 0.6  # FSM_LEARN_RETRY: a learning SYN's challenge ACK gets its time
+LEAD = 1.0  # FSM_LEARN_LEAD: numbers are asked for this long before the first probe
 
 ICMP = {4: ("host-unreachable", "icmp type host-unreachable"),
         6: ("addr-unreachable", "icmpv6 type addr-unreachable")}
@@ -154,7 +155,7 @@ def sizes_seen(ns):
     return tuple(n) if len(n) == 2 else (-1, -1)
 
 
-def gw_existing_dead(ctx, fam, dead="server"):
+def gw_existing_dead(ctx, fam, dead="server", idle=None):
     """A flow set up and idle before kaprobed starts, one end (the server, or the client)
     already silenced (nft drops all in its namespace): found in conntrack at start, that
     end never answers its learning SYN (learn result=blocked). The live end's challenge
@@ -162,14 +163,16 @@ def gw_existing_dead(ctx, fam, dead="server"):
     only (SEQ one below what the probed end expects, no byte that could enter a stream
     whatever the truth): dead side=<silent end> reason=no-reply at the learning tries
     (1.2 s) + interval x probes after start, the other side alive, and no 1-byte segment
-    reaches either end."""
+    reaches either end. With idle (s, longer than the flow's silence at start): on its
+    schedule, the learning SYNs LEAD s before the first probe is due (conntrack tells the
+    silence to the second)."""
     live = "client" if dead == "server" else "server"
     net = routed(ctx.topo)
     a = net[fam]
     firewall(ctx, net["router"])  # conntrack on in the router
     f = Flow(connect(ctx, net, fam, PORT))
     c = f.c
-    c.exchange()
+    t_last = c.exchange()
     count_sizes(ctx, net["local"], fam, a["peer"])
     count_sizes(ctx, net["peer"], fam, a["local"])
     nft_drop_all(ctx, net["local" if dead == "server" else "peer"])
@@ -179,27 +182,32 @@ def gw_existing_dead(ctx, fam, dead="server"):
         r = rx.wait_rx(tx.tx, 1.5, expect_ok=False)
         check(not r["ok"], "the silenced %s still received data: %s" % (dead, r["line"]))
         return "nft drop silences the %s" % dead
-    time.sleep(IDLE + 0.5)
-    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", [gw_rule()]))
+    time.sleep(0.5 if idle else IDLE + 0.5)
+    rule = gw_rule(idle="%gs" % idle) if idle else gw_rule()
+    kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text("{log}", [rule]))
     log = kap.log
     _, line = kap.proc.wait_line(lambda l: "established TCP flows listed" in l, 3,
                                  "the dump line", stream="err")
     t0 = [t for t, l in kap.proc.err if l == line][0]
     # Overdue at start: SYNs at once and LEARN_RETRY later, blocked LEARN_RETRY after
-    # that, then a round of its own.
+    # that, then a round of its own. On schedule: the same from due - LEAD.
     expect = 2 * LEARN_RETRY + INTERVAL * PROBES
-    d = f.wait(log, dead, "dead", expect + 3)
-    took = d.t - t0
+    d = f.wait(log, dead, "dead", expect + (idle or 0) + 3)
+    if idle:
+        took, expect, what = d.t - t_last, expect + idle - LEAD, "the last segment"
+        ok = expect - 1.05 <= took <= expect + 0.3  # conntrack's timeout: whole seconds
+    else:
+        took, what = d.t - t0, "start"
+        ok = abs(took - expect) <= 0.3
     check(d.get("reason") == "no-reply", "dead line: %s" % d.raw)
-    check(abs(took - expect) <= 0.3, "dead side=%s %.3f s after start, expected %.1f s "
-          "(+-0.3)" % (dead, took, expect))
+    check(ok, "dead side=%s %.3f s after %s, expected %.1f s" % (dead, took, what, expect))
     # The record that asks the silent end for its numbers is the one probing the other.
     blocked = [e for e in f.events(log, live) if e.get("event") == "learn" and
                e.get("result") == "blocked"]
     check(blocked and blocked[0].t < d.t, "no learn side=%s result=blocked before the "
           "verdict:\n%s" % (live, fmt_events(f.events(log))))
-    al = f.wait(log, live, "alive", IDLE + 2)
-    f.wait(log, live, "alive", IDLE + 2, al)  # a second round
+    al = f.wait(log, live, "alive", (idle or IDLE) + 2)
+    f.wait(log, live, "alive", (idle or IDLE) + 2, al)  # a second round
     bad = [e for e in f.events(log, live) if e.get("event") in ("dead", "reset",
                                                                 "unreachable")]
     check(not bad, "the %s side was judged:\n%s" % (live, fmt_events(bad)))
@@ -219,9 +227,9 @@ def gw_existing_dead(ctx, fam, dead="server"):
           "the %s program got bytes it was not sent, or an error: %s" % (live, k["line"]))
     lines_shaped(log)
     kap.stop_ok()
-    return "dead side=%s reason=no-reply %.3f s after start (after learn blocked); " \
+    return "dead side=%s reason=no-reply %.3f s after %s (after learn blocked); " \
            "%s side alive; zero-byte probes only (server %d, client %d), no byte " \
-           "delivered" % (dead, took, live, at_srv[1], at_cli[1])
+           "delivered" % (dead, took, what, live, at_srv[1], at_cli[1])
 
 
 CASES = [
@@ -242,4 +250,5 @@ CASES = [
     ("gateway_existing_dead", lambda ctx: gw_existing_dead(ctx, 4)),
     ("gateway_existing_dead6", lambda ctx: gw_existing_dead(ctx, 6)),
     ("gateway_existing_dead_client", lambda ctx: gw_existing_dead(ctx, 4, "client")),
+    ("gateway_existing_dead_due", lambda ctx: gw_existing_dead(ctx, 4, idle=2.0)),
 ]
