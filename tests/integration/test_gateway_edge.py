@@ -14,7 +14,8 @@ import shutil
 import time
 
 from netns import check, conf_text, routed, run
-from test_cases import DEAD_AFTER, IDLE, INTERVAL, PROBES, connect, fmt_events, firewall, nft_drop_all
+from test_cases import (DEAD_AFTER, IDLE, INTERVAL, PROBES, connect, firewall, fmt_events,
+                        nft_drop_all)
 from test_gateway import Flow, PORT, ROUTER, gw_rule, lines_shaped, nat_connect, nat_rules
 
 LEARN_RETRY = 0.6  # FSM_LEARN_RETRY: a learning SYN's challenge ACK gets its time
