@@ -55,6 +55,23 @@ enum fsm_round {
 	FSM_R_UNCERTAIN = 1 << 1,  /* the round was restarted: the capture may have been deaf */
 	FSM_R_OBSERVED = 1 << 2,   /* observe-only: the idle of the silence up to round_at was
 	                              told (a segment from the peer since starts a new one) */
+	FSM_R_ICMP_HEARD = 1 << 3, /* an ICMP error about the latest probe was taken: another
+	                              copy of it (a router captures an error it forwards twice,
+	                              arriving and leaving) or another error is no news */
+};
+
+/* How far a forwarded connection's numbers are its ends' own word (struct fsm_conn.guess;
+ * gateway mode, a flow found in conntrack at start whose one end never answered its
+ * learning SYNs: fsm_borrow). Probes carry no byte while it is not FSM_GUESS_NONE. */
+enum fsm_guess {
+	FSM_GUESS_NONE = 0, /* the numbers are the ends' own, as usual */
+	FSM_GUESS_QUIET,    /* our numbers are our end's own, but that the probed end has all
+	                       it sent (nothing in flight) is assumed, not its word: until an
+	                       acceptable answer acknowledges exactly SND.NXT */
+	FSM_GUESS_BORROWED, /* our numbers are the probed end's own, swapped (its challenge
+	                       ACK to the other record's SYN): SEQ = its RCV.NXT - 1 is left of
+	                       its window whatever the truth. Until our end speaks (its own
+	                       numbers void these) */
 };
 
 /* What the stall clock (struct fsm_conn.stall_since) is timing (struct fsm_conn.stall). */
@@ -117,6 +134,7 @@ struct fsm_conn {
 	uint16_t retransmits; /* our retransmissions seen since stall_since */
 	uint8_t stall;        /* enum fsm_stall */
 	uint8_t stall_bits;   /* FSM_SB_* */
+	uint8_t guess;        /* enum fsm_guess */
 };
 
 /* Fields of a probe; the caller adds addresses and ports from the connection key. */
@@ -206,7 +224,8 @@ void fsm_init_discovered(struct fsm_conn *c, double now, double idle, bool quiet
 void fsm_on_segment(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
                     bool from_peer, double now, struct fsm_out *out);
 
-/* An ICMP error whose quote names this connection (our end as source). */
+/* An ICMP error whose quote names this connection (our end as source). Taken when it
+ * quotes a probe of the current round (its SEQ), once per probe sent. */
 void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct codec_icmp *icmp,
                  double now, struct fsm_out *out);
 
@@ -235,6 +254,16 @@ double fsm_stall_due(const struct fsm_conn *c, const struct fsm_params *p);
 /* When the machine wants its next fsm_on_timer call: its keepalive timer, or the stall
  * deadline (stall_since + stall_timeout) when sooner; 0 = never. */
 double fsm_wake_at(const struct fsm_conn *c, const struct fsm_params *p);
+
+/* Gateway mode: c, a record found in conntrack at start whose end never answered its
+ * learning SYNs (learn blocked, watching), takes the numbers of its partner from (the
+ * flow's other record, which learnt its own end's from that end's challenge ACK and can
+ * probe), swapped: its SND.UNA = SND.NXT = from's RCV.NXT, its RCV.NXT = from's SND.NXT,
+ * the timestamps echoed, from's window as a stand-in. c becomes FSM_GUESS_BORROWED and from
+ * FSM_GUESS_QUIET: both probe with no byte (SEQ one below what the probed end expects, if
+ * nothing is in flight; never a byte that could enter a stream if something is). Returns
+ * false, changing nothing, when either is not in that state. */
+bool fsm_borrow(struct fsm_conn *c, struct fsm_conn *from);
 
 /* Paced sending: the probe asked for by out.send_probe is about to go out now. Fills *pr
  * from the numbers known now; false when it is no longer wanted (a reply came meanwhile, our

@@ -78,6 +78,11 @@ int gateway_natmap_put(struct gateway_natmap *m, const struct gateway_nat *n);
 const struct gateway_nat *gateway_natmap_get(const struct gateway_natmap *m,
                                              const struct addr_tuple *key);
 
+/* The entry whose send tuple is send (the first found), or NULL: the record an ICMP error
+ * quoting a probe as it left this host, before NAT, is about. */
+const struct gateway_nat *gateway_natmap_by_send(const struct gateway_natmap *m,
+                                                 const struct addr_tuple *send);
+
 /* Removes the entry of key (if any). */
 void gateway_natmap_del(struct gateway_natmap *m, const struct addr_tuple *key);
 

@@ -153,6 +153,7 @@ static void on_pace(struct ev_loop *loop, ev_timer *w, int revents);
 static void on_sync_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static bool has_gateway_rule(const struct config *cfg);
 static bool gateway_pair_seen(struct engine *e, struct conn *c, double now);
+static void gateway_blocked(struct engine *e, struct conn *c, double now);
 static const struct addr_tuple *name_of(const struct engine *e, const struct conn *c);
 static const struct addr_tuple *send_of(const struct engine *e, const struct conn *c);
 static struct conn *partner_of(const struct engine *e, const struct conn *c);
@@ -1168,6 +1169,9 @@ static void on_conn_timer(struct engine *e, struct conn *c)
 		sync_capture(e, now); /* a reply already captured is heard before a verdict */
 	fsm_on_timer(&c->fsm, &rule_of(e, c)->params, now, blind_at(e), &out);
 	apply(e, c, &out, now);
+	if (!out.forget && (c->flags & CONN_F_GATEWAY) && (c->flags & CONN_F_DISCOVERED) &&
+	    c->fsm.learn == FSM_LEARN_BLOCKED)
+		gateway_blocked(e, c, now); /* the other end's numbers, borrowed */
 }
 
 /* Fires the connection timers due by now + slack, at most TICK_MAX. */
@@ -1428,6 +1432,44 @@ static struct conn *partner_of(const struct engine *e, const struct conn *c)
 	return conntab_find(e->tab, &key);
 }
 
+/* Records c and p of a flow found in conntrack at start: when one's end never answered its
+ * learning SYNs (learn blocked) and the other learnt its own end's numbers, the blocked one
+ * borrows them, swapped (fsm_borrow): both then probe with no byte, and the silent end can
+ * be judged. Told once, as a learn line of the borrowing record. True when it borrowed. */
+static bool gateway_borrow(struct engine *e, struct conn *c, struct conn *p)
+{
+	struct conn *b = fsm_borrow(&c->fsm, &p->fsm) ? c : fsm_borrow(&p->fsm, &c->fsm) ? p : NULL;
+	struct log_line l;
+
+	if (!b)
+		return false;
+	announce(e, b);
+	if (log_level() >= CONFIG_LOG_INFO) {
+		line_start(&l, "learn", e, b);
+		log_line_str(&l, "result", "borrowed");
+		log_line_emit(&l);
+	}
+	return true;
+}
+
+/* c, found in conntrack at start, has just given up learning (blocked): when its partner
+ * learnt, both borrow at once and their timers fire now (each probes when due). */
+static void gateway_blocked(struct engine *e, struct conn *c, double now)
+{
+	struct conn *p = partner_of(e, c);
+	struct conn *both[2] = {c, p};
+	int i;
+
+	if (!p || !(p->flags & CONN_F_DISCOVERED) || !gateway_borrow(e, c, p))
+		return;
+	for (i = 0; i < 2; i++) {
+		if (both[i]->fsm.state == FSM_WATCH && !(both[i]->flags & CONN_F_QUEUED)) {
+			both[i]->fsm.timer_at = now;
+			arm_timer(e, both[i]);
+		}
+	}
+}
+
 /* A forwarded connection is probed only when both its records exist (both directions
  * were seen). With asymmetric routing, or through NAT without conntrack, the record
  * probing an end in the other's name would never hear the answers and give a false dead
@@ -1439,6 +1481,8 @@ static bool gateway_pair_seen(struct engine *e, struct conn *c, double now)
 	if (c->fsm.state != FSM_WATCH)
 		return true; /* a round under way ends as it began; a closed record lingers */
 	p = partner_of(e, c);
+	if (p && (c->flags & p->flags & CONN_F_DISCOVERED))
+		gateway_borrow(e, c, p);
 	if (p && (c->flags & CONN_F_DISCOVERED) && fsm_can_probe(&c->fsm) &&
 	    !((p->fsm.known & FSM_K_RCV_NXT) && p->fsm.rcv_nxt == c->fsm.snd_nxt)) {
 		/* found in conntrack: "nothing in flight" is an assumption until the probed end's
@@ -1698,6 +1742,22 @@ static void on_tcp(struct engine *e, const struct codec_tcp *seg, int lo, double
 	}
 }
 
+/* The record an ICMP error quoting the segment key is about: the record of that key (the
+ * probe as the end saw it: a connection of this host, or a forwarded one as translated
+ * by NAT), or the translated record whose probes leave as key (the error translated back
+ * by the router's conntrack before the capture saw it leaving: one the router itself
+ * sent, e.g. when the probed end's neighbour entry failed, or a forwarded copy). */
+static struct conn *icmp_record(struct engine *e, const struct addr_tuple *key)
+{
+	const struct gateway_nat *n;
+	struct conn *c = conntab_find(e->tab, key);
+
+	if (c || !e->nat || !(n = gateway_natmap_by_send(e->nat, key)))
+		return c;
+	c = conntab_find(e->tab, &n->key);
+	return c && (c->flags & CONN_F_NAT) ? c : NULL;
+}
+
 static void on_icmp(struct engine *e, const struct codec_icmp *icmp, double now)
 {
 	struct addr_tuple key;
@@ -1705,7 +1765,7 @@ static void on_icmp(struct engine *e, const struct codec_icmp *icmp, double now)
 	struct conn *c;
 
 	addr_tuple_make(&key, icmp->family, icmp->src, icmp->sport, icmp->dst, icmp->dport);
-	c = conntab_find(e->tab, &key);
+	c = icmp_record(e, &key);
 	if (!c || (c->flags & CONN_F_KERNEL_KA)) {
 		e->st.ignored[FSM_IGN_ICMP_MATCH]++;
 		return;

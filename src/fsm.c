@@ -25,6 +25,11 @@
 
 /* Never probe with window 0: the peer would apply it and stall (SEQ = its SND.WL1). */
 #define FSM_K_NEEDED (FSM_K_SND_UNA | FSM_K_SND_NXT | FSM_K_RCV_NXT | FSM_K_WINDOW)
+/* Linux answers an out-of-window segment without data (a zero-byte probe) at most once per
+ * 500 ms per socket (tcp_invalid_ratelimit; Platform facts): a round of zero-byte probes on
+ * guessed numbers (fsm_borrow) is judged only once its probes span this much, so that one
+ * of them fell outside the limit. */
+#define FSM_OOW_GAP 0.55
 /* Retry after a local resource error, as Linux's TCP_RESOURCE_PROBE_INTERVAL. */
 #define FSM_RESOURCE_RETRY 0.5
 
@@ -226,6 +231,13 @@ static void learned(struct fsm_conn *c, const struct fsm_params *p, double now, 
 static void peer_is_alive(struct fsm_conn *c, const struct fsm_params *p, double now,
                           struct fsm_out *out);
 
+/* Borrowed numbers (fsm_borrow) give way to our end's own. */
+static void unborrow(struct fsm_conn *c)
+{
+	c->known &= (uint8_t) ~(FSM_K_NEEDED | FSM_K_PEER_END);
+	c->guess = FSM_GUESS_NONE;
+}
+
 static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct codec_tcp *seg,
                     double now, struct fsm_out *out)
 {
@@ -242,6 +254,8 @@ static void on_ours(struct fsm_conn *c, const struct fsm_params *p, const struct
 	}
 	if (seg->flags & CODEC_TH_SYN)
 		on_our_syn(c, p, now, out);
+	if (c->guess == FSM_GUESS_BORROWED)
+		unborrow(c); /* our end speaks: its own numbers now */
 	if (vouch_pending(c, seg) && (c->state == FSM_PROBING || c->state == FSM_DEAD))
 		peer_is_alive(c, p, now, out); /* our kernel took the peer's data: alive */
 	stall_before_ours(c, p, seg, now, out);
@@ -411,6 +425,8 @@ static void on_peer(struct fsm_conn *c, const struct fsm_params *p, const struct
 			return;
 	}
 	c->known |= FSM_K_CONFIRMED; /* the peer knows the numbers: a real connection */
+	if (c->guess == FSM_GUESS_QUIET && seg->ack == c->snd_nxt)
+		c->guess = FSM_GUESS_NONE; /* the probed end has all we sent: its own word */
 
 	learn_peer(c, seg);
 	stall_on_peer(c, p, seg, now, out);
@@ -628,11 +644,12 @@ void fsm_on_icmp(struct fsm_conn *c, const struct fsm_params *p, const struct co
 	(void)p;
 	(void)now;
 	out_clear(out);
-	if (c->state != FSM_PROBING || c->probes_out == 0 || icmp->seq != c->probe_seq) {
-		out->ignored = FSM_IGN_ICMP_MATCH;
+	if (c->state != FSM_PROBING || c->probes_out == 0 || icmp->seq != c->probe_seq ||
+	    (c->round & FSM_R_ICMP_HEARD)) {
+		out->ignored = FSM_IGN_ICMP_MATCH; /* not about our probe, or told already */
 		return;
 	}
-	c->round |= FSM_R_SOFT_ERROR;
+	c->round |= FSM_R_SOFT_ERROR | FSM_R_ICMP_HEARD;
 	ev = out_event(out, FSM_EV_UNREACHABLE, c);
 	ev->icmp_type = icmp->type;
 	ev->icmp_code = icmp->code;
@@ -661,13 +678,14 @@ static void fill_probe(struct fsm_conn *c, const struct fsm_params *p, struct fs
 {
 	c->probe_seq = c->snd_una - 1;
 	c->probe_ack = c->rcv_nxt;
+	c->round &= (uint8_t)~FSM_R_ICMP_HEARD; /* a new probe: its error is news */
 	pr->seq = c->probe_seq;
 	pr->ack = c->probe_ack;
 	pr->window = c->our_window;
 	pr->has_ts = c->ts_on;
 	pr->tsval = c->our_tsval;
 	pr->tsecr = c->peer_tsval;
-	pr->payload_len = p->probe_bytes ? 1 : 0;
+	pr->payload_len = p->probe_bytes && c->guess == FSM_GUESS_NONE ? 1 : 0;
 	pr->n = c->probes_out;
 }
 
@@ -715,6 +733,24 @@ bool fsm_learn_now(const struct fsm_conn *c, uint32_t *seq)
 	    c->state == FSM_CLOSED)
 		return false;
 	*seq = c->probe_seq;
+	return true;
+}
+
+bool fsm_borrow(struct fsm_conn *c, struct fsm_conn *from)
+{
+	if (c->learn != FSM_LEARN_BLOCKED || c->state != FSM_WATCH ||
+	    from->guess != FSM_GUESS_NONE || from->learn != FSM_LEARN_NONE || !fsm_can_probe(from))
+		return false;
+	c->snd_una = c->snd_nxt = from->rcv_nxt;
+	c->rcv_nxt = from->snd_nxt;
+	c->our_window = from->our_window; /* never applied: the probe is left of the window */
+	c->ts_on = from->ts_on;
+	c->our_tsval = from->peer_tsval; /* our end's last TSval, as the other end echoed it */
+	c->peer_tsval = from->our_tsval;
+	c->known = (uint8_t)((c->known & ~FSM_K_PEER_END) | FSM_K_NEEDED);
+	c->learn = FSM_LEARN_NONE;
+	c->guess = FSM_GUESS_BORROWED;
+	from->guess = FSM_GUESS_QUIET;
 	return true;
 }
 
@@ -843,7 +879,9 @@ static void timer_watch(struct fsm_conn *c, const struct fsm_params *p, double n
 	}
 	out_event(out, FSM_EV_IDLE, c)->idle = now - c->last_rx;
 	c->state = FSM_PROBING;
-	c->probes_out = (c->known & FSM_K_QUIET) ? missed_probes(c, p, now) : 0;
+	c->probes_out = (c->known & FSM_K_QUIET) && c->guess == FSM_GUESS_NONE
+	                    ? missed_probes(c, p, now)
+	                    : 0;           /* numbers guessed: a whole round of our own */
 	c->known &= (uint8_t)~FSM_K_QUIET; /* only a discovered connection's first round */
 	c->round = 0;
 	if (c->probes_out > 0)
@@ -881,8 +919,9 @@ static void timer_probing(struct fsm_conn *c, const struct fsm_params *p, double
 		rearm_at(c, now + p->interval, out); /* our side sent data: the kernel's turn */
 		return;
 	}
-	if (c->probes_out < p->probes) {
-		send_probe(c, p, now, out);
+	if (c->probes_out < p->probes || (c->guess != FSM_GUESS_NONE && c->probes_out < 255 &&
+	                                  c->last_probe - c->round_at < FSM_OOW_GAP)) {
+		send_probe(c, p, now, out); /* (a zero-byte round spans the peer's rate limit) */
 		return;
 	}
 	if (blind >= c->round_at) {

@@ -41,13 +41,15 @@ bool gateway_nat_view(const struct addr_tuple *orig, const struct addr_tuple *re
 
 /* ---- the map: chained hash, doubled at load 1 ------------------------------------ */
 
+/* Each entry is on two chains of the same size: by key, and by send (the tuple the
+ * record's probes leave with, which an ICMP error about a probe may quote). */
 struct natnode {
-	struct natnode *next;
+	struct natnode *next, *next_send;
 	struct gateway_nat nat;
 };
 
 struct gateway_natmap {
-	struct natnode **b;
+	struct natnode **b, **bs; /* by key, by send */
 	size_t nb, n;
 	uint32_t seed;
 };
@@ -61,7 +63,10 @@ struct gateway_natmap *gateway_natmap_new(uint32_t seed)
 	m->nb = 64;
 	m->seed = seed;
 	m->b = calloc(m->nb, sizeof(*m->b));
-	if (!m->b) {
+	m->bs = calloc(m->nb, sizeof(*m->bs));
+	if (!m->b || !m->bs) {
+		free(m->b);
+		free(m->bs);
 		free(m);
 		return NULL;
 	}
@@ -73,6 +78,11 @@ static struct natnode **slot(const struct gateway_natmap *m, const struct addr_t
 	return &m->b[addr_tuple_hash(key, m->seed) & (m->nb - 1)];
 }
 
+static struct natnode **slot_send(const struct gateway_natmap *m, const struct addr_tuple *send)
+{
+	return &m->bs[addr_tuple_hash(send, m->seed) & (m->nb - 1)];
+}
+
 /* Doubles the buckets (when it cannot, the chains only grow longer). */
 static void grow(struct gateway_natmap *m)
 {
@@ -82,17 +92,37 @@ static void grow(struct gateway_natmap *m)
 
 	bigger.nb = m->nb * 2;
 	bigger.b = calloc(bigger.nb, sizeof(*bigger.b));
-	if (!bigger.b)
+	bigger.bs = calloc(bigger.nb, sizeof(*bigger.bs));
+	if (!bigger.b || !bigger.bs) {
+		free(bigger.b);
+		free(bigger.bs);
 		return;
+	}
 	for (i = 0; i < m->nb; i++) {
 		for (x = m->b[i]; x; x = next) {
 			next = x->next;
 			x->next = *slot(&bigger, &x->nat.key);
 			*slot(&bigger, &x->nat.key) = x;
+			x->next_send = *slot_send(&bigger, &x->nat.send);
+			*slot_send(&bigger, &x->nat.send) = x;
 		}
 	}
 	free(m->b);
+	free(m->bs);
 	*m = bigger;
+}
+
+/* Takes x off its send chain. */
+static void unlink_send(struct gateway_natmap *m, struct natnode *x)
+{
+	struct natnode **p;
+
+	for (p = slot_send(m, &x->nat.send); *p; p = &(*p)->next_send) {
+		if (*p == x) {
+			*p = x->next_send;
+			return;
+		}
+	}
 }
 
 int gateway_natmap_put(struct gateway_natmap *m, const struct gateway_nat *n)
@@ -101,7 +131,10 @@ int gateway_natmap_put(struct gateway_natmap *m, const struct gateway_nat *n)
 
 	for (x = *slot(m, &n->key); x; x = x->next) {
 		if (addr_tuple_equal(&x->nat.key, &n->key)) {
+			unlink_send(m, x);
 			x->nat = *n;
+			x->next_send = *slot_send(m, &n->send);
+			*slot_send(m, &n->send) = x;
 			return 0;
 		}
 	}
@@ -112,6 +145,8 @@ int gateway_natmap_put(struct gateway_natmap *m, const struct gateway_nat *n)
 	x->nat = *n;
 	x->next = *slot(m, &n->key);
 	*slot(m, &n->key) = x;
+	x->next_send = *slot_send(m, &n->send);
+	*slot_send(m, &n->send) = x;
 	m->n++;
 	return 0;
 }
@@ -128,6 +163,18 @@ const struct gateway_nat *gateway_natmap_get(const struct gateway_natmap *m,
 	return NULL;
 }
 
+const struct gateway_nat *gateway_natmap_by_send(const struct gateway_natmap *m,
+                                                 const struct addr_tuple *send)
+{
+	struct natnode *x;
+
+	for (x = *slot_send(m, send); x; x = x->next_send) {
+		if (addr_tuple_equal(&x->nat.send, send))
+			return &x->nat;
+	}
+	return NULL;
+}
+
 void gateway_natmap_del(struct gateway_natmap *m, const struct addr_tuple *key)
 {
 	struct natnode **p, *x;
@@ -135,6 +182,7 @@ void gateway_natmap_del(struct gateway_natmap *m, const struct addr_tuple *key)
 	for (p = slot(m, key); (x = *p); p = &x->next) {
 		if (addr_tuple_equal(&x->nat.key, key)) {
 			*p = x->next;
+			unlink_send(m, x);
 			free(x);
 			m->n--;
 			return;
@@ -156,6 +204,7 @@ void gateway_natmap_free(struct gateway_natmap *m)
 		}
 	}
 	free(m->b);
+	free(m->bs);
 	free(m);
 }
 

@@ -6,7 +6,8 @@
  * - alive only from a peer segment with the exact SEQ (or our ACK vouching for one), reset
  *   only from a RST with the probe's ACK as SEQ, dead only from a timer with every probe of a
  *   round out and the capture not blind since the round began;
- * - the state and counters stay in range.
+ * - the state and counters stay in range;
+ * - numbers borrowed from a gateway partner (fsm_borrow) only ever go out without a byte.
  * Input: a sequence of steps, each one opcode byte and the bytes its fields need. */
 #include <math.h>
 #include <stdbool.h>
@@ -96,11 +97,15 @@ static void check_out(const struct fsm_conn *pre, const struct fsm_conn *c,
 	bool synack = s && op == 1 && (s->flags & CODEC_TH_SYN) && s->ack == pre->snd_nxt;
 	int i;
 
-	fail_if(c->state >= FSM_STATE_COUNT || c->probes_out > p->probes);
+	/* (a round of zero-byte probes on guessed numbers spans 0.55 s: interval >= 0.1 s) */
+	fail_if(c->state >= FSM_STATE_COUNT || c->probes_out > p->probes + 8);
+	fail_if(c->probes_out > p->probes && c->guess == FSM_GUESS_NONE &&
+	        pre->guess == FSM_GUESS_NONE && pre->probes_out <= p->probes);
 	fail_if(p->observe && (out->send_probe || out->learn)); /* observe-only sends nothing */
 	if (out->send_probe) {
 		fail_if(!(c->known & FSM_K_CONFIRMED) || !fsm_can_probe(c));
 		fail_if(out->probe.seq != c->snd_una - 1 || out->probe.ack != c->rcv_nxt);
+		fail_if(out->probe.payload_len && c->guess != FSM_GUESS_NONE);
 		fail_if(c->state != FSM_PROBING);
 	}
 	for (i = 0; i < out->nev; i++) {
@@ -139,7 +144,7 @@ static void check_out(const struct fsm_conn *pre, const struct fsm_conn *c,
 static void step(struct world *w, struct input *in)
 {
 	uint8_t op = (uint8_t)take(in, 1);
-	struct fsm_conn pre = w->c;
+	struct fsm_conn pre = w->c, from;
 	struct codec_tcp s, *sp = NULL;
 	struct codec_icmp icmp;
 	struct fsm_probe pr;
@@ -148,12 +153,12 @@ static void step(struct world *w, struct input *in)
 
 	w->now += (double)take(in, 1) * 0.01;
 	memset(&out, 0, sizeof(out));
-	switch (op % 9) {
+	switch (op % 10) {
 	case 0: /* our segment */
 	case 1: /* the peer's */
-		s = segment(in, w, op % 9 == 1);
+		s = segment(in, w, op % 10 == 1);
 		sp = &s;
-		fsm_on_segment(&w->c, &w->p, &s, op % 9 == 1, w->now, &out);
+		fsm_on_segment(&w->c, &w->p, &s, op % 10 == 1, w->now, &out);
 		break;
 	case 2: /* the timer (maybe early, maybe with a blind capture) */
 		if (take(in, 1) & 1)
@@ -177,6 +182,7 @@ static void step(struct world *w, struct input *in)
 		if (fsm_probe_now(&w->c, &w->p, &pr)) {
 			fail_if(w->p.observe);
 			fail_if(pr.seq != w->c.snd_una - 1 || pr.ack != w->c.rcv_nxt);
+			fail_if(pr.payload_len && w->c.guess != FSM_GUESS_NONE);
 			fsm_on_sent(&w->c, &w->p, false, w->now + (double)take(in, 1) * 0.001);
 		}
 		break;
@@ -188,11 +194,23 @@ static void step(struct world *w, struct input *in)
 		fsm_init_discovered(&w->c, w->now, (double)take(in, 1) * 0.05, take(in, 1) & 1,
 		                    &w->p);
 		break;
+	case 9: /* gateway: the partner learnt its end's numbers; borrow them when blocked */
+		memset(&from, 0, sizeof(from));
+		from.state = FSM_WATCH;
+		from.known = FSM_K_SND_UNA | FSM_K_SND_NXT | FSM_K_RCV_NXT | FSM_K_WINDOW;
+		from.snd_una = from.snd_nxt = take(in, 4);
+		from.rcv_nxt = take(in, 4);
+		from.our_window = (uint16_t)(take(in, 2) | 1);
+		if (fsm_borrow(&w->c, &from))
+			fail_if(pre.learn != FSM_LEARN_BLOCKED || pre.state != FSM_WATCH ||
+			        w->c.guess != FSM_GUESS_BORROWED || from.guess != FSM_GUESS_QUIET ||
+			        w->c.snd_nxt != from.rcv_nxt || w->c.rcv_nxt != from.snd_nxt);
+		break;
 	default:
 		fsm_init(&w->c, w->now, &w->p);
 		break;
 	}
-	check_out(&pre, &w->c, &w->p, &out, (int)(op % 9), sp, w->blind);
+	check_out(&pre, &w->c, &w->p, &out, (int)(op % 10), sp, w->blind);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

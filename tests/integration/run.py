@@ -23,7 +23,8 @@ from test_cases import Ctx  # noqa: E402
 # Every module named test_*.py here contributes its CASES list, in this order.
 MODULES = ["test_cases", "test_service", "test_logs", "test_state", "test_actions",
            "test_discover", "test_stall", "test_busy", "test_scale", "test_systemd", "test_adversary",
-           "test_replay", "test_gateway", "test_gateway_hush", "test_gateway_life"]
+           "test_replay", "test_gateway", "test_gateway_hush", "test_gateway_life",
+           "test_gateway_edge"]
 
 
 def all_cases():

@@ -308,6 +308,33 @@ static void test_icmp_is_soft_then_dead_unreachable(void **state)
 	assert_string_equal(w.out.ev[0].reason, "unreachable");
 }
 
+/* A router captures an error it forwards twice (arriving, leaving): one per probe. */
+static void test_icmp_once_per_probe(void **state)
+{
+	struct codec_icmp icmp;
+	struct world w;
+
+	(void)state;
+	setup(&w);
+	exchange(&w);
+	run_until(&w, w.c.last_rx + 1.0);
+	memset(&icmp, 0, sizeof(icmp));
+	icmp.type = 3;
+	icmp.code = 1;
+	icmp.seq = w.last_probe.seq;
+	fsm_on_icmp(&w.c, &params, &icmp, w.now + 0.001, &w.out);
+	assert_int_equal(w.out.nev, 1);
+	assert_int_equal(w.out.ev[0].type, FSM_EV_UNREACHABLE);
+	fsm_on_icmp(&w.c, &params, &icmp, w.now + 0.002, &w.out); /* its other copy */
+	assert_int_equal(w.out.nev, 0);
+	assert_int_equal(w.out.ignored, FSM_IGN_ICMP_MATCH);
+	run_until(&w, w.now + params.interval); /* the next probe */
+	assert_int_equal(w.probes_sent, 2);
+	fsm_on_icmp(&w.c, &params, &icmp, w.now + 0.001, &w.out);
+	assert_int_equal(w.out.nev, 1);
+	assert_int_equal(w.out.ev[0].type, FSM_EV_UNREACHABLE);
+}
+
 static void test_icmp_for_other_seq_is_ignored(void **state)
 {
 	struct codec_icmp icmp;
@@ -706,6 +733,109 @@ static void test_learning_blocked_then_traffic(void **state)
 	run_until(&w, w.now + params.idle);
 	assert_int_equal(w.probes_sent, 1);
 	assert_int_equal(w.events[FSM_EV_LEARN], 1);
+}
+
+/* ---- gateway: a flow found at start with one end silent (fsm_borrow) ------------------ */
+
+/* Record a speaks for the live end (its challenge ACK answered: numbers learnt), record b
+ * for the silent one (two SYNs unanswered: blocked). In b's world "ours" is the silent
+ * end's side, so its numbers are a's swapped. */
+static void setup_pair(struct world *a, struct world *b)
+{
+	setup_discovered(a, 0.5);
+	run_until(a, a->now);
+	assert_true(a->out.learn);
+	challenge_ack(a);
+	assert_true(fsm_can_probe(&a->c));
+	setup_discovered(b, 0.5);
+	b->ours = ISS_PEER;
+	b->peers = ISS_OURS;
+	while (b->c.learn != FSM_LEARN_BLOCKED && b->now < 105.0) {
+		b->now = b->c.timer_at;
+		fsm_on_timer(&b->c, &params, b->now, FSM_NEVER_BLIND, &b->out);
+		record(b);
+	}
+	assert_int_equal(b->c.learn, FSM_LEARN_BLOCKED);
+}
+
+static void test_borrow_swaps_numbers_zero_byte_probes(void **state)
+{
+	struct world a, b;
+
+	(void)state;
+	setup_pair(&a, &b);
+	assert_false(fsm_borrow(&a.c, &b.c)); /* a is not blocked */
+	assert_true(fsm_borrow(&b.c, &a.c));
+	assert_false(fsm_borrow(&b.c, &a.c)); /* once */
+	assert_int_equal(b.c.guess, FSM_GUESS_BORROWED);
+	assert_int_equal(a.c.guess, FSM_GUESS_QUIET);
+	assert_true(fsm_can_probe(&b.c));
+	/* b probes the live end in the silent one's name: SEQ its RCV.NXT - 1, no byte */
+	run_until(&b, b.c.timer_at); /* its next timer */
+	assert_int_equal(b.probes_sent, 1);
+	assert_int_equal(b.last_probe.seq, ISS_PEER - 1);
+	assert_int_equal(b.last_probe.ack, ISS_OURS);
+	assert_int_equal(b.last_probe.payload_len, 0);
+	assert_int_equal(b.last_probe.tsval, a.c.peer_tsval); /* the silent end's, as echoed */
+	assert_int_equal(b.last_probe.tsecr, a.c.our_tsval);
+	peers(&b, 0); /* the live end's duplicate ACK */
+	assert_int_equal(b.events[FSM_EV_ALIVE], 1);
+	/* a probes the silent end: SEQ = the live end's SND.NXT - 1, no byte */
+	run_until(&a, a.c.last_rx + params.idle);
+	assert_int_equal(a.probes_sent, 1);
+	assert_int_equal(a.last_probe.seq, ISS_OURS - 1);
+	assert_int_equal(a.last_probe.ack, ISS_PEER);
+	assert_int_equal(a.last_probe.payload_len, 0);
+	run_until(&a, a.now + 10);
+	assert_int_equal(a.events[FSM_EV_DEAD], 1);
+	assert_int_equal(a.probes_sent, params.probes); /* a whole round, none counted missed */
+	assert_string_equal(a.out.ev[0].reason, "no-reply");
+}
+
+static void test_borrow_ends_on_the_ends_own_word(void **state)
+{
+	struct world a, b;
+
+	(void)state;
+	setup_pair(&a, &b);
+	assert_true(fsm_borrow(&b.c, &a.c));
+	/* the end thought silent answers a's probe, acking exactly what a's end sent */
+	run_until(&a, a.c.last_rx + params.idle);
+	assert_int_equal(a.last_probe.payload_len, 0);
+	peers(&a, 0);
+	assert_int_equal(a.events[FSM_EV_ALIVE], 1);
+	assert_int_equal(a.c.guess, FSM_GUESS_NONE);
+	run_until(&a, a.now + params.idle);
+	assert_int_equal(a.last_probe.payload_len, 1); /* confirmed: the usual probe */
+	/* b's own end speaks: its numbers are its own from now on, none borrowed */
+	ours(&b, 0);
+	assert_int_equal(b.c.guess, FSM_GUESS_NONE);
+	assert_false(b.c.known & FSM_K_SND_UNA);
+	assert_false(fsm_can_probe(&b.c));
+}
+
+/* Zero-byte probes on guessed numbers, 100 ms apart: the round lasts until its probes span
+ * the peer's 500 ms rate limit before it is judged. */
+static void test_borrow_round_spans_rate_limit(void **state)
+{
+	const struct fsm_params fast = {
+	    .idle = 1.0, .interval = 0.1, .probes = 3, .probe_bytes = 1};
+	struct world a, b;
+	double first = 0;
+
+	(void)state;
+	setup_pair(&a, &b);
+	assert_true(fsm_borrow(&b.c, &a.c));
+	while (a.c.timer_at > 0 && a.now < 110.0 && !a.events[FSM_EV_DEAD]) {
+		a.now = a.c.timer_at;
+		fsm_on_timer(&a.c, &fast, a.now, FSM_NEVER_BLIND, &a.out);
+		record(&a);
+		if (a.probes_sent == 1 && first == 0)
+			first = a.now;
+	}
+	assert_int_equal(a.events[FSM_EV_DEAD], 1);
+	assert_true(a.probes_sent > fast.probes);
+	assert_true(a.last_event_at[FSM_EV_PROBE] - first >= 0.5);
 }
 
 /* Our data after the dump: the kernel's "nothing in flight" is void, no SYN is injected
@@ -1590,6 +1720,9 @@ int main(void)
 	    cmocka_unit_test(test_discovered_learns_ahead_of_time),
 	    cmocka_unit_test(test_own_learn_syn_ignored),
 	    cmocka_unit_test(test_learning_blocked_then_traffic),
+	    cmocka_unit_test(test_borrow_swaps_numbers_zero_byte_probes),
+	    cmocka_unit_test(test_borrow_ends_on_the_ends_own_word),
+	    cmocka_unit_test(test_borrow_round_spans_rate_limit),
 	    cmocka_unit_test(test_discovered_overdue_keeps_kernel_time),
 	    cmocka_unit_test(test_discovered_data_voids_quiet),
 	    cmocka_unit_test(test_stale_snd_nxt_after_capture_drop),
@@ -1604,6 +1737,7 @@ int main(void)
 	    cmocka_unit_test(test_spoofed_rst_is_ignored),
 	    cmocka_unit_test(test_spoofed_ack_while_probing_is_no_reply),
 	    cmocka_unit_test(test_icmp_is_soft_then_dead_unreachable),
+	    cmocka_unit_test(test_icmp_once_per_probe),
 	    cmocka_unit_test(test_icmp_for_other_seq_is_ignored),
 	    cmocka_unit_test(test_send_error_is_soft),
 	    cmocka_unit_test(test_busy_connection_is_never_probed),

@@ -198,13 +198,49 @@ static void test_natmap(void **state)
 	gateway_natmap_free(m);
 }
 
+/* The second index: by the tuple the probes leave with (ICMP errors translated back). */
+static void test_natmap_by_send(void **state)
+{
+	struct gateway_natmap *m = gateway_natmap_new(3);
+	struct addr_tuple send;
+	struct gateway_nat n;
+	uint8_t a[4] = {10, 0, 0, 1}, b[4] = {10, 0, 0, 2}, r[4] = {192, 0, 2, 254};
+	int i;
+
+	(void)state;
+	assert_non_null(m);
+	memset(&n, 0, sizeof(n));
+	for (i = 1; i <= 300; i++) { /* past a few doublings */
+		addr_tuple_make(&n.key, AF_INET, r, (uint16_t)i, b, 80);
+		addr_tuple_make(&n.send, AF_INET, a, (uint16_t)i, b, 80);
+		assert_int_equal(gateway_natmap_put(m, &n), 0);
+	}
+	for (i = 1; i <= 300; i++) {
+		addr_tuple_make(&send, AF_INET, a, (uint16_t)i, b, 80);
+		assert_non_null(gateway_natmap_by_send(m, &send));
+		assert_int_equal(gateway_natmap_by_send(m, &send)->key.lport, i);
+		assert_null(gateway_natmap_get(m, &send)); /* not a key */
+	}
+	addr_tuple_make(&n.key, AF_INET, r, 7, b, 80); /* replaced: the old send is gone */
+	addr_tuple_make(&n.send, AF_INET, a, 9999, b, 80);
+	assert_int_equal(gateway_natmap_put(m, &n), 0);
+	assert_int_equal(gateway_natmap_by_send(m, &n.send)->key.lport, 7);
+	addr_tuple_make(&send, AF_INET, a, 7, b, 80);
+	assert_null(gateway_natmap_by_send(m, &send));
+	gateway_natmap_del(m, &n.key); /* deleted: from both indexes */
+	assert_null(gateway_natmap_by_send(m, &n.send));
+	addr_tuple_make(&send, AF_INET, a, 8, b, 80);
+	assert_int_equal(gateway_natmap_by_send(m, &send)->key.lport, 8);
+	gateway_natmap_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_copy),          cmocka_unit_test(test_line_fields),
 	    cmocka_unit_test(test_outlived),      cmocka_unit_test(test_nat_view_masquerade),
 	    cmocka_unit_test(test_nat_view_dnat), cmocka_unit_test(test_nat_view_none),
-	    cmocka_unit_test(test_natmap),
+	    cmocka_unit_test(test_natmap),        cmocka_unit_test(test_natmap_by_send),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
