@@ -18,7 +18,7 @@ still passes the tap, each outgoing one is cloned for it). Figures only: never f
 build. Every namespace and process is removed at the end, also on failure.
 
   python3 tests/bench/busy.py KAPROBED [options]
-    --secs S         stream length (default 4)
+    --secs S         stream length (default 8, the issue's iperf3 -t 8)
     --rounds N       pairs of (without, with) (default 6)
     --versus WHAT    kaprobed (default), socket (a bare packet socket dropping every frame
                      in its filter) or none (A/A)
@@ -121,7 +121,7 @@ def bootstrap_median(xs, n=2000):
 
 
 def opts(argv):
-    o = {"secs": 4.0, "rounds": 6, "fam": [4, 6], "dir": ["rx", "tx"], "set": [], "rule": [],
+    o = {"secs": 8.0, "rounds": 6, "fam": [4, 6], "dir": ["rx", "tx"], "set": [], "rule": [],
          "iface": "any", "label": "", "grep": None, "versus": "kaprobed", "pin": False,
          "profile": False, "routed": False}
     i = 0
