@@ -6,6 +6,8 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 VERSION := 0.1.0
 SANITIZE ?= 0
+# Integration cases at a time (run.py -j): most of a case waits on timers.
+INTEGRATION_JOBS ?= 2
 
 ifeq ($(SANITIZE),1)
 BUILD   := build/san
@@ -143,7 +145,7 @@ contrib-check: $(BUILD)/tests/metrics_sample
 		--selftest
 
 integration: all
-	@python3 tests/integration/run.py --kaprobed $(BUILD)/kaprobed
+	@python3 tests/integration/run.py --kaprobed $(BUILD)/kaprobed -j $(INTEGRATION_JOBS)
 
 check: deps
 	@$(MAKE) --no-print-directory all

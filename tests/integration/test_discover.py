@@ -776,6 +776,10 @@ def case_disc_limit(ctx):
     return "3 of 6 tracked; one line %s" % untrack[0].raw.split(" ", 1)[1]
 
 
+# Run alone by run.py -j (they load the machine: bulk transfers, floods, many connections,
+# a booted systemd), after the cases that run side by side.
+SERIAL = {"disc_10k"}
+
 CASES = [
     ("disc_up", case_disc_up),
     ("disc_down", case_disc_down),

@@ -482,6 +482,10 @@ def gw_oneway_confirmed(ctx):
            "verdict for %.1f s" % (2 * DEAD_AFTER)
 
 
+# Run alone by run.py -j (they load the machine: bulk transfers, floods, many connections,
+# a booted systemd), after the cases that run side by side.
+SERIAL = {"gateway_ct_lost"}
+
 CASES = [
     ("gateway_ct_gone", lambda ctx: gw_ct_gone(ctx, 4)),
     ("gateway_ct_gone6", lambda ctx: gw_ct_gone(ctx, 6)),

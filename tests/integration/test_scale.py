@@ -393,6 +393,10 @@ def case_capture_drops(ctx):
                        len(quiet_keys), last - t0)
 
 
+# Run alone by run.py -j (they load the machine: bulk transfers, floods, many connections,
+# a booted systemd), after the cases that run side by side.
+SERIAL = {"capture_drops", "scale_disc", "scale_cap"}
+
 CASES = [
     ("handshake_only", case_handshake_only),
     ("capture_drops", case_capture_drops),

@@ -276,6 +276,10 @@ def case_stall_discovered(ctx):
            "segment (since=%s, retransmits=%s)" % (took, d["since"], d["retransmits"])
 
 
+# Run alone by run.py -j (they load the machine: bulk transfers, floods, many connections,
+# a booted systemd), after the cases that run side by side.
+SERIAL = {"stall_slow_alive"}
+
 CASES = [
     ("stall_retransmit", case_stall_retransmit),
     ("stall_retransmit6", case_stall_retransmit6),

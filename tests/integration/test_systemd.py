@@ -306,6 +306,10 @@ def case_systemd_unit(ctx):
                len(results), took)
 
 
+# Run alone by run.py -j (they load the machine: bulk transfers, floods, many connections,
+# a booted systemd), after the cases that run side by side.
+SERIAL = {"systemd_unit"}
+
 CASES = [
     ("systemd_unit", case_systemd_unit),
 ]
