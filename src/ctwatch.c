@@ -193,23 +193,28 @@ static int dump_datagram(struct ctwatch *w, size_t n, uint32_t sender)
 	return 0;
 }
 
+/* One datagram of fd into rxbuf, without waiting; *src says who sent it. */
+static ssize_t receive(int fd, struct sockaddr_nl *src)
+{
+	socklen_t slen = sizeof(*src);
+
+	memset(src, 0, sizeof(*src));
+	return recvfrom(fd, rxbuf, sizeof(rxbuf), MSG_DONTWAIT, (struct sockaddr *)src, &slen);
+}
+
 /* The dump socket is readable: up to CTWATCH_DUMP_BATCH datagrams (the loop runs between
  * batches: a large table costs no long stall). */
 static void on_dump(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct ctwatch *w = io->data;
 	struct sockaddr_nl src;
-	socklen_t slen;
 	ssize_t n;
 	int i;
 
 	(void)loop;
 	(void)revents;
 	for (i = 0; i < CTWATCH_DUMP_BATCH; i++) {
-		memset(&src, 0, sizeof(src));
-		slen = sizeof(src);
-		n = recvfrom(w->dumpfd, rxbuf, sizeof(rxbuf), MSG_DONTWAIT, (struct sockaddr *)&src,
-		             &slen);
+		n = receive(w->dumpfd, &src);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0 && w->family) {
@@ -282,17 +287,13 @@ static void on_events(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct ctwatch *w = io->data;
 	struct sockaddr_nl src;
-	socklen_t slen;
 	ssize_t n;
 	int i;
 
 	(void)loop;
 	(void)revents;
 	for (i = 0; i < CTWATCH_EVENT_BATCH; i++) {
-		memset(&src, 0, sizeof(src));
-		slen = sizeof(src);
-		n = recvfrom(w->evfd, rxbuf, sizeof(rxbuf), MSG_DONTWAIT, (struct sockaddr *)&src,
-		             &slen);
+		n = receive(w->evfd, &src);
 		if (n < 0 && errno == ENOBUFS) {
 			events_lost(w);
 			continue;
