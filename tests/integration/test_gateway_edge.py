@@ -156,7 +156,7 @@ def sizes_seen(ns):
     return tuple(n) if len(n) == 2 else (-1, -1)
 
 
-def gw_existing_dead(ctx, fam, dead="server", idle=None):
+def gw_existing_dead(ctx, fam, dead="server", idle=None, nat=None):
     """A flow set up and idle before kaprobed starts, one end (the server, or the client)
     already silenced (nft drops all in its namespace): found in conntrack at start, that
     end never answers its learning SYN (learn result=blocked). The live end's challenge
@@ -171,11 +171,16 @@ def gw_existing_dead(ctx, fam, dead="server", idle=None):
     net = routed(ctx.topo)
     a = net[fam]
     firewall(ctx, net["router"])  # conntrack on in the router
-    f = Flow(connect(ctx, net, fam, PORT))
+    if nat:  # (through NAT: each end sees the other at an address of the router's)
+        ctx.topo.nft(net["router"], "\n".join(nat_rules(nat, fam) + [""]))
+    if nat:
+        f, at_server, at_client = nat_connect(ctx, net, nat, fam)
+    else:
+        f, at_server, at_client = Flow(connect(ctx, net, fam, PORT)), a["peer"], a["local"]
     c = f.c
     t_last = c.exchange()
-    count_sizes(ctx, net["local"], fam, a["peer"])
-    count_sizes(ctx, net["peer"], fam, a["local"])
+    count_sizes(ctx, net["local"], fam, at_server)  # what comes from the client's address
+    count_sizes(ctx, net["peer"], fam, at_client)   # ... from the server's, as each sees it
     nft_drop_all(ctx, net["local" if dead == "server" else "peer"])
     if ctx.netcheck:
         tx, rx = (c.cli, c.srv) if dead == "server" else (c.srv, c.cli)
@@ -252,4 +257,6 @@ CASES = [
     ("gateway_existing_dead6", lambda ctx: gw_existing_dead(ctx, 6)),
     ("gateway_existing_dead_client", lambda ctx: gw_existing_dead(ctx, 4, "client")),
     ("gateway_existing_dead_due", lambda ctx: gw_existing_dead(ctx, 4, idle=2.0)),
+    ("gateway_existing_dead_masq", lambda ctx: gw_existing_dead(ctx, 4, nat="masq")),
+    ("gateway_existing_dead_dnat", lambda ctx: gw_existing_dead(ctx, 4, nat="dnat")),
 ]
