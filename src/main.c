@@ -95,7 +95,8 @@ struct daemon {
 	struct hush *hush; /* gateway rules: the nftables table dropping answers (or NULL) */
 	bool hush_told;    /* the warning that answers are forwarded was written */
 	unsigned long long hush_failed; /* batches of expected answers nftables refused */
-	struct ctwatch *ctwatch; /* conntrack events and dumps (gateway rules), or NULL */
+	double hush_again_at;           /* when the table was last installed again */
+	struct ctwatch *ctwatch;        /* conntrack events and dumps (gateway rules), or NULL */
 };
 
 static unsigned long long pcap_drops(void *arg);
@@ -670,12 +671,35 @@ static void warn_conntrack_timeout(const struct config *cfg)
 		          r->name, r->params.idle, "nf_conntrack_tcp_timeout_established", t);
 }
 
-/* The engine's expect hook: the answers of a batch of gateway packets, for the table. */
+/* The table is gone under us when nftables says its sets do not exist (ENOENT): a
+ * firewall reload's `flush ruleset` takes every table with it. Installs it again, at most
+ * once a second; true when it did. */
+static bool hush_reinstalled(struct daemon *d)
+{
+	double now = engine_clock();
+	char err[512];
+
+	if (errno != ENOENT || now - d->hush_again_at < 1.0)
+		return false;
+	d->hush_again_at = now;
+	if (hush_start(d->hush, err, sizeof(err)) < 0) {
+		log_warnx("nftables: table inet kaprobed is gone and cannot be installed again: %s",
+		          err);
+		return false;
+	}
+	log_warnx("nftables: table inet kaprobed was gone (a ruleset flush?): installed again");
+	return true;
+}
+
+/* The engine's expect hook: the answers of a batch of gateway packets, for the table
+ * (installed again first when it was removed under us). */
 static void hush_expect(void *arg, const struct hush_expect *x, size_t n)
 {
 	struct daemon *d = arg;
 
 	if (hush_add(d->hush, x, n) == 0)
+		return;
+	if (hush_reinstalled(d) && hush_add(d->hush, x, n) == 0)
 		return;
 	if (d->hush_failed++ == 0)
 		log_warn("nftables: answers to gateway probes are forwarded (elements refused)");

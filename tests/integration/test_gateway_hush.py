@@ -62,12 +62,15 @@ def start(ctx, net, drop):
     return kap
 
 
-def gw_hush(ctx, fam, nat=None, drop=True):
+def gw_hush(ctx, fam, nat=None, drop=True, flushed=False):
     """Both ends alive, two rounds each side: each end is probed (1-byte segments from the
     other end's address) and answers (alive); with the drop on, no pure ACK from the other
     end reaches either end during the rounds, and the table counted the answers it dropped;
     with it off, the answers do arrive. No byte reaches either program, the flow carries data
-    afterwards, and the router has no kaprobed table once kaprobed has stopped."""
+    afterwards, and the router has no kaprobed table once kaprobed has stopped. flushed: the
+    table is deleted by hand before the rounds (as a firewall reload's `flush ruleset`
+    would): kaprobed installs it again, warned, when its first batch finds it gone, before
+    that batch's probes go, so no answer gets through either."""
     net = routed(ctx.topo)
     a = net[fam]
     if nat:
@@ -94,6 +97,8 @@ def gw_hush(ctx, fam, nat=None, drop=True):
     base = (acks_seen(net["local"]), acks_seen(net["peer"]))
     check(not [e for e in f.events(log) if e.get("event") == "probe"],
           "probes before the counters' base was read: the check would miss answers")
+    if flushed:
+        run(["nft", "delete", "table", "inet", "kaprobed"], ns=net["router"])
     alive = {}
     for side in ("server", "client"):
         after = None
@@ -127,13 +132,17 @@ def gw_hush(ctx, fam, nat=None, drop=True):
     bad = [e for e in f.events(log) if e.get("event") not in
            ("track", "idle", "probe", "reply", "alive", "learn")]
     check(not bad, "unexpected lines:\n%s" % fmt_events(bad))
+    if flushed:
+        again = [l for l in kap.proc.text("err").splitlines() if "installed again" in l]
+        check(len(again) == 1, "lines saying the table was installed again: %s" % again)
     lines_shaped(log)
     kap.stop_ok()
     tables = router_tables(net["router"])
     check("kaprobed" not in tables, "the router's tables after kaprobed stopped: %s" % tables)
-    return "%s%s: probes seen server %d, client %d; pure ACKs from the other end during the " \
+    return "%s%s%s: probes seen server %d, client %d; pure ACKs from the other end during the " \
            "rounds: server %d, client %d; table dropped %s; bytes exact, no table after stop" % (
-               nat + " " if nat else "", "drop" if drop else "no drop", probes[0], probes[1],
+               nat + " " if nat else "", "drop" if drop else "no drop",
+               " (table deleted by hand, installed again)" if flushed else "", probes[0], probes[1],
                at_srv, at_cli, dropped)
 
 
@@ -216,6 +225,7 @@ def gw_hush_reload(ctx):
 
 CASES = [
     ("gateway_hush", lambda ctx: gw_hush(ctx, 4)),
+    ("gateway_hush_flushed", lambda ctx: gw_hush(ctx, 4, flushed=True)),
     ("gateway_hush6", lambda ctx: gw_hush(ctx, 6)),
     ("gateway_hush_off", lambda ctx: gw_hush(ctx, 4, drop=False)),
     ("gateway_hush_masq", lambda ctx: gw_hush(ctx, 4, "masq")),
