@@ -118,6 +118,12 @@ def setup_ct(ctx, fam, rules, nat=None):
     return net, kap
 
 
+
+def both_alive(f, log, timeout):
+    """Waits for an alive line of each side of flow f; returns the later of the two."""
+    lines = [f.wait(log, side, "alive", timeout) for side in ("server", "client")]
+    return max(lines, key=lambda e: e.idx)
+
 def gw_ct_gone(ctx, fam, nat=None):
     net, kap = setup_ct(ctx, fam, [gw_rule()], nat)
     if nat:
@@ -133,10 +139,7 @@ def gw_ct_gone(ctx, fam, nat=None):
         ct_delete(net["router"], fam)
         return "conntrack -D removes the flow's entry"
     log = kap.log
-    last = None
-    for side in ("server", "client"):
-        al = f.wait(log, side, "alive", DEAD_AFTER + 3)
-        last = al if last is None or al.idx > last.idx else last
+    last = both_alive(f, log, DEAD_AFTER + 3)
     recs = flow_records(ctx, kap, f)
     check(len(recs) == 2, "state file before: %s" % recs)
     ct_delete(net["router"], fam)  # right after a round: no probe in flight
@@ -191,10 +194,7 @@ def gw_ct_sweep(ctx):
     log = kap.log
     f = Flow(connect(ctx, net, 4, PORT))
     f.c.exchange()
-    last = None
-    for side in ("server", "client"):
-        al = f.wait(log, side, "alive", DEAD_AFTER + 3)
-        last = al if last is None or al.idx > last.idx else last
+    last = both_alive(f, log, DEAD_AFTER + 3)
     # a first dump lists the flow (a record no dump ever listed is never swept: it may be a
     # flow conntrack does not track)
     os.kill(kap.proc.pid, signal.SIGHUP)
@@ -241,10 +241,7 @@ def gw_ct_periodic(ctx, fam):
     kap = ctx.kap = ctx.topo.kaprobed(ctx.binary, net["router"], conf_text(
         "{log}", [gw_rule()], extra={"discover_interval": "1s"}))
     log = kap.log
-    last = None
-    for side in ("server", "client"):
-        al = f.wait(log, side, "alive", DEAD_AFTER + 4)
-        last = al if last is None or al.idx > last.idx else last
+    last = both_alive(f, log, DEAD_AFTER + 4)
     ct_delete(net["router"], fam)
     gone = wait_untracked(log, f, "conntrack-sweep", 3, last)
     check(not flow_records(ctx, kap, f), "state file lists the deleted flow")
@@ -279,10 +276,7 @@ def gw_ct_lost(ctx):
     log = kap.log
     f = Flow(connect(ctx, net, 4, PORT))
     f.c.exchange()
-    last = None
-    for side in ("server", "client"):
-        al = f.wait(log, side, "alive", DEAD_AFTER + 3)
-        last = al if last is None or al.idx > last.idx else last
+    last = both_alive(f, log, DEAD_AFTER + 3)
     os.kill(kap.proc.pid, signal.SIGHUP)  # a dump lists the flow (see gw_ct_sweep)
     kap.proc.wait_line(lambda l: "conntrack (reload)" in l, 3, "the listing dump", stream="err")
     os.kill(kap.proc.pid, signal.SIGSTOP)
